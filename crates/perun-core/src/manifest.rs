@@ -1,0 +1,211 @@
+//! The job manifest: what every asset owner signs before any key is released.
+//!
+//! Its canonical form is the compact JSON serialisation of [`JobManifest`] (fields in
+//! declaration order, maps sorted by key); its SHA-256 is the job digest that owners sign
+//! with [`APPROVAL_CONTEXT`]. Parsing refuses unknown fields, so nothing a signer did not
+//! see can ride along.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AssetKind, CoreError, Digest, Name};
+
+/// The signature context of an owner's approval of a manifest digest.
+pub const APPROVAL_CONTEXT: &str = "job-approval/v1";
+
+/// The manifest schema this build writes and accepts.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// Where a job runs and what proves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobMode {
+    /// A TPM quote plus the IMA log (GPU training; larger trusted base).
+    Attested,
+    /// A hardware TEE report (inference and small jobs; smaller trusted base).
+    Tee,
+}
+
+/// One asset a job uses, pinned by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRef {
+    /// The asset's registered name.
+    pub asset: Name,
+    /// The stakeholder that owns it and must approve.
+    pub owner: Name,
+    /// What it holds.
+    pub kind: AssetKind,
+    /// Digest of the plaintext content (checked after opening).
+    pub content_digest: Digest,
+}
+
+/// A job: which model trains on which data sets, where, for whom, under which policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobManifest {
+    /// Manifest schema version ([`MANIFEST_SCHEMA`]).
+    pub schema: u32,
+    /// A human-readable job name.
+    pub name: String,
+    /// Execution mode.
+    pub mode: JobMode,
+    /// The model asset (spec and optional initial weights).
+    pub model: AssetRef,
+    /// The data assets.
+    pub data: Vec<AssetRef>,
+    /// Digest of the platform policy the worker must satisfy.
+    pub platform_policy: Digest,
+    /// Training hyper-parameters that override the model spec's.
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, serde_json::Value>,
+    /// Stakeholders that receive the outputs, sealed to their `age` recipients.
+    pub receivers: Vec<Name>,
+    /// Seconds between continuous attestations while the job runs.
+    pub attestation_interval_s: u64,
+    /// Creation time, Unix seconds (makes two otherwise equal proposals distinct jobs).
+    pub created_at: u64,
+    /// Expiry time, Unix seconds; no key is released after it.
+    pub expires_at: u64,
+}
+
+impl JobManifest {
+    /// Parses a manifest from JSON and checks its rules.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CoreError> {
+        let m: Self = serde_json::from_slice(bytes).map_err(|e| CoreError::Json(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The canonical bytes that the digest covers.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serialising plain structs, sorted maps and strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The job digest that owners sign.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.canonical_bytes())
+    }
+
+    /// Every asset of the job: the model first, then the data sets.
+    pub fn assets(&self) -> impl Iterator<Item = &AssetRef> {
+        std::iter::once(&self.model).chain(self.data.iter())
+    }
+
+    /// The owners whose approval the job needs (each once).
+    pub fn required_approvers(&self) -> BTreeSet<&Name> {
+        self.assets().map(|a| &a.owner).collect()
+    }
+
+    /// Checks the structural rules of a manifest.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |m: &str| Err(CoreError::InvalidManifest(m.to_owned()));
+        if self.schema != MANIFEST_SCHEMA {
+            return bad(&format!("schema {} is not supported (expected {MANIFEST_SCHEMA})", self.schema));
+        }
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return bad("name must be 1 to 200 characters");
+        }
+        if self.model.kind != AssetKind::Model {
+            return bad("the model asset must be of kind `model`");
+        }
+        if self.data.is_empty() {
+            return bad("a job needs at least one data asset");
+        }
+        if let Some(a) = self.data.iter().find(|a| a.kind != AssetKind::Dataset) {
+            return bad(&format!("data asset {} must be of kind `dataset`", a.asset));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(dup) = self.assets().find(|a| !seen.insert(&a.asset)) {
+            return bad(&format!("asset {} is named twice", dup.asset));
+        }
+        if self.receivers.is_empty() {
+            return bad("a job needs at least one output receiver");
+        }
+        if self.attestation_interval_s == 0 {
+            return bad("attestation_interval_s must be at least 1");
+        }
+        if self.expires_at <= self.created_at {
+            return bad("expires_at must be after created_at");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(name: &str, owner: &str, kind: AssetKind) -> AssetRef {
+        AssetRef {
+            asset: Name::new(name).unwrap(),
+            owner: Name::new(owner).unwrap(),
+            kind,
+            content_digest: Digest::of(name.as_bytes()),
+        }
+    }
+
+    fn manifest() -> JobManifest {
+        JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name: "bc-mlp".into(),
+            mode: JobMode::Attested,
+            model: asset("mlp", "model-owner", AssetKind::Model),
+            data: vec![asset("bc-a", "hospital-a", AssetKind::Dataset), asset("bc-b", "hospital-b", AssetKind::Dataset)],
+            platform_policy: Digest::of(b"policy"),
+            hyperparameters: BTreeMap::from([("epochs".into(), serde_json::json!(30))]),
+            receivers: vec![Name::new("model-owner").unwrap()],
+            attestation_interval_s: 5,
+            created_at: 1_700_000_000,
+            expires_at: 1_700_086_400,
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_across_a_json_round_trip() {
+        let m = manifest();
+        let pretty = serde_json::to_vec_pretty(&m).unwrap();
+        let back = JobManifest::from_json(&pretty).unwrap();
+        assert_eq!(back.digest(), m.digest());
+    }
+
+    #[test]
+    fn any_edit_changes_the_digest() {
+        let m = manifest();
+        let mut e = m.clone();
+        e.hyperparameters.insert("epochs".into(), serde_json::json!(31));
+        assert_ne!(e.digest(), m.digest());
+        let mut e = m.clone();
+        e.receivers.push(Name::new("hospital-a").unwrap());
+        assert_ne!(e.digest(), m.digest());
+    }
+
+    #[test]
+    fn approvers_are_every_owner_once() {
+        let m = manifest();
+        let names: Vec<_> = m.required_approvers().into_iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["hospital-a", "hospital-b", "model-owner"]);
+    }
+
+    #[test]
+    fn unknown_fields_and_broken_rules_are_refused() {
+        let mut v = serde_json::to_value(manifest()).unwrap();
+        v["smuggled"] = serde_json::json!("x");
+        assert!(JobManifest::from_json(v.to_string().as_bytes()).is_err());
+
+        let mut m = manifest();
+        m.data.clear();
+        assert!(m.validate().is_err());
+        let mut m = manifest();
+        m.data.push(m.data[0].clone());
+        assert!(m.validate().is_err());
+        let mut m = manifest();
+        m.expires_at = m.created_at;
+        assert!(m.validate().is_err());
+        let mut m = manifest();
+        m.model.kind = AssetKind::Dataset;
+        assert!(m.validate().is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! The dataset container and its importers.
+//!
+//! A data set is a `safetensors` file holding `features` (f32, `[n, ...sample shape]`)
+//! and `labels` (i64, `[n]`), with metadata: class names, feature names and the digest
+//! of the source it was imported from. Files written by Python's `safetensors` with
+//! those two tensors load too.
+
+mod cifar;
+mod container;
+mod csv;
+mod images;
+
+pub use self::cifar::{import_cifar10, is_cifar10_dir, CifarSplit};
+pub use self::container::{ClassCount, Dataset, DatasetSummary};
+pub use self::csv::import_csv;
+pub use self::images::import_image_folder;

@@ -1,0 +1,53 @@
+//! `perun id`: create and show stakeholder identities.
+
+use anyhow::Result;
+use clap::Subcommand;
+use perun_core::Name;
+use perun_seal::StakeholderKeys;
+
+use crate::home::Home;
+use crate::ui::print_json;
+
+/// Identity subcommands.
+#[derive(Subcommand)]
+pub enum IdCmd {
+    /// Create an identity: an Ed25519 signing key and an X25519 (age) key, files mode 0600.
+    New {
+        /// The stakeholder's name (a-z, 0-9, '-', '_', '.').
+        name: Name,
+    },
+    /// Show an identity's public halves.
+    Show {
+        /// The stakeholder's name.
+        name: Name,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs an identity subcommand.
+pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
+    match cmd {
+        IdCmd::New { name } => {
+            let keys = StakeholderKeys::generate(name.clone());
+            let dir = home.identity_dir(&name);
+            keys.save(&dir)?;
+            println!("created identity `{name}` in {}", dir.display());
+            show(&keys, false)
+        }
+        IdCmd::Show { name, json } => show(&home.load_identity(&name)?, json),
+    }
+}
+
+fn show(keys: &StakeholderKeys, json: bool) -> Result<()> {
+    let p = keys.public();
+    if json {
+        return print_json(&p);
+    }
+    println!("name:          {}", p.name);
+    println!("signing key:   ed25519:{}", p.signing_key);
+    println!("age recipient: {}", p.age_recipient);
+    println!("fingerprint:   {}", p.fingerprint());
+    Ok(())
+}

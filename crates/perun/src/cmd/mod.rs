@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod dataset;
+pub mod demo;
+pub mod id;
+pub mod seal;

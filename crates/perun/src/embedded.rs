@@ -1,0 +1,9 @@
+//! Data embedded in the binary, so `perun demo` runs with no files around it.
+
+/// Breast Cancer Wisconsin (Diagnostic), UCI ML Repository, CC BY 4.0,
+/// doi:10.24432/C5DW2B. 569 rows, 30 features, label column `diagnosis`.
+pub const BREAST_CANCER_CSV: &[u8] = include_bytes!("../../../examples/datasets/breast_cancer_wisconsin.csv");
+
+/// Optical Recognition of Handwritten Digits (8x8), UCI ML Repository, CC BY 4.0,
+/// doi:10.24432/C50P49. 1797 rows, 64 pixels, label column `digit`.
+pub const DIGITS_CSV: &[u8] = include_bytes!("../../../examples/datasets/digits_8x8.csv");

@@ -1,0 +1,70 @@
+//! `perun`: confidential multi-party training and inference.
+//!
+//! One binary with a subcommand per stakeholder task, over the Perun library crates.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod embedded;
+mod home;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Perun: train and serve one model together without showing each other your data.
+#[derive(Parser)]
+#[command(name = "perun", version, about, long_about = None)]
+struct Cli {
+    /// Folder of identities and keys (default: $PERUN_HOME, else ~/.perun).
+    #[arg(long, global = true, env = "PERUN_HOME")]
+    home: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stakeholder identities: Ed25519 signing key and X25519 (age) key.
+    #[command(subcommand)]
+    Id(cmd::id::IdCmd),
+    /// Import, inspect and split data sets.
+    #[command(subcommand)]
+    Dataset(cmd::dataset::DatasetCmd),
+    /// Seal a file into a sealed asset under a fresh per-asset key.
+    Seal(cmd::seal::SealArgs),
+    /// Open a sealed asset with its key (the owner's own check).
+    Unseal(cmd::seal::UnsealArgs),
+    /// Run the whole flow on one machine, on embedded data.
+    Demo(cmd::demo::DemoArgs),
+    /// Benchmarks, each printed next to its baseline.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCmd),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PERUN_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let home = home::Home::resolve(cli.home);
+    let result = match cli.command {
+        Command::Id(c) => cmd::id::run(c, &home),
+        Command::Dataset(c) => cmd::dataset::run(c),
+        Command::Seal(a) => cmd::seal::seal(a, &home),
+        Command::Unseal(a) => cmd::seal::unseal(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
