@@ -144,10 +144,7 @@ mod tests {
     #[test]
     fn text_form_round_trips() {
         let d = Digest::of(b"abc");
-        assert_eq!(
-            d.to_string(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(d.to_string(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(d.to_string().parse::<Digest>(), Ok(d));
     }
 

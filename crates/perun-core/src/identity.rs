@@ -31,9 +31,8 @@ impl PublicIdentity {
     pub fn check(&self) -> Result<(), CoreError> {
         self.verifying_key()?;
         let r = &self.age_recipient;
-        let well_formed = r.starts_with("age1")
-            && r.len() == 62
-            && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let well_formed =
+            r.starts_with("age1") && r.len() == 62 && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !well_formed {
             return Err(CoreError::InvalidPublicKey(format!(
                 "age recipient {:?} is not an X25519 `age1...` recipient",
@@ -48,9 +47,8 @@ impl PublicIdentity {
         let raw = B64
             .decode(&self.signing_key)
             .map_err(|e| CoreError::InvalidPublicKey(format!("signing key is not base64: {e}")))?;
-        let raw: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| CoreError::InvalidPublicKey("signing key must be 32 bytes".into()))?;
+        let raw: [u8; 32] =
+            raw.try_into().map_err(|_| CoreError::InvalidPublicKey("signing key must be 32 bytes".into()))?;
         VerifyingKey::from_bytes(&raw)
             .map_err(|e| CoreError::InvalidPublicKey(format!("signing key is not an Ed25519 point: {e}")))
     }

@@ -22,10 +22,7 @@ impl Name {
         if !s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
             return Err(err("must start with a lower-case letter or a digit"));
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
-        {
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) {
             return Err(err("may hold only a-z, 0-9, '-', '_' and '.'"));
         }
         Ok(Self(s.to_owned()))

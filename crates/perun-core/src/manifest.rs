@@ -153,7 +153,10 @@ mod tests {
             name: "bc-mlp".into(),
             mode: JobMode::Attested,
             model: asset("mlp", "model-owner", AssetKind::Model),
-            data: vec![asset("bc-a", "hospital-a", AssetKind::Dataset), asset("bc-b", "hospital-b", AssetKind::Dataset)],
+            data: vec![
+                asset("bc-a", "hospital-a", AssetKind::Dataset),
+                asset("bc-b", "hospital-b", AssetKind::Dataset),
+            ],
             platform_policy: Digest::of(b"policy"),
             hyperparameters: BTreeMap::from([("epochs".into(), serde_json::json!(30))]),
             receivers: vec![Name::new("model-owner").unwrap()],

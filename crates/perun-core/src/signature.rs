@@ -31,12 +31,11 @@ impl Serialize for Signature {
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let raw = B64
-            .decode(s)
-            .map_err(|e| serde::de::Error::custom(CoreError::InvalidSignatureEncoding(e.to_string())))?;
-        let raw: [u8; 64] = raw.try_into().map_err(|_| {
-            serde::de::Error::custom(CoreError::InvalidSignatureEncoding("must be 64 bytes".into()))
-        })?;
+        let raw =
+            B64.decode(s).map_err(|e| serde::de::Error::custom(CoreError::InvalidSignatureEncoding(e.to_string())))?;
+        let raw: [u8; 64] = raw
+            .try_into()
+            .map_err(|_| serde::de::Error::custom(CoreError::InvalidSignatureEncoding("must be 64 bytes".into())))?;
         Ok(Self(raw))
     }
 }

@@ -73,7 +73,9 @@ pub enum SealError {
         expected: AssetKind,
     },
     /// The opened content does not match the digest or length its header declares.
-    #[error("content mismatch: header declares {declared} ({declared_len} bytes), content is {actual} ({actual_len} bytes)")]
+    #[error(
+        "content mismatch: header declares {declared} ({declared_len} bytes), content is {actual} ({actual_len} bytes)"
+    )]
     ContentMismatch {
         /// Declared digest.
         declared: Digest,

@@ -10,12 +10,8 @@ use crate::SealError;
 
 /// Writes a new secret file with mode 0600; refuses to replace an existing file.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), SealError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
+    let mut f =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => SealError::Exists(path.to_owned()),
             _ => SealError::io(path, e),
         })?;
@@ -50,10 +46,8 @@ impl AtomicOutput {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new()
-            .prefix(".perun-partial-")
-            .tempfile_in(dir)
-            .map_err(|e| SealError::io(dir, e))?;
+        let tmp =
+            tempfile::Builder::new().prefix(".perun-partial-").tempfile_in(dir).map_err(|e| SealError::io(dir, e))?;
         Ok(Self { target: target.to_owned(), tmp })
     }
 

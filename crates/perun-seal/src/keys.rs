@@ -123,11 +123,7 @@ impl StakeholderKeys {
 
     /// Fresh random keys for a stakeholder.
     pub fn generate(name: Name) -> Self {
-        Self {
-            name,
-            signing: SigningKey::generate(&mut rand::rngs::OsRng),
-            age: age::x25519::Identity::generate(),
-        }
+        Self { name, signing: SigningKey::generate(&mut rand::rngs::OsRng), age: age::x25519::Identity::generate() }
     }
 
     /// The stakeholder's name.
@@ -156,11 +152,7 @@ impl StakeholderKeys {
         if dir.exists() {
             return Err(SealError::Exists(dir.to_owned()));
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| SealError::io(dir, e))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| SealError::io(dir, e))?;
         let pem = self
             .signing
             .to_pkcs8_pem(Default::default())
@@ -175,10 +167,9 @@ impl StakeholderKeys {
     /// Loads keys saved by [`StakeholderKeys::save`].
     pub fn load(dir: &Path) -> Result<Self, SealError> {
         let public_path = dir.join(Self::PUBLIC_FILE);
-        let public: PublicIdentity = serde_json::from_slice(
-            &std::fs::read(&public_path).map_err(|e| SealError::io(&public_path, e))?,
-        )
-        .map_err(|e| SealError::InvalidKey(format!("{}: {e}", public_path.display())))?;
+        let public: PublicIdentity =
+            serde_json::from_slice(&std::fs::read(&public_path).map_err(|e| SealError::io(&public_path, e))?)
+                .map_err(|e| SealError::InvalidKey(format!("{}: {e}", public_path.display())))?;
         let pem_path = dir.join(Self::SIGNING_FILE);
         let pem = read_secret_file(&pem_path)?;
         let pem = std::str::from_utf8(&pem)

@@ -103,7 +103,8 @@ pub fn seal_file(
     progress: &mut dyn FnMut(u64),
 ) -> Result<SealedInfo, SealError> {
     let open = || File::open(input).map_err(|e| SealError::io(input, e));
-    let (digest, len) = digest_reader(BufReader::with_capacity(COPY_BUF, Progress { inner: open()?, tick: &mut *progress }))?;
+    let (digest, len) =
+        digest_reader(BufReader::with_capacity(COPY_BUF, Progress { inner: open()?, tick: &mut *progress }))?;
     let header = AssetHeader::new(kind, digest, len);
     seal_to_file(Progress { inner: open()?, tick: progress }, header, recipients, output)
 }
@@ -218,9 +219,8 @@ impl<R: Read> SealedReader<R> {
         let counting = Counting { inner: io::Cursor::new(intro[..n].to_vec()).chain(sealed), count: count.clone() };
         let decryptor = age::Decryptor::new(counting).map_err(|e| age_error(e, &count))?;
         let age_header_len = count.load(Ordering::Relaxed);
-        let stream = decryptor
-            .decrypt(std::iter::once(identity as &dyn age::Identity))
-            .map_err(|e| age_error(e, &count))?;
+        let stream =
+            decryptor.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| age_error(e, &count))?;
         let mut this = Self {
             stream,
             count,
@@ -511,8 +511,14 @@ pub fn unseal_file(
     let mut out = AtomicOutput::create(output)?;
     let opened = {
         let mut w = io::BufWriter::with_capacity(COPY_BUF, out.file());
-        let opened = open(Progress { inner: BufReader::with_capacity(COPY_BUF, f), tick: progress }, Some(len), identity, None, &mut w)
-            .map_err(|e| with_path(e, sealed))?;
+        let opened = open(
+            Progress { inner: BufReader::with_capacity(COPY_BUF, f), tick: progress },
+            Some(len),
+            identity,
+            None,
+            &mut w,
+        )
+        .map_err(|e| with_path(e, sealed))?;
         w.flush().map_err(|e| SealError::io(output, e))?;
         opened
     };
@@ -547,7 +553,8 @@ mod tests {
         for n in [0, 1, 65_536 - 40, 65_536, 65_537, 3 * 65_536 + 7] {
             let p = payload(n);
             let s = sealed_bytes(&p, &key);
-            let (opened, plain) = open_to_vec(&s[..], Some(s.len() as u64), key.identity(), Some(AssetKind::Dataset)).unwrap();
+            let (opened, plain) =
+                open_to_vec(&s[..], Some(s.len() as u64), key.identity(), Some(AssetKind::Dataset)).unwrap();
             assert_eq!(&plain[..], &p[..], "n = {n}");
             assert_eq!(opened.content_digest, Digest::of(&p));
         }

@@ -38,7 +38,10 @@ pub fn import_cifar10(dir: &Path, split: CifarSplit) -> Result<Dataset, SealErro
     if files.is_empty() {
         return Err(SealError::Cifar {
             path: dir.to_owned(),
-            why: format!("no {} batches found (data_batch_N.bin / test_batch.bin)", if split == CifarSplit::Train { "training" } else { "test" }),
+            why: format!(
+                "no {} batches found (data_batch_N.bin / test_batch.bin)",
+                if split == CifarSplit::Train { "training" } else { "test" }
+            ),
         });
     }
     let class_names = read_class_names(dir)?;
@@ -59,7 +62,12 @@ pub fn import_cifar10(dir: &Path, split: CifarSplit) -> Result<Dataset, SealErro
             if usize::from(rec[0]) >= class_names.len() {
                 return Err(SealError::Cifar {
                     path: path.clone(),
-                    why: format!("record {i} (byte {}) has label {}, outside 0..{}", i * RECORD, rec[0], class_names.len()),
+                    why: format!(
+                        "record {i} (byte {}) has label {}, outside 0..{}",
+                        i * RECORD,
+                        rec[0],
+                        class_names.len()
+                    ),
                 });
             }
             labels.push(i64::from(rec[0]));

@@ -143,9 +143,7 @@ impl Dataset {
     /// Appends the samples of `other`, which must have the same shape and classes.
     pub fn append(&mut self, other: &Self) -> Result<(), SealError> {
         if other.sample_shape != self.sample_shape || other.class_names != self.class_names {
-            return Err(SealError::Container(
-                "cannot join data sets of different sample shapes or classes".into(),
-            ));
+            return Err(SealError::Container("cannot join data sets of different sample shapes or classes".into()));
         }
         self.features.extend_from_slice(&other.features);
         self.labels.extend_from_slice(&other.labels);
@@ -171,7 +169,8 @@ impl Dataset {
             let mut acc = 0.0;
             for (p, r) in ratios.iter().enumerate() {
                 acc += r;
-                let end = if p + 1 == ratios.len() { idx.len() } else { ((acc / total) * idx.len() as f64).round() as usize };
+                let end =
+                    if p + 1 == ratios.len() { idx.len() } else { ((acc / total) * idx.len() as f64).round() as usize };
                 parts[p].extend_from_slice(&idx[start..end.max(start)]);
                 start = end.max(start);
             }
@@ -223,12 +222,8 @@ impl Dataset {
         let st = |e: safetensors::SafeTensorError| SealError::Container(e.to_string());
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(st)?;
         let tensors = SafeTensors::deserialize(bytes).map_err(st)?;
-        let f = tensors
-            .tensor("features")
-            .map_err(|_| SealError::Container("no tensor named `features`".into()))?;
-        let l = tensors
-            .tensor("labels")
-            .map_err(|_| SealError::Container("no tensor named `labels`".into()))?;
+        let f = tensors.tensor("features").map_err(|_| SealError::Container("no tensor named `features`".into()))?;
+        let l = tensors.tensor("labels").map_err(|_| SealError::Container("no tensor named `labels`".into()))?;
         if f.dtype() != Dtype::F32 {
             return Err(SealError::Container(format!("`features` is {:?}, expected F32", f.dtype())));
         }
@@ -236,8 +231,14 @@ impl Dataset {
             return Err(SealError::Container(format!("`labels` has shape {:?}, expected [n]", l.shape())));
         }
         let labels: Vec<i64> = match l.dtype() {
-            Dtype::I64 => l.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect(),
-            Dtype::I32 => l.data().chunks_exact(4).map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or_default()))).collect(),
+            Dtype::I64 => {
+                l.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()
+            }
+            Dtype::I32 => l
+                .data()
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or_default())))
+                .collect(),
             other => return Err(SealError::Container(format!("`labels` is {other:?}, expected I64"))),
         };
         let (&n, sample_shape) = f

@@ -35,11 +35,7 @@ pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError
             continue; // blank line
         }
         if rec.len() != headers.len() {
-            return Err(SealError::Csv(format!(
-                "line {line}: expected {} fields, found {}",
-                headers.len(),
-                rec.len()
-            )));
+            return Err(SealError::Csv(format!("line {line}: expected {} fields, found {}", headers.len(), rec.len())));
         }
         for (i, field) in rec.iter().enumerate() {
             if i == label_idx {
@@ -97,7 +93,10 @@ fn index_labels(raw: &[String]) -> (Vec<String>, Vec<i64>) {
     };
     let labels = match ints {
         // Canonical integer text (no `+`, no leading zeros) keeps lookups exact.
-        Some(v) => v.iter().map(|x| classes.binary_search_by(|c| c.parse::<i64>().unwrap_or(i64::MIN).cmp(x)).unwrap_or(0) as i64).collect(),
+        Some(v) => v
+            .iter()
+            .map(|x| classes.binary_search_by(|c| c.parse::<i64>().unwrap_or(i64::MIN).cmp(x)).unwrap_or(0) as i64)
+            .collect(),
         None => raw.iter().map(|s| classes.binary_search(s).unwrap_or(0) as i64).collect(),
     };
     (classes, labels)

@@ -15,7 +15,10 @@ use crate::SealError;
 /// Hidden files are skipped; any other non-image file is an error that names it.
 pub fn import_image_folder(root: &Path, resize: Option<(u32, u32)>, channels: u8) -> Result<Dataset, SealError> {
     if channels != 1 && channels != 3 {
-        return Err(SealError::Image { path: root.to_owned(), why: format!("channels must be 1 or 3, not {channels}") });
+        return Err(SealError::Image {
+            path: root.to_owned(),
+            why: format!("channels must be 1 or 3, not {channels}"),
+        });
     }
     let classes = sorted_entries(root, |p| p.is_dir())?;
     if classes.is_empty() {

@@ -105,7 +105,15 @@ fn bench_seal(size_mib: u64, dir: Option<&Path>, runs: u32) -> Result<()> {
     let age_sealed = tmp.path().join("asset.age");
     let age_seal = best_of(runs, || {
         let _ = std::fs::remove_file(&age_sealed);
-        run_tool(Command::new("age").arg("-e").arg("-r").arg(key.recipient().to_string()).arg("-o").arg(&age_sealed).arg(&plain))
+        run_tool(
+            Command::new("age")
+                .arg("-e")
+                .arg("-r")
+                .arg(key.recipient().to_string())
+                .arg("-o")
+                .arg(&age_sealed)
+                .arg(&plain),
+        )
     })?;
     println!("{:<34} {:>10.3} {:>10.0}", "age -e (encrypt)", age_seal.as_secs_f64(), rate(age_seal));
     let age_open = best_of(runs, || {
@@ -113,7 +121,13 @@ fn bench_seal(size_mib: u64, dir: Option<&Path>, runs: u32) -> Result<()> {
     })?;
     println!("{:<34} {:>10.3} {:>10.0}", "age -d (decrypt, same file)", age_open.as_secs_f64(), rate(age_open));
     println!();
-    println!("open ratio  perun/age: {:.2}x (above 1 means Perun is faster)", age_open.as_secs_f64() / perun_open.as_secs_f64());
-    println!("seal ratio  perun/age: {:.2}x (Perun also hashes the input first)", age_seal.as_secs_f64() / perun_seal.as_secs_f64());
+    println!(
+        "open ratio  perun/age: {:.2}x (above 1 means Perun is faster)",
+        age_open.as_secs_f64() / perun_open.as_secs_f64()
+    );
+    println!(
+        "seal ratio  perun/age: {:.2}x (Perun also hashes the input first)",
+        age_seal.as_secs_f64() / perun_seal.as_secs_f64()
+    );
     Ok(())
 }

@@ -74,7 +74,13 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 /// Imports `source` by its type.
-pub fn import(source: &Path, label: Option<&str>, resize: Option<(u32, u32)>, channels: u8, split: Split) -> Result<Dataset> {
+pub fn import(
+    source: &Path,
+    label: Option<&str>,
+    resize: Option<(u32, u32)>,
+    channels: u8,
+    split: Split,
+) -> Result<Dataset> {
     if source.is_dir() {
         if dataset::is_cifar10_dir(source) {
             let split = match split {

@@ -138,7 +138,12 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     ];
     for (what, file, key) in attempts {
         match sealed::open_to_vec(file, Some(file.len() as u64), key.identity(), None) {
-            Err(e @ (SealError::PayloadTampered { .. } | SealError::TamperedOrTruncated | SealError::Truncated { .. } | SealError::WrongKey)) => {
+            Err(
+                e @ (SealError::PayloadTampered { .. }
+                | SealError::TamperedOrTruncated
+                | SealError::Truncated { .. }
+                | SealError::WrongKey),
+            ) => {
                 println!("  {what}: refused ({e})");
             }
             Err(e) => bail!("{what}: refused for an unexpected reason: {e}"),

@@ -135,7 +135,10 @@ pub fn unseal(a: UnsealArgs) -> Result<()> {
     bar.finish_and_clear();
     match &opened.header {
         Some(h) => println!("verified: {} of {} bytes, content digest {}", h.kind, h.content_len, h.content_digest),
-        None => println!("opened a plain age file (no Perun header): {} bytes, digest {}", opened.content_len, opened.content_digest),
+        None => println!(
+            "opened a plain age file (no Perun header): {} bytes, digest {}",
+            opened.content_len, opened.content_digest
+        ),
     }
     if let Some(out) = &a.out {
         println!("plaintext written to {} (mode 0600)", out.display());
