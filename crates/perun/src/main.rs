@@ -36,6 +36,10 @@ enum Command {
     Seal(cmd::seal::SealArgs),
     /// Open a sealed asset with its key (the owner's own check).
     Unseal(cmd::seal::UnsealArgs),
+    /// Train a model locally, with no protection (the baseline).
+    Train(cmd::train::TrainArgs),
+    /// Evaluate trained weights on a data set.
+    Eval(cmd::train::EvalArgs),
     /// Run the whole flow on one machine, on embedded data.
     Demo(cmd::demo::DemoArgs),
     /// Benchmarks, each printed next to its baseline.
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Dataset(c) => cmd::dataset::run(c),
         Command::Seal(a) => cmd::seal::seal(a, &home),
         Command::Unseal(a) => cmd::seal::unseal(a),
+        Command::Train(a) => cmd::train::train(a),
+        Command::Eval(a) => cmd::train::eval(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(c) => cmd::bench::run(c),
     };

@@ -26,12 +26,26 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// Training images/s of the CIFAR-10-shaped CNN, next to PyTorch on the same data
+    /// shape and thread count (when PyTorch is installed).
+    Train {
+        /// Timed steps.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Compute device for Perun.
+        #[arg(long, value_enum, default_value_t = super::train::DeviceArg::Cpu)]
+        device: super::train::DeviceArg,
+        /// Python interpreter with torch (default: $PERUN_PYTHON, else python3).
+        #[arg(long)]
+        python: Option<String>,
+    },
 }
 
 /// Runs a benchmark.
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Seal { size_mib, dir, runs } => bench_seal(size_mib, dir.as_deref(), runs.max(1)),
+        BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
     }
 }
 
@@ -129,5 +143,56 @@ fn bench_seal(size_mib: u64, dir: Option<&Path>, runs: u32) -> Result<()> {
         "seal ratio  perun/age: {:.2}x (Perun also hashes the input first)",
         age_seal.as_secs_f64() / perun_seal.as_secs_f64()
     );
+    Ok(())
+}
+
+fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option<String>) -> Result<()> {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
+    let batch = spec.training.batch_size;
+    // Epoch 1 warms up (allocations, kernels); epoch 2 is timed.
+    spec.training.epochs = 2;
+    spec.training.validation_fraction = 0.0;
+    let n = steps * batch;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let data = perun_seal::Dataset {
+        features: (0..n * 3 * 32 * 32).map(|_| rng.gen::<f32>()).collect(),
+        sample_shape: vec![3, 32, 32],
+        labels: (0..n).map(|_| rng.gen_range(0..10)).collect(),
+        class_names: (0..10).map(|i| i.to_string()).collect(),
+        feature_names: vec![],
+        source_digest: None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "CIFAR-10-shaped CNN (conv 3-32, 32-32, pool, 32-64, 64-64, pool, linear 4096-256-10), Adam, batch {batch}"
+    );
+    println!("random data of CIFAR shape, {steps} timed steps after one warm-up epoch, {threads} threads");
+    let out = perun_ml::train(&spec, None, &data, compute, &mut |_| std::ops::ControlFlow::Continue(()))?;
+    let perun = out.metrics.last().map_or(0.0, |m| m.samples_per_second);
+    println!("{:<34} {:>12.1} images/s", format!("perun ({})", perun_ml::backend::describe(compute)), perun);
+
+    let python = python.or_else(|| std::env::var("PERUN_PYTHON").ok()).unwrap_or_else(|| "python3".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/train_cifar_cnn.py");
+    let has_torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
+    if !has_torch || !script.exists() {
+        println!("PyTorch is not installed for {python} (pip install torch): no baseline to compare with");
+        return Ok(());
+    }
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(steps.to_string())
+        .arg(batch.to_string())
+        .env("BENCH_THREADS", threads.to_string())
+        .output()
+        .context("running the PyTorch peer")?;
+    if !out.status.success() {
+        bail!("the PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading the PyTorch peer's output")?;
+    let torch = line["images_per_second"].as_f64().unwrap_or(0.0);
+    println!("{:<34} {:>12.1} images/s", line["framework"].as_str().unwrap_or("pytorch"), torch);
+    println!();
+    println!("ratio perun/pytorch: {:.2}x (above 1 means Perun is faster)", perun / torch.max(1e-9));
     Ok(())
 }

@@ -5,3 +5,4 @@ pub mod dataset;
 pub mod demo;
 pub mod id;
 pub mod seal;
+pub mod train;

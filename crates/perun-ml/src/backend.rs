@@ -1,0 +1,48 @@
+//! The one place where the compute device is chosen.
+//!
+//! Default: Burn's `flex` backend, pure Rust on the CPU, deterministic for a fixed seed.
+//! With the `wgpu` feature and `PERUN_DEVICE=gpu`, training runs on the first discrete
+//! GPU through wgpu (Vulkan on NVIDIA). Adding another backend (for example LibTorch
+//! through `burn-tch`) means adding a feature and a branch here, nothing else.
+
+use burn::tensor::Device;
+
+/// Which device to compute on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compute {
+    /// The CPU (`flex`).
+    Cpu,
+    /// A GPU (requires the `wgpu` feature).
+    Gpu,
+}
+
+impl Compute {
+    /// From `PERUN_DEVICE` (`cpu`, the default, or `gpu`).
+    pub fn from_env() -> Self {
+        match std::env::var("PERUN_DEVICE").as_deref() {
+            Ok("gpu") => Self::Gpu,
+            _ => Self::Cpu,
+        }
+    }
+}
+
+/// The device for `compute`, or an error that says how to get it.
+pub fn device(compute: Compute) -> Result<Device, crate::MlError> {
+    match compute {
+        Compute::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Compute::Gpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(0))),
+        #[cfg(not(feature = "wgpu"))]
+        Compute::Gpu => {
+            Err(crate::MlError::Backend("this build has no GPU backend: rebuild with `--features wgpu`".into()))
+        }
+    }
+}
+
+/// A short description of the device, for reports.
+pub fn describe(compute: Compute) -> &'static str {
+    match compute {
+        Compute::Cpu => "cpu (burn flex)",
+        Compute::Gpu => "gpu (burn wgpu)",
+    }
+}
