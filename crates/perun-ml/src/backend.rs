@@ -31,7 +31,7 @@ pub fn device(compute: Compute) -> Result<Device, crate::MlError> {
     match compute {
         Compute::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        Compute::Gpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(0))),
+        Compute::Gpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[cfg(not(feature = "wgpu"))]
         Compute::Gpu => {
             Err(crate::MlError::Backend("this build has no GPU backend: rebuild with `--features wgpu`".into()))

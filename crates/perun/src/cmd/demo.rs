@@ -1,10 +1,12 @@
 //! `perun demo`: the whole flow on one machine, on embedded data.
 //!
-//! Today it plays the sealing part of the mission: stakeholders make identities, two
-//! hospitals seal their halves of a real data set without the plaintext touching disk,
-//! each opens its own asset in memory and checks its digest, and the attacks that the
-//! sealed format must stop (a modified file, a truncated file, another owner's key)
-//! are shown refused.
+//! Today it plays the sealing and training part of the mission: stakeholders make
+//! identities, two hospitals seal their halves of a real data set without the plaintext
+//! touching disk, the model owner seals its model spec, the assets are opened in memory
+//! and trained on, the trained weights are sealed to the model owner, who evaluates them
+//! on a held-out set; and the attacks that the sealed format must stop (a modified file,
+//! a truncated file, another owner's key) are shown refused. Attestation and the trust
+//! service join in later issues.
 
 use std::path::{Path, PathBuf};
 
@@ -67,9 +69,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
 
 fn play(root: &Path, data: DemoData) -> Result<()> {
     let home = Home::at(&root.join("home"));
-    let (csv, label, what) = match data {
-        DemoData::BreastCancer => (embedded::BREAST_CANCER_CSV, "diagnosis", "breast-cancer"),
-        DemoData::Digits => (embedded::DIGITS_CSV, "digit", "digits"),
+    let (csv, label, what, spec_json) = match data {
+        DemoData::BreastCancer => {
+            (embedded::BREAST_CANCER_CSV, "diagnosis", "breast-cancer", embedded::BREAST_CANCER_MLP)
+        }
+        DemoData::Digits => (embedded::DIGITS_CSV, "digit", "digits", embedded::DIGITS_CNN),
     };
 
     step(1, "stakeholders create their identities");
@@ -123,7 +127,58 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     }
 
-    step(5, "attacks on sealed files are refused, and nothing is opened");
+    step(5, "the model owner seals its model spec; the data and the model are opened in memory and trained");
+    let owner = &ids[2];
+    let spec = perun_ml::ModelSpec::from_json(spec_json)?;
+    let model_key = AssetKey::generate();
+    let model_path = root.join(format!("model-owner-{}.sealed", spec.name));
+    sealed::seal_bytes_to_file(spec_json, AssetKind::Model, &[model_key.recipient()], &model_path)?;
+    println!("  model-owner: {} ({} layers, {:?} loss)", model_path.display(), spec.layers.len(), spec.loss);
+    println!("  (today the training runs right here, with no attestation: the attested worker is issue 6)");
+    let (_, spec_plain) = sealed::open_file(&model_path, model_key.identity(), Some(AssetKind::Model))?;
+    let spec = perun_ml::ModelSpec::from_json(&spec_plain)?;
+    let mut joined: Option<perun_seal::Dataset> = None;
+    for (_, path, key, _) in &sealed_files {
+        let (_, plain) = sealed::open_file(path, key.identity(), Some(AssetKind::Dataset))?;
+        let part = perun_seal::Dataset::from_safetensors(&plain)?;
+        match joined.as_mut() {
+            Some(j) => j.append(&part)?,
+            None => joined = Some(part),
+        }
+    }
+    let joined = joined.context("no data")?;
+    let steps = joined.len().div_ceil(spec.training.batch_size) as u64 * spec.training.epochs as u64;
+    let bar = super::train::step_bar(steps);
+    let outcome = perun_ml::train(&spec, None, &joined, perun_ml::backend::Compute::Cpu, &mut |ev| {
+        match ev {
+            perun_ml::TrainEvent::Step { .. } => bar.inc(1),
+            perun_ml::TrainEvent::Epoch(m) if m.epoch % 10 == 0 || m.epoch == spec.training.epochs => {
+                super::train::say(&bar, format!("  {}", super::train::epoch_line(m)));
+            }
+            perun_ml::TrainEvent::Epoch(_) => {}
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    drop(joined);
+    let out_path = root.join(format!("{}-trained.sealed", spec.name));
+    let receiver = owner.age_identity().to_public();
+    sealed::seal_bytes_to_file(&outcome.weights, AssetKind::Output, &[receiver], &out_path)?;
+    println!(
+        "  trained in {:.1}s on {} samples; weights sealed to the model owner: {}",
+        outcome.seconds,
+        outcome.train_samples,
+        out_path.display()
+    );
+    let (_, weights) = sealed::open_file(&out_path, owner.age_identity(), Some(AssetKind::Output))?;
+    let e = perun_ml::evaluate(&spec, &weights, &parts[2], perun_ml::backend::Compute::Cpu)?;
+    println!(
+        "  the model owner opens its model and evaluates it on the held-out set: accuracy {:.2}% ({} samples)",
+        e.accuracy * 100.0,
+        e.samples
+    );
+
+    step(6, "attacks on sealed files are refused, and nothing is opened");
     let (_, a_path, a_key, _) = &sealed_files[0];
     let (_, _, b_key, _) = &sealed_files[1];
     let bytes = std::fs::read(a_path)?;
@@ -151,8 +206,8 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     }
 
-    step(6, "what comes next");
-    println!("  the sealed halves, a model spec and a platform policy go to the trust service; a");
-    println!("  job that every owner signed is trained by an attested worker (see the open issues).");
+    step(7, "what comes next");
+    println!("  the sealed halves, the model and a platform policy go to the trust service; a job that");
+    println!("  every owner signed is trained by an attested worker (see the open issues).");
     Ok(())
 }

@@ -115,6 +115,15 @@ pub fn step_bar(total: u64) -> ProgressBar {
     bar
 }
 
+/// Prints a line above the bar, or plainly when there is no bar (not a terminal).
+pub fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 /// Trains locally with no protection.
 pub fn train(a: TrainArgs) -> Result<()> {
     let mut spec = read_spec(&a.spec)?;
@@ -137,7 +146,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         match ev {
             TrainEvent::Step { .. } => bar.inc(1),
             TrainEvent::Epoch(m) => {
-                bar.println(epoch_line(m));
+                say(&bar, epoch_line(m));
                 if let Some(f) = metrics_file.as_mut() {
                     if let Err(e) = writeln!(f, "{}", serde_json::to_string(m).unwrap_or_default()) {
                         io_error = Some(e);
