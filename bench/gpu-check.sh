@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# GPU check for the training engine, run from the repository root on a machine with an
+# NVIDIA GPU and its Vulkan ICD. Expects a `perun` built with `--features gpu` at
+# $PERUN (default gpu-carry/perun) and, where the machine lacks the Vulkan loader,
+# libvulkan.so.1 in gpu-carry/lib (from Debian's libvulkan1).
+set -u
+export LD_LIBRARY_PATH="$PWD/gpu-carry/lib:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+P=${PERUN:-gpu-carry/perun}
+t=$(mktemp -d)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+cat /usr/share/vulkan/icd.d/nvidia_icd.json 2>/dev/null | tr -d '\n' | head -c 300; echo
+echo "== training throughput, GPU then CPU ($(nproc) cores), same binary"
+$P bench train --device gpu --steps 100
+$P bench train --device cpu --steps 20
+echo "== digits CNN trained on the GPU, evaluated on GPU and CPU"
+$P dataset import examples/datasets/digits_8x8.csv --label digit --out "$t/d.st"
+$P dataset split "$t/d.st" --ratios 80,20 --out "$t/train.st" --out "$t/test.st"
+$P train --device gpu --spec examples/models/digits-cnn.json --data "$t/train.st" --out "$t/w.st" | tail -3
+$P eval --device gpu --spec examples/models/digits-cnn.json --weights "$t/w.st" --data "$t/test.st" | head -1
+$P eval --device cpu --spec examples/models/digits-cnn.json --weights "$t/w.st" --data "$t/test.st" | head -1

@@ -1,0 +1,19 @@
+//! Perun's verifier side of attestation, in pure Rust (no tpm2-tss, no OpenSSL), so
+//! that the trust service can run where there is no TPM.
+//!
+//! - [`tpm`]: TPM 2.0 wire structures: public keys and their names, `TPMS_ATTEST`
+//!   quotes and `TPMT_SIGNATURE`s with their verification, and a software
+//!   MakeCredential that binds an AK to an EK.
+//! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima-ng`,
+//!   `ima-sig`, `ima`), PCR 10 replay for the sha1 and sha256 banks, incremental.
+//! - [`policy`]: platform policies and the verdicts that name every failing entry.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod ima;
+pub mod policy;
+pub mod tpm;
+
+pub use error::AttestError;
