@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod evidence;
 pub mod ima;
 pub mod policy;
 pub mod tpm;

@@ -20,7 +20,11 @@ struct Swtpm {
 impl Swtpm {
     fn start() -> Option<Self> {
         for tool in ["swtpm", "tpm2_quote"] {
-            let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+            let found = Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {tool}"))
+                .output()
+                .is_ok_and(|o| o.status.success());
             if !found {
                 assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI (apt-get install swtpm tpm2-tools)");
                 eprintln!("SKIPPED: {tool} is not installed (scripts/install-deps installs it)");
@@ -124,8 +128,21 @@ fn make_keys(tpm: &Swtpm, kind: &str, ak: &str) -> AkPublic {
         tpm.tool(&["tpm2_createek", "-c", "ek.ctx", "-G", ek_alg, "-u", "ek.pub"]);
     }
     tpm.tool(&[
-        "tpm2_createak", "-C", "ek.ctx", "-c", &format!("{ak}.ctx"), "-G", ak_alg, "-g", "sha256", "-s", scheme,
-        "-u", &format!("{ak}.pub"), "-n", &format!("{ak}.name"),
+        "tpm2_createak",
+        "-C",
+        "ek.ctx",
+        "-c",
+        &format!("{ak}.ctx"),
+        "-G",
+        ak_alg,
+        "-g",
+        "sha256",
+        "-s",
+        scheme,
+        "-u",
+        &format!("{ak}.pub"),
+        "-n",
+        &format!("{ak}.name"),
     ]);
     let public = AkPublic::parse(&read(&tpm.path(&format!("{ak}.pub")))).unwrap();
     assert_eq!(public.name, read(&tpm.path(&format!("{ak}.name"))), "AK name differs from the TPM's");
@@ -186,7 +203,17 @@ fn activate(tpm: &Swtpm, cred_file: &str, ak_ctx: &str) -> Option<Vec<u8>> {
     tpm.run_raw(&["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
     tpm.run_raw(&["tpm2_policysecret", "-S", "session.ctx", "-c", "e"]);
     let ok = tpm.try_tool(&[
-        "tpm2_activatecredential", "-c", ak_ctx, "-C", "ek.ctx", "-i", cred_file, "-o", "act.out", "-P", "session:session.ctx",
+        "tpm2_activatecredential",
+        "-c",
+        ak_ctx,
+        "-C",
+        "ek.ctx",
+        "-i",
+        cred_file,
+        "-o",
+        "act.out",
+        "-P",
+        "session:session.ctx",
     ]);
     let _ = tpm.run_raw(&["tpm2_flushcontext", "-s"]);
     ok.then(|| read(&tpm.path("act.out")))

@@ -42,6 +42,14 @@ impl Digest {
         Self(h.finalize().into())
     }
 
+    /// What attestation evidence binds: the service's nonce, the job digest and the
+    /// ephemeral public key that released keys are sealed to. It goes into a TPM quote's
+    /// qualifying data or a TEE report's report data, so evidence made for one nonce,
+    /// job or key is worthless for any other.
+    pub fn evidence_binding(nonce: &[u8], job: &Digest, ephemeral_key: &[u8]) -> Self {
+        Self::of_parts(&[b"perun-evidence-binding/v1", nonce, job.as_bytes(), ephemeral_key])
+    }
+
     /// The 64 lower-case hex digits, without the prefix.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

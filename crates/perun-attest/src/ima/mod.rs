@@ -1,1 +1,17 @@
-pub mod x {}
+//! Linux IMA measurement logs: parsing, and PCR 10 replay.
+//!
+//! A log is a list of entries, each recording the PCR it extended (10), the SHA-1
+//! template hash, the template name and the template data (for `ima-ng` and `ima-sig`:
+//! the file digest with its algorithm, the path, and a signature). The kernel extends
+//! each PCR bank with the hash of the template data in that bank's algorithm; a
+//! violation (a file measured while open for writing) is recorded as zeros and
+//! extended as `0xFF..`.
+
+mod log;
+mod replay;
+
+pub use log::{parse_ascii, parse_binary, Entry, FileDigest};
+pub use replay::{extend_all, replay_to_quote, ReplayState};
+
+/// The PCR that IMA extends.
+pub const IMA_PCR: u32 = 10;

@@ -82,7 +82,10 @@ impl AkPublic {
                 };
                 let n = r.tpm2b()?;
                 if n.len() * 8 != bits as usize {
-                    return Err(AttestError::malformed("TPMT_PUBLIC", format!("RSA modulus of {} bytes for {bits} bits", n.len())));
+                    return Err(AttestError::malformed(
+                        "TPMT_PUBLIC",
+                        format!("RSA modulus of {} bytes for {bits} bits", n.len()),
+                    ));
                 }
                 let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from(exponent))
                     .map_err(|e| AttestError::malformed("TPMT_PUBLIC", format!("RSA key: {e}")))?;

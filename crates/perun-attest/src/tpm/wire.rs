@@ -13,13 +13,12 @@ impl<'a> Reader<'a> {
         Self { buf, pos: 0, what }
     }
 
-    pub fn pos(&self) -> usize {
-        self.pos
-    }
-
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], AttestError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            AttestError::malformed(self.what, format!("needs {n} bytes at offset {}, has {}", self.pos, self.buf.len() - self.pos))
+            AttestError::malformed(
+                self.what,
+                format!("needs {n} bytes at offset {}, has {}", self.pos, self.buf.len() - self.pos),
+            )
         })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
