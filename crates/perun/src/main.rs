@@ -36,6 +36,12 @@ enum Command {
     Seal(cmd::seal::SealArgs),
     /// Open a sealed asset with its key (the owner's own check).
     Unseal(cmd::seal::UnsealArgs),
+    /// Platform policies: reference values for attested workers.
+    #[command(subcommand)]
+    Policy(cmd::attest::PolicyCmd),
+    /// Check saved attestation evidence against a policy.
+    #[command(subcommand)]
+    Attest(cmd::attest::AttestCmd),
     /// Train a model locally, with no protection (the baseline).
     Train(cmd::train::TrainArgs),
     /// Evaluate trained weights on a data set.
@@ -59,6 +65,8 @@ fn main() -> ExitCode {
         Command::Dataset(c) => cmd::dataset::run(c),
         Command::Seal(a) => cmd::seal::seal(a, &home),
         Command::Unseal(a) => cmd::seal::unseal(a),
+        Command::Policy(c) => cmd::attest::policy(c),
+        Command::Attest(c) => cmd::attest::attest(c),
         Command::Train(a) => cmd::train::train(a),
         Command::Eval(a) => cmd::train::eval(a),
         Command::Demo(a) => cmd::demo::run(a),
