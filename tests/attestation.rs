@@ -84,6 +84,9 @@ fn evidence_is_accepted_then_each_attack_is_refused() {
     // Wrong nonce, and evidence replayed for another job or key.
     let e = why(appraise(&ev, &w.ak, binding(b"nonce-2").as_bytes(), &policy, &ReplayState::default()));
     assert!(e.contains("qualifying data"), "{e}");
+    // The same evidence replayed in a later round (the service issued a new nonce).
+    let e = why(appraise(&ev, &w.ak, binding(b"nonce-3").as_bytes(), &policy, &state));
+    assert!(e.contains("qualifying data"), "{e}");
     let other_job = Digest::evidence_binding(nonce, &Digest::of(b"another job"), b"ephemeral hpke public key");
     let e = why(appraise(&ev, &w.ak, other_job.as_bytes(), &policy, &ReplayState::default()));
     assert!(e.contains("qualifying data"), "{e}");
@@ -132,4 +135,52 @@ fn a_quote_from_another_tpm_is_refused() {
     let e = appraise(&ev, &b.ak, binding(b"n").as_bytes(), &policy, &ReplayState::default());
     assert!(!e.accepted());
     assert!(e.failures[0].why.contains("does not verify"), "{:?}", e.failures);
+}
+
+#[test]
+fn policy_generate_and_attest_verify_from_the_command_line() {
+    let Some(mut w) = worker() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f);
+    std::fs::write(p("ima.log"), w.measurer.read().unwrap()).unwrap();
+    let perun = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_perun")).args(args).current_dir(dir.path()).output().unwrap()
+    };
+    let out = perun(&["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--out", "policy.json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let policy: PlatformPolicy = serde_json::from_slice(&std::fs::read(p("policy.json")).unwrap()).unwrap();
+    assert!(policy.accept_user_space_ima, "a policy from a user-space log must say so");
+    assert!(policy.allowed_files.contains_key("/usr/bin/perun"));
+
+    let bind = binding(b"cli");
+    std::fs::write(p("evidence.json"), serde_json::to_vec(&evidence(&mut w, &bind)).unwrap()).unwrap();
+    std::fs::copy(w.measurer.tpm().path("ak.pub"), p("ak.pub")).unwrap();
+    let verify = |qd: &str| {
+        perun(&[
+            "attest",
+            "verify",
+            "--evidence",
+            "evidence.json",
+            "--ak",
+            "ak.pub",
+            "--policy",
+            "policy.json",
+            "--qualifying-data",
+            qd,
+            "--state",
+            "state.json",
+        ])
+    };
+    let out = verify(&bind.to_hex());
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted: 4 new IMA entries"));
+
+    // A program the policy does not list; the saved state makes this round incremental.
+    w.measurer.measure("/usr/bin/nc", b"netcat").unwrap();
+    let bind = binding(b"cli-2");
+    std::fs::write(p("evidence.json"), serde_json::to_vec(&evidence(&mut w, &bind)).unwrap()).unwrap();
+    let out = verify(&bind.to_hex());
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/usr/bin/nc") && text.contains("file not in the policy"), "{text}");
 }
