@@ -18,7 +18,16 @@ pub struct FileDigest {
 impl FileDigest {
     /// `algorithm:hex`.
     pub fn to_text(&self) -> String {
-        format!("{}:{}", self.algorithm, hex::encode(&self.digest))
+        // Called once per entry on every appraisal: no formatting machinery.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(self.algorithm.len() + 1 + 2 * self.digest.len());
+        s.push_str(&self.algorithm);
+        s.push(':');
+        for b in &self.digest {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        s
     }
 }
 
