@@ -299,18 +299,7 @@ impl<R: Read> SealedReader<R> {
             buf[..got].copy_from_slice(&self.pending[..got]);
             self.pending.drain(..got);
         }
-        while got < buf.len() {
-            match self.stream.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    self.verified += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.classify(e)),
-            }
-        }
-        Ok(got)
+        Ok(got + self.fill(&mut buf[got..])?)
     }
 
     /// Checks the payload read against the header; call after `read_chunk` returned 0.

@@ -74,16 +74,7 @@ pub fn import_cifar10(dir: &Path, split: CifarSplit) -> Result<Dataset, SealErro
             features.extend(rec[1..].iter().map(|&b| f32::from(b) / 255.0));
         }
     }
-    let ds = Dataset {
-        features,
-        sample_shape: vec![3, 32, 32],
-        labels,
-        class_names,
-        feature_names: Vec::new(),
-        source_digest: Some(source.finish()),
-    };
-    ds.validate()?;
-    Ok(ds)
+    Dataset::new(features, vec![3, 32, 32], labels, class_names, Vec::new(), Some(source.finish()))
 }
 
 fn read_class_names(dir: &Path) -> Result<Vec<String>, SealError> {

@@ -58,6 +58,20 @@ pub struct DatasetSummary {
 }
 
 impl Dataset {
+    /// Builds a data set and checks that its parts agree.
+    pub fn new(
+        features: Vec<f32>,
+        sample_shape: Vec<usize>,
+        labels: Vec<i64>,
+        class_names: Vec<String>,
+        feature_names: Vec<String>,
+        source_digest: Option<Digest>,
+    ) -> Result<Self, SealError> {
+        let ds = Self { features, sample_shape, labels, class_names, feature_names, source_digest };
+        ds.validate()?;
+        Ok(ds)
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.labels.len()

@@ -61,16 +61,7 @@ pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError
     }
 
     let (class_names, labels) = index_labels(&raw_labels);
-    let ds = Dataset {
-        sample_shape: vec![feature_names.len()],
-        features,
-        labels,
-        class_names,
-        feature_names,
-        source_digest: Some(Digest::of(bytes)),
-    };
-    ds.validate()?;
-    Ok(ds)
+    Dataset::new(features, vec![feature_names.len()], labels, class_names, feature_names, Some(Digest::of(bytes)))
 }
 
 /// Maps label strings to class indices: integers in numeric order if every label is an

@@ -65,16 +65,8 @@ pub fn import_image_folder(root: &Path, resize: Option<(u32, u32)>, channels: u8
         }
     }
     let (w, h) = size.ok_or_else(|| SealError::Image { path: root.to_owned(), why: "no images found".into() })?;
-    let ds = Dataset {
-        features,
-        sample_shape: vec![channels as usize, h as usize, w as usize],
-        labels,
-        class_names,
-        feature_names: Vec::new(),
-        source_digest: Some(source.finish()),
-    };
-    ds.validate()?;
-    Ok(ds)
+    let shape = vec![usize::from(channels), h as usize, w as usize];
+    Dataset::new(features, shape, labels, class_names, Vec::new(), Some(source.finish()))
 }
 
 fn push_chw(img: &image::DynamicImage, channels: u8, out: &mut Vec<f32>) {
