@@ -5,16 +5,22 @@
 # libvulkan.so.1 in gpu-carry/lib (from Debian's libvulkan1).
 set -u
 export LD_LIBRARY_PATH="$PWD/gpu-carry/lib:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
+# The binary travels compressed (xz); unpack it with xz or, failing that, Python.
+if [ -f gpu-carry/perun.xz ] && [ ! -x "${PERUN:-gpu-carry/perun}" ]; then
+  xz -dc gpu-carry/perun.xz > /tmp/perun-gpu 2>/dev/null ||
+    python3 -c 'import lzma, shutil; shutil.copyfileobj(lzma.open("gpu-carry/perun.xz"), open("/tmp/perun-gpu", "wb"))'
+  chmod +x /tmp/perun-gpu && PERUN=/tmp/perun-gpu
+fi
 P=${PERUN:-gpu-carry/perun}
 t=$(mktemp -d)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 cat /usr/share/vulkan/icd.d/nvidia_icd.json 2>/dev/null | tr -d '\n' | head -c 300; echo
 echo "== training throughput, GPU then CPU ($(nproc) cores), same binary"
-$P bench train --device gpu --steps 100
-$P bench train --device cpu --steps 20
+timeout 200 $P bench train --device gpu --steps 100
+timeout 100 $P bench train --device cpu --steps 20
 echo "== digits CNN trained on the GPU, evaluated on GPU and CPU"
 $P dataset import examples/datasets/digits_8x8.csv --label digit --out "$t/d.st"
 $P dataset split "$t/d.st" --ratios 80,20 --out "$t/train.st" --out "$t/test.st"
-$P train --device gpu --spec examples/models/digits-cnn.json --data "$t/train.st" --out "$t/w.st" | tail -3
+timeout 150 $P train --device gpu --spec examples/models/digits-cnn.json --data "$t/train.st" --out "$t/w.st" | tail -3
 $P eval --device gpu --spec examples/models/digits-cnn.json --weights "$t/w.st" --data "$t/test.st" | head -1
 $P eval --device cpu --spec examples/models/digits-cnn.json --weights "$t/w.st" --data "$t/test.st" | head -1

@@ -31,7 +31,18 @@ pub fn device(compute: Compute) -> Result<Device, crate::MlError> {
     match compute {
         Compute::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        Compute::Gpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        Compute::Gpu => {
+            // Ask first: acquiring a device where there is no adapter panics inside the
+            // runtime instead of returning an error.
+            if Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec().is_empty() {
+                return Err(crate::MlError::Backend(
+                    "no GPU adapter found through wgpu: install the GPU's Vulkan driver (for NVIDIA: the driver's \
+                     Vulkan ICD with libnvidia-glvkspirv), or use --device cpu"
+                        .into(),
+                ));
+            }
+            Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+        }
         #[cfg(not(feature = "wgpu"))]
         Compute::Gpu => {
             Err(crate::MlError::Backend("this build has no GPU backend: rebuild with `--features wgpu`".into()))
