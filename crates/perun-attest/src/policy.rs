@@ -229,6 +229,22 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_from_a_tree_lists_every_file_by_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
+        std::fs::write(dir.path().join("usr/bin/perun"), b"worker").unwrap();
+        std::fs::write(dir.path().join("init"), b"init").unwrap();
+        let p = PlatformPolicy::from_tree("vm", dir.path()).unwrap();
+        assert_eq!(p.allowed_files.keys().collect::<Vec<_>>(), ["/init", "/usr/bin/perun"]);
+        let worker = Entry::ima_ng("/usr/bin/perun", "sha256", &Sha256::digest(b"worker"));
+        let other = Entry::ima_ng("/usr/bin/perun", "sha256", &Sha256::digest(b"patched"));
+        assert!(p.check_entries(&[worker], false).is_empty());
+        assert_eq!(p.check_entries(&[other], false).len(), 1);
+        let back = PlatformPolicy::from_json(&serde_json::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(back.digest(), p.digest());
+    }
+
+    #[test]
     fn user_space_evidence_needs_opt_in() {
         let marker = Entry::ima_ng(USER_SPACE_MARKER, "sha256", &[0; 32]);
         let mut p = PlatformPolicy { schema: 1, ..Default::default() };

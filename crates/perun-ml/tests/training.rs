@@ -127,3 +127,31 @@ fn the_caller_can_abort_training() {
     assert!(e.to_string().contains("revoked"), "{e}");
     assert_eq!(steps, 3);
 }
+
+#[test]
+fn every_optimizer_and_loss_trains() {
+    let (train_set, test_set) = split(BC, "diagnosis");
+    let base = ModelSpec::from_json(BC_MLP).unwrap();
+    let variants = [
+        (r#"{"kind": "sgd", "lr": 0.05, "momentum": 0.9}"#, "cross_entropy", 2),
+        (r#"{"kind": "adamw", "lr": 0.003, "weight_decay": 0.01}"#, "cross_entropy", 2),
+        (r#"{"kind": "adam", "lr": 0.003, "weight_decay": 0.001}"#, "binary_cross_entropy", 1),
+        (r#"{"kind": "adam", "lr": 0.003}"#, "mse", 2),
+    ];
+    for (optimizer, loss, outputs) in variants {
+        let mut spec = base.clone();
+        spec.training.epochs = 15;
+        spec.optimizer = serde_json::from_str(optimizer).unwrap();
+        spec.loss = serde_json::from_value(serde_json::json!(loss)).unwrap();
+        spec.layers
+            .last_mut()
+            .map(|l| *l = serde_json::from_value(serde_json::json!({"type": "linear", "out": outputs})).unwrap());
+        let out = train(&spec, None, &train_set, Compute::Cpu, &mut quiet).unwrap();
+        let e = evaluate(&spec, &out.weights, &test_set, Compute::Cpu).unwrap();
+        assert!(e.accuracy >= 0.9, "{optimizer} with {loss}: held-out accuracy {:.3}", e.accuracy);
+        if loss == "binary_cross_entropy" {
+            let p = predict(&spec, &out.weights, &test_set.features[..30], Compute::Cpu).unwrap();
+            assert_eq!(p[0].len(), 2, "binary models report both class probabilities");
+        }
+    }
+}
