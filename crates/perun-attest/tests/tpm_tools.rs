@@ -3,118 +3,47 @@
 //! Perun's software MakeCredential are opened by `tpm2_activatecredential`. Each
 //! attack is refused with a message that names the cause.
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use perun_attest::tpm::{alg, make_credential, verify_quote, AkPublic, PcrBank};
+use perun_tpm::swtpm::Swtpm as SoftTpm;
+use perun_tpm::tools::Tpm2Tools;
 
-/// An `swtpm` on free ports with a fresh state folder, stopped when dropped.
+/// An swtpm with a tpm2-tools client and a folder for its files.
 struct Swtpm {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+    tools: Tpm2Tools,
+    _dir: tempfile::TempDir,
+    _tpm: SoftTpm,
 }
 
 impl Swtpm {
     fn start() -> Option<Self> {
-        for tool in ["swtpm", "tpm2_quote"] {
-            let found = Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {tool}"))
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !found {
-                assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI (apt-get install swtpm tpm2-tools)");
-                eprintln!("SKIPPED: {tool} is not installed (scripts/install-deps installs it)");
+        let tpm = match SoftTpm::start() {
+            Ok(t) => t,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "{e}");
+                eprintln!("SKIPPED: {e}");
                 return None;
-            }
-        }
-        // The swtpm TCTI expects the control port right after the server port.
-        let (port, ctrl) = loop {
-            let p = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-                break (p, p + 1);
             }
         };
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("state")).unwrap();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
-            .arg("--tpmstate")
-            .arg(format!("dir={}", dir.path().join("state").display()))
-            .args(["--server", &format!("type=tcp,port={port},bindaddr=127.0.0.1")])
-            .args(["--ctrl", &format!("type=tcp,port={ctrl},bindaddr=127.0.0.1")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let tpm = Self { child, port, dir };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(tpm);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("swtpm did not start");
+        Some(Self { tools: Tpm2Tools::new(&tpm.tcti(), dir.path()), _dir: dir, _tpm: tpm })
     }
 
     fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
+        self.tools.path(f)
     }
 
-    /// Runs a tpm2-tools command against this TPM, then flushes the transient objects
-    /// it left (there is no resource manager in between); returns stdout.
     fn tool(&self, args: &[&str]) -> String {
-        let out = self.run_raw(args);
-        let _ = self.run_raw(&["tpm2_flushcontext", "-t"]);
-        out
-    }
-
-    fn run_raw(&self, args: &[&str]) -> String {
-        let out = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(self.dir.path())
-            .env("TPM2TOOLS_TCTI", format!("swtpm:host=127.0.0.1,port={}", self.port))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.tools.run(args).unwrap()
     }
 
     fn try_tool(&self, args: &[&str]) -> bool {
-        let ok = Command::new(args[0])
-            .args(&args[1..])
-            .current_dir(self.dir.path())
-            .env("TPM2TOOLS_TCTI", format!("swtpm:host=127.0.0.1,port={}", self.port))
-            .output()
-            .unwrap()
-            .status
-            .success();
-        let _ = self.run_raw(&["tpm2_flushcontext", "-t"]);
-        ok
+        self.tools.run(args).is_ok()
     }
 
-    /// Reads sha256 PCRs as `tpm2_pcrread` prints them.
     fn pcrs(&self, list: &str) -> PcrBank {
-        let text = self.tool(&["tpm2_pcrread", &format!("sha256:{list}")]);
-        let mut values = BTreeMap::new();
-        for line in text.lines() {
-            if let Some((i, v)) = line.trim().split_once(':') {
-                if let (Ok(i), Some(v)) = (i.trim().parse::<u32>(), v.trim().strip_prefix("0x")) {
-                    values.insert(i, hex::decode(v).unwrap());
-                }
-            }
-        }
-        PcrBank { hash_alg: alg::SHA256, values }
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.tools.pcr_read(list).unwrap()
     }
 }
 
@@ -200,8 +129,8 @@ fn ecdsa_quotes_from_tpm2_tools_verify_and_attacks_are_refused() {
 
 fn activate(tpm: &Swtpm, cred_file: &str, ak_ctx: &str) -> Option<Vec<u8>> {
     let _ = std::fs::remove_file(tpm.path("session.ctx"));
-    tpm.run_raw(&["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
-    tpm.run_raw(&["tpm2_policysecret", "-S", "session.ctx", "-c", "e"]);
+    tpm.tool(&["tpm2_startauthsession", "--policy-session", "-S", "session.ctx"]);
+    tpm.tool(&["tpm2_policysecret", "-S", "session.ctx", "-c", "e"]);
     let ok = tpm.try_tool(&[
         "tpm2_activatecredential",
         "-c",
@@ -215,7 +144,7 @@ fn activate(tpm: &Swtpm, cred_file: &str, ak_ctx: &str) -> Option<Vec<u8>> {
         "-P",
         "session:session.ctx",
     ]);
-    let _ = tpm.run_raw(&["tpm2_flushcontext", "-s"]);
+    tpm.tool(&["tpm2_flushcontext", "-s"]);
     ok.then(|| read(&tpm.path("act.out")))
 }
 
