@@ -216,6 +216,20 @@ impl std::fmt::Display for Shape {
 /// Largest sizes accepted, to keep a hostile spec from exhausting memory.
 const MAX_UNITS: usize = 1 << 16;
 const MAX_LAYERS: usize = 256;
+/// Most values one sample's activations may hold after any layer.
+const MAX_VALUES: usize = 1 << 24;
+/// Most weights one layer may hold.
+const MAX_WEIGHTS: usize = 1 << 28;
+
+impl Shape {
+    /// Values per sample.
+    pub fn values(&self) -> usize {
+        match *self {
+            Self::Flat(n) => n,
+            Self::Image(c, h, w) => c.saturating_mul(h).saturating_mul(w),
+        }
+    }
+}
 
 impl ModelSpec {
     /// Parses and validates a spec.
@@ -232,14 +246,23 @@ impl ModelSpec {
 
     /// The input shape as an activation shape.
     pub fn input(&self) -> Result<Shape, MlError> {
-        match self.input_shape[..] {
-            [n] if n > 0 => Ok(Shape::Flat(n)),
-            [c, h, w] if c > 0 && h > 0 && w > 0 => Ok(Shape::Image(c, h, w)),
-            _ => Err(MlError::Spec(format!(
-                "input_shape {:?} must be [features] or [channels, height, width] with sizes above 0",
+        let shape = match self.input_shape[..] {
+            [n] if n > 0 => Shape::Flat(n),
+            [c, h, w] if c > 0 && h > 0 && w > 0 => Shape::Image(c, h, w),
+            _ => {
+                return Err(MlError::Spec(format!(
+                    "input_shape {:?} must be [features] or [channels, height, width] with sizes above 0",
+                    self.input_shape
+                )))
+            }
+        };
+        if shape.values() > MAX_VALUES {
+            return Err(MlError::Spec(format!(
+                "input_shape {:?} holds more than {MAX_VALUES} values",
                 self.input_shape
-            ))),
+            )));
         }
+        Ok(shape)
     }
 
     /// Checks every rule and returns the number of output units.
@@ -316,13 +339,23 @@ pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count:
             }
         };
         shape = match (layer, &shape) {
-            (LayerSpec::Linear { out, .. }, Shape::Flat(_)) => Shape::Flat(units(*out, "out")?),
+            (LayerSpec::Linear { out, .. }, Shape::Flat(n)) => {
+                let out = units(*out, "out")?;
+                if n.saturating_mul(out) > MAX_WEIGHTS {
+                    return Err(err(format!("{n} x {out} weights exceed {MAX_WEIGHTS}")));
+                }
+                Shape::Flat(out)
+            }
             (LayerSpec::Linear { .. }, Shape::Image(..)) => {
                 return Err(err(format!("expects [features] input but gets {shape}: add a flatten layer before it")))
             }
-            (LayerSpec::Conv2d { out_channels, kernel_size, stride, padding }, Shape::Image(_, h, w)) => {
+            (LayerSpec::Conv2d { out_channels, kernel_size, stride, padding }, Shape::Image(c, h, w)) => {
                 units(*out_channels, "out_channels")?;
                 units(*kernel_size, "kernel_size")?;
+                let weights = out_channels.saturating_mul(*c).saturating_mul(kernel_size.saturating_mul(*kernel_size));
+                if weights > MAX_WEIGHTS {
+                    return Err(err(format!("{weights} weights exceed {MAX_WEIGHTS}")));
+                }
                 units(*stride, "stride")?;
                 if *padding > 64 {
                     return Err(err(format!("padding {padding} is above 64")));
@@ -375,6 +408,13 @@ pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count:
                 shape
             }
         };
+        if shape.values() > MAX_VALUES {
+            return Err(MlError::Layer {
+                index,
+                kind: layer.kind(),
+                why: format!("its output {shape} holds more than {MAX_VALUES} values per sample"),
+            });
+        }
     }
     Ok(shape)
 }
@@ -439,6 +479,21 @@ mod tests {
             (spec(&[30], serde_json::json!([{"type": "linear", "out": 1}])), "at least 2 outputs"),
             (spec(&[30], serde_json::json!([{"type": "softmax2"}])), "unknown variant"),
             (spec(&[0], serde_json::json!([{"type": "linear", "out": 2}])), "input_shape"),
+            (
+                spec(&[65536, 65536, 65536], serde_json::json!([{"type": "flatten"}, {"type": "linear", "out": 2}])),
+                "more than",
+            ),
+            (
+                spec(&[4096], serde_json::json!([{"type": "linear", "out": 65536}, {"type": "linear", "out": 65536}])),
+                "weights exceed",
+            ),
+            (
+                spec(
+                    &[3, 64, 64],
+                    serde_json::json!([{"type": "conv2d", "out_channels": 65536, "kernel_size": 1}, {"type": "flatten"}, {"type": "linear", "out": 2}]),
+                ),
+                "more than",
+            ),
         ];
         for (v, want) in cases {
             let e = check(v).unwrap_err().to_string();
