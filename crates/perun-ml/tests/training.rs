@@ -143,9 +143,9 @@ fn every_optimizer_and_loss_trains() {
         spec.training.epochs = 15;
         spec.optimizer = serde_json::from_str(optimizer).unwrap();
         spec.loss = serde_json::from_value(serde_json::json!(loss)).unwrap();
-        spec.layers
-            .last_mut()
-            .map(|l| *l = serde_json::from_value(serde_json::json!({"type": "linear", "out": outputs})).unwrap());
+        if let Some(l) = spec.layers.last_mut() {
+            *l = serde_json::from_value(serde_json::json!({"type": "linear", "out": outputs})).unwrap();
+        }
         let out = train(&spec, None, &train_set, Compute::Cpu, &mut quiet).unwrap();
         let e = evaluate(&spec, &out.weights, &test_set, Compute::Cpu).unwrap();
         assert!(e.accuracy >= 0.9, "{optimizer} with {loss}: held-out accuracy {:.3}", e.accuracy);

@@ -133,9 +133,9 @@ pub(crate) fn p256_from_xy(x: &[u8], y: &[u8]) -> Result<p256::PublicKey, Attest
         return Err(AttestError::malformed("ECC point", "coordinate longer than 32 bytes"));
     }
     let mut sec1 = vec![0x04u8];
-    sec1.extend(std::iter::repeat(0).take(32 - x.len()));
+    sec1.extend(std::iter::repeat_n(0, 32 - x.len()));
     sec1.extend_from_slice(x);
-    sec1.extend(std::iter::repeat(0).take(32 - y.len()));
+    sec1.extend(std::iter::repeat_n(0, 32 - y.len()));
     sec1.extend_from_slice(y);
     p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| AttestError::malformed("ECC point", "not on P-256"))
 }

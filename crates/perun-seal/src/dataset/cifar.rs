@@ -98,8 +98,8 @@ mod tests {
     fn reads_records_in_plane_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut rec = vec![7u8];
-        rec.extend(std::iter::repeat(255).take(1024)); // red
-        rec.extend(std::iter::repeat(0).take(2048));
+        rec.extend(std::iter::repeat_n(255, 1024)); // red
+        rec.extend(std::iter::repeat_n(0, 2048));
         let mut batch = rec.clone();
         batch[0] = 3;
         batch.extend(&rec);
