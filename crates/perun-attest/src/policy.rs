@@ -120,6 +120,7 @@ impl PlatformPolicy {
         let mut saw_worker = false;
         for e in entries {
             let digest = e.file_digest.to_text();
+            let digest = digest.as_str();
             if e.violation {
                 out.push(Failure {
                     path: Some(e.path.clone()),
@@ -136,21 +137,21 @@ impl PlatformPolicy {
                 }
                 continue;
             }
-            if self.worker_binary.as_deref() == Some(digest.as_str()) {
+            if self.worker_binary.as_deref() == Some(digest) {
                 saw_worker = true;
             }
             if e.path == "boot_aggregate" || self.excludes.iter().any(|x| e.path.starts_with(x.as_str())) {
                 continue;
             }
-            let allowed = self.allowed_digests.contains(&digest)
-                || self.allowed_files.get(&e.path).is_some_and(|set| set.contains(&digest));
+            let allowed = self.allowed_digests.contains(digest)
+                || self.allowed_files.get(&e.path).is_some_and(|set| set.contains(digest));
             if !allowed {
                 let why = if self.allowed_files.contains_key(&e.path) {
                     "digest not allowed for this path"
                 } else {
                     "file not in the policy"
                 };
-                out.push(Failure { path: Some(e.path.clone()), digest: Some(digest), why: why.into() });
+                out.push(Failure { path: Some(e.path.clone()), digest: Some(digest.to_owned()), why: why.into() });
             }
         }
         if first_round && !saw_worker {

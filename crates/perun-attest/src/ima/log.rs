@@ -209,7 +209,6 @@ fn decode_fields(
     template_hash: [u8; 20],
     violation: bool,
 ) -> Result<Entry, String> {
-    let mut fields = Vec::new();
     let (file_digest, path, signature) = if template == "ima" {
         // Legacy: a 20-byte SHA-1 digest, then a length-prefixed path.
         if data.len() < 24 {
@@ -220,26 +219,35 @@ fn decode_fields(
         let path = String::from_utf8_lossy(path).trim_end_matches('\0').to_owned();
         (FileDigest { algorithm: "sha1".into(), digest: data[..20].to_vec() }, path, None)
     } else {
-        let mut p = 0;
+        // Up to three length-prefixed fields (d-ng, n-ng, sig); no allocation per field.
+        let mut fields: [&[u8]; 3] = [&[]; 3];
+        let (mut count, mut p) = (0usize, 0usize);
         while p < data.len() {
             let n = data
                 .get(p..p + 4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
                 .ok_or("field length cut short")?;
             let f = data.get(p + 4..p + 4 + n).ok_or("field cut short")?;
-            fields.push(f);
+            if let Some(slot) = fields.get_mut(count) {
+                *slot = f;
+            }
+            count += 1;
             p += 4 + n;
         }
-        if fields.len() < 2 || (template == "ima-sig" && fields.len() < 3) {
-            return Err(format!("template {template} has {} fields", fields.len()));
+        if count < 2 || (template == "ima-sig" && count < 3) {
+            return Err(format!("template {template} has {count} fields"));
         }
         let d = fields[0];
         let sep = d.iter().position(|&b| b == 0).ok_or("d-ng field has no algorithm prefix")?;
         let algorithm =
             std::str::from_utf8(&d[..sep]).map_err(|_| "bad algorithm name")?.trim_end_matches(':').to_owned();
         let digest = d[sep + 1..].to_vec();
-        let path = String::from_utf8_lossy(fields[1]).trim_end_matches('\0').to_owned();
-        let signature = fields.get(2).filter(|s| !s.is_empty()).map(|s| s.to_vec());
+        let name = fields[1].strip_suffix(&[0]).unwrap_or(fields[1]);
+        let path = match std::str::from_utf8(name) {
+            Ok(p) => p.to_owned(),
+            Err(_) => String::from_utf8_lossy(name).into_owned(),
+        };
+        let signature = (count > 2 && !fields[2].is_empty()).then(|| fields[2].to_vec());
         (FileDigest { algorithm, digest }, path, signature)
     };
     Ok(Entry { pcr, template, template_data: data, template_hash, file_digest, path, signature, violation })
