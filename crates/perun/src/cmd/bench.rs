@@ -171,14 +171,14 @@ fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option
     spec.training.validation_fraction = 0.0;
     let n = steps * batch;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let data = perun_seal::Dataset {
-        features: (0..n * 3 * 32 * 32).map(|_| rng.gen::<f32>()).collect(),
-        sample_shape: vec![3, 32, 32],
-        labels: (0..n).map(|_| rng.gen_range(0..10)).collect(),
-        class_names: (0..10).map(|i| i.to_string()).collect(),
-        feature_names: vec![],
-        source_digest: None,
-    };
+    let data = perun_seal::Dataset::new(
+        (0..n * 3 * 32 * 32).map(|_| rng.gen::<f32>()).collect(),
+        vec![3, 32, 32],
+        (0..n).map(|_| rng.gen_range(0..10)).collect(),
+        (0..10).map(|i| i.to_string()).collect(),
+        Vec::new(),
+        None,
+    )?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "CIFAR-10-shaped CNN (conv 3-32, 32-32, pool, 32-64, 64-64, pool, linear 4096-256-10), Adam, batch {batch}"

@@ -134,7 +134,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let data = Dataset::read_file(&a.data)?;
     let initial = a.weights.as_ref().map(std::fs::read).transpose().context("reading --weights")?;
     // Refuse early rather than after training.
-    let out = perun_seal::fsutil::AtomicOutput::create(&a.out)?;
+    let mut out = perun_seal::fsutil::AtomicOutput::create(&a.out)?;
     let mut metrics_file = match &a.metrics {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => None,
@@ -160,7 +160,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if let Some(e) = io_error {
         return Err(e).context("writing --metrics");
     }
-    let mut out = out;
     out.file().write_all(&outcome.weights)?;
     out.commit()?;
     if let Some(p) = &a.plot {
