@@ -28,15 +28,26 @@ impl Serialize for Signature {
     }
 }
 
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&B64.encode(self.0))
+    }
+}
+
+impl std::str::FromStr for Signature {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let raw = B64.decode(s).map_err(|e| CoreError::InvalidSignatureEncoding(e.to_string()))?;
+        let raw: [u8; 64] =
+            raw.try_into().map_err(|_| CoreError::InvalidSignatureEncoding("must be 64 bytes".into()))?;
+        Ok(Self(raw))
+    }
+}
+
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let raw =
-            B64.decode(s).map_err(|e| serde::de::Error::custom(CoreError::InvalidSignatureEncoding(e.to_string())))?;
-        let raw: [u8; 64] = raw
-            .try_into()
-            .map_err(|_| serde::de::Error::custom(CoreError::InvalidSignatureEncoding("must be 64 bytes".into())))?;
-        Ok(Self(raw))
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

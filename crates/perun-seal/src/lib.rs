@@ -7,6 +7,8 @@
 //!   [`header::AssetHeader`] (kind, schema, content digest and length), so the header is
 //!   authenticated by the same encryption as the payload. Files sealed by the `age` tool
 //!   open too (without a header). Sealing and opening stream in fixed memory.
+//! - [`wrap`]: small secrets (asset keys) wrapped to an `age` recipient, for the trust
+//!   service; [`release`]: keys released with HPKE to an attested ephemeral key.
 //! - [`dataset`]: the dataset container (`safetensors` with `features` and `labels`)
 //!   and its importers (CSV, image folders, CIFAR-10 binary batches).
 
@@ -18,7 +20,9 @@ pub mod error;
 pub mod fsutil;
 pub mod header;
 pub mod keys;
+pub mod release;
 pub mod sealed;
+pub mod wrap;
 
 pub use dataset::Dataset;
 pub use error::SealError;

@@ -1,0 +1,288 @@
+//! The HTTP API under `/v1` (see `openapi.json` beside this crate, served at
+//! `/v1/openapi.json`). Handlers are thin: they authenticate, parse, and call
+//! [`Trust`] on the blocking pool (the store does synchronous I/O).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth::{SignedHeaders, H_IDENTITY, H_NONCE, H_SIGNATURE, H_TIME, H_WORKER};
+use crate::records::{StakeholderRecord, WorkerRecord};
+use crate::service::stakeholders::RequestParts;
+use crate::service::Trust;
+use crate::store::Store;
+use crate::wire::*;
+use crate::TrustError;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Largest evidence body (IMA logs grow): 64 MiB.
+const MAX_EVIDENCE_BODY: usize = 64 << 20;
+
+type Shared<S> = Arc<Trust<S>>;
+
+/// The service's router.
+pub fn router<S: Store>(trust: Shared<S>) -> Router {
+    Router::new()
+        .route("/v1/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
+        .route("/metrics", get(metrics::<S>))
+        .route("/v1/service", get(service_info::<S>))
+        .route("/v1/stakeholders", post(register_stakeholder::<S>))
+        .route("/v1/assets", get(list_assets::<S>).post(register_asset::<S>))
+        .route("/v1/assets/{name}", get(get_asset::<S>))
+        .route("/v1/policies", post(add_policy::<S>))
+        .route("/v1/policies/{digest}", get(get_policy::<S>))
+        .route("/v1/jobs", get(list_jobs::<S>).post(propose::<S>))
+        .route("/v1/jobs/{id}", get(get_job::<S>))
+        .route("/v1/jobs/{id}/approve", post(approve::<S>))
+        .route("/v1/jobs/{id}/revoke", post(revoke::<S>))
+        .route("/v1/jobs/{id}/metrics", get(job_metrics::<S>).post(report_metrics::<S>))
+        .route("/v1/jobs/{id}/claim", post(claim::<S>))
+        .route("/v1/jobs/{id}/nonce", post(nonce::<S>))
+        .route("/v1/jobs/{id}/attest", post(attest::<S>).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BODY)))
+        .route("/v1/jobs/{id}/finish", post(finish::<S>))
+        .route("/v1/jobs/{id}/fail", post(fail::<S>))
+        .route("/v1/workers", get(list_workers::<S>).post(enrol_worker::<S>))
+        .route("/v1/workers/{name}/ak", post(present_ak::<S>))
+        .route("/v1/workers/{name}/activate", post(activate::<S>))
+        .route("/v1/worker/jobs", get(offered::<S>))
+        .route("/v1/audit", get(audit::<S>))
+        .with_state(trust)
+}
+
+impl IntoResponse for TrustError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(self.to_body())).into_response()
+    }
+}
+
+/// Runs `f` on the blocking pool and answers with its JSON or its error.
+async fn blocking<S: Store, T: Serialize + Send + 'static>(
+    t: Shared<S>,
+    f: impl FnOnce(&Trust<S>) -> Result<T, TrustError> + Send + 'static,
+) -> Response {
+    t.metrics().http_requests.fetch_add(1, Ordering::Relaxed);
+    match tokio::task::spawn_blocking(move || f(&t)).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => TrustError::Store("a request handler failed".into()).into_response(),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, TrustError> {
+    serde_json::from_slice(body).map_err(|e| TrustError::BadRequest(format!("request body: {e}")))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, TrustError> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| TrustError::Unauthenticated(format!("missing header `{name}`: requests must be signed")))
+}
+
+fn signed_headers(h: &HeaderMap) -> Result<SignedHeaders, TrustError> {
+    let bad = |what: &str| TrustError::Unauthenticated(format!("malformed `{what}` header"));
+    Ok(SignedHeaders {
+        identity: header(h, H_IDENTITY)?.parse().map_err(|_| bad(H_IDENTITY))?,
+        time: header(h, H_TIME)?.parse().map_err(|_| bad(H_TIME))?,
+        nonce: header(h, H_NONCE)?.to_owned(),
+        signature: header(h, H_SIGNATURE)?.parse().map_err(|_| bad(H_SIGNATURE))?,
+    })
+}
+
+/// The parts of a request a stakeholder signature covers.
+struct Req {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Req {
+    fn parts(&self) -> RequestParts<'_> {
+        RequestParts {
+            method: self.method.as_str(),
+            path: self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            body: &self.body,
+        }
+    }
+
+    /// Authenticates the signing stakeholder.
+    fn stakeholder<S: Store>(&self, t: &Trust<S>) -> Result<StakeholderRecord, TrustError> {
+        t.authenticate(&signed_headers(&self.headers)?, self.parts())
+    }
+
+    /// Authenticates the calling worker by its bearer token.
+    fn worker<S: Store>(&self, t: &Trust<S>) -> Result<WorkerRecord, TrustError> {
+        let name = header(&self.headers, H_WORKER)?;
+        let auth = header(&self.headers, "authorization")?;
+        let token = auth
+            .strip_prefix("Bearer ")
+            .and_then(|t| hex::decode(t.trim()).ok())
+            .ok_or_else(|| TrustError::Unauthenticated("expected `Authorization: Bearer <hex token>`".into()))?;
+        t.authenticate_worker(name, &token)
+    }
+}
+
+macro_rules! handler {
+    ($name:ident, |$t:ident, $req:ident $(, $p:ident : $pt:ty)?| $body:expr) => {
+        async fn $name<S: Store>(
+            State(t): State<Shared<S>>,
+            $(Path($p): Path<$pt>,)?
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            let $req = Req { method, uri, headers, body };
+            blocking(t, move |$t| $body).await
+        }
+    };
+}
+
+async fn metrics<S: Store>(State(t): State<Shared<S>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], t.metrics().render()).into_response()
+}
+
+handler!(service_info, |t, _r| Ok(t.info()));
+
+handler!(register_stakeholder, |t, r| {
+    let sh = signed_headers(&r.headers)?;
+    t.register_stakeholder(&sh, r.parts(), parse(&r.body)?)
+});
+
+handler!(register_asset, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.register_asset(&who.identity.name, parse(&r.body)?)
+});
+
+handler!(list_assets, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.assets_of(&who.identity.name)
+});
+
+handler!(get_asset, |t, r, name: String| {
+    let who = r.stakeholder(t)?;
+    t.asset(&who.identity.name, &name)
+});
+
+handler!(add_policy, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.add_policy(&who.identity.name, &r.body)
+});
+
+handler!(get_policy, |t, r, digest: String| {
+    r.stakeholder(t)?;
+    t.policy(&digest)
+});
+
+handler!(propose, |t, r| {
+    let who = r.stakeholder(t)?;
+    let body: ProposeJob = parse(&r.body)?;
+    t.propose(&who.identity.name, body.manifest)
+});
+
+handler!(list_jobs, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.jobs_of(&who.identity.name)
+});
+
+handler!(get_job, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    t.job(&who.identity.name, &id)
+});
+
+handler!(approve, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    let body: ApproveJob = parse(&r.body)?;
+    t.approve(&who.identity.name, &id, body.signature)
+});
+
+handler!(revoke, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    let body: RevokeJob = parse(&r.body)?;
+    t.revoke(&who.identity.name, &id, &body.reason)
+});
+
+handler!(job_metrics, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    t.job_metrics(&who.identity.name, &id)
+});
+
+handler!(enrol_worker, |t, r| {
+    let who = r.stakeholder(t)?;
+    let body: EnrolWorker = parse(&r.body)?;
+    t.enrol_worker(&who.identity.name, body.name, &body.ek_public)
+});
+
+handler!(list_workers, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.workers_of(&who.identity.name)
+});
+
+handler!(present_ak, |t, r, name: String| {
+    let body: PresentAk = parse(&r.body)?;
+    t.present_ak(&name, &body.ek_public, &body.ak_public)
+});
+
+handler!(activate, |t, r, name: String| {
+    let body: ActivateAk = parse(&r.body)?;
+    t.activate(&name, &body.credential)
+});
+
+handler!(offered, |t, r| {
+    r.worker(t)?;
+    t.offered_jobs()
+});
+
+handler!(claim, |t, r, id: String| {
+    let w = r.worker(t)?;
+    t.claim(&w, &id)
+});
+
+handler!(nonce, |t, r, id: String| {
+    let w = r.worker(t)?;
+    t.nonce(&w, &id)
+});
+
+handler!(attest, |t, r, id: String| {
+    let w = r.worker(t)?;
+    let body: Attest = parse(&r.body)?;
+    t.attest(&w, &id, body)
+});
+
+handler!(report_metrics, |t, r, id: String| {
+    let w = r.worker(t)?;
+    let body: ReportMetrics = parse(&r.body)?;
+    t.report_metrics(&w, &id, body.epoch, body.values)
+});
+
+handler!(finish, |t, r, id: String| {
+    let w = r.worker(t)?;
+    let body: FinishJob = parse(&r.body)?;
+    t.finish(&w, &id, body.outputs)
+});
+
+handler!(fail, |t, r, id: String| {
+    let w = r.worker(t)?;
+    let body: FailJob = parse(&r.body)?;
+    t.fail(&w, &id, &body.reason)
+});
+
+handler!(audit, |t, r| {
+    let who = r.stakeholder(t)?;
+    t.audit_log(&who.identity.name)
+});

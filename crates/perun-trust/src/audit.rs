@@ -1,0 +1,276 @@
+//! The audit log: append-only records, each naming the hash of the one before and signed
+//! by the service, so that a removed, reordered or edited record shows.
+//!
+//! A record's hash is SHA-256 over its canonical JSON (which includes `prev`); the
+//! service signs the hash with its Ed25519 key under [`AUDIT_CONTEXT`]. A stakeholder
+//! fetches the whole chain: the records that concern it with their bodies, the others as
+//! hash and signature only, so it can check the chain is unbroken without seeing what is
+//! not its own.
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use perun_core::{sign_digest, verify_digest, Digest, Name, Signature};
+use serde::{Deserialize, Serialize};
+
+use crate::store::Tx;
+use crate::TrustError;
+
+/// The signature context of audit records.
+pub const AUDIT_CONTEXT: &str = "audit-record/v1";
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditKind {
+    /// A stakeholder registered.
+    StakeholderRegistered,
+    /// An asset and its wrapped key were registered.
+    AssetRegistered,
+    /// A platform policy was published.
+    PolicyAdded,
+    /// An infrastructure provider enrolled a worker's EK.
+    WorkerEnrolled,
+    /// A worker proved its AK by credential activation.
+    WorkerActivated,
+    /// A job was proposed.
+    JobProposed,
+    /// An owner approved a job.
+    JobApproved,
+    /// A request was refused by the release rule or an ownership check.
+    Refused,
+    /// A worker claimed a job.
+    JobClaimed,
+    /// Evidence was accepted.
+    AttestationAccepted,
+    /// Evidence was refused.
+    AttestationRefused,
+    /// An asset key was released.
+    KeyReleased,
+    /// A job was revoked.
+    JobRevoked,
+    /// A job expired.
+    JobExpired,
+    /// A worker delivered a job's outputs.
+    JobFinished,
+}
+
+/// The content of a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditBody {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// Hash of the previous record (`sha256:00..` for the first).
+    pub prev: Digest,
+    /// Unix seconds.
+    pub at: u64,
+    /// What happened.
+    pub kind: AuditKind,
+    /// Who did it (a stakeholder, `worker:<name>`, or `service`).
+    pub actor: String,
+    /// The job concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Digest>,
+    /// The assets concerned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<Name>,
+    /// The stakeholders it concerns (owners, proposer, receivers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<Name>,
+    /// A human-readable account.
+    pub detail: String,
+}
+
+/// A stored record: body, its hash, and the service's signature over the hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// The content.
+    pub body: AuditBody,
+    /// SHA-256 of the body's canonical JSON.
+    pub hash: Digest,
+    /// The service's signature over `hash`.
+    pub signature: Signature,
+}
+
+/// A record as a stakeholder sees it: the body only where it concerns the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditView {
+    /// Position in the chain.
+    pub seq: u64,
+    /// The body, if the record concerns the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<AuditBody>,
+    /// The record's hash.
+    pub hash: Digest,
+    /// The previous record's hash (from the body; shown for hidden records too).
+    pub prev: Digest,
+    /// The service's signature over `hash`.
+    pub signature: Signature,
+}
+
+/// What to record (the chain fields are filled in by [`append`]).
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// What happened.
+    pub kind: AuditKind,
+    /// Who did it.
+    pub actor: String,
+    /// The job concerned.
+    pub job: Option<Digest>,
+    /// The assets concerned.
+    pub assets: Vec<Name>,
+    /// The stakeholders it concerns.
+    pub parties: Vec<Name>,
+    /// A human-readable account.
+    pub detail: String,
+}
+
+impl Event {
+    /// An event with no job or assets.
+    pub fn new(kind: AuditKind, actor: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { kind, actor: actor.into(), job: None, assets: Vec::new(), parties: Vec::new(), detail: detail.into() }
+    }
+
+    /// Names the job and every party and asset of its manifest.
+    pub fn for_job(mut self, id: Digest, manifest: &perun_core::JobManifest) -> Self {
+        self.job = Some(id);
+        self.assets = manifest.assets().map(|a| a.asset.clone()).collect();
+        let mut parties: Vec<Name> = manifest.required_approvers().into_iter().cloned().collect();
+        parties.extend(manifest.receivers.iter().cloned());
+        parties.sort();
+        parties.dedup();
+        self.parties = parties;
+        self
+    }
+}
+
+fn body_hash(body: &AuditBody) -> Digest {
+    // Serialising a plain struct cannot fail.
+    Digest::of(&serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// Appends `event` to the chain inside `tx`, signed with `key`.
+pub fn append(tx: &mut dyn Tx, key: &SigningKey, at: u64, event: Event) -> Result<AuditRecord, TrustError> {
+    let (seq, prev) = match tx.audit_tail()? {
+        Some((seq, hash)) => {
+            let hash = hash.parse().map_err(|e| TrustError::Store(format!("audit record {seq}: {e}")))?;
+            (seq + 1, hash)
+        }
+        None => (1, Digest::from_bytes([0; 32])),
+    };
+    let body = AuditBody {
+        seq,
+        prev,
+        at,
+        kind: event.kind,
+        actor: event.actor,
+        job: event.job,
+        assets: event.assets,
+        parties: event.parties,
+        detail: event.detail,
+    };
+    let hash = body_hash(&body);
+    let signature = sign_digest(key, AUDIT_CONTEXT, &hash);
+    let record = AuditRecord { body, hash, signature };
+    let bytes = serde_json::to_vec(&record).map_err(|e| TrustError::Store(e.to_string()))?;
+    tx.audit_append(seq, &hash.to_string(), &bytes)?;
+    Ok(record)
+}
+
+/// Whether a record concerns `who`.
+pub fn concerns(body: &AuditBody, who: &Name) -> bool {
+    body.actor == who.as_str() || body.parties.contains(who)
+}
+
+/// The chain as `who` may see it.
+pub fn view_for(records: &[AuditRecord], who: &Name) -> Vec<AuditView> {
+    records
+        .iter()
+        .map(|r| AuditView {
+            seq: r.body.seq,
+            body: concerns(&r.body, who).then(|| r.body.clone()),
+            hash: r.hash,
+            prev: r.body.prev,
+            signature: r.signature,
+        })
+        .collect()
+}
+
+/// Checks a chain as a stakeholder received it: every signature by the service's key,
+/// every visible body hashing to its record's hash, every `prev` naming the record
+/// before, sequence numbers from 1 without gaps. Returns the number of records checked.
+pub fn verify_chain(views: &[AuditView], service_key: &VerifyingKey) -> Result<usize, TrustError> {
+    let mut prev = Digest::from_bytes([0; 32]);
+    for (i, v) in views.iter().enumerate() {
+        let bad = |why: String| Err(TrustError::Crypto(format!("audit record {}: {why}", v.seq)));
+        if v.seq != i as u64 + 1 {
+            return bad(format!("expected sequence number {}", i + 1));
+        }
+        if v.prev != prev {
+            return bad("does not follow the record before it (the chain was cut or reordered)".into());
+        }
+        if let Some(body) = &v.body {
+            if body.seq != v.seq || body.prev != v.prev || body_hash(body) != v.hash {
+                return bad("its content does not match its hash (it was edited)".into());
+            }
+        }
+        if verify_digest(service_key, AUDIT_CONTEXT, &v.hash, &v.signature).is_err() {
+            return bad("the service's signature does not verify".into());
+        }
+        prev = v.hash;
+    }
+    Ok(views.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::Store as _;
+
+    fn chain(n: usize) -> (SigningKey, Vec<AuditRecord>) {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let store = SqliteStore::in_memory().unwrap();
+        let a = Name::new("hospital-a").unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut e = Event::new(AuditKind::JobApproved, if i % 2 == 0 { "hospital-a" } else { "hospital-b" }, "x");
+            if i % 2 == 0 {
+                e.parties = vec![a.clone()];
+            }
+            out.push(store.write(|tx| append(tx, &key, 100 + i as u64, e)).unwrap());
+        }
+        (key, out)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_with_hidden_records() {
+        let (key, recs) = chain(5);
+        let views = view_for(&recs, &Name::new("hospital-a").unwrap());
+        assert_eq!(views.iter().filter(|v| v.body.is_some()).count(), 3);
+        assert_eq!(verify_chain(&views, &key.verifying_key()).unwrap(), 5);
+    }
+
+    #[test]
+    fn edits_cuts_reorders_and_foreign_signatures_are_caught() {
+        let (key, recs) = chain(4);
+        let vk = key.verifying_key();
+        let views = view_for(&recs, &Name::new("hospital-a").unwrap());
+
+        let mut edited = views.clone();
+        edited[0].body.as_mut().unwrap().detail = "nothing happened".into();
+        assert!(verify_chain(&edited, &vk).unwrap_err().to_string().contains("edited"));
+
+        let mut cut = views.clone();
+        cut.remove(1);
+        assert!(verify_chain(&cut, &vk).is_err());
+
+        let mut swapped = views.clone();
+        swapped.swap(1, 2);
+        assert!(verify_chain(&swapped, &vk).is_err());
+
+        let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
+        assert!(verify_chain(&views, &other).unwrap_err().to_string().contains("signature"));
+    }
+}

@@ -1,0 +1,225 @@
+//! The blocking client of the trust service, for the CLI and the worker. It speaks TLS
+//! only, and trusts exactly one certificate: the one whose SHA-256 fingerprint the user
+//! pinned (`perun remote add URL --fingerprint sha256:...`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use perun_core::{Digest, Name};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::auth::{SignedHeaders, H_WORKER};
+use crate::error::ApiError;
+use crate::TrustError;
+
+/// Accepts exactly the certificate with the pinned fingerprint, and checks the handshake
+/// signatures with its key.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: Option<Digest>,
+    provider: Arc<CryptoProvider>,
+    seen: std::sync::Mutex<Option<Digest>>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = Digest::of(end_entity.as_ref());
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(presented);
+        }
+        match self.fingerprint {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pinned) if pinned == presented => Ok(ServerCertVerified::assertion()),
+            Some(_) => Err(rustls::Error::General("certificate fingerprint mismatch".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Who the client speaks as.
+pub enum Caller {
+    /// Nobody (public endpoints, worker enrolment steps).
+    Anonymous,
+    /// A stakeholder signing each request.
+    Stakeholder {
+        /// Its name.
+        name: Name,
+        /// Its signing key.
+        key: SigningKey,
+    },
+    /// A worker with its access token.
+    Worker {
+        /// Its name.
+        name: Name,
+        /// The activated credential.
+        token: zeroize::Zeroizing<Vec<u8>>,
+    },
+}
+
+/// A connection to one trust service.
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+    verifier: Arc<Pinned>,
+    caller: Caller,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({})", self.base)
+    }
+}
+
+impl Client {
+    /// A client of the service at `base` (`https://host:port`) that trusts only the
+    /// certificate with `fingerprint`.
+    pub fn new(base: &str, fingerprint: Digest, caller: Caller) -> Result<Self, TrustError> {
+        Self::build(base, Some(fingerprint), caller)
+    }
+
+    /// Connects without a pinned certificate, only to read the fingerprint the service
+    /// presents (for `perun remote add` to show the user, who compares it with the one
+    /// `perun serve` printed).
+    pub fn presented_fingerprint(base: &str) -> Result<Digest, TrustError> {
+        let c = Self::build(base, None, Caller::Anonymous)?;
+        let _ = c.http.get(format!("{}/v1/health", c.base)).send().map_err(|e| TrustError::Transport(e.to_string()))?;
+        let seen = c.verifier.seen.lock().ok().and_then(|s| *s);
+        seen.ok_or_else(|| TrustError::Transport("the service presented no certificate".into()))
+    }
+
+    fn build(base: &str, fingerprint: Option<Digest>, caller: Caller) -> Result<Self, TrustError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Err(TrustError::BadRequest(format!("`{base}`: the trust service is reached over https:// only")));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Pinned { fingerprint, provider: provider.clone(), seen: Default::default() });
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TrustError::Crypto(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let http = reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| TrustError::Transport(e.to_string()))?;
+        Ok(Self { base, http, verifier, caller })
+    }
+
+    /// The same connection speaking as another caller.
+    pub fn with_caller(&self, caller: Caller) -> Self {
+        Self { base: self.base.clone(), http: self.http.clone(), verifier: self.verifier.clone(), caller }
+    }
+
+    /// The service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and decodes the JSON answer.
+    pub fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, TrustError> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| TrustError::BadRequest(e.to_string()))?,
+            None => Vec::new(),
+        };
+        self.call_raw(method, path, bytes)
+    }
+
+    /// Sends a request with a raw JSON body and decodes the JSON answer.
+    pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, TrustError> {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let mut req = self.http.request(m, format!("{}{path}", self.base));
+        match &self.caller {
+            Caller::Anonymous => {}
+            Caller::Stakeholder { name, key } => {
+                let sh = SignedHeaders::sign(key, name, method, path, &body, unix_now());
+                for (k, v) in sh.pairs() {
+                    req = req.header(k, v);
+                }
+            }
+            Caller::Worker { name, token } => {
+                req = req
+                    .header(H_WORKER, name.as_str())
+                    .header("authorization", format!("Bearer {}", hex::encode(&token[..])));
+            }
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().map_err(|e| TrustError::Transport(e.to_string()))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| TrustError::Transport(format!("unexpected answer from the service: {e}")));
+        }
+        match serde_json::from_slice::<ApiError>(&bytes) {
+            Ok(body) => Err(TrustError::from_body(status, body)),
+            Err(_) => Err(TrustError::Transport(format!("the service answered {status}"))),
+        }
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> TrustError {
+        let seen = self.verifier.seen.lock().ok().and_then(|s| *s);
+        match (self.verifier.fingerprint, seen) {
+            (Some(pinned), Some(presented)) if pinned != presented => {
+                TrustError::CertificateMismatch { presented: presented.to_string(), pinned: pinned.to_string() }
+            }
+            _ => {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg.push_str(": ");
+                    msg.push_str(&s.to_string());
+                    src = s.source();
+                }
+                TrustError::Transport(format!("{msg} (is `perun serve` running at {}?)", self.base))
+            }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

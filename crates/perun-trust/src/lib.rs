@@ -1,0 +1,33 @@
+//! Perun's trust service: it holds every asset key and releases one only by the rule of
+//! DESIGN.md section 2, checked in one place ([`service::workers`]).
+//!
+//! - [`service`]: the logic (stakeholders, jobs and approvals, workers, attestation and
+//!   key release, continuous attestation, deadlines), independent of HTTP;
+//! - [`store`]: durable state behind a trait; [`store::sqlite`] is the embedded default;
+//! - [`audit`]: the hash-chained, signed audit log and its verification;
+//! - [`auth`]: signed stakeholder requests and worker tokens;
+//! - [`api`], [`server`]: the HTTP/JSON API over TLS; [`client`]: its blocking client;
+//! - [`wire`]: the API's bodies; [`records`]: what is stored; [`keys`]: the service's keys;
+//!   [`metrics`]: Prometheus counters.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod records;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod wire;
+
+pub use client::{Caller, Client};
+pub use error::TrustError;
+pub use keys::ServiceKeys;
+pub use service::{Clock, Trust, TrustConfig};
+pub use store::sqlite::SqliteStore;

@@ -1,0 +1,325 @@
+//! What the service stores: one record type per entity.
+
+use perun_attest::ima::ReplayState;
+use perun_core::{AssetKind, Digest, JobManifest, Name, PublicIdentity, Signature};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Record, Table};
+
+/// A registered stakeholder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StakeholderRecord {
+    /// Its public keys and name.
+    pub identity: PublicIdentity,
+    /// When it registered (Unix seconds).
+    pub registered_at: u64,
+}
+
+impl Record for StakeholderRecord {
+    const TABLE: Table = Table::Stakeholders;
+    fn key(&self) -> String {
+        self.identity.name.to_string()
+    }
+}
+
+/// A registered asset. The key is wrapped to the service's `age` key: the store never
+/// holds it in plaintext.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssetRecord {
+    /// The asset's name.
+    pub name: Name,
+    /// Its owner.
+    pub owner: Name,
+    /// What it holds.
+    pub kind: AssetKind,
+    /// Digest of its plaintext content.
+    pub content_digest: Digest,
+    /// Where the sealed file is kept (a path or an http(s) URL).
+    pub location: String,
+    /// The asset key, `age`-encrypted to the service.
+    #[serde(with = "hex::serde")]
+    pub wrapped_key: Vec<u8>,
+    /// When it was registered.
+    pub registered_at: u64,
+}
+
+impl Record for AssetRecord {
+    const TABLE: Table = Table::Assets;
+    fn key(&self) -> String {
+        self.name.to_string()
+    }
+}
+
+/// A platform policy as its author published it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Its digest (what manifests name).
+    pub digest: Digest,
+    /// Who published it.
+    pub owner: Name,
+    /// The policy.
+    pub policy: perun_attest::policy::PlatformPolicy,
+    /// When it was added.
+    pub added_at: u64,
+}
+
+impl Record for PolicyRecord {
+    const TABLE: Table = Table::Policies;
+    fn key(&self) -> String {
+        self.digest.to_string()
+    }
+}
+
+/// Where a worker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerState {
+    /// Its EK is enrolled; no AK is proven yet.
+    Enrolled,
+    /// Its AK is proven to live in the enrolled TPM.
+    Active,
+}
+
+/// An enrolled worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// The worker's name.
+    pub name: Name,
+    /// The infrastructure provider that enrolled it.
+    pub enrolled_by: Name,
+    /// Its EK public area (`TPMT_PUBLIC`).
+    #[serde(with = "hex::serde")]
+    pub ek_public: Vec<u8>,
+    /// Its activated AK (`TPMT_PUBLIC`), once proven.
+    #[serde(default, with = "opt_hex")]
+    pub ak_public: Option<Vec<u8>>,
+    /// An AK awaiting proof of activation, with the SHA-256 of the challenge secret.
+    #[serde(default)]
+    pub pending: Option<PendingAk>,
+    /// SHA-256 of the worker's access token (the activated credential).
+    #[serde(default)]
+    pub token_hash: Option<Digest>,
+    /// Its state.
+    pub state: WorkerState,
+    /// When it was enrolled.
+    pub enrolled_at: u64,
+}
+
+/// An AK that was sent a credential challenge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingAk {
+    /// The AK public area.
+    #[serde(with = "hex::serde")]
+    pub ak_public: Vec<u8>,
+    /// SHA-256 of the challenge secret.
+    pub secret_hash: Digest,
+    /// When the challenge was issued.
+    pub issued_at: u64,
+}
+
+impl Record for WorkerRecord {
+    const TABLE: Table = Table::Workers;
+    fn key(&self) -> String {
+        self.name.to_string()
+    }
+}
+
+/// A job's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Proposed; some owners have not approved.
+    Proposed,
+    /// Every owner approved; a worker may claim it.
+    Ready,
+    /// A worker claimed it and attests for it.
+    Running,
+    /// The worker delivered its outputs.
+    Finished,
+    /// Revoked: nothing more is released and outputs are refused.
+    Revoked,
+    /// Its expiry passed before it finished.
+    Expired,
+}
+
+impl JobState {
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Proposed => "proposed",
+            JobState::Ready => "ready",
+            JobState::Running => "running",
+            JobState::Finished => "finished",
+            JobState::Revoked => "revoked",
+            JobState::Expired => "expired",
+        }
+    }
+}
+
+/// A job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The manifest digest.
+    pub id: Digest,
+    /// The manifest.
+    pub manifest: JobManifest,
+    /// Who proposed it.
+    pub proposer: Name,
+    /// Its state.
+    pub state: JobState,
+    /// The worker that claimed it.
+    #[serde(default)]
+    pub worker: Option<Name>,
+    /// The incremental IMA replay state of its worker (verified for this job's policy).
+    #[serde(default)]
+    pub replay: Option<ReplayState>,
+    /// When the worker claimed it.
+    #[serde(default)]
+    pub claimed_at: Option<u64>,
+    /// When its worker last attested successfully.
+    #[serde(default)]
+    pub last_attested_at: Option<u64>,
+    /// Whether its keys were released.
+    #[serde(default)]
+    pub released: bool,
+    /// Why it was revoked or expired.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The outputs its worker delivered.
+    #[serde(default)]
+    pub outputs: Vec<OutputRecord>,
+    /// When it was proposed.
+    pub proposed_at: u64,
+}
+
+impl Record for JobRecord {
+    const TABLE: Table = Table::Jobs;
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// An output a worker delivered: sealed to the job's receivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRecord {
+    /// What it is (`model`...).
+    pub name: String,
+    /// Digest of the sealed file.
+    pub sealed_digest: Digest,
+    /// Where it was written.
+    pub location: String,
+}
+
+/// An owner's approval of a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// The job.
+    pub job: Digest,
+    /// The owner.
+    pub approver: Name,
+    /// Its signature over the job digest.
+    pub signature: Signature,
+    /// When it was given.
+    pub at: u64,
+}
+
+impl Record for ApprovalRecord {
+    const TABLE: Table = Table::Approvals;
+    fn key(&self) -> String {
+        format!("{}/{}", self.job, self.approver)
+    }
+}
+
+/// An attestation nonce issued to a worker for a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The nonce (hex).
+    pub nonce: String,
+    /// The job.
+    pub job: Digest,
+    /// The worker.
+    pub worker: Name,
+    /// When it was issued.
+    pub issued_at: u64,
+    /// Whether evidence was already presented with it.
+    pub used: bool,
+}
+
+impl Record for SessionRecord {
+    const TABLE: Table = Table::Sessions;
+    fn key(&self) -> String {
+        self.nonce.clone()
+    }
+}
+
+/// A seen nonce of a signed request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestNonceRecord {
+    /// `identity/nonce`.
+    pub key: String,
+}
+
+impl Record for RequestNonceRecord {
+    const TABLE: Table = Table::RequestNonces;
+    fn key(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// One asset key released for a job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// The job.
+    pub job: Digest,
+    /// The asset.
+    pub asset: Name,
+    /// The worker it went to.
+    pub worker: Name,
+    /// The ephemeral key it was sealed to (hex).
+    pub ephemeral_key: String,
+    /// When.
+    pub at: u64,
+}
+
+impl Record for ReleaseRecord {
+    const TABLE: Table = Table::Releases;
+    fn key(&self) -> String {
+        format!("{}/{}", self.job, self.asset)
+    }
+}
+
+/// One epoch's metrics, as the worker reported them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecord {
+    /// The job.
+    pub job: Digest,
+    /// The epoch (1-based).
+    pub epoch: u32,
+    /// The figures (loss, accuracy...).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// When it arrived.
+    pub at: u64,
+}
+
+impl Record for MetricRecord {
+    const TABLE: Table = Table::Metrics;
+    fn key(&self) -> String {
+        format!("{}/{:08}", self.job, self.epoch)
+    }
+}
+
+mod opt_hex {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|s| hex::decode(s).map_err(serde::de::Error::custom)).transpose()
+    }
+}

@@ -1,0 +1,225 @@
+//! Jobs: proposal, approval, revocation, and what each party may see.
+//!
+//! A job is its manifest's digest: an edited manifest is another job, and approvals of
+//! the first say nothing about it.
+
+use perun_core::manifest::APPROVAL_CONTEXT;
+use perun_core::{verify_digest, JobManifest, JobMode, Name};
+
+use super::Trust;
+use crate::audit::{AuditKind, Event};
+use crate::records::{ApprovalRecord, AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, StakeholderRecord};
+use crate::store::{Store, Tx, TxExt as _};
+use crate::wire::{JobInfo, JobMetrics};
+use crate::TrustError;
+
+impl<S: Store> Trust<S> {
+    /// Proposes a job. Every asset must be registered with the owner, kind and content
+    /// digest the manifest names; the policy and receivers must exist.
+    pub fn propose(&self, proposer: &Name, manifest: JobManifest) -> Result<JobInfo, TrustError> {
+        manifest.validate().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let now = self.now();
+        if manifest.expires_at <= now {
+            return Err(TrustError::BadRequest("the manifest has already expired".into()));
+        }
+        let id = manifest.digest();
+        let job = self.store.write(|tx| {
+            if tx.get::<JobRecord>(&id.to_string())?.is_some() {
+                return Err(TrustError::Conflict(format!("job {id} was already proposed")));
+            }
+            for a in manifest.assets() {
+                let rec: AssetRecord = tx
+                    .get(a.asset.as_str())?
+                    .ok_or_else(|| TrustError::BadRequest(format!("asset `{}` is not registered", a.asset)))?;
+                if rec.owner != a.owner || rec.kind != a.kind || rec.content_digest != a.content_digest {
+                    return Err(TrustError::BadRequest(format!(
+                        "asset `{}` is registered as a {} of {} with content {}, not as the manifest says",
+                        a.asset,
+                        rec.kind.as_str(),
+                        rec.owner,
+                        rec.content_digest
+                    )));
+                }
+            }
+            if manifest.mode == JobMode::Attested
+                && tx.get::<PolicyRecord>(&manifest.platform_policy.to_string())?.is_none()
+            {
+                return Err(TrustError::BadRequest(format!(
+                    "platform policy {} is not published here: `perun policy add` it first",
+                    manifest.platform_policy
+                )));
+            }
+            for r in &manifest.receivers {
+                if tx.get::<StakeholderRecord>(r.as_str())?.is_none() {
+                    return Err(TrustError::BadRequest(format!("receiver `{r}` is not registered")));
+                }
+            }
+            let job = JobRecord {
+                id,
+                manifest: manifest.clone(),
+                proposer: proposer.clone(),
+                state: JobState::Proposed,
+                worker: None,
+                replay: None,
+                claimed_at: None,
+                last_attested_at: None,
+                released: false,
+                reason: None,
+                outputs: Vec::new(),
+                proposed_at: now,
+            };
+            tx.put(&job)?;
+            let e = Event::new(AuditKind::JobProposed, proposer.as_str(), format!("job `{}` proposed", manifest.name));
+            self.audit(tx, e.for_job(id, &manifest))?;
+            Ok(job)
+        })?;
+        tracing::info!(job = %id, proposer = %proposer, "job proposed");
+        self.job_info_unchecked(&job)
+    }
+
+    /// Records an owner's approval; the job turns ready when every owner has approved.
+    pub fn approve(
+        &self,
+        approver: &Name,
+        job_id: &str,
+        signature: perun_core::Signature,
+    ) -> Result<JobInfo, TrustError> {
+        let mut job = self.job_record(job_id)?;
+        if !job.manifest.required_approvers().contains(approver) {
+            let err =
+                TrustError::Forbidden(format!("{approver} owns no asset of job {job_id}: its approval is not asked"));
+            return Err(self.refused(approver.as_str(), Some(&job), err));
+        }
+        let key = self
+            .store
+            .read(|tx| tx.get::<StakeholderRecord>(approver.as_str()))?
+            .ok_or_else(|| TrustError::Unauthenticated(format!("{approver} is not registered")))?
+            .identity
+            .verifying_key()
+            .map_err(|e| TrustError::Store(e.to_string()))?;
+        if verify_digest(&key, APPROVAL_CONTEXT, &job.id, &signature).is_err() {
+            let err = TrustError::Forbidden(format!(
+                "the approval signature of {approver} does not cover job {job_id} (was the manifest edited?)"
+            ));
+            return Err(self.refused(approver.as_str(), Some(&job), err));
+        }
+        let result = self.store.write(|tx| {
+            // Re-read inside the transaction: another approval may have landed.
+            job = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            self.apply_deadlines(tx, &mut job)?;
+            if job.state != JobState::Proposed && job.state != JobState::Ready {
+                return Ok(Err(TrustError::Conflict(format!("job {job_id} is {}", job.state.as_str()))));
+            }
+            let rec = ApprovalRecord { job: job.id, approver: approver.clone(), signature, at: self.now() };
+            if tx.insert(&rec, None)? {
+                let e = Event::new(AuditKind::JobApproved, approver.as_str(), format!("{approver} approved"));
+                self.audit(tx, e.for_job(job.id, &job.manifest))?;
+            }
+            if job.state == JobState::Proposed && self.missing_approvals(tx, &job)?.is_empty() {
+                job.state = JobState::Ready;
+                tx.put(&job)?;
+                tracing::info!(job = %job.id, "job ready: every owner approved");
+            }
+            Ok(Ok(()))
+        })?;
+        result?;
+        self.job_info_unchecked(&job)
+    }
+
+    /// The owners whose approval of `job` is missing, checking every stored signature
+    /// again against the owner's registered key and the job digest.
+    pub(crate) fn missing_approvals(&self, tx: &mut dyn Tx, job: &JobRecord) -> Result<Vec<Name>, TrustError> {
+        let mut missing = Vec::new();
+        for owner in job.manifest.required_approvers() {
+            let approval: Option<ApprovalRecord> = tx.get(&format!("{}/{}", job.id, owner))?;
+            let stakeholder: Option<StakeholderRecord> = tx.get(owner.as_str())?;
+            let valid = match (approval, stakeholder) {
+                (Some(a), Some(s)) => s
+                    .identity
+                    .verifying_key()
+                    .ok()
+                    .is_some_and(|k| verify_digest(&k, APPROVAL_CONTEXT, &job.id, &a.signature).is_ok()),
+                _ => false,
+            };
+            if !valid {
+                missing.push(owner.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Revokes a job at a party's request.
+    pub fn revoke(&self, caller: &Name, job_id: &str, reason: &str) -> Result<JobInfo, TrustError> {
+        let job = self.job_for(caller, job_id)?;
+        if !job.manifest.required_approvers().contains(caller) && &job.proposer != caller {
+            let err = TrustError::Forbidden("only the proposer or an asset owner may revoke a job".into());
+            return Err(self.refused(caller.as_str(), Some(&job), err));
+        }
+        let job = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            if matches!(job.state, JobState::Proposed | JobState::Ready | JobState::Running) {
+                self.end_job(tx, &mut job, JobState::Revoked, format!("revoked by {caller}: {reason}"))?;
+            }
+            Ok(job)
+        })?;
+        self.job_info_unchecked(&job)
+    }
+
+    /// A job, for one of its parties (proposer, owners, receivers).
+    pub fn job(&self, caller: &Name, job_id: &str) -> Result<JobInfo, TrustError> {
+        let job = self.job_for(caller, job_id)?;
+        self.job_info_unchecked(&job)
+    }
+
+    /// Every job `caller` is a party of.
+    pub fn jobs_of(&self, caller: &Name) -> Result<Vec<JobInfo>, TrustError> {
+        let all: Vec<JobRecord> = self.store.read(|tx| tx.list(""))?;
+        all.iter().filter(|j| is_party(j, caller)).map(|j| self.job_info_unchecked(j)).collect()
+    }
+
+    /// A job's metrics, for its parties.
+    pub fn job_metrics(&self, caller: &Name, job_id: &str) -> Result<JobMetrics, TrustError> {
+        let job = self.job_for(caller, job_id)?;
+        let epochs: Vec<MetricRecord> = self.store.read(|tx| tx.list(&format!("{}/", job.id)))?;
+        Ok(JobMetrics { state: job.state, epochs })
+    }
+
+    pub(crate) fn job_record(&self, job_id: &str) -> Result<JobRecord, TrustError> {
+        let rec: Option<JobRecord> = self.store.read(|tx| tx.get(job_id))?;
+        rec.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))
+    }
+
+    fn job_for(&self, caller: &Name, job_id: &str) -> Result<JobRecord, TrustError> {
+        let job = self.job_record(job_id)?;
+        if !is_party(&job, caller) {
+            // Not revealing whether the job exists.
+            return Err(TrustError::NotFound(format!("no job {job_id}")));
+        }
+        Ok(job)
+    }
+
+    fn job_info_unchecked(&self, job: &JobRecord) -> Result<JobInfo, TrustError> {
+        let (approvals, missing) = self.store.read(|tx| {
+            let a: Vec<ApprovalRecord> = tx.list(&format!("{}/", job.id))?;
+            Ok((a, self.missing_approvals(tx, job)?))
+        })?;
+        Ok(JobInfo {
+            id: job.id,
+            manifest: job.manifest.clone(),
+            proposer: job.proposer.clone(),
+            state: job.state,
+            approved_by: approvals.into_iter().map(|a| a.approver).filter(|a| !missing.contains(a)).collect(),
+            missing,
+            worker: job.worker.clone(),
+            last_attested_at: job.last_attested_at,
+            released: job.released,
+            reason: job.reason.clone(),
+            outputs: job.outputs.clone(),
+        })
+    }
+}
+
+/// Whether `who` is a party of `job`: its proposer, an asset owner or a receiver.
+pub fn is_party(job: &JobRecord, who: &Name) -> bool {
+    &job.proposer == who || job.manifest.required_approvers().contains(who) || job.manifest.receivers.contains(who)
+}

@@ -1,0 +1,185 @@
+//! The trust service's logic, independent of HTTP: every rule of DESIGN.md section 2 is
+//! checked here, and every grant, refusal and revocation is written to the store together
+//! with its audit record.
+//!
+//! - [`stakeholders`]: registration, assets and their wrapped keys, policies, the audit view;
+//! - [`jobs`]: proposals, approvals, revocation, what each party may see;
+//! - [`workers`]: enrolment, credential activation, claims, attestation and key release,
+//!   continuous attestation, metrics and outputs.
+
+pub mod jobs;
+pub mod stakeholders;
+pub mod workers;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use perun_core::Name;
+
+use crate::audit::{self, AuditKind, Event};
+use crate::keys::ServiceKeys;
+use crate::metrics::Metrics;
+use crate::records::{JobRecord, JobState};
+use crate::store::{Store, Tx, TxExt as _};
+use crate::TrustError;
+
+/// Where the service reads the time: the system clock, or a clock a test moves.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    /// Unix time from the system.
+    System,
+    /// A fixed time that tests advance.
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> u64 {
+        match self {
+            Clock::System => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+            }
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Tunables of the service.
+#[derive(Clone, Debug)]
+pub struct TrustConfig {
+    /// Seconds an attestation nonce stays valid.
+    pub nonce_valid_s: u64,
+    /// Seconds a credential challenge stays valid.
+    pub challenge_valid_s: u64,
+    /// Extra seconds past twice a job's attestation interval before a missed
+    /// attestation revokes it.
+    pub attestation_grace_s: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self { nonce_valid_s: 60, challenge_valid_s: 300, attestation_grace_s: 5 }
+    }
+}
+
+/// The trust service.
+pub struct Trust<S: Store> {
+    store: S,
+    keys: ServiceKeys,
+    clock: Clock,
+    config: TrustConfig,
+    metrics: Metrics,
+}
+
+impl<S: Store> Trust<S> {
+    /// A service over `store` with `keys`.
+    pub fn new(store: S, keys: ServiceKeys, clock: Clock, config: TrustConfig) -> Self {
+        Self { store, keys, clock, config, metrics: Metrics::default() }
+    }
+
+    /// The service's keys (public halves are served; private halves never leave).
+    pub fn keys(&self) -> &ServiceKeys {
+        &self.keys
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Now, by the service's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Appends an audit record inside `tx`.
+    fn audit(&self, tx: &mut dyn Tx, event: Event) -> Result<(), TrustError> {
+        audit::append(tx, &self.keys.signing, self.now(), event).map(|_| ())
+    }
+
+    /// Records a refusal in its own transaction and hands the error back. The failed
+    /// request's own transaction rolled back, so nothing it would have granted exists.
+    fn refused(&self, actor: &str, job: Option<&JobRecord>, err: TrustError) -> TrustError {
+        self.refused_to(actor, job, Vec::new(), err)
+    }
+
+    /// [`Self::refused`], naming more parties the record concerns (a worker's provider).
+    fn refused_to(&self, actor: &str, job: Option<&JobRecord>, parties: Vec<Name>, err: TrustError) -> TrustError {
+        self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
+        let mut event = Event::new(AuditKind::Refused, actor, err.to_string());
+        if let Some(j) = job {
+            event = event.for_job(j.id, &j.manifest);
+        }
+        event.parties.extend(parties);
+        tracing::warn!(actor, reason = %err, "request refused");
+        if let Err(e) = self.store.write(|tx| self.audit(tx, event)) {
+            tracing::error!(error = %e, "could not write the audit record of a refusal");
+        }
+        err
+    }
+
+    /// Moves a job to `state` (revoked or expired) with `reason`, audited, inside `tx`.
+    fn end_job(&self, tx: &mut dyn Tx, job: &mut JobRecord, state: JobState, reason: String) -> Result<(), TrustError> {
+        job.state = state;
+        job.reason = Some(reason.clone());
+        tx.put(job)?;
+        let kind = if state == JobState::Expired { AuditKind::JobExpired } else { AuditKind::JobRevoked };
+        if state == JobState::Revoked {
+            self.metrics.jobs_revoked.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(job = %job.id, state = state.as_str(), %reason, "job ended");
+        self.audit(tx, Event::new(kind, "service", reason).for_job(job.id, &job.manifest))
+    }
+
+    /// Applies the clock to one job inside `tx`: expiry, and revocation for a missed
+    /// attestation. Returns whether it changed the job.
+    fn apply_deadlines(&self, tx: &mut dyn Tx, job: &mut JobRecord) -> Result<bool, TrustError> {
+        let now = self.now();
+        let live = matches!(job.state, JobState::Proposed | JobState::Ready | JobState::Running);
+        if live && now >= job.manifest.expires_at {
+            self.end_job(tx, job, JobState::Expired, format!("the job expired at {}", job.manifest.expires_at))?;
+            return Ok(true);
+        }
+        if job.state == JobState::Running {
+            let since = job.last_attested_at.or(job.claimed_at).unwrap_or(job.proposed_at);
+            let deadline = since + 2 * job.manifest.attestation_interval_s + self.config.attestation_grace_s;
+            if now > deadline {
+                let reason = format!(
+                    "missed attestation: worker {} last attested at {since}, due every {} s",
+                    job.worker.as_ref().map(|w| w.as_str()).unwrap_or("?"),
+                    job.manifest.attestation_interval_s
+                );
+                self.end_job(tx, job, JobState::Revoked, reason)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Applies deadlines to every live job; the server runs it every second. Returns the
+    /// number of jobs it ended.
+    pub fn sweep(&self) -> Result<usize, TrustError> {
+        let now = self.now();
+        self.store.write(|tx| {
+            let mut ended = 0;
+            for mut job in tx.list::<JobRecord>("")? {
+                if self.apply_deadlines(tx, &mut job)? {
+                    ended += 1;
+                }
+            }
+            tx.prune(crate::store::Table::Sessions, now)?;
+            tx.prune(crate::store::Table::RequestNonces, now)?;
+            Ok(ended)
+        })
+    }
+}
+
+/// An audit actor string for a worker.
+pub(crate) fn worker_actor(name: &Name) -> String {
+    format!("worker:{name}")
+}

@@ -1,0 +1,220 @@
+//! Stakeholders: registration, signed-request checks, assets and their wrapped keys,
+//! platform policies, and each stakeholder's view of the audit log.
+
+use perun_attest::policy::PlatformPolicy;
+use perun_core::{verify_digest, Name};
+use perun_seal::AssetKey;
+
+use super::Trust;
+use crate::audit::{self, AuditKind, AuditRecord, Event};
+use crate::auth::{request_digest, SignedHeaders, MAX_SKEW_S, REQUEST_CONTEXT};
+use crate::records::{AssetRecord, PolicyRecord, RequestNonceRecord, StakeholderRecord};
+use crate::store::{Store, TxExt as _};
+use crate::wire::{AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, ServiceInfo};
+use crate::TrustError;
+
+/// A request as the HTTP layer hands it over for authentication.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestParts<'a> {
+    /// `GET`, `POST`...
+    pub method: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+impl<S: Store> Trust<S> {
+    /// Who the service is.
+    pub fn info(&self) -> ServiceInfo {
+        use base64::Engine as _;
+        ServiceInfo {
+            version: env!("CARGO_PKG_VERSION").into(),
+            audit_key: base64::engine::general_purpose::STANDARD.encode(self.keys.signing.verifying_key().as_bytes()),
+            wrap_recipient: self.keys.wrap_recipient(),
+            tls_fingerprint: self.keys.tls_fingerprint(),
+        }
+    }
+
+    /// Checks a signed request's time, signature (by `key`) and nonce, remembering the
+    /// nonce so the request cannot be replayed.
+    fn check_signed(
+        &self,
+        sh: &SignedHeaders,
+        req: RequestParts<'_>,
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<(), TrustError> {
+        let now = self.now();
+        if sh.time.abs_diff(now) > MAX_SKEW_S {
+            return Err(TrustError::Unauthenticated(format!(
+                "request time {} is more than {MAX_SKEW_S} s from the service's clock ({now}): check the clock",
+                sh.time
+            )));
+        }
+        if sh.nonce.len() < 16 || sh.nonce.len() > 64 || !sh.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TrustError::Unauthenticated("the request nonce must be 16 to 64 hex digits".into()));
+        }
+        let d = request_digest(req.method, req.path, req.body, sh.time, &sh.nonce);
+        verify_digest(key, REQUEST_CONTEXT, &d, &sh.signature).map_err(|_| {
+            TrustError::Unauthenticated(format!("the request signature of {} does not verify", sh.identity))
+        })?;
+        let record = RequestNonceRecord { key: format!("{}/{}", sh.identity, sh.nonce) };
+        let fresh = self.store.write(|tx| tx.insert(&record, Some(now + 2 * MAX_SKEW_S)))?;
+        if !fresh {
+            return Err(TrustError::Unauthenticated("replayed request: this nonce was already used".into()));
+        }
+        Ok(())
+    }
+
+    /// Authenticates a signed stakeholder request; returns the stakeholder.
+    pub fn authenticate(&self, sh: &SignedHeaders, req: RequestParts<'_>) -> Result<StakeholderRecord, TrustError> {
+        let who: Option<StakeholderRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
+        let who = who.ok_or_else(|| {
+            TrustError::Unauthenticated(format!(
+                "`{}` is not registered here: run `perun id register {}` first",
+                sh.identity, sh.identity
+            ))
+        })?;
+        let key = who.identity.verifying_key().map_err(|e| TrustError::Store(e.to_string()))?;
+        self.check_signed(sh, req, &key)?;
+        Ok(who)
+    }
+
+    /// Registers a stakeholder; the request must be signed by the key it registers.
+    pub fn register_stakeholder(
+        &self,
+        sh: &SignedHeaders,
+        req: RequestParts<'_>,
+        body: RegisterStakeholder,
+    ) -> Result<(), TrustError> {
+        let id = body.identity;
+        id.check().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        if id.name != sh.identity {
+            return Err(TrustError::BadRequest("the request must be signed by the identity it registers".into()));
+        }
+        let key = id.verifying_key().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        self.check_signed(sh, req, &key)?;
+        let now = self.now();
+        self.store.write(|tx| {
+            if let Some(existing) = tx.get::<StakeholderRecord>(id.name.as_str())? {
+                if existing.identity == id {
+                    return Ok(());
+                }
+                return Err(TrustError::Conflict(format!("the name `{}` is taken by another key", id.name)));
+            }
+            tx.put(&StakeholderRecord { identity: id.clone(), registered_at: now })?;
+            let mut e = Event::new(AuditKind::StakeholderRegistered, id.name.as_str(), id.fingerprint());
+            e.parties = vec![id.name.clone()];
+            self.audit(tx, e)
+        })
+    }
+
+    /// Registers an asset with its key wrapped to the service.
+    pub fn register_asset(&self, owner: &Name, body: RegisterAsset) -> Result<AssetInfo, TrustError> {
+        if body.location.trim().is_empty() || body.location.len() > 2048 || body.location.contains(['\n', '\r']) {
+            return Err(TrustError::BadRequest("location must be a path or URL of at most 2048 characters".into()));
+        }
+        let key = perun_seal::wrap::unwrap(&body.wrapped_key, self.keys.wrap.identity()).map_err(|e| {
+            TrustError::BadRequest(format!(
+                "the wrapped key does not open with the service key ({e}): wrap it to the service's wrap_recipient"
+            ))
+        })?;
+        let text =
+            std::str::from_utf8(&key).map_err(|_| TrustError::BadRequest("the wrapped key is not text".into()))?;
+        let asset_key = AssetKey::parse(text).map_err(|e| TrustError::BadRequest(format!("wrapped key: {e}")))?;
+        if asset_key.recipient().to_string() != body.recipient {
+            return Err(TrustError::BadRequest("the wrapped key does not belong to the given recipient".into()));
+        }
+        let record = AssetRecord {
+            name: body.name,
+            owner: owner.clone(),
+            kind: body.kind,
+            content_digest: body.content_digest,
+            location: body.location,
+            wrapped_key: body.wrapped_key,
+            registered_at: self.now(),
+        };
+        self.store.write(|tx| {
+            if tx.get::<AssetRecord>(record.name.as_str())?.is_some() {
+                return Err(TrustError::Conflict(format!("an asset named `{}` is already registered", record.name)));
+            }
+            tx.put(&record)?;
+            let mut e = Event::new(
+                AuditKind::AssetRegistered,
+                owner.as_str(),
+                format!("{} {} ({})", record.kind.as_str(), record.name, record.content_digest),
+            );
+            e.assets = vec![record.name.clone()];
+            e.parties = vec![owner.clone()];
+            self.audit(tx, e)
+        })?;
+        tracing::info!(asset = %record.name, owner = %owner, "asset registered");
+        Ok(asset_info(&record))
+    }
+
+    /// An asset's descriptor, for its owner only.
+    pub fn asset(&self, caller: &Name, name: &str) -> Result<AssetInfo, TrustError> {
+        let rec: Option<AssetRecord> = self.store.read(|tx| tx.get(name))?;
+        match rec {
+            Some(r) if &r.owner == caller => Ok(asset_info(&r)),
+            Some(r) => {
+                let err = TrustError::Forbidden(format!("asset `{name}` belongs to {}, not to {caller}", r.owner));
+                Err(self.refused(caller.as_str(), None, err))
+            }
+            None => Err(TrustError::NotFound(format!("no asset `{name}`"))),
+        }
+    }
+
+    /// The caller's assets.
+    pub fn assets_of(&self, caller: &Name) -> Result<Vec<AssetInfo>, TrustError> {
+        let all: Vec<AssetRecord> = self.store.read(|tx| tx.list(""))?;
+        Ok(all.iter().filter(|a| &a.owner == caller).map(asset_info).collect())
+    }
+
+    /// Publishes a platform policy (JSON); returns its digest.
+    pub fn add_policy(&self, owner: &Name, json: &[u8]) -> Result<PolicyInfo, TrustError> {
+        let policy = PlatformPolicy::from_json(json).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let digest = policy.digest();
+        let record = PolicyRecord { digest, owner: owner.clone(), policy, added_at: self.now() };
+        self.store.write(|tx| {
+            if tx.get::<PolicyRecord>(&digest.to_string())?.is_some() {
+                return Ok(());
+            }
+            tx.put(&record)?;
+            let mut e =
+                Event::new(AuditKind::PolicyAdded, owner.as_str(), format!("{} ({digest})", record.policy.name));
+            e.parties = vec![owner.clone()];
+            self.audit(tx, e)
+        })?;
+        Ok(PolicyInfo { digest, owner: record.owner, policy: record.policy })
+    }
+
+    /// A policy by digest (every registered stakeholder may read policies: owners must
+    /// see what they approve).
+    pub fn policy(&self, digest: &str) -> Result<PolicyInfo, TrustError> {
+        let rec: Option<PolicyRecord> = self.store.read(|tx| tx.get(digest))?;
+        let r = rec.ok_or_else(|| TrustError::NotFound(format!("no policy {digest}")))?;
+        Ok(PolicyInfo { digest: r.digest, owner: r.owner, policy: r.policy })
+    }
+
+    /// The audit chain as `caller` may see it.
+    pub fn audit_log(&self, caller: &Name) -> Result<AuditLog, TrustError> {
+        let raw = self.store.read(|tx| tx.audit_since(1))?;
+        let records = raw
+            .iter()
+            .map(|b| serde_json::from_slice::<AuditRecord>(b).map_err(|e| TrustError::Store(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditLog { records: audit::view_for(&records, caller) })
+    }
+}
+
+fn asset_info(r: &AssetRecord) -> AssetInfo {
+    AssetInfo {
+        name: r.name.clone(),
+        owner: r.owner.clone(),
+        kind: r.kind,
+        content_digest: r.content_digest,
+        location: r.location.clone(),
+        registered_at: r.registered_at,
+    }
+}

@@ -1,0 +1,517 @@
+//! Workers: enrolment by the infrastructure provider, AK proof by credential activation,
+//! claims, attestation and key release, continuous attestation, metrics and outputs.
+//!
+//! [`Trust::attest`] is where DESIGN.md section 2 is decided: approvals (rule 1), fresh
+//! evidence from an activated AK that satisfies the job's policy (rule 2), keys sealed to
+//! the ephemeral key the evidence binds (rule 3), a live job (rule 4).
+
+use std::sync::atomic::Ordering;
+
+use perun_attest::evidence::appraise;
+use perun_attest::ima::ReplayState;
+use perun_attest::tpm::{make_credential, AkPublic};
+use perun_core::{Digest, JobMode, Name};
+use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
+
+use super::{worker_actor, Trust};
+use crate::audit::{AuditKind, Event};
+use crate::records::{
+    AssetRecord, JobRecord, JobState, MetricRecord, OutputRecord, PendingAk, PolicyRecord, ReleaseRecord,
+    SessionRecord, StakeholderRecord, WorkerRecord, WorkerState,
+};
+use crate::store::{Store, Tx, TxExt as _};
+use crate::wire::{
+    AssetLocation, Attest, Attested, Claimed, CredentialChallenge, NonceIssued, OfferedJob, ReleasedKey, WorkerInfo,
+};
+use crate::TrustError;
+
+impl<S: Store> Trust<S> {
+    /// Enrols a worker's EK (by the infrastructure provider `by`).
+    pub fn enrol_worker(&self, by: &Name, name: Name, ek_public: &[u8]) -> Result<WorkerInfo, TrustError> {
+        let ek = AkPublic::parse(ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
+        use perun_attest::tpm::public::attributes::{DECRYPT, RESTRICTED};
+        if ek.attributes & (DECRYPT | RESTRICTED) != (DECRYPT | RESTRICTED) {
+            return Err(TrustError::BadRequest("the EK must be a restricted decryption (storage) key".into()));
+        }
+        let record = WorkerRecord {
+            name: name.clone(),
+            enrolled_by: by.clone(),
+            ek_public: ek.tpmt.clone(),
+            ak_public: None,
+            pending: None,
+            token_hash: None,
+            state: WorkerState::Enrolled,
+            enrolled_at: self.now(),
+        };
+        self.store.write(|tx| {
+            if tx.get::<WorkerRecord>(name.as_str())?.is_some() {
+                return Err(TrustError::Conflict(format!("a worker named `{name}` is already enrolled")));
+            }
+            tx.put(&record)?;
+            let mut e = Event::new(
+                AuditKind::WorkerEnrolled,
+                by.as_str(),
+                format!("worker {name} EK {}", Digest::of(&ek.tpmt)),
+            );
+            e.parties = vec![by.clone()];
+            self.audit(tx, e)
+        })?;
+        Ok(worker_info(&record))
+    }
+
+    /// The workers `by` enrolled.
+    pub fn workers_of(&self, by: &Name) -> Result<Vec<WorkerInfo>, TrustError> {
+        let all: Vec<WorkerRecord> = self.store.read(|tx| tx.list(""))?;
+        Ok(all.iter().filter(|w| &w.enrolled_by == by).map(worker_info).collect())
+    }
+
+    /// A worker presents its EK and AK; the answer is a credential only the enrolled TPM
+    /// can recover, and only for that AK.
+    pub fn present_ak(
+        &self,
+        name: &str,
+        ek_public: &[u8],
+        ak_public: &[u8],
+    ) -> Result<CredentialChallenge, TrustError> {
+        let actor = format!("worker:{name}");
+        let Some(mut worker) = self.store.read(|tx| tx.get::<WorkerRecord>(name))? else {
+            let err = TrustError::Forbidden(format!(
+                "worker `{name}` is not enrolled: the infrastructure provider must run `perun worker enrol` first"
+            ));
+            return Err(self.refused(&actor, None, err));
+        };
+        let ek = AkPublic::parse(ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
+        if ek.tpmt != worker.ek_public {
+            let err = TrustError::Forbidden(format!("worker `{name}` presented an EK other than the enrolled one"));
+            return Err(self.refused_to(&actor, None, vec![worker.enrolled_by], err));
+        }
+        let ak = AkPublic::parse(ak_public).map_err(|e| TrustError::BadRequest(format!("AK public area: {e}")))?;
+        ak.check_attestation_key().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let secret: [u8; 32] = rand::random();
+        let cred = make_credential(&ek, &ak.name, &secret).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        worker.pending =
+            Some(PendingAk { ak_public: ak.tpmt, secret_hash: Digest::of(&secret), issued_at: self.now() });
+        self.store.write(|tx| tx.put(&worker))?;
+        Ok(CredentialChallenge { credential_blob: cred.credential_blob, secret: cred.secret })
+    }
+
+    /// A worker proves its TPM recovered the credential: its AK is accepted, and the
+    /// credential becomes its access token.
+    pub fn activate(&self, name: &str, credential: &[u8]) -> Result<(), TrustError> {
+        let actor = format!("worker:{name}");
+        let now = self.now();
+        let mut provider = Vec::new();
+        let outcome = self.store.write(|tx| {
+            let Some(mut worker) = tx.get::<WorkerRecord>(name)? else {
+                return Ok(Err(TrustError::Forbidden(format!("worker `{name}` is not enrolled"))));
+            };
+            provider.push(worker.enrolled_by.clone());
+            let Some(pending) = worker.pending.take() else {
+                return Ok(Err(TrustError::Forbidden(format!("worker `{name}` has no AK awaiting activation"))));
+            };
+            if now > pending.issued_at + self.config.challenge_valid_s {
+                tx.put(&worker)?;
+                return Ok(Err(TrustError::Forbidden("the credential challenge expired: present the AK again".into())));
+            }
+            if Digest::of(credential) != pending.secret_hash {
+                tx.put(&worker)?;
+                return Ok(Err(TrustError::Forbidden(format!(
+                    "worker `{name}` did not recover the credential: its AK is not in the enrolled TPM"
+                ))));
+            }
+            worker.ak_public = Some(pending.ak_public);
+            worker.token_hash = Some(Digest::of(credential));
+            worker.state = WorkerState::Active;
+            tx.put(&worker)?;
+            let mut e = Event::new(AuditKind::WorkerActivated, actor.as_str(), "AK proven by credential activation");
+            e.parties = vec![worker.enrolled_by.clone()];
+            self.audit(tx, e)?;
+            Ok(Ok(()))
+        })?;
+        outcome.map_err(|e| self.refused_to(&actor, None, provider, e))
+    }
+
+    /// Authenticates a worker by its access token.
+    pub fn authenticate_worker(&self, name: &str, token: &[u8]) -> Result<WorkerRecord, TrustError> {
+        let worker: Option<WorkerRecord> = self.store.read(|tx| tx.get(name))?;
+        let Some(worker) = worker else {
+            return Err(TrustError::Unauthenticated(format!("worker `{name}` is not enrolled")));
+        };
+        match (&worker.token_hash, worker.state) {
+            (Some(h), WorkerState::Active) if *h == Digest::of(token) => Ok(worker),
+            (_, WorkerState::Enrolled) => {
+                let err = TrustError::Unauthenticated(format!(
+                    "worker `{name}` has no activated AK: present the AK and activate the credential first"
+                ));
+                Err(self.refused_to(&worker_actor(&worker.name), None, vec![worker.enrolled_by.clone()], err))
+            }
+            _ => {
+                let err = TrustError::Unauthenticated(format!("worker `{name}` presented a wrong access token"));
+                Err(self.refused_to(&worker_actor(&worker.name), None, vec![worker.enrolled_by.clone()], err))
+            }
+        }
+    }
+
+    /// Ready `attested` jobs, for workers to claim.
+    pub fn offered_jobs(&self) -> Result<Vec<OfferedJob>, TrustError> {
+        let all: Vec<JobRecord> = self.store.read(|tx| tx.list(""))?;
+        let now = self.now();
+        Ok(all
+            .into_iter()
+            .filter(|j| {
+                j.state == JobState::Ready && j.manifest.mode == JobMode::Attested && now < j.manifest.expires_at
+            })
+            .map(|j| OfferedJob { id: j.id, manifest: j.manifest })
+            .collect())
+    }
+
+    /// A worker claims a ready job: it is now the job's only worker, and gets the first
+    /// attestation nonce and where the sealed assets are.
+    pub fn claim(&self, worker: &WorkerRecord, job_id: &str) -> Result<Claimed, TrustError> {
+        let actor = worker_actor(&worker.name);
+        let now = self.now();
+        let outcome = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            if self.apply_deadlines(tx, &mut job)? {
+                return Ok(Err((job.clone(), live_error(&job))));
+            }
+            if let Err(e) = self.check_releasable(tx, &job) {
+                return Ok(Err((job, e)));
+            }
+            if job.state != JobState::Ready {
+                let e = TrustError::Conflict(format!("job {job_id} is {}, not ready", job.state.as_str()));
+                return Ok(Err((job, e)));
+            }
+            if job.manifest.mode != JobMode::Attested {
+                let e = TrustError::Conflict(format!("job {job_id} runs in `tee` mode: an enclave must claim it"));
+                return Ok(Err((job, e)));
+            }
+            let policy: PolicyRecord = tx
+                .get(&job.manifest.platform_policy.to_string())?
+                .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
+            let mut assets = Vec::new();
+            for a in job.manifest.assets() {
+                let rec: AssetRecord = tx
+                    .get(a.asset.as_str())?
+                    .ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
+                assets.push(AssetLocation {
+                    asset: a.asset.clone(),
+                    kind: a.kind,
+                    content_digest: a.content_digest,
+                    location: rec.location,
+                });
+            }
+            let mut receivers = Vec::new();
+            for r in &job.manifest.receivers {
+                let s: StakeholderRecord =
+                    tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
+                receivers.push((r.clone(), s.identity.age_recipient));
+            }
+            job.state = JobState::Running;
+            job.worker = Some(worker.name.clone());
+            job.claimed_at = Some(now);
+            tx.put(&job)?;
+            let nonce = self.issue_nonce(tx, &job, &worker.name)?;
+            let e = Event::new(AuditKind::JobClaimed, actor.as_str(), format!("claimed by {}", worker.name));
+            self.audit(tx, e.for_job(job.id, &job.manifest))?;
+            Ok(Ok(Claimed {
+                job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
+                assets,
+                policy: policy.policy,
+                receivers,
+                nonce: nonce.nonce,
+            }))
+        })?;
+        outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
+    }
+
+    /// Rule 1 and 4 for `job`, from the store: every owner's approval verifies against
+    /// the current manifest digest, and the job is live.
+    fn check_releasable(&self, tx: &mut dyn Tx, job: &JobRecord) -> Result<(), TrustError> {
+        let missing = self.missing_approvals(tx, job)?;
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+            return Err(TrustError::Refused {
+                reason: format!("job {} lacks the approval of {}", job.id, names.join(", ")),
+                failures: Vec::new(),
+            });
+        }
+        if !matches!(job.state, JobState::Ready | JobState::Running) {
+            return Err(live_error(job));
+        }
+        Ok(())
+    }
+
+    fn issue_nonce(&self, tx: &mut dyn Tx, job: &JobRecord, worker: &Name) -> Result<SessionRecord, TrustError> {
+        let now = self.now();
+        let s = SessionRecord {
+            nonce: hex::encode(rand::random::<[u8; 32]>()),
+            job: job.id,
+            worker: worker.clone(),
+            issued_at: now,
+            used: false,
+        };
+        tx.put_raw(
+            crate::store::Table::Sessions,
+            &s.nonce,
+            &serde_json::to_vec(&s).map_err(|e| TrustError::Store(e.to_string()))?,
+            Some(now + self.config.nonce_valid_s + 60),
+        )?;
+        Ok(s)
+    }
+
+    /// A fresh nonce for the job's next attestation.
+    pub fn nonce(&self, worker: &WorkerRecord, job_id: &str) -> Result<NonceIssued, TrustError> {
+        let actor = worker_actor(&worker.name);
+        let outcome = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            self.apply_deadlines(tx, &mut job)?;
+            if let Err(e) = self.check_running_by(&job, &worker.name) {
+                return Ok(Err((job, e)));
+            }
+            let s = self.issue_nonce(tx, &job, &worker.name)?;
+            Ok(Ok(NonceIssued { nonce: s.nonce, valid_s: self.config.nonce_valid_s }))
+        })?;
+        outcome.map_err(|(job, e)| match e {
+            TrustError::Revoked(_) => e,
+            other => self.refused(&actor, Some(&job), other),
+        })
+    }
+
+    fn check_running_by(&self, job: &JobRecord, worker: &Name) -> Result<(), TrustError> {
+        if job.worker.as_ref() != Some(worker) {
+            return Err(TrustError::Forbidden(format!("job {} is not claimed by {worker}", job.id)));
+        }
+        if job.state != JobState::Running {
+            return Err(live_error(job));
+        }
+        Ok(())
+    }
+
+    /// Appraises a worker's evidence for a job. Accepted: the replay state is saved, and
+    /// on the job's first acceptance every asset key is sealed to the ephemeral key the
+    /// evidence binds. Refused: the job is revoked, and nothing is released.
+    pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
+        let actor = worker_actor(&worker.name);
+        let started = std::time::Instant::now();
+        let now = self.now();
+        let outcome = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            self.apply_deadlines(tx, &mut job)?;
+            if let Err(e) = self.check_running_by(&job, &worker.name) {
+                return Ok(Err((job, e)));
+            }
+            if let Err(e) = self.check_releasable(tx, &job) {
+                return Ok(Err((job, e)));
+            }
+            // Freshness: the nonce was issued by us, to this worker, for this job, is
+            // recent, and was never used; it is spent now, whatever the verdict.
+            let session: Option<SessionRecord> = tx.get(&req.nonce)?;
+            let fresh = match session {
+                Some(mut s) if s.job == job.id && s.worker == worker.name && !s.used => {
+                    s.used = true;
+                    tx.put_raw(
+                        crate::store::Table::Sessions,
+                        &s.nonce,
+                        &serde_json::to_vec(&s).map_err(|e| TrustError::Store(e.to_string()))?,
+                        Some(now + self.config.nonce_valid_s + 60),
+                    )?;
+                    now <= s.issued_at + self.config.nonce_valid_s
+                }
+                _ => false,
+            };
+            if !fresh {
+                let e = TrustError::Refused {
+                    reason: "the nonce is unknown, stale, already used, or was issued for another job or worker".into(),
+                    failures: Vec::new(),
+                };
+                let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), e.to_string());
+                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                return Ok(Err((job, e)));
+            }
+            if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
+                return Ok(Err((
+                    job,
+                    TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")),
+                )));
+            }
+            let ak = match worker.ak_public.as_deref().map(AkPublic::parse) {
+                Some(Ok(ak)) => ak,
+                _ => {
+                    return Ok(Err((
+                        job,
+                        TrustError::Forbidden(format!("worker {} has no activated AK", worker.name)),
+                    )));
+                }
+            };
+            let policy: PolicyRecord = tx
+                .get(&job.manifest.platform_policy.to_string())?
+                .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
+            let nonce_bytes = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("nonce is not hex".into()))?;
+            let binding = Digest::evidence_binding(&nonce_bytes, &job.id, &req.ephemeral_key);
+            let state = job.replay.clone().unwrap_or_default();
+            let appraisal = appraise(&req.evidence, &ak, binding.as_bytes(), &policy.policy, &state);
+            if !appraisal.accepted() {
+                self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
+                let reasons: Vec<String> = appraisal.failures.iter().map(|f| f.to_string()).collect();
+                let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), reasons.join("; "));
+                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                let reason = format!("attestation refused: {}", reasons.join("; "));
+                self.end_job(tx, &mut job, JobState::Revoked, reason.clone())?;
+                return Ok(Err((job, TrustError::Refused { reason, failures: appraisal.failures })));
+            }
+            let next: ReplayState = appraisal.state.clone().unwrap_or(state);
+            job.replay = Some(next);
+            job.last_attested_at = Some(now);
+            let ev = Event::new(
+                AuditKind::AttestationAccepted,
+                actor.as_str(),
+                format!("{} new IMA entries verified", appraisal.new_entries),
+            );
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            let mut keys = Vec::new();
+            if !job.released {
+                for a in job.manifest.assets() {
+                    let rec: AssetRecord = tx
+                        .get(a.asset.as_str())?
+                        .ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
+                    let key = perun_seal::wrap::unwrap(&rec.wrapped_key, self.keys.wrap.identity())?;
+                    let sealed = seal_to(&req.ephemeral_key, &release_info(&job.id, a.asset.as_str()), &key)?;
+                    tx.put(&ReleaseRecord {
+                        job: job.id,
+                        asset: a.asset.clone(),
+                        worker: worker.name.clone(),
+                        ephemeral_key: hex::encode(&req.ephemeral_key),
+                        at: now,
+                    })?;
+                    let mut ev = Event::new(
+                        AuditKind::KeyReleased,
+                        "service",
+                        format!(
+                            "key of {} sealed to {}'s attested key {}",
+                            a.asset,
+                            worker.name,
+                            hex::encode(&req.ephemeral_key)
+                        ),
+                    )
+                    .for_job(job.id, &job.manifest);
+                    ev.assets = vec![a.asset.clone()];
+                    self.audit(tx, ev)?;
+                    keys.push(ReleasedKey { asset: a.asset.clone(), sealed });
+                }
+                job.released = true;
+                self.metrics.keys_released.fetch_add(keys.len() as u64, Ordering::Relaxed);
+            }
+            tx.put(&job)?;
+            Ok(Ok(Attested {
+                new_entries: appraisal.new_entries,
+                keys,
+                next_in_s: job.manifest.attestation_interval_s,
+            }))
+        })?;
+        self.metrics.observe_attestation(started.elapsed());
+        match outcome {
+            Ok(a) => {
+                self.metrics.attestations_accepted.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job = %job_id, worker = %worker.name, released = a.keys.len(), "attestation accepted");
+                Ok(a)
+            }
+            Err((_, e @ TrustError::Revoked(_))) => Err(e),
+            Err((job, e @ TrustError::Refused { .. })) if job.state == JobState::Revoked => {
+                self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job = %job_id, worker = %worker.name, reason = %e, "attestation refused; job revoked");
+                Err(e)
+            }
+            Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
+        }
+    }
+
+    /// Records an epoch's metrics from the job's worker. A revoked job answers
+    /// [`TrustError::Revoked`]: the worker must abort.
+    pub fn report_metrics(
+        &self,
+        worker: &WorkerRecord,
+        job_id: &str,
+        epoch: u32,
+        values: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), TrustError> {
+        let now = self.now();
+        let outcome = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            self.apply_deadlines(tx, &mut job)?;
+            if let Err(e) = self.check_running_by(&job, &worker.name) {
+                return Ok(Err(e));
+            }
+            tx.put(&MetricRecord { job: job.id, epoch, values, at: now })?;
+            Ok(Ok(()))
+        })?;
+        outcome
+    }
+
+    /// The worker delivers the job's outputs (sealed to the receivers). Refused for a
+    /// revoked job: its outputs are not accepted.
+    pub fn finish(&self, worker: &WorkerRecord, job_id: &str, outputs: Vec<OutputRecord>) -> Result<(), TrustError> {
+        let actor = worker_actor(&worker.name);
+        let outcome = self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            self.apply_deadlines(tx, &mut job)?;
+            if let Err(e) = self.check_running_by(&job, &worker.name) {
+                return Ok(Err((job, e)));
+            }
+            if !job.released {
+                let e = TrustError::Conflict("the job never attested: it has no outputs to deliver".into());
+                return Ok(Err((job, e)));
+            }
+            job.state = JobState::Finished;
+            job.outputs = outputs;
+            tx.put(&job)?;
+            let names: Vec<String> = job.outputs.iter().map(|o| format!("{} {}", o.name, o.sealed_digest)).collect();
+            let ev = Event::new(AuditKind::JobFinished, actor.as_str(), format!("outputs: {}", names.join(", ")));
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            Ok(Ok(()))
+        })?;
+        outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
+    }
+
+    /// The worker reports that it stopped (and wiped); the job is revoked.
+    pub fn fail(&self, worker: &WorkerRecord, job_id: &str, reason: &str) -> Result<(), TrustError> {
+        self.store.write(|tx| {
+            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            if job.worker.as_ref() != Some(&worker.name) {
+                return Err(TrustError::Forbidden(format!("job {job_id} is not claimed by {}", worker.name)));
+            }
+            if job.state == JobState::Running {
+                self.end_job(tx, &mut job, JobState::Revoked, format!("worker {} stopped: {reason}", worker.name))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The error for a job that is no longer live.
+fn live_error(job: &JobRecord) -> TrustError {
+    let why = job.reason.clone().unwrap_or_default();
+    match job.state {
+        JobState::Revoked => TrustError::Revoked(format!("job {} was revoked: {why}", job.id)),
+        JobState::Expired => TrustError::Refused { reason: format!("job {} expired", job.id), failures: Vec::new() },
+        JobState::Finished => {
+            TrustError::Refused { reason: format!("job {} is finished", job.id), failures: Vec::new() }
+        }
+        JobState::Proposed => TrustError::Refused {
+            reason: format!("job {} is not approved by every owner", job.id),
+            failures: Vec::new(),
+        },
+        JobState::Ready | JobState::Running => {
+            TrustError::Conflict(format!("job {} is {}", job.id, job.state.as_str()))
+        }
+    }
+}
+
+fn worker_info(w: &WorkerRecord) -> WorkerInfo {
+    WorkerInfo {
+        name: w.name.clone(),
+        enrolled_by: w.enrolled_by.clone(),
+        state: w.state,
+        ek_digest: Digest::of(&w.ek_public),
+    }
+}

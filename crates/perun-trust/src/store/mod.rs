@@ -1,0 +1,139 @@
+//! The service's durable state, behind the [`Store`] trait.
+//!
+//! A store is a set of keyed tables of JSON records plus the audit chain, changed only
+//! inside transactions: every grant or revocation and its audit record commit together,
+//! synchronously, or not at all. [`sqlite::SqliteStore`] is the embedded default; a
+//! PostgreSQL store implements the same two traits.
+
+pub mod sqlite;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::TrustError;
+
+/// The tables of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Registered stakeholders, by name.
+    Stakeholders,
+    /// Registered assets (with their wrapped keys), by name.
+    Assets,
+    /// Platform policies, by digest.
+    Policies,
+    /// Enrolled workers, by name.
+    Workers,
+    /// Jobs, by digest.
+    Jobs,
+    /// Approvals, by `job/approver`.
+    Approvals,
+    /// Attestation nonces issued to workers, by nonce.
+    Sessions,
+    /// Nonces of signed stakeholder requests already seen, by nonce.
+    RequestNonces,
+    /// Key releases, by `job/asset`.
+    Releases,
+    /// Training metrics reported by workers, by `job/epoch`.
+    Metrics,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Table; 10] = [
+        Table::Stakeholders,
+        Table::Assets,
+        Table::Policies,
+        Table::Workers,
+        Table::Jobs,
+        Table::Approvals,
+        Table::Sessions,
+        Table::RequestNonces,
+        Table::Releases,
+        Table::Metrics,
+    ];
+
+    /// The table's name in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Stakeholders => "stakeholders",
+            Table::Assets => "assets",
+            Table::Policies => "policies",
+            Table::Workers => "workers",
+            Table::Jobs => "jobs",
+            Table::Approvals => "approvals",
+            Table::Sessions => "sessions",
+            Table::RequestNonces => "request_nonces",
+            Table::Releases => "releases",
+            Table::Metrics => "metrics",
+        }
+    }
+}
+
+/// Operations inside one transaction.
+pub trait Tx {
+    /// The record at `key`, if any.
+    fn get_raw(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, TrustError>;
+    /// Writes the record at `key`, replacing any. `expires` (Unix seconds) lets
+    /// [`Tx::prune`] remove it later.
+    fn put_raw(&mut self, table: Table, key: &str, body: &[u8], expires: Option<u64>) -> Result<(), TrustError>;
+    /// Writes the record only if `key` is new; returns whether it was.
+    fn insert_raw(&mut self, table: Table, key: &str, body: &[u8], expires: Option<u64>) -> Result<bool, TrustError>;
+    /// Every record whose key starts with `prefix`, in key order.
+    fn list_raw(&mut self, table: Table, prefix: &str) -> Result<Vec<Vec<u8>>, TrustError>;
+    /// Removes the records that expired before `now`; returns how many.
+    fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError>;
+    /// The last audit record's sequence number and chain hash.
+    fn audit_tail(&mut self) -> Result<Option<(u64, String)>, TrustError>;
+    /// Appends an audit record with its chain hash (its `seq` must follow the tail).
+    fn audit_append(&mut self, seq: u64, hash: &str, body: &[u8]) -> Result<(), TrustError>;
+    /// Audit records from `from_seq` on, in order.
+    fn audit_since(&mut self, from_seq: u64) -> Result<Vec<Vec<u8>>, TrustError>;
+}
+
+/// A durable store.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in a write transaction, committed durably when it returns `Ok`.
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError>;
+    /// Runs `f` on a consistent read-only view.
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError>;
+}
+
+/// A record type kept in one table as JSON.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The table it lives in.
+    const TABLE: Table;
+    /// Its key.
+    fn key(&self) -> String;
+}
+
+/// Typed access over any [`Tx`].
+pub trait TxExt: Tx {
+    /// The record of type `R` at `key`.
+    fn get<R: Record>(&mut self, key: &str) -> Result<Option<R>, TrustError> {
+        match self.get_raw(R::TABLE, key)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| TrustError::Store(format!("{} record {key} is unreadable: {e}", R::TABLE.name()))),
+            None => Ok(None),
+        }
+    }
+    /// Writes `r`, replacing any record at its key.
+    fn put<R: Record>(&mut self, r: &R) -> Result<(), TrustError> {
+        let body = serde_json::to_vec(r).map_err(|e| TrustError::Store(e.to_string()))?;
+        self.put_raw(R::TABLE, &r.key(), &body, None)
+    }
+    /// Writes `r` only if its key is new; returns whether it was.
+    fn insert<R: Record>(&mut self, r: &R, expires: Option<u64>) -> Result<bool, TrustError> {
+        let body = serde_json::to_vec(r).map_err(|e| TrustError::Store(e.to_string()))?;
+        self.insert_raw(R::TABLE, &r.key(), &body, expires)
+    }
+    /// Every record of type `R` whose key starts with `prefix`.
+    fn list<R: Record>(&mut self, prefix: &str) -> Result<Vec<R>, TrustError> {
+        self.list_raw(R::TABLE, prefix)?
+            .iter()
+            .map(|b| serde_json::from_slice(b).map_err(|e| TrustError::Store(e.to_string())))
+            .collect()
+    }
+}
+
+impl<T: Tx + ?Sized> TxExt for T {}

@@ -1,0 +1,324 @@
+//! The JSON bodies of the `/v1` API, shared by the service and its client. Binary values
+//! are hex; signatures base64; digests `sha256:<hex>`.
+
+use perun_attest::evidence::TpmEvidence;
+use perun_attest::policy::{Failure, PlatformPolicy};
+use perun_core::{AssetKind, Digest, JobManifest, Name, PublicIdentity, Signature};
+use perun_seal::release::SealedSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditView;
+use crate::records::{JobState, MetricRecord, OutputRecord, WorkerState};
+
+/// `GET /v1/service`: who the service is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// The service's software version.
+    pub version: String,
+    /// The Ed25519 key that signs audit records (base64 of the 32 bytes).
+    pub audit_key: String,
+    /// The `age` recipient asset keys are wrapped to.
+    pub wrap_recipient: String,
+    /// The TLS certificate fingerprint.
+    pub tls_fingerprint: Digest,
+}
+
+/// `POST /v1/stakeholders`, signed by the key being registered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterStakeholder {
+    /// The public identity.
+    pub identity: PublicIdentity,
+}
+
+/// `POST /v1/assets`, signed by the owner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAsset {
+    /// The asset's name (unique in the service).
+    pub name: Name,
+    /// What it holds.
+    pub kind: AssetKind,
+    /// Digest of its plaintext content (from the sealed file's header).
+    pub content_digest: Digest,
+    /// Where the sealed file is: a path on the workers' hosts or an http(s) URL.
+    pub location: String,
+    /// The asset key, wrapped to the service's `wrap_recipient` (hex).
+    #[serde(with = "hex::serde")]
+    pub wrapped_key: Vec<u8>,
+    /// The public recipient of the asset key (checked against the unwrapped key).
+    pub recipient: String,
+}
+
+/// An asset as its owner sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssetInfo {
+    /// The name.
+    pub name: Name,
+    /// The owner.
+    pub owner: Name,
+    /// What it holds.
+    pub kind: AssetKind,
+    /// Digest of its content.
+    pub content_digest: Digest,
+    /// Where the sealed file is.
+    pub location: String,
+    /// When it was registered.
+    pub registered_at: u64,
+}
+
+/// `POST /v1/policies` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyAdded {
+    /// The policy's digest, for manifests.
+    pub digest: Digest,
+}
+
+/// `GET /v1/policies/{digest}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Its digest.
+    pub digest: Digest,
+    /// Who published it.
+    pub owner: Name,
+    /// The policy.
+    pub policy: PlatformPolicy,
+}
+
+/// `POST /v1/jobs`, signed by the proposer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposeJob {
+    /// The manifest.
+    pub manifest: JobManifest,
+}
+
+/// `POST /v1/jobs/{id}/approve`, signed by an owner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveJob {
+    /// The owner's signature over the job digest (`job-approval/v1`).
+    pub signature: Signature,
+}
+
+/// A job as its parties see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// The manifest digest.
+    pub id: Digest,
+    /// The manifest.
+    pub manifest: JobManifest,
+    /// Who proposed it.
+    pub proposer: Name,
+    /// Its state.
+    pub state: JobState,
+    /// Owners that approved.
+    pub approved_by: Vec<Name>,
+    /// Owners whose approval is missing.
+    pub missing: Vec<Name>,
+    /// The worker running it.
+    pub worker: Option<Name>,
+    /// When the worker last attested.
+    pub last_attested_at: Option<u64>,
+    /// Whether keys were released.
+    pub released: bool,
+    /// Why it was revoked or expired.
+    pub reason: Option<String>,
+    /// The outputs delivered.
+    pub outputs: Vec<OutputRecord>,
+}
+
+/// `GET /v1/jobs/{id}/metrics`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobMetrics {
+    /// The job's state.
+    pub state: JobState,
+    /// Per-epoch figures.
+    pub epochs: Vec<MetricRecord>,
+}
+
+/// `POST /v1/jobs/{id}/revoke`, signed by a party of the job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeJob {
+    /// Why.
+    pub reason: String,
+}
+
+/// `POST /v1/workers`, signed by the infrastructure provider.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolWorker {
+    /// The worker's name.
+    pub name: Name,
+    /// Its EK public area (`TPM2B_PUBLIC` or `TPMT_PUBLIC`, hex).
+    #[serde(with = "hex::serde")]
+    pub ek_public: Vec<u8>,
+}
+
+/// A worker as the service knows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its name.
+    pub name: Name,
+    /// Who enrolled it.
+    pub enrolled_by: Name,
+    /// Its state.
+    pub state: WorkerState,
+    /// SHA-256 of its EK public area.
+    pub ek_digest: Digest,
+}
+
+/// `POST /v1/workers/{name}/ak`: a worker presents its AK.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresentAk {
+    /// The EK public area the worker's TPM holds (must be the enrolled one).
+    #[serde(with = "hex::serde")]
+    pub ek_public: Vec<u8>,
+    /// The AK public area (hex).
+    #[serde(with = "hex::serde")]
+    pub ak_public: Vec<u8>,
+}
+
+/// The MakeCredential challenge for an AK.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CredentialChallenge {
+    /// `TPM2B_ID_OBJECT` contents (hex).
+    #[serde(with = "hex::serde")]
+    pub credential_blob: Vec<u8>,
+    /// `TPM2B_ENCRYPTED_SECRET` contents (hex).
+    #[serde(with = "hex::serde")]
+    pub secret: Vec<u8>,
+}
+
+/// `POST /v1/workers/{name}/activate`: the credential the TPM recovered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateAk {
+    /// The recovered credential (hex). It is also the worker's access token.
+    #[serde(with = "hex::serde")]
+    pub credential: Vec<u8>,
+}
+
+/// A ready job offered to workers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OfferedJob {
+    /// The job digest.
+    pub id: Digest,
+    /// The manifest.
+    pub manifest: JobManifest,
+}
+
+/// Where an asset of a claimed job is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssetLocation {
+    /// The asset.
+    pub asset: Name,
+    /// Its kind.
+    pub kind: AssetKind,
+    /// The digest its content must have.
+    pub content_digest: Digest,
+    /// Where the sealed file is.
+    pub location: String,
+}
+
+/// `POST /v1/jobs/{id}/claim` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claimed {
+    /// The job.
+    pub job: OfferedJob,
+    /// Where each asset is.
+    pub assets: Vec<AssetLocation>,
+    /// The platform policy the worker will be held to.
+    pub policy: PlatformPolicy,
+    /// The receivers' `age` recipients, by name.
+    pub receivers: Vec<(Name, String)>,
+    /// The first attestation nonce.
+    pub nonce: String,
+}
+
+/// `POST /v1/jobs/{id}/nonce` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NonceIssued {
+    /// A fresh nonce (hex, 32 bytes), valid for one attestation.
+    pub nonce: String,
+    /// Seconds it stays valid.
+    pub valid_s: u64,
+}
+
+/// `POST /v1/jobs/{id}/attest`: evidence bound to a nonce, the job and an ephemeral key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attest {
+    /// The nonce the service issued.
+    pub nonce: String,
+    /// The ephemeral HPKE public key (hex, 32 bytes) keys are released to.
+    #[serde(with = "hex::serde")]
+    pub ephemeral_key: Vec<u8>,
+    /// The TPM evidence; its quote's qualifying data is
+    /// `Digest::evidence_binding(nonce, job, ephemeral_key)`.
+    pub evidence: TpmEvidence,
+}
+
+/// An asset key released to the attested ephemeral key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleasedKey {
+    /// The asset.
+    pub asset: Name,
+    /// The key, sealed with HPKE under `perun_seal::release::release_info(job, asset)`.
+    pub sealed: SealedSecret,
+}
+
+/// `POST /v1/jobs/{id}/attest` answer when accepted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attested {
+    /// The IMA entries newly verified.
+    pub new_entries: usize,
+    /// The keys, on the job's first accepted attestation (empty after).
+    pub keys: Vec<ReleasedKey>,
+    /// Seconds until the next attestation is due.
+    pub next_in_s: u64,
+}
+
+/// `POST /v1/jobs/{id}/metrics`, by the job's worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportMetrics {
+    /// The epoch (1-based).
+    pub epoch: u32,
+    /// Its figures.
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /v1/jobs/{id}/finish`, by the job's worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishJob {
+    /// The outputs, sealed to the receivers.
+    pub outputs: Vec<OutputRecord>,
+}
+
+/// `POST /v1/jobs/{id}/fail`, by the job's worker: it stopped and wiped.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailJob {
+    /// Why.
+    pub reason: String,
+}
+
+/// `GET /v1/audit`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// The whole chain, bodies shown where they concern the caller.
+    pub records: Vec<AuditView>,
+}
+
+/// An attestation refusal's details, as the client returns them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub reason: String,
+    /// Each failed check.
+    pub failures: Vec<Failure>,
+}

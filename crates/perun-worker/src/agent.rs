@@ -1,0 +1,102 @@
+//! The worker's conversation with the trust service.
+
+use perun_core::{Digest, Name};
+use perun_seal::release::{release_info, EphemeralKey};
+use perun_seal::AssetKey;
+use perun_tpm::tools::KeyAlg;
+use perun_trust::wire::{
+    ActivateAk, Attest, Attested, Claimed, CredentialChallenge, NonceIssued, OfferedJob, PresentAk,
+};
+use perun_trust::{Caller, Client};
+use zeroize::Zeroizing;
+
+use crate::{Platform, WorkerError};
+
+/// A worker enrolled with a trust service: its platform and its authenticated client.
+pub struct Agent {
+    name: Name,
+    platform: Platform,
+    client: Client,
+}
+
+/// The keys a job's attestation released, opened in memory.
+pub struct ReleasedKeys {
+    /// Asset name and its key.
+    pub keys: Vec<(Name, AssetKey)>,
+}
+
+impl Agent {
+    /// Proves the worker's TPM to the service: creates an AK under the EK, presents both,
+    /// answers the credential challenge with ActivateCredential. `client` may be
+    /// anonymous; the returned agent speaks with the activated credential as its token.
+    pub fn enrol(client: &Client, name: Name, mut platform: Platform, ak_alg: KeyAlg) -> Result<Self, WorkerError> {
+        let ak = platform.tpm().create_ak(ak_alg)?;
+        let ek_public = platform.tpm().ek_public().to_vec();
+        let path = format!("/v1/workers/{name}/ak");
+        let challenge: CredentialChallenge =
+            client.call("POST", &path, Some(&PresentAk { ek_public, ak_public: ak.public.clone() }))?;
+        let credential =
+            Zeroizing::new(platform.tpm().activate_credential(&challenge.credential_blob, &challenge.secret)?);
+        let path = format!("/v1/workers/{name}/activate");
+        client.call::<_, ()>("POST", &path, Some(&ActivateAk { credential: credential.to_vec() }))?;
+        let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential });
+        tracing::info!(worker = %name, "enrolled: AK activated");
+        Ok(Self { name, platform, client })
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The platform (to measure files, or for tests to tamper with).
+    pub fn platform(&mut self) -> &mut Platform {
+        &mut self.platform
+    }
+
+    /// The authenticated client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Ready jobs this worker could claim.
+    pub fn offered(&self) -> Result<Vec<OfferedJob>, WorkerError> {
+        Ok(self.client.call::<(), _>("GET", "/v1/worker/jobs", None)?)
+    }
+
+    /// Claims a job.
+    pub fn claim(&self, job: &Digest) -> Result<Claimed, WorkerError> {
+        Ok(self.client.call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None)?)
+    }
+
+    /// A fresh nonce for the next attestation.
+    pub fn nonce(&self, job: &Digest) -> Result<String, WorkerError> {
+        let n: NonceIssued = self.client.call::<(), _>("POST", &format!("/v1/jobs/{job}/nonce"), None)?;
+        Ok(n.nonce)
+    }
+
+    /// Makes evidence bound to `nonce`, `job` and a fresh ephemeral key, and sends it.
+    /// Returns the ephemeral key (to open released keys) and the service's answer.
+    pub fn attest(&mut self, job: &Digest, nonce: &str) -> Result<(EphemeralKey, Attested), WorkerError> {
+        let eph = EphemeralKey::generate();
+        let nonce_bytes =
+            hex::decode(nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
+        let binding = Digest::evidence_binding(&nonce_bytes, job, &eph.public_bytes());
+        let evidence = self.platform.evidence(binding.as_bytes())?;
+        let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
+        let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
+        Ok((eph, answer))
+    }
+
+    /// Opens the keys of an accepted attestation with its ephemeral key.
+    pub fn open_keys(job: &Digest, eph: &EphemeralKey, answer: &Attested) -> Result<ReleasedKeys, WorkerError> {
+        let mut keys = Vec::new();
+        for k in &answer.keys {
+            let secret = eph.open(&k.sealed, &release_info(job, k.asset.as_str()))?;
+            let text = std::str::from_utf8(&secret)
+                .map_err(|_| WorkerError::Failed(format!("the key of {} is not an age identity", k.asset)))?;
+            keys.push((k.asset.clone(), AssetKey::parse(text)?));
+        }
+        Ok(ReleasedKeys { keys })
+    }
+}

