@@ -17,6 +17,7 @@ pub struct Agent {
     name: Name,
     platform: Platform,
     client: Client,
+    token: Zeroizing<Vec<u8>>,
 }
 
 /// The keys a job's attestation released, opened in memory.
@@ -39,9 +40,15 @@ impl Agent {
             Zeroizing::new(platform.tpm().activate_credential(&challenge.credential_blob, &challenge.secret)?);
         let path = format!("/v1/workers/{name}/activate");
         client.call::<_, ()>("POST", &path, Some(&ActivateAk { credential: credential.to_vec() }))?;
-        let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential });
+        let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential.clone() });
         tracing::info!(worker = %name, "enrolled: AK activated");
-        Ok(Self { name, platform, client })
+        Ok(Self { name, platform, client, token: credential })
+    }
+
+    /// Speaks through a new connection (after the service restarted), with the same
+    /// token.
+    pub fn reconnect(&mut self, base: &Client) {
+        self.client = base.with_caller(Caller::Worker { name: self.name.clone(), token: self.token.clone() });
     }
 
     /// The worker's name.

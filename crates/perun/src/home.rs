@@ -26,6 +26,11 @@ impl Home {
         Self { root: root.to_owned() }
     }
 
+    /// The home folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The folder of one identity.
     pub fn identity_dir(&self, name: &Name) -> PathBuf {
         self.root.join("identities").join(name.as_str())

@@ -48,6 +48,23 @@ enum Command {
     Eval(cmd::train::EvalArgs),
     /// Run the whole flow on one machine, on embedded data.
     Demo(cmd::demo::DemoArgs),
+    /// Run the trust service.
+    Serve(cmd::serve::ServeArgs),
+    /// Pin the trust service to talk to.
+    #[command(subcommand)]
+    Remote(cmd::remote::RemoteCmd),
+    /// Register sealed assets with the trust service.
+    #[command(subcommand)]
+    Asset(cmd::remote::AssetCmd),
+    /// Propose, approve and follow jobs.
+    #[command(subcommand)]
+    Job(cmd::remote::JobCmd),
+    /// Enrol workers (infrastructure provider).
+    #[command(subcommand)]
+    Worker(cmd::remote::WorkerCmd),
+    /// The audit log: show and verify.
+    #[command(subcommand)]
+    Audit(cmd::remote::AuditCmd),
     /// Benchmarks, each printed next to its baseline.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
@@ -65,12 +82,18 @@ fn main() -> ExitCode {
         Command::Dataset(c) => cmd::dataset::run(c),
         Command::Seal(a) => cmd::seal::seal(a, &home),
         Command::Unseal(a) => cmd::seal::unseal(a),
-        Command::Policy(c) => cmd::attest::policy(c),
+        Command::Policy(c) => cmd::attest::policy(c, &home),
         Command::Attest(c) => cmd::attest::attest(c),
         Command::Train(a) => cmd::train::train(a),
         Command::Eval(a) => cmd::train::eval(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Remote(c) => cmd::remote::remote(c, &home),
+        Command::Asset(c) => cmd::remote::asset(c, &home),
+        Command::Job(c) => cmd::remote::job(c, &home),
+        Command::Worker(c) => cmd::remote::worker(c, &home),
+        Command::Audit(c) => cmd::remote::audit(c, &home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,13 @@ use crate::ui::print_json;
 /// Policy subcommands.
 #[derive(Subcommand)]
 pub enum PolicyCmd {
+    /// Publish a policy file to the trust service; prints its digest for manifests.
+    Add {
+        /// The policy (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        who: crate::cmd::remote::As,
+    },
     /// Build a policy from a directory tree (every regular file, by its path under the
     /// tree) or from an observed IMA log.
     Generate {
@@ -72,8 +79,13 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Runs a policy subcommand.
-pub fn policy(cmd: PolicyCmd) -> Result<()> {
-    let PolicyCmd::Generate { tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out } = cmd;
+pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
+    let (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out) = match cmd {
+        PolicyCmd::Add { file, who } => return crate::cmd::remote::policy_add(home, &file, &who),
+        PolicyCmd::Generate { tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out } => {
+            (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out)
+        }
+    };
     let mut policy = match (tree, ima_log) {
         (Some(t), None) => PlatformPolicy::from_tree(&name, &t)?,
         (None, Some(l)) => {

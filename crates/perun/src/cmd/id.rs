@@ -16,6 +16,11 @@ pub enum IdCmd {
         /// The stakeholder's name (a-z, 0-9, '-', '_', '.').
         name: Name,
     },
+    /// Register an identity with the trust service (`perun remote add` first).
+    Register {
+        /// The stakeholder's name.
+        name: Name,
+    },
     /// Show an identity's public halves.
     Show {
         /// The stakeholder's name.
@@ -37,6 +42,7 @@ pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
             show(&keys, false)
         }
         IdCmd::Show { name, json } => show(&home.load_identity(&name)?, json),
+        IdCmd::Register { name } => crate::cmd::remote::register(home, &name),
     }
 }
 

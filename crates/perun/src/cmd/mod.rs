@@ -5,5 +5,7 @@ pub mod bench;
 pub mod dataset;
 pub mod demo;
 pub mod id;
+pub mod remote;
 pub mod seal;
+pub mod serve;
 pub mod train;

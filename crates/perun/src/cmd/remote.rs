@@ -1,0 +1,546 @@
+//! The stakeholders' commands against a trust service: `perun remote`, `id register`,
+//! `asset`, `policy add`, `job`, `worker enrol`, `audit`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_seal::AssetKey;
+use perun_trust::wire::*;
+use perun_trust::{Caller, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::home::Home;
+use crate::ui::print_json;
+
+/// Where the trust service is, as `perun remote add` saved it.
+#[derive(Serialize, Deserialize)]
+pub struct Remote {
+    /// Base URL.
+    pub url: String,
+    /// The pinned certificate fingerprint.
+    pub fingerprint: Digest,
+}
+
+fn remote_file(home: &Home) -> PathBuf {
+    home.root().join("remote.json")
+}
+
+/// The saved remote.
+pub fn load_remote(home: &Home) -> Result<Remote> {
+    let f = remote_file(home);
+    let bytes = std::fs::read(&f)
+        .with_context(|| format!("no trust service configured ({}): run `perun remote add URL --fingerprint ...`", f.display()))?;
+    Ok(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a remote", f.display()))?)
+}
+
+/// A client speaking as `who` (or anonymous).
+pub fn client(home: &Home, who: Option<&Name>) -> Result<Client> {
+    let r = load_remote(home)?;
+    let caller = match who {
+        Some(n) => {
+            let keys = home.load_identity(n)?;
+            Caller::Stakeholder { name: n.clone(), key: keys.signing_key().clone() }
+        }
+        None => Caller::Anonymous,
+    };
+    Ok(Client::new(&r.url, r.fingerprint, caller)?)
+}
+
+/// Who runs a command, and how it prints.
+#[derive(Args)]
+pub struct As {
+    /// The identity to act as (see `perun id new`).
+    #[arg(long = "as")]
+    pub who: Name,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `perun remote`.
+#[derive(Subcommand)]
+pub enum RemoteCmd {
+    /// Pin a trust service: its URL and TLS certificate fingerprint.
+    Add {
+        /// `https://host:port`.
+        url: String,
+        /// The fingerprint `perun serve` printed. Without it, the presented one is shown
+        /// and nothing is saved.
+        #[arg(long)]
+        fingerprint: Option<Digest>,
+    },
+    /// Show the pinned service and ask it who it is.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `perun remote`.
+pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
+    match cmd {
+        RemoteCmd::Add { url, fingerprint } => {
+            let presented = Client::presented_fingerprint(&url)?;
+            let Some(fp) = fingerprint else {
+                bail!(
+                    "{url} presents certificate {presented}. Compare it with the fingerprint `perun serve` printed, \
+                     then run `perun remote add {url} --fingerprint {presented}`"
+                );
+            };
+            if fp != presented {
+                bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
+            }
+            std::fs::create_dir_all(home.root())?;
+            std::fs::write(remote_file(home), serde_json::to_vec_pretty(&Remote { url: url.clone(), fingerprint: fp })?)?;
+            println!("pinned {url} ({fp})");
+            Ok(())
+        }
+        RemoteCmd::Show { json } => {
+            let info: ServiceInfo = client(home, None)?.call::<(), _>("GET", "/v1/service", None)?;
+            if json {
+                return print_json(&info);
+            }
+            let r = load_remote(home)?;
+            println!("url:            {}", r.url);
+            println!("fingerprint:    {}", info.tls_fingerprint);
+            println!("version:        {}", info.version);
+            println!("wrap recipient: {}", info.wrap_recipient);
+            println!("audit key:      ed25519:{}", info.audit_key);
+            Ok(())
+        }
+    }
+}
+
+/// Registers an identity with the service.
+pub fn register(home: &Home, name: &Name) -> Result<()> {
+    let keys = home.load_identity(name)?;
+    let c = client(home, Some(name))?;
+    let _: () = c.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: keys.public() }))?;
+    println!("registered `{name}` ({})", keys.public().fingerprint());
+    Ok(())
+}
+
+/// `perun asset`.
+#[derive(Subcommand)]
+pub enum AssetCmd {
+    /// Register a sealed asset: its descriptor and its key, wrapped to the service. The
+    /// sealed file stays where you keep it.
+    Register {
+        /// The asset's name.
+        #[arg(long)]
+        name: Name,
+        /// The sealed file (its authenticated header gives kind and content digest).
+        #[arg(long)]
+        sealed: PathBuf,
+        /// The asset key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where workers fetch it (a path or http(s) URL). Default: the sealed file's
+        /// absolute path.
+        #[arg(long)]
+        location: Option<String>,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Your registered assets.
+    List {
+        #[command(flatten)]
+        who: As,
+    },
+}
+
+/// Runs `perun asset`.
+pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
+    match cmd {
+        AssetCmd::Register { name, sealed, key, location, who } => {
+            let key = AssetKey::load(&key)?;
+            let header = read_header(&sealed, &key)?;
+            let location = match location {
+                Some(l) => l,
+                None => std::fs::canonicalize(&sealed)?.to_string_lossy().into_owned(),
+            };
+            let c = client(home, Some(&who.who))?;
+            let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
+            let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+            let body = RegisterAsset {
+                name,
+                kind: header.kind,
+                content_digest: header.content_digest,
+                location,
+                wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service)?,
+                recipient: key.recipient().to_string(),
+            };
+            let a: AssetInfo = c.call("POST", "/v1/assets", Some(&body))?;
+            if who.json {
+                return print_json(&a);
+            }
+            println!("registered {} `{}` ({}) at {}", a.kind.as_str(), a.name, a.content_digest, a.location);
+            Ok(())
+        }
+        AssetCmd::List { who } => {
+            let list: Vec<AssetInfo> = client(home, Some(&who.who))?.call::<(), _>("GET", "/v1/assets", None)?;
+            if who.json {
+                return print_json(&list);
+            }
+            for a in list {
+                println!("{:<20} {:<8} {} {}", a.name.as_str(), a.kind.as_str(), a.content_digest, a.location);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_header(sealed: &Path, key: &AssetKey) -> Result<perun_seal::AssetHeader> {
+    let f = std::fs::File::open(sealed).with_context(|| format!("opening {}", sealed.display()))?;
+    let len = f.metadata()?.len();
+    let r = perun_seal::SealedReader::new(std::io::BufReader::new(f), Some(len), key.identity())?;
+    r.header().cloned().with_context(|| format!("{} has no Perun header: seal it with `perun seal`", sealed.display()))
+}
+
+/// Publishes a platform policy.
+pub fn policy_add(home: &Home, file: &Path, who: &As) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let p: PolicyInfo = client(home, Some(&who.who))?.call_raw("POST", "/v1/policies", bytes)?;
+    if who.json {
+        return print_json(&p);
+    }
+    println!("policy `{}` published: {}", p.policy.name, p.digest);
+    Ok(())
+}
+
+/// `perun job`.
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Propose a job: a model, data sets, a platform policy, receivers.
+    Propose {
+        /// A human-readable job name.
+        #[arg(long)]
+        name: String,
+        /// The model asset: `NAME` if it is yours, else `OWNER/NAME@sha256:...` as its
+        /// owner told you.
+        #[arg(long)]
+        model: String,
+        /// The data assets, named the same way.
+        #[arg(long = "data", required = true)]
+        data: Vec<String>,
+        /// The platform policy digest (`perun policy add` prints it).
+        #[arg(long)]
+        policy: Digest,
+        /// Who receives the outputs.
+        #[arg(long = "receiver", required = true)]
+        receivers: Vec<Name>,
+        /// `attested` (TPM + IMA) or `tee`.
+        #[arg(long, default_value = "attested")]
+        mode: String,
+        /// Seconds between continuous attestations.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        /// Seconds until the job expires.
+        #[arg(long, default_value_t = 86_400)]
+        expires_in: u64,
+        /// Hyper-parameter overrides, `key=value` (JSON values).
+        #[arg(long = "hyper")]
+        hyper: Vec<String>,
+        /// Also write the manifest to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Approve a job: sign the digest of its manifest, recomputed here.
+    Approve {
+        /// The job id (its manifest digest).
+        job: Digest,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Show a job you are party to.
+    Show {
+        /// The job id.
+        job: Digest,
+        #[command(flatten)]
+        who: As,
+    },
+    /// The jobs you are party to.
+    List {
+        #[command(flatten)]
+        who: As,
+    },
+    /// A job's state and per-epoch metrics.
+    Status {
+        /// The job id.
+        job: Digest,
+        /// Keep printing until the job ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Revoke a job (proposer or asset owner): nothing more is released.
+    Revoke {
+        /// The job id.
+        job: Digest,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        who: As,
+    },
+}
+
+/// Runs `perun job`.
+pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
+    match cmd {
+        JobCmd::Propose { name, model, data, policy, receivers, mode, interval, expires_in, hyper, out, who } => {
+            let c = client(home, Some(&who.who))?;
+            let mine: Vec<AssetInfo> = c.call::<(), _>("GET", "/v1/assets", None)?;
+            let lookup = |n: &String, kind| -> Result<AssetRef> { lookup_asset(&mine, n, kind) };
+            let mode = match mode.as_str() {
+                "attested" => JobMode::Attested,
+                "tee" => JobMode::Tee,
+                other => bail!("mode `{other}`: expected `attested` or `tee`"),
+            };
+            let mut hyperparameters = std::collections::BTreeMap::new();
+            for h in hyper {
+                let (k, v) = h.split_once('=').with_context(|| format!("`{h}`: expected key=value"))?;
+                let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+                hyperparameters.insert(k.to_owned(), v);
+            }
+            let now = unix_now();
+            let manifest = JobManifest {
+                schema: MANIFEST_SCHEMA,
+                name,
+                mode,
+                model: lookup(&model, AssetKind::Model)?,
+                data: data.iter().map(|d| lookup(d, AssetKind::Dataset)).collect::<Result<_>>()?,
+                platform_policy: policy,
+                hyperparameters,
+                receivers,
+                attestation_interval_s: interval,
+                created_at: now,
+                expires_at: now + expires_in,
+            };
+            let job: JobInfo = c.call("POST", "/v1/jobs", Some(&ProposeJob { manifest: manifest.clone() }))?;
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_vec_pretty(&manifest)?)?;
+            }
+            if who.json {
+                return print_json(&job);
+            }
+            println!("proposed job {}", job.id);
+            println!("awaiting approval of: {}", names(&job.missing));
+            Ok(())
+        }
+        JobCmd::Approve { job, who } => {
+            let c = client(home, Some(&who.who))?;
+            let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+            // Sign what we see, not what we are told: the digest is recomputed here.
+            let digest = info.manifest.digest();
+            if digest != job {
+                bail!("the service returned a manifest whose digest is {digest}, not {job}: not signing");
+            }
+            let keys = home.load_identity(&who.who)?;
+            let signature = sign_digest(keys.signing_key(), APPROVAL_CONTEXT, &digest);
+            let after: JobInfo = c.call("POST", &format!("/v1/jobs/{job}/approve"), Some(&ApproveJob { signature }))?;
+            if who.json {
+                return print_json(&after);
+            }
+            println!("{} approved job {job} ({}): now {}", who.who, info.manifest.name, after.state.as_str());
+            if !after.missing.is_empty() {
+                println!("still awaiting: {}", names(&after.missing));
+            }
+            Ok(())
+        }
+        JobCmd::Show { job, who } => {
+            let info: JobInfo = client(home, Some(&who.who))?.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+            if who.json {
+                return print_json(&info);
+            }
+            print_job(&info);
+            Ok(())
+        }
+        JobCmd::List { who } => {
+            let list: Vec<JobInfo> = client(home, Some(&who.who))?.call::<(), _>("GET", "/v1/jobs", None)?;
+            if who.json {
+                return print_json(&list);
+            }
+            for j in list {
+                println!("{} {:<9} {}", j.id, j.state.as_str(), j.manifest.name);
+            }
+            Ok(())
+        }
+        JobCmd::Status { job, follow, who } => {
+            let c = client(home, Some(&who.who))?;
+            let mut shown = 0;
+            loop {
+                let m: JobMetrics = c.call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None)?;
+                if who.json && !follow {
+                    return print_json(&m);
+                }
+                for e in m.epochs.iter().skip(shown) {
+                    let v: Vec<String> = e.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("epoch {:>3}: {}", e.epoch, v.join(" "));
+                }
+                shown = m.epochs.len();
+                let live = matches!(m.state, perun_trust::records::JobState::Ready | perun_trust::records::JobState::Running);
+                if !follow || !live {
+                    println!("state: {}", m.state.as_str());
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        JobCmd::Revoke { job, reason, who } => {
+            let info: JobInfo = client(home, Some(&who.who))?.call(
+                "POST",
+                &format!("/v1/jobs/{job}/revoke"),
+                Some(&RevokeJob { reason }),
+            )?;
+            if who.json {
+                return print_json(&info);
+            }
+            println!("job {job} is {}", info.state.as_str());
+            Ok(())
+        }
+    }
+}
+
+/// An asset of the manifest: one of the caller's by name, or another owner's as
+/// `OWNER/NAME@sha256:...` (the service checks it against the registration).
+fn lookup_asset(mine: &[AssetInfo], spec: &str, kind: AssetKind) -> Result<AssetRef> {
+    if let Some((owner, rest)) = spec.split_once('/') {
+        let (asset, digest) =
+            rest.split_once('@').with_context(|| format!("`{spec}`: expected OWNER/NAME@sha256:..."))?;
+        return Ok(AssetRef { asset: asset.parse()?, owner: owner.parse()?, kind, content_digest: digest.parse()? });
+    }
+    let n: Name = spec.parse()?;
+    let a = mine.iter().find(|a| a.name == n).with_context(|| {
+        format!("asset `{n}` is not yours: name it as OWNER/{n}@sha256:... with the digest its owner gives you")
+    })?;
+    if a.kind != kind {
+        bail!("asset `{n}` is a {}, not a {}", a.kind.as_str(), kind.as_str());
+    }
+    Ok(AssetRef { asset: a.name.clone(), owner: a.owner.clone(), kind: a.kind, content_digest: a.content_digest })
+}
+
+fn print_job(j: &JobInfo) {
+    println!("job:       {}", j.id);
+    println!("name:      {}", j.manifest.name);
+    println!("state:     {}", j.state.as_str());
+    println!("proposer:  {}", j.proposer);
+    println!("model:     {} of {} ({})", j.manifest.model.asset, j.manifest.model.owner, j.manifest.model.content_digest);
+    for d in &j.manifest.data {
+        println!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
+    }
+    println!("policy:    {}", j.manifest.platform_policy);
+    println!("receivers: {}", names(&j.manifest.receivers));
+    println!("approved:  {}", names(&j.approved_by));
+    println!("missing:   {}", names(&j.missing));
+    if let Some(w) = &j.worker {
+        println!("worker:    {w}");
+    }
+    if let Some(r) = &j.reason {
+        println!("reason:    {r}");
+    }
+    for o in &j.outputs {
+        println!("output:    {} {} at {}", o.name, o.sealed_digest, o.location);
+    }
+}
+
+fn names(n: &[Name]) -> String {
+    if n.is_empty() {
+        return "-".into();
+    }
+    n.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// `perun worker`.
+#[derive(Subcommand)]
+pub enum WorkerCmd {
+    /// Enrol a worker's TPM (infrastructure provider): its EK public area, from a file
+    /// (`tpm2_createek -u`) or read from the TPM at `--tcti`.
+    Enrol {
+        /// The worker's name.
+        #[arg(long)]
+        name: Name,
+        /// The EK public file.
+        #[arg(long, conflicts_with = "tcti")]
+        ek: Option<PathBuf>,
+        /// Read the EK from this TPM (`device:/dev/tpmrm0`, `swtpm:host=...,port=...`).
+        #[arg(long)]
+        tcti: Option<String>,
+        #[command(flatten)]
+        who: As,
+    },
+}
+
+/// Runs `perun worker`.
+pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
+    match cmd {
+        WorkerCmd::Enrol { name, ek, tcti, who } => {
+            let ek_public = match (ek, tcti) {
+                (Some(f), _) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                (None, Some(t)) => perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?.ek_public().to_vec(),
+                (None, None) => bail!("give the EK with --ek FILE or --tcti TCTI"),
+            };
+            let w: WorkerInfo = client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&EnrolWorker { name, ek_public }))?;
+            if who.json {
+                return print_json(&w);
+            }
+            println!("enrolled worker `{}` (EK {})", w.name, w.ek_digest);
+            Ok(())
+        }
+    }
+}
+
+/// `perun audit`.
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// The records that concern you.
+    Show {
+        #[command(flatten)]
+        who: As,
+    },
+    /// Check the whole chain: signatures, hashes, order; then show your records.
+    Verify {
+        #[command(flatten)]
+        who: As,
+    },
+}
+
+/// Runs `perun audit`.
+pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
+    let (who, verify) = match cmd {
+        AuditCmd::Show { who } => (who, false),
+        AuditCmd::Verify { who } => (who, true),
+    };
+    let c = client(home, Some(&who.who))?;
+    let log: AuditLog = c.call::<(), _>("GET", "/v1/audit", None)?;
+    if verify {
+        let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD.decode(&info.audit_key)?;
+        let key = ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")?;
+        let n = perun_trust::audit::verify_chain(&log.records, &key)?;
+        if !who.json {
+            println!("audit chain verified: {n} records, each signed by the service, none missing or edited");
+        }
+    }
+    if who.json {
+        return print_json(&log);
+    }
+    for r in log.records.iter().filter_map(|v| v.body.as_ref()) {
+        let job = r.job.map(|j| j.to_string()[7..19].to_owned()).unwrap_or_else(|| "-".into());
+        println!("{:>5} {} {:<22} {:<16} job {job}: {}", r.seq, r.at, format!("{:?}", r.kind), r.actor, r.detail);
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,61 @@
+//! `perun serve`: run the trust service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use perun_trust::{Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+
+/// Arguments of `perun serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Folder of the service's state: `perun.db` (SQLite) and `keys/` (mode 0600).
+    #[arg(long, default_value = "perun-trust")]
+    pub data: PathBuf,
+    /// Address to listen on (TLS).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// Extra host names or addresses for the service's certificate.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Runtime threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub fn run(a: ServeArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+    let keys = ServiceKeys::load_or_create(&a.data.join("keys"), &a.hosts)?;
+    let store = SqliteStore::open(&a.data.join("perun.db"))?;
+    let fingerprint = keys.tls_fingerprint();
+    let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}: is another service there?", a.listen))?;
+        let addr = listener.local_addr()?;
+        println!("perun trust service listening on https://{addr}");
+        println!("TLS fingerprint: {fingerprint}");
+        println!("clients pin it:  perun remote add https://{addr} --fingerprint {fingerprint}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        perun_trust::server::serve(trust, listener, shutdown).await?;
+        eprintln!("perun trust service stopped");
+        anyhow::Ok(())
+    })
+}

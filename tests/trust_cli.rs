@@ -1,0 +1,175 @@
+//! The trust service as users run it: `perun serve` in its own process, stakeholders on
+//! the command line, a worker on an swtpm. The service is killed with SIGKILL between
+//! approval and release and again during continuous attestation, restarted on the same
+//! store, and found with every approval, job state and incremental IMA state intact.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::Scratch;
+use perun_core::{Digest, Name};
+use perun_tpm::device::Tpm;
+use perun_tpm::swtpm::Swtpm;
+use perun_tpm::tools::KeyAlg;
+use perun_trust::{Caller, Client};
+use perun_worker::{Agent, Platform};
+
+struct Service {
+    child: Child,
+    url: String,
+    fingerprint: Digest,
+}
+
+impl Service {
+    fn start(s: &Scratch, listen: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perun"))
+            .args(["serve", "--data", s.path("trust").to_str().unwrap(), "--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first.rsplit(' ').next().unwrap().to_owned();
+        let second = lines.next().unwrap().unwrap();
+        let fingerprint = second.rsplit(' ').next().unwrap().parse().unwrap();
+        Service { child, url, fingerprint }
+    }
+
+    fn kill(mut self) -> String {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.url.trim_start_matches("https://").to_owned()
+    }
+}
+
+fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
+    out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))
+}
+
+#[test]
+fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
+    let Some(tpm) = Swtpm::start_or_skip() else { return };
+    let s = Scratch::new();
+    let svc = Service::start(&s, "127.0.0.1:0");
+
+    // Pinning: without the fingerprint nothing is saved; a wrong one is refused.
+    let err = s.fails(&["remote", "add", &svc.url]);
+    assert!(err.contains(&svc.fingerprint.to_string()), "{err}");
+    let err = s.fails(&["remote", "add", &svc.url, "--fingerprint", &Digest::of(b"x").to_string()]);
+    assert!(err.contains("refusing"), "{err}");
+    s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
+
+    for who in ["hospital-a", "hospital-b", "model-owner", "infra"] {
+        s.ok(&["id", "new", who]);
+        s.ok(&["id", "register", who]);
+    }
+    let mut digests = Vec::new();
+    for (who, asset, kind) in
+        [("model-owner", "mlp", "model"), ("hospital-a", "bc-a", "dataset"), ("hospital-b", "bc-b", "dataset")]
+    {
+        std::fs::write(s.path(asset), format!("plaintext of {asset}")).unwrap();
+        let sealed = format!("{asset}.sealed");
+        let key = format!("{asset}.key");
+        s.ok(&["seal", asset, "--kind", kind, "--owner", who, "--out", &sealed, "--key-out", &key]);
+        let out = s.ok(&["asset", "register", "--name", asset, "--sealed", &sealed, "--key", &key, "--as", who, "--json"]);
+        let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+        digests.push(info["content_digest"].as_str().unwrap().to_owned());
+        std::fs::remove_file(s.path(asset)).unwrap();
+    }
+    // Another's asset is not shown.
+    let err = s.fails(&["asset", "list", "--as", "nobody"]);
+    assert!(err.contains("perun id new nobody"), "{err}");
+
+    // The worker's platform, its policy, and its enrolment from an EK file.
+    let t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
+    let mut platform = Platform::user_space(t).unwrap();
+    let log = platform.log().unwrap();
+    let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0).unwrap().into_iter().map(|(e, _)| e).collect();
+    let mut policy = perun_attest::policy::PlatformPolicy::from_log("dev worker", &entries);
+    policy.accept_user_space_ima = true;
+    policy.allowed_digests.insert(format!("sha256:{}", hex::encode(Digest::of(b"round").as_bytes())));
+    std::fs::write(s.path("policy.json"), serde_json::to_vec(&policy).unwrap()).unwrap();
+    let out = s.ok(&["policy", "add", "policy.json", "--as", "infra", "--json"]);
+    let policy_digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"].as_str().unwrap().to_owned();
+    std::fs::write(s.path("ek.pub"), platform.tpm().ek_public()).unwrap();
+    s.ok(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--as", "infra"]);
+
+    // Proposal and two of three approvals.
+    let out = s.ok(&[
+        "job",
+        "propose",
+        "--name",
+        "bc-mlp",
+        "--model",
+        "mlp",
+        "--data",
+        &format!("hospital-a/bc-a@{}", digests[1]),
+        "--data",
+        &format!("hospital-b/bc-b@{}", digests[2]),
+        "--policy",
+        &policy_digest,
+        "--receiver",
+        "model-owner",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
+    let job: Digest =
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let job_s = job.to_string();
+    s.ok(&["job", "approve", &job_s, "--as", "hospital-a"]);
+    s.ok(&["job", "approve", &job_s, "--as", "hospital-b"]);
+
+    // SIGKILL between approval and release; restart on the same store.
+    let addr = svc.kill();
+    let svc = Service::start(&s, &addr);
+    let shown = s.ok(&["job", "show", &job_s, "--as", "hospital-b"]);
+    assert!(line_with(&shown, "state:").contains("proposed"), "{shown}");
+    assert!(line_with(&shown, "approved:").contains("hospital-a, hospital-b"), "{shown}");
+    assert!(line_with(&shown, "missing:").contains("model-owner"), "{shown}");
+    let out = s.ok(&["job", "approve", &job_s, "--as", "model-owner"]);
+    assert!(out.contains("now ready"), "{out}");
+
+    // The worker enrols, claims, attests (keys released), attests again.
+    let anon = Client::new(&svc.url, svc.fingerprint, Caller::Anonymous).unwrap();
+    let mut agent = Agent::enrol(&anon, Name::new("gpu-1").unwrap(), platform, KeyAlg::Rsa).unwrap();
+    let claimed = agent.claim(&job).unwrap();
+    let (_, first) = agent.attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(first.keys.len(), 3);
+    agent.platform().measure("/opt/round-1", b"round").unwrap();
+    let nonce = agent.nonce(&job).unwrap();
+    let (_, second) = agent.attest(&job, &nonce).unwrap();
+    assert_eq!(second.new_entries, 1);
+
+    // SIGKILL during continuous attestation; the restarted service goes on from the
+    // saved IMA state (one new entry, not the whole log) and releases nothing again.
+    let addr = svc.kill();
+    let svc = Service::start(&s, &addr);
+    agent.reconnect(&Client::new(&svc.url, svc.fingerprint, Caller::Anonymous).unwrap());
+    agent.platform().measure("/opt/round-2", b"round").unwrap();
+    let nonce = agent.nonce(&job).unwrap();
+    let (_, third) = agent.attest(&job, &nonce).unwrap();
+    assert_eq!(third.new_entries, 1, "the incremental IMA state was lost");
+    assert!(third.keys.is_empty(), "keys were released twice");
+
+    let status = s.ok(&["job", "show", &job_s, "--as", "hospital-a"]);
+    assert!(line_with(&status, "state:").contains("running"), "{status}");
+    let audit = s.ok(&["audit", "verify", "--as", "hospital-a"]);
+    assert!(audit.contains("audit chain verified"), "{audit}");
+    assert_eq!(audit.matches("KeyReleased").count(), 3, "{audit}");
+    assert_eq!(audit.matches("AttestationAccepted").count(), 3, "{audit}");
+    let _ = svc.kill();
+
+    // No plaintext of any sealed asset in any file the service or the users wrote.
+    for f in s.files() {
+        let bytes = std::fs::read(&f).unwrap();
+        for asset in ["mlp", "bc-a", "bc-b"] {
+            let needle = format!("plaintext of {asset}");
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{} holds {asset}", f.display());
+        }
+    }
+}
