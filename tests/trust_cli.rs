@@ -75,7 +75,8 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
         let sealed = format!("{asset}.sealed");
         let key = format!("{asset}.key");
         s.ok(&["seal", asset, "--kind", kind, "--owner", who, "--out", &sealed, "--key-out", &key]);
-        let out = s.ok(&["asset", "register", "--name", asset, "--sealed", &sealed, "--key", &key, "--as", who, "--json"]);
+        let out =
+            s.ok(&["asset", "register", "--name", asset, "--sealed", &sealed, "--key", &key, "--as", who, "--json"]);
         let info: serde_json::Value = serde_json::from_str(&out).unwrap();
         digests.push(info["content_digest"].as_str().unwrap().to_owned());
         std::fs::remove_file(s.path(asset)).unwrap();
@@ -118,8 +119,7 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
         "model-owner",
         "--json",
     ]);
-    let job: Digest =
-        serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let job: Digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().parse().unwrap();
     let job_s = job.to_string();
     s.ok(&["job", "approve", &job_s, "--as", "hospital-a"]);
     s.ok(&["job", "approve", &job_s, "--as", "hospital-b"]);

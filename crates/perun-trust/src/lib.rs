@@ -8,7 +8,7 @@
 //! - [`auth`]: signed stakeholder requests and worker tokens;
 //! - [`api`], [`server`]: the HTTP/JSON API over TLS; [`client`]: its blocking client;
 //! - [`wire`]: the API's bodies; [`records`]: what is stored; [`keys`]: the service's keys;
-//!   [`metrics`]: Prometheus counters.
+//!   [`metrics`]: Prometheus counters; [`nonce`]: stateless attestation nonces.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,6 +20,7 @@ pub mod client;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod nonce;
 pub mod records;
 pub mod server;
 pub mod service;

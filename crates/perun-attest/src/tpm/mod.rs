@@ -3,6 +3,8 @@
 pub mod credential;
 pub mod public;
 pub mod quote;
+#[cfg(any(test, feature = "soft-tpm"))]
+pub mod soft;
 mod wire;
 
 pub use credential::{make_credential, Credential};

@@ -69,12 +69,14 @@ pub struct Trust<S: Store> {
     clock: Clock,
     config: TrustConfig,
     metrics: Metrics,
+    nonces: crate::nonce::NonceIssuer,
 }
 
 impl<S: Store> Trust<S> {
     /// A service over `store` with `keys`.
     pub fn new(store: S, keys: ServiceKeys, clock: Clock, config: TrustConfig) -> Self {
-        Self { store, keys, clock, config, metrics: Metrics::default() }
+        let nonces = crate::nonce::NonceIssuer::new(keys.signing.as_bytes());
+        Self { store, keys, clock, config, metrics: Metrics::default(), nonces }
     }
 
     /// The service's keys (public halves are served; private halves never leave).
@@ -139,11 +141,19 @@ impl<S: Store> Trust<S> {
     /// Applies the clock to one job inside `tx`: expiry, and revocation for a missed
     /// attestation. Returns whether it changed the job.
     fn apply_deadlines(&self, tx: &mut dyn Tx, job: &mut JobRecord) -> Result<bool, TrustError> {
+        match self.deadline_passed(job) {
+            Some((state, reason)) => self.end_job(tx, job, state, reason).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the clock ends `job`: expiry, or a missed attestation (with the state
+    /// and reason to record).
+    fn deadline_passed(&self, job: &JobRecord) -> Option<(JobState, String)> {
         let now = self.now();
         let live = matches!(job.state, JobState::Proposed | JobState::Ready | JobState::Running);
         if live && now >= job.manifest.expires_at {
-            self.end_job(tx, job, JobState::Expired, format!("the job expired at {}", job.manifest.expires_at))?;
-            return Ok(true);
+            return Some((JobState::Expired, format!("the job expired at {}", job.manifest.expires_at)));
         }
         if job.state == JobState::Running {
             let since = job.last_attested_at.or(job.claimed_at).unwrap_or(job.proposed_at);
@@ -154,11 +164,10 @@ impl<S: Store> Trust<S> {
                     job.worker.as_ref().map(|w| w.as_str()).unwrap_or("?"),
                     job.manifest.attestation_interval_s
                 );
-                self.end_job(tx, job, JobState::Revoked, reason)?;
-                return Ok(true);
+                return Some((JobState::Revoked, reason));
             }
         }
-        Ok(false)
+        None
     }
 
     /// Applies deadlines to every live job; the server runs it every second. Returns the

@@ -211,7 +211,7 @@ impl<S: Store> Trust<S> {
             job.worker = Some(worker.name.clone());
             job.claimed_at = Some(now);
             tx.put(&job)?;
-            let nonce = self.issue_nonce(tx, &job, &worker.name)?;
+            let nonce = self.nonces.issue(&job.id, &worker.name, now);
             let e = Event::new(AuditKind::JobClaimed, actor.as_str(), format!("claimed by {}", worker.name));
             self.audit(tx, e.for_job(job.id, &job.manifest))?;
             Ok(Ok(Claimed {
@@ -219,7 +219,7 @@ impl<S: Store> Trust<S> {
                 assets,
                 policy: policy.policy,
                 receivers,
-                nonce: nonce.nonce,
+                nonce,
             }))
         })?;
         outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
@@ -242,40 +242,27 @@ impl<S: Store> Trust<S> {
         Ok(())
     }
 
-    fn issue_nonce(&self, tx: &mut dyn Tx, job: &JobRecord, worker: &Name) -> Result<SessionRecord, TrustError> {
-        let now = self.now();
-        let s = SessionRecord {
-            nonce: hex::encode(rand::random::<[u8; 32]>()),
-            job: job.id,
-            worker: worker.clone(),
-            issued_at: now,
-            used: false,
-        };
-        tx.put_raw(
-            crate::store::Table::Sessions,
-            &s.nonce,
-            &serde_json::to_vec(&s).map_err(|e| TrustError::Store(e.to_string()))?,
-            Some(now + self.config.nonce_valid_s + 60),
-        )?;
-        Ok(s)
-    }
-
-    /// A fresh nonce for the job's next attestation.
+    /// A fresh nonce for the job's next attestation. Issuing writes nothing (see
+    /// [`crate::nonce`]) unless the clock ended the job.
     pub fn nonce(&self, worker: &WorkerRecord, job_id: &str) -> Result<NonceIssued, TrustError> {
         let actor = worker_actor(&worker.name);
-        let outcome = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
-            self.apply_deadlines(tx, &mut job)?;
-            if let Err(e) = self.check_running_by(&job, &worker.name) {
-                return Ok(Err((job, e)));
-            }
-            let s = self.issue_nonce(tx, &job, &worker.name)?;
-            Ok(Ok(NonceIssued { nonce: s.nonce, valid_s: self.config.nonce_valid_s }))
-        })?;
-        outcome.map_err(|(job, e)| match e {
-            TrustError::Revoked(_) => e,
-            other => self.refused(&actor, Some(&job), other),
-        })
+        let mut job = self.job_record(job_id)?;
+        if self.deadline_passed(&job).is_some() {
+            job = self.store.write(|tx| {
+                let mut job: JobRecord =
+                    tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+                self.apply_deadlines(tx, &mut job)?;
+                Ok(job)
+            })?;
+        }
+        match self.check_running_by(&job, &worker.name) {
+            Ok(()) => Ok(NonceIssued {
+                nonce: self.nonces.issue(&job.id, &worker.name, self.now()),
+                valid_s: self.config.nonce_valid_s,
+            }),
+            Err(e @ TrustError::Revoked(_)) => Err(e),
+            Err(e) => Err(self.refused(&actor, Some(&job), e)),
+        }
     }
 
     fn check_running_by(&self, job: &JobRecord, worker: &Name) -> Result<(), TrustError> {
@@ -301,30 +288,35 @@ impl<S: Store> Trust<S> {
             if let Err(e) = self.check_running_by(&job, &worker.name) {
                 return Ok(Err((job, e)));
             }
-            if let Err(e) = self.check_releasable(tx, &job) {
-                return Ok(Err((job, e)));
+            // Rule 1 is checked again (every signature) whenever keys are about to leave;
+            // a re-attestation of a job whose keys left already releases nothing.
+            if !job.released {
+                if let Err(e) = self.check_releasable(tx, &job) {
+                    return Ok(Err((job, e)));
+                }
             }
             // Freshness: the nonce was issued by us, to this worker, for this job, is
             // recent, and was never used; it is spent now, whatever the verdict.
-            let session: Option<SessionRecord> = tx.get(&req.nonce)?;
-            let fresh = match session {
-                Some(mut s) if s.job == job.id && s.worker == worker.name && !s.used => {
-                    s.used = true;
-                    tx.put_raw(
-                        crate::store::Table::Sessions,
-                        &s.nonce,
-                        &serde_json::to_vec(&s).map_err(|e| TrustError::Store(e.to_string()))?,
-                        Some(now + self.config.nonce_valid_s + 60),
-                    )?;
-                    now <= s.issued_at + self.config.nonce_valid_s
+            let valid = self.config.nonce_valid_s;
+            let fresh = match self.nonces.check(&req.nonce, &job.id, &worker.name, now, valid) {
+                Ok(issued_at) => {
+                    let s = SessionRecord {
+                        nonce: req.nonce.clone(),
+                        job: job.id,
+                        worker: worker.name.clone(),
+                        issued_at,
+                        used: true,
+                    };
+                    if tx.insert(&s, Some(issued_at + valid + 60))? {
+                        Ok(())
+                    } else {
+                        Err("the nonce was already used".to_owned())
+                    }
                 }
-                _ => false,
+                Err(why) => Err(why),
             };
-            if !fresh {
-                let e = TrustError::Refused {
-                    reason: "the nonce is unknown, stale, already used, or was issued for another job or worker".into(),
-                    failures: Vec::new(),
-                };
+            if let Err(why) = fresh {
+                let e = TrustError::Refused { reason: why, failures: Vec::new() };
                 let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), e.to_string());
                 self.audit(tx, ev.for_job(job.id, &job.manifest))?;
                 return Ok(Err((job, e)));

@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// A SQLite store. One connection, serialised by a mutex: SQLite has one writer anyway,
 /// and each transaction here is short.
+#[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }

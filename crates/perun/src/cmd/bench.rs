@@ -39,6 +39,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1000)]
         quotes: usize,
     },
+    /// The trust service under load (loopback): verified attestations per second and
+    /// latency, with simulated workers each on its own software TPM and IMA log.
+    Trust {
+        /// Simulated workers (one job each).
+        #[arg(long, default_value_t = 1000)]
+        workers: usize,
+        /// Re-attestation rounds per worker.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Client threads.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Service runtime threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Training images/s of the CIFAR-10-shaped CNN, next to PyTorch on the same data
     /// shape and thread count (when PyTorch is installed).
     Train {
@@ -62,6 +78,9 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             bench_attest(entries.max(1), incremental.max(1), quotes.max(1))
         }
         BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
+        BenchCmd::Trust { workers, rounds, clients, threads } => {
+            super::bench_trust::run(workers.max(1), rounds.max(1), clients.max(1), threads.max(1))
+        }
     }
 }
 

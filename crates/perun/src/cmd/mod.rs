@@ -2,6 +2,7 @@
 
 pub mod attest;
 pub mod bench;
+pub mod bench_trust;
 pub mod dataset;
 pub mod demo;
 pub mod id;

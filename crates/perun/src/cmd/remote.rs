@@ -32,9 +32,10 @@ fn remote_file(home: &Home) -> PathBuf {
 /// The saved remote.
 pub fn load_remote(home: &Home) -> Result<Remote> {
     let f = remote_file(home);
-    let bytes = std::fs::read(&f)
-        .with_context(|| format!("no trust service configured ({}): run `perun remote add URL --fingerprint ...`", f.display()))?;
-    Ok(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a remote", f.display()))?)
+    let bytes = std::fs::read(&f).with_context(|| {
+        format!("no trust service configured ({}): run `perun remote add URL --fingerprint ...`", f.display())
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a remote", f.display()))
 }
 
 /// A client speaking as `who` (or anonymous).
@@ -96,7 +97,10 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
             }
             std::fs::create_dir_all(home.root())?;
-            std::fs::write(remote_file(home), serde_json::to_vec_pretty(&Remote { url: url.clone(), fingerprint: fp })?)?;
+            std::fs::write(
+                remote_file(home),
+                serde_json::to_vec_pretty(&Remote { url: url.clone(), fingerprint: fp })?,
+            )?;
             println!("pinned {url} ({fp})");
             Ok(())
         }
@@ -387,7 +391,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                     println!("epoch {:>3}: {}", e.epoch, v.join(" "));
                 }
                 shown = m.epochs.len();
-                let live = matches!(m.state, perun_trust::records::JobState::Ready | perun_trust::records::JobState::Running);
+                let live =
+                    matches!(m.state, perun_trust::records::JobState::Ready | perun_trust::records::JobState::Running);
                 if !follow || !live {
                     println!("state: {}", m.state.as_str());
                     return Ok(());
@@ -433,7 +438,10 @@ fn print_job(j: &JobInfo) {
     println!("name:      {}", j.manifest.name);
     println!("state:     {}", j.state.as_str());
     println!("proposer:  {}", j.proposer);
-    println!("model:     {} of {} ({})", j.manifest.model.asset, j.manifest.model.owner, j.manifest.model.content_digest);
+    println!(
+        "model:     {} of {} ({})",
+        j.manifest.model.asset, j.manifest.model.owner, j.manifest.model.content_digest
+    );
     for d in &j.manifest.data {
         println!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
     }
@@ -485,10 +493,13 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
         WorkerCmd::Enrol { name, ek, tcti, who } => {
             let ek_public = match (ek, tcti) {
                 (Some(f), _) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
-                (None, Some(t)) => perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?.ek_public().to_vec(),
+                (None, Some(t)) => {
+                    perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?.ek_public().to_vec()
+                }
                 (None, None) => bail!("give the EK with --ek FILE or --tcti TCTI"),
             };
-            let w: WorkerInfo = client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&EnrolWorker { name, ek_public }))?;
+            let w: WorkerInfo =
+                client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&EnrolWorker { name, ek_public }))?;
             if who.json {
                 return print_json(&w);
             }
@@ -525,7 +536,8 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
         let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD.decode(&info.audit_key)?;
-        let key = ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")?;
+        let key =
+            ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")?;
         let n = perun_trust::audit::verify_chain(&log.records, &key)?;
         if !who.json {
             println!("audit chain verified: {n} records, each signed by the service, none missing or edited");

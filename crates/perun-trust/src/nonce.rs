@@ -1,0 +1,96 @@
+//! Attestation nonces without server state: a nonce is its issue time, 16 random bytes
+//! and an HMAC over them, the job and the worker, under a key derived from the service's
+//! signing key. The service checks a nonce by recomputing the HMAC and the age; it records
+//! a nonce only when evidence arrives with it (so each is used once), in the same
+//! transaction as the verdict. Issuing one therefore costs no disk write, and nonces stay
+//! valid across a restart.
+
+use hmac::{Hmac, Mac as _};
+use perun_core::{Digest, Name};
+use sha2::Sha256;
+
+const TIME: usize = 8;
+const RANDOM: usize = 16;
+const TAG: usize = 32;
+
+/// Issues and checks nonces.
+pub struct NonceIssuer {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for NonceIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceIssuer")
+    }
+}
+
+impl NonceIssuer {
+    /// An issuer keyed by `secret` (the service derives it from its signing key).
+    pub fn new(secret: &[u8]) -> Self {
+        Self { key: *Digest::of_parts(&[b"perun/nonce-key/v1", secret]).as_bytes() }
+    }
+
+    fn tag(&self, body: &[u8], job: &Digest, worker: &Name) -> [u8; 32] {
+        // A 32-byte key is always accepted by HMAC.
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        mac.update(body);
+        mac.update(job.as_bytes());
+        mac.update(worker.as_str().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A fresh nonce (hex) for `worker` attesting for `job`, issued at `now`.
+    pub fn issue(&self, job: &Digest, worker: &Name, now: u64) -> String {
+        let mut body = now.to_be_bytes().to_vec();
+        body.extend_from_slice(&rand::random::<[u8; RANDOM]>());
+        let tag = self.tag(&body, job, worker);
+        body.extend_from_slice(&tag);
+        hex::encode(body)
+    }
+
+    /// Checks that `nonce` was issued by this service for `job` and `worker` at most
+    /// `valid_s` seconds before `now`; returns its issue time, or why not.
+    pub fn check(&self, nonce: &str, job: &Digest, worker: &Name, now: u64, valid_s: u64) -> Result<u64, String> {
+        let raw = hex::decode(nonce).map_err(|_| "the nonce is not hex".to_owned())?;
+        if raw.len() != TIME + RANDOM + TAG {
+            return Err("the nonce is unknown: not one this service issued".into());
+        }
+        let (body, tag) = raw.split_at(TIME + RANDOM);
+        let expected = self.tag(body, job, worker);
+        if !constant_time_eq(&expected, tag) {
+            return Err("the nonce is unknown, or was issued for another job or worker".into());
+        }
+        let mut t = [0u8; TIME];
+        t.copy_from_slice(&body[..TIME]);
+        let issued = u64::from_be_bytes(t);
+        if now > issued.saturating_add(valid_s) || issued > now.saturating_add(5) {
+            return Err(format!("the nonce is stale: issued at {issued}, valid for {valid_s} s"));
+        }
+        Ok(issued)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nonce_checks_only_for_its_job_worker_and_window() {
+        let n = NonceIssuer::new(b"k");
+        let (job, w) = (Digest::of(b"job"), Name::new("gpu-1").unwrap());
+        let nonce = n.issue(&job, &w, 1000);
+        assert_eq!(n.check(&nonce, &job, &w, 1030, 60), Ok(1000));
+        assert!(n.check(&nonce, &job, &w, 1061, 60).unwrap_err().contains("stale"));
+        assert!(n.check(&nonce, &Digest::of(b"other"), &w, 1030, 60).is_err());
+        assert!(n.check(&nonce, &job, &Name::new("gpu-2").unwrap(), 1030, 60).is_err());
+        assert!(NonceIssuer::new(b"other key").check(&nonce, &job, &w, 1030, 60).is_err());
+        let mut forged = hex::decode(&nonce).unwrap();
+        forged[0..8].copy_from_slice(&2000u64.to_be_bytes());
+        assert!(n.check(&hex::encode(forged), &job, &w, 2010, 60).is_err());
+        assert!(n.check("zz", &job, &w, 1030, 60).is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! `perun bench trust`: the trust service under load on loopback. Each simulated worker
+//! has its own software TPM (P-256 EK and AK; see `perun_attest::tpm::soft`) and its
+//! own IMA log, is enrolled and activated through the real protocol, claims its own job
+//! and attests; then every worker re-attests `rounds` times with one new IMA entry per
+//! round. Printed: verified attestations per second, p50/p99 latency of one attestation
+//! (nonce request + evidence), next to appraisal alone in process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use perun_attest::evidence::{ImaSource, TpmEvidence};
+use perun_attest::ima::Entry;
+use perun_attest::policy::{PlatformPolicy, USER_SPACE_MARKER};
+use perun_attest::tpm::soft::SoftTpm;
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_seal::release::EphemeralKey;
+use perun_seal::{AssetKey, StakeholderKeys};
+use perun_trust::server::Running;
+use perun_trust::wire::*;
+use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+
+struct SimWorker {
+    tpm: SoftTpm,
+    log: Vec<u8>,
+    client: Client,
+    job: Digest,
+}
+
+impl SimWorker {
+    fn record(&mut self, e: Entry) {
+        self.log.extend_from_slice(&e.to_binary());
+        self.tpm.extend_pcr10(&e.sha256_extend());
+    }
+
+    fn attest(&mut self) -> Result<Attested> {
+        let n: NonceIssued = self.client.call::<(), _>("POST", &format!("/v1/jobs/{}/nonce", self.job), None)?;
+        let eph = EphemeralKey::generate();
+        let binding = Digest::evidence_binding(&hex::decode(&n.nonce)?, &self.job, &eph.public_bytes());
+        let (quote, signature, pcrs) = self.tpm.quote(binding.as_bytes())?;
+        let evidence =
+            TpmEvidence { quote, signature, pcrs, ima_log: self.log.clone(), ima_source: ImaSource::UserSpace };
+        let req = Attest { nonce: n.nonce, ephemeral_key: eph.public_bytes(), evidence };
+        Ok(self.client.call("POST", &format!("/v1/jobs/{}/attest", self.job), Some(&req))?)
+    }
+}
+
+fn worker_binary_entry() -> Entry {
+    Entry::ima_ng("/usr/bin/perun", "sha256", Digest::of(b"perun worker binary").as_bytes())
+}
+
+/// Runs the benchmark.
+pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&dir.path().join("perun.db"))?;
+    let keys = ServiceKeys::generate(&[])?;
+    let fp = keys.tls_fingerprint();
+    let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
+    let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), threads)?;
+    let anon = Client::new(&server.url(), fp, Caller::Anonymous)?;
+    let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None)?;
+    let wrap_to = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+    println!("trust service on {} (SQLite, synchronous commits), {workers} simulated workers", server.url());
+
+    let setup = Instant::now();
+    let owner = StakeholderKeys::generate(Name::new("model-owner")?);
+    let hospital = StakeholderKeys::generate(Name::new("hospital")?);
+    let as_ = |k: &StakeholderKeys| {
+        anon.with_caller(Caller::Stakeholder { name: k.name().clone(), key: k.signing_key().clone() })
+    };
+    let (oc, hc) = (as_(&owner), as_(&hospital));
+    for (k, c) in [(&owner, &oc), (&hospital, &hc)] {
+        let _: () = c.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: k.public() }))?;
+    }
+    for (c, asset, kind) in [(&oc, "model", AssetKind::Model), (&hc, "data", AssetKind::Dataset)] {
+        let key = AssetKey::generate();
+        let body = RegisterAsset {
+            name: Name::new(asset)?,
+            kind,
+            content_digest: Digest::of(asset.as_bytes()),
+            location: format!("/data/{asset}.sealed"),
+            wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &wrap_to)?,
+            recipient: key.recipient().to_string(),
+        };
+        let _: AssetInfo = c.call("POST", "/v1/assets", Some(&body))?;
+    }
+    let template = [
+        Entry::ima_ng("boot_aggregate", "sha256", &[0u8; 32]),
+        Entry::ima_ng(USER_SPACE_MARKER, "sha256", &[0u8; 32]),
+        worker_binary_entry(),
+    ];
+    let mut policy = PlatformPolicy::from_log("bench workers", &template);
+    policy.accept_user_space_ima = true;
+    policy.allowed_digests.insert(Digest::of(b"perun worker binary").to_string());
+    let policy: PolicyInfo = oc.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+
+    let mut sims = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let wname = Name::new(&format!("sim-{i:05}"))?;
+        let tpm = SoftTpm::new();
+        let _: WorkerInfo = oc.call(
+            "POST",
+            "/v1/workers",
+            Some(&EnrolWorker { name: wname.clone(), ek_public: tpm.ek_public().to_vec() }),
+        )?;
+        let ch: CredentialChallenge = anon.call(
+            "POST",
+            &format!("/v1/workers/{wname}/ak"),
+            Some(&PresentAk { ek_public: tpm.ek_public().to_vec(), ak_public: tpm.ak_public().to_vec() }),
+        )?;
+        let cred = tpm.activate_credential(&ch.credential_blob, &ch.secret)?;
+        let _: () = anon.call(
+            "POST",
+            &format!("/v1/workers/{wname}/activate"),
+            Some(&ActivateAk { credential: cred.clone() }),
+        )?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let asset = |a: &str, o: &StakeholderKeys, kind| AssetRef {
+            asset: Name::new(a).unwrap_or_else(|_| unreachable!()),
+            owner: o.name().clone(),
+            kind,
+            content_digest: Digest::of(a.as_bytes()),
+        };
+        let manifest = JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name: format!("bench job {i}"),
+            mode: JobMode::Attested,
+            model: asset("model", &owner, AssetKind::Model),
+            data: vec![asset("data", &hospital, AssetKind::Dataset)],
+            platform_policy: policy.digest,
+            hyperparameters: Default::default(),
+            receivers: vec![owner.name().clone()],
+            attestation_interval_s: 3600,
+            created_at: now,
+            expires_at: now + 7200,
+        };
+        let job: JobInfo = oc.call("POST", "/v1/jobs", Some(&ProposeJob { manifest }))?;
+        for (k, c) in [(&owner, &oc), (&hospital, &hc)] {
+            let signature = sign_digest(k.signing_key(), APPROVAL_CONTEXT, &job.id);
+            let _: JobInfo =
+                c.call("POST", &format!("/v1/jobs/{}/approve", job.id), Some(&ApproveJob { signature }))?;
+        }
+        let client = anon.with_caller(Caller::Worker { name: wname, token: zeroize::Zeroizing::new(cred) });
+        let _: Claimed = client.call::<(), _>("POST", &format!("/v1/jobs/{}/claim", job.id), None)?;
+        let mut sim = SimWorker { tpm, log: Vec::new(), client, job: job.id };
+        for e in &template {
+            sim.record(e.clone());
+        }
+        let first = sim.attest().context("first attestation")?;
+        anyhow::ensure!(first.keys.len() == 2, "expected two released keys");
+        sims.push(sim);
+    }
+    println!(
+        "setup (enrol, activate, propose, approve, claim, first attestation and release): {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    // Each client thread re-attests its share of workers, round after round, on its own
+    // connection.
+    let mut shares: Vec<Vec<SimWorker>> = (0..clients).map(|_| Vec::new()).collect();
+    for (i, s) in sims.into_iter().enumerate() {
+        shares[i % clients].push(s);
+    }
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(workers * rounds)));
+    let start = Instant::now();
+    let handles: Vec<_> = shares
+        .into_iter()
+        .map(|mut share| {
+            let latencies = latencies.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let mut mine = Vec::new();
+                for round in 0..rounds {
+                    for s in &mut share {
+                        s.record(Entry::ima_ng(
+                            &format!("/var/lib/perun/round-{round}"),
+                            "sha256",
+                            Digest::of(b"perun worker binary").as_bytes(),
+                        ));
+                        let t0 = Instant::now();
+                        let a = s.attest()?;
+                        mine.push(t0.elapsed());
+                        anyhow::ensure!(a.new_entries == 1 && a.keys.is_empty(), "unexpected answer");
+                    }
+                }
+                latencies.lock().map_err(|_| anyhow::anyhow!("lock"))?.extend(mine);
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    }
+    let elapsed = start.elapsed();
+    let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
+    lat.sort();
+    let n = lat.len();
+    let pct = |p: f64| lat[((n as f64 * p) as usize).min(n - 1)];
+    let rate = n as f64 / elapsed.as_secs_f64();
+
+    // Appraisal alone, in process, on the same kind of evidence.
+    let mut tpm = SoftTpm::new();
+    let ak = tpm.ak()?;
+    let mut log = Vec::new();
+    for e in &template {
+        log.extend_from_slice(&e.to_binary());
+        tpm.extend_pcr10(&e.sha256_extend());
+    }
+    let pol = PlatformPolicy::from_log("bench", &template);
+    let reps = 2000;
+    let t0 = Instant::now();
+    for i in 0..reps {
+        let qd = Digest::of(&(i as u64).to_be_bytes());
+        let (quote, signature, pcrs) = tpm.quote(qd.as_bytes())?;
+        let ev = TpmEvidence { quote, signature, pcrs, ima_log: log.clone(), ima_source: ImaSource::Kernel };
+        let a = perun_attest::evidence::appraise(&ev, &ak, qd.as_bytes(), &pol, &Default::default());
+        anyhow::ensure!(a.accepted(), "in-process appraisal refused: {:?}", a.failures);
+    }
+    let alone = reps as f64 / t0.elapsed().as_secs_f64();
+
+    println!();
+    println!("| measure | trust service over TLS | appraisal alone, in process |");
+    println!("|---|---|---|");
+    println!("| verified attestations per second | {rate:.0} | {alone:.0} (quote made and verified) |");
+    println!("| ratio | {:.2}x of in-process appraisal | 1.00x |", rate / alone);
+    println!(
+        "| latency p50 / p99 (nonce + evidence, {clients} clients) | {:.2} / {:.2} ms | - |",
+        ms(pct(0.50)),
+        ms(pct(0.99))
+    );
+    println!(
+        "({n} attestations by {workers} workers in {:.2} s; goal: 1,000 per second on 2 cores)",
+        elapsed.as_secs_f64()
+    );
+    drop(server);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
