@@ -2,12 +2,15 @@
 //!
 //! - [`platform`]: the worker's TPM and IMA log source, and the evidence they make;
 //! - [`agent`]: enrolment with the trust service (EK, AK, credential activation),
-//!   claiming jobs, attesting for them, and opening the keys released to it.
+//!   claiming jobs, attesting for them, and opening the keys released to it;
+//! - [`job`]: running a claimed job: fetch, open in memory, train under continuous
+//!   attestation, seal the model to its receivers, or abort and wipe.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod job;
 pub mod platform;
 
 pub use agent::Agent;

@@ -71,11 +71,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo tells its own story; the in-process service's warnings would repeat it.
+    let default = match cli.command {
+        Command::Demo(_) | Command::Bench(_) => "error",
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERUN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERUN_LOG").unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let home = home::Home::resolve(cli.home);
     let result = match cli.command {
         Command::Id(c) => cmd::id::run(c, &home),

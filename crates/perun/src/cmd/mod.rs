@@ -6,6 +6,7 @@ pub mod bench_trust;
 pub mod dataset;
 pub mod demo;
 pub mod id;
+pub mod local;
 pub mod remote;
 pub mod seal;
 pub mod serve;

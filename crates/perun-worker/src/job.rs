@@ -1,0 +1,318 @@
+//! Running one claimed job: attest and receive the keys, fetch and open the sealed assets
+//! in memory (checking their digests against the manifest), train, re-attest at the
+//! manifest's interval, report metrics, seal the model to the receivers and deliver it.
+//! On an abort answer or a refused attestation training stops, every key, plaintext and
+//! weight is wiped, and the worker reports why.
+
+use std::io::Read;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use perun_core::{AssetKind, Digest, JobManifest, Name};
+use perun_ml::backend::Compute;
+use perun_ml::{EpochMetrics, ModelSpec, TrainEvent};
+use perun_seal::{AssetKey, Dataset};
+use perun_trust::records::OutputRecord;
+use perun_trust::wire::{AssetLocation, Claimed, FailJob, FinishJob, ReportMetrics};
+use perun_trust::TrustError;
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::{Agent, Platform, WorkerError};
+
+/// What the job runner tells its caller as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The first attestation was accepted and these keys released.
+    Released {
+        /// Assets whose keys arrived.
+        assets: Vec<Name>,
+    },
+    /// A sealed asset was fetched, opened in memory and its digest checked.
+    Opened {
+        /// The asset.
+        asset: &'a Name,
+        /// Plaintext bytes (in memory only).
+        bytes: usize,
+    },
+    /// Training starts: total steps.
+    Training {
+        /// Steps in all epochs.
+        steps: u64,
+    },
+    /// A training step finished.
+    Step,
+    /// An epoch finished (already reported to the service).
+    Epoch(&'a EpochMetrics),
+    /// A continuous attestation was accepted.
+    Reattested {
+        /// IMA entries verified this round.
+        new_entries: usize,
+    },
+    /// The model was sealed to the receivers and delivered.
+    Delivered {
+        /// Where it was written.
+        path: &'a Path,
+    },
+}
+
+/// Seconds spent in each phase of a job.
+#[derive(Clone, Debug, Default)]
+pub struct Phases {
+    /// First attestation and key release (quote, log, appraisal, HPKE).
+    pub attest_and_release: f64,
+    /// Fetching and opening the sealed assets.
+    pub fetch_and_open: f64,
+    /// Training, including continuous attestations and metric reports.
+    pub train: f64,
+    /// Of which continuous attestations.
+    pub reattest: f64,
+    /// Sealing and delivering the outputs.
+    pub seal_and_deliver: f64,
+}
+
+/// A finished job.
+#[derive(Debug)]
+pub struct JobReport {
+    /// The outputs delivered.
+    pub outputs: Vec<OutputRecord>,
+    /// Per-epoch metrics.
+    pub metrics: Vec<EpochMetrics>,
+    /// Continuous attestations made.
+    pub reattestations: usize,
+    /// Time per phase.
+    pub phases: Phases,
+}
+
+/// Options of a job run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where sealed outputs are written.
+    pub out_dir: PathBuf,
+    /// Compute device.
+    pub compute: Compute,
+}
+
+/// Runs a claimed job to its end. `on` sees each step and may touch the platform (the
+/// demo uses it to run a program the policy does not allow).
+pub fn run(
+    agent: &mut Agent,
+    claimed: &Claimed,
+    opts: &RunOptions,
+    on: &mut dyn FnMut(Progress<'_>, &mut Platform),
+) -> Result<JobReport, WorkerError> {
+    let job = claimed.job.id;
+    let manifest = &claimed.job.manifest;
+    let mut phases = Phases::default();
+
+    let t = Instant::now();
+    let (eph, answer) = agent.attest(&job, &claimed.nonce)?;
+    let released = Agent::open_keys(&job, &eph, &answer)?;
+    drop(eph);
+    phases.attest_and_release = t.elapsed().as_secs_f64();
+    on(Progress::Released { assets: released.keys.iter().map(|(n, _)| n.clone()).collect() }, agent.platform());
+
+    let t = Instant::now();
+    let opened = open_assets(agent, &claimed.assets, &released.keys, on);
+    drop(released);
+    let (spec_bytes, mut datasets) = match opened {
+        Ok(o) => o,
+        Err(e) => return Err(abort(agent, &job, e)),
+    };
+    phases.fetch_and_open = t.elapsed().as_secs_f64();
+
+    let spec = match spec_with_overrides(&spec_bytes, manifest) {
+        Ok(s) => s,
+        Err(e) => return Err(abort(agent, &job, e)),
+    };
+    drop(spec_bytes);
+    let mut data = datasets.remove(0);
+    for d in &datasets {
+        if let Err(e) = data.append(d) {
+            return Err(abort(agent, &job, WorkerError::Failed(format!("the data sets do not fit together: {e}"))));
+        }
+    }
+    for mut d in datasets {
+        wipe(&mut d);
+    }
+
+    let t = Instant::now();
+    let interval = Duration::from_secs(manifest.attestation_interval_s);
+    let mut last_attested = Instant::now();
+    let mut reattestations = 0usize;
+    let mut reattest_s = 0.0;
+    let steps = data.len().div_ceil(spec.training.batch_size.max(1)) as u64 * spec.training.epochs as u64;
+    on(Progress::Training { steps }, agent.platform());
+    let mut failure: Option<WorkerError> = None;
+    let outcome = perun_ml::train(&spec, None, &data, opts.compute, &mut |ev| {
+        match ev {
+            TrainEvent::Step { .. } => on(Progress::Step, agent.platform()),
+            TrainEvent::Epoch(m) => {
+                let mut values = serde_json::Map::new();
+                values.insert("train_loss".into(), serde_json::json!(m.train_loss));
+                values.insert("train_accuracy".into(), serde_json::json!(m.train_accuracy));
+                if let Some(v) = m.val_accuracy {
+                    values.insert("val_accuracy".into(), serde_json::json!(v));
+                }
+                let r: Result<(), TrustError> = agent.client().call(
+                    "POST",
+                    &format!("/v1/jobs/{job}/metrics"),
+                    Some(&ReportMetrics { epoch: m.epoch as u32, values }),
+                );
+                if let Err(e) = r {
+                    failure = Some(e.into());
+                    return ControlFlow::Break("the trust service stopped the job".into());
+                }
+                on(Progress::Epoch(m), agent.platform());
+            }
+        }
+        if last_attested.elapsed() >= interval {
+            let r0 = Instant::now();
+            let r = agent.nonce(&job).and_then(|n| agent.attest(&job, &n));
+            reattest_s += r0.elapsed().as_secs_f64();
+            match r {
+                Ok((_, a)) => {
+                    reattestations += 1;
+                    last_attested = Instant::now();
+                    on(Progress::Reattested { new_entries: a.new_entries }, agent.platform());
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break("continuous attestation failed".into());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    wipe(&mut data);
+    let outcome = match (outcome, failure) {
+        (Ok(o), None) => o,
+        (_, Some(e)) => return Err(abort(agent, &job, e)),
+        (Err(e), None) => return Err(abort(agent, &job, WorkerError::Failed(format!("training failed: {e}")))),
+    };
+    phases.train = t.elapsed().as_secs_f64();
+    phases.reattest = reattest_s;
+
+    // One last attestation covers everything up to the end of training.
+    let t = Instant::now();
+    if let Err(e) = agent.nonce(&job).and_then(|n| agent.attest(&job, &n)) {
+        return Err(abort(agent, &job, e));
+    }
+    let recipients = claimed
+        .receivers
+        .iter()
+        .map(|(n, r)| {
+            perun_seal::keys::parse_recipient(r).map_err(|e| WorkerError::Failed(format!("receiver {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| WorkerError::Failed(format!("{}: {e}", opts.out_dir.display())))?;
+    let path = opts.out_dir.join(format!("{}-model.sealed", &job.to_hex()[..16]));
+    let info = perun_seal::seal_bytes_to_file(&outcome.weights, AssetKind::Output, &recipients, &path)?;
+    let output = OutputRecord {
+        name: "model".into(),
+        sealed_digest: info.sealed_digest,
+        location: path.to_string_lossy().into_owned(),
+    };
+    let outputs = vec![output];
+    let delivered: Result<(), TrustError> =
+        agent.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: outputs.clone() }));
+    if let Err(e) = delivered {
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    phases.seal_and_deliver = t.elapsed().as_secs_f64();
+    on(Progress::Delivered { path: &path }, agent.platform());
+    Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases })
+}
+
+/// Fetches and opens every asset: the model spec's bytes, and the data sets.
+fn open_assets(
+    agent: &mut Agent,
+    assets: &[AssetLocation],
+    keys: &[(Name, AssetKey)],
+    on: &mut dyn FnMut(Progress<'_>, &mut Platform),
+) -> Result<(Zeroizing<Vec<u8>>, Vec<Dataset>), WorkerError> {
+    let mut spec = None;
+    let mut data = Vec::new();
+    for a in assets {
+        let key = keys
+            .iter()
+            .find(|(n, _)| n == &a.asset)
+            .map(|(_, k)| k)
+            .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
+        let (reader, len) = fetch(&a.location)?;
+        let (opened, plain) = perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?;
+        if opened.content_digest != a.content_digest {
+            return Err(WorkerError::Failed(format!(
+                "asset {} has content {}, but the manifest pins {}: refusing it",
+                a.asset, opened.content_digest, a.content_digest
+            )));
+        }
+        on(Progress::Opened { asset: &a.asset, bytes: plain.len() }, agent.platform());
+        match a.kind {
+            AssetKind::Model => spec = Some(plain),
+            AssetKind::Dataset => data.push(Dataset::from_safetensors(&plain)?),
+            AssetKind::Output => return Err(WorkerError::Failed(format!("{} is an output, not an input", a.asset))),
+        }
+    }
+    let spec = spec.ok_or_else(|| WorkerError::Failed("the job has no model".into()))?;
+    if data.is_empty() {
+        return Err(WorkerError::Failed("the job has no data".into()));
+    }
+    Ok((spec, data))
+}
+
+/// Opens a sealed asset's location: a local path, or an http(s) URL (streamed).
+fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let resp = reqwest::blocking::get(location)
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| WorkerError::Failed(format!("fetching {location}: {e}")))?;
+        let len = resp.content_length();
+        return Ok((Box::new(resp), len));
+    }
+    let f = std::fs::File::open(location).map_err(|e| WorkerError::Failed(format!("opening {location}: {e}")))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(std::io::BufReader::new(f)), len))
+}
+
+/// The model spec with the manifest's hyper-parameters applied (to `training` or
+/// `optimizer` fields; anything else is refused).
+fn spec_with_overrides(bytes: &[u8], manifest: &JobManifest) -> Result<ModelSpec, WorkerError> {
+    let bad = |e: String| WorkerError::Failed(format!("model spec: {e}"));
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    for (k, val) in &manifest.hyperparameters {
+        let mut placed = false;
+        for section in ["training", "optimizer"] {
+            if let Some(obj) = v.get_mut(section).and_then(|s| s.as_object_mut()) {
+                if obj.contains_key(k) || (section == "training" && matches!(k.as_str(), "seed" | "standardize")) {
+                    obj.insert(k.clone(), val.clone());
+                    placed = true;
+                    break;
+                }
+            }
+        }
+        if !placed {
+            return Err(bad(format!("hyper-parameter `{k}` is neither a training nor an optimizer setting")));
+        }
+    }
+    let bytes = Zeroizing::new(serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))?);
+    ModelSpec::from_json(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// Overwrites a data set's values in memory.
+fn wipe(d: &mut Dataset) {
+    d.features.zeroize();
+    d.labels.zeroize();
+}
+
+/// Reports an aborted job to the service (best effort) and hands the error back. The
+/// keys and plaintext were dropped (and wiped) on the way out.
+fn abort(agent: &mut Agent, job: &Digest, e: WorkerError) -> WorkerError {
+    tracing::warn!(%job, error = %e, "job aborted; keys, data and weights wiped");
+    let reason = e.to_string();
+    let _: Result<(), TrustError> =
+        agent.client().call("POST", &format!("/v1/jobs/{job}/fail"), Some(&FailJob { reason }));
+    e
+}

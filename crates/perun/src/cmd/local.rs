@@ -1,0 +1,183 @@
+//! A whole Perun deployment on one machine, for `perun demo` and `perun bench overhead`:
+//! a trust service (SQLite, TLS on loopback), an swtpm, registered stakeholders, and a
+//! worker enrolled through the real protocol with a policy made from its own IMA log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_seal::{sealed, AssetKey, SealedInfo, StakeholderKeys};
+use perun_tpm::device::Tpm;
+use perun_tpm::swtpm::Swtpm;
+use perun_tpm::tools::KeyAlg;
+use perun_trust::server::Running;
+use perun_trust::wire::*;
+use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+use perun_worker::{Agent, Platform};
+
+use crate::home::Home;
+
+/// A registered stakeholder with its client.
+pub struct Party {
+    /// Its keys.
+    pub keys: StakeholderKeys,
+    /// A client signing as it.
+    pub client: Client,
+}
+
+impl Party {
+    /// Its name.
+    pub fn name(&self) -> &Name {
+        self.keys.name()
+    }
+}
+
+/// The running deployment.
+pub struct LocalWorld {
+    /// The folder everything lives in.
+    pub root: PathBuf,
+    /// The stakeholders' Perun home.
+    pub home: Home,
+    /// The worker's TPM.
+    pub tpm: Swtpm,
+    /// The trust service.
+    pub service: Arc<Trust<SqliteStore>>,
+    /// Its server (stopped on drop).
+    pub server: Running,
+    /// An anonymous client.
+    pub anon: Client,
+    /// The stakeholders, in the order given.
+    pub parties: Vec<Party>,
+    service_recipient: age::x25519::Recipient,
+}
+
+impl LocalWorld {
+    /// Starts the service and the swtpm in `root` and registers `names`.
+    pub fn start(root: &Path, names: &[&str]) -> Result<Self> {
+        let home = Home::at(&root.join("home"));
+        let tpm = Swtpm::start().context("the worker needs a software TPM")?;
+        let trust_dir = root.join("trust");
+        std::fs::create_dir_all(&trust_dir)?;
+        let keys = ServiceKeys::load_or_create(&trust_dir.join("keys"), &[])?;
+        let fingerprint = keys.tls_fingerprint();
+        let store = SqliteStore::open(&trust_dir.join("perun.db"))?;
+        let service = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
+        let server = Running::start(service.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2)?;
+        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous)?;
+        std::fs::create_dir_all(home.root())?;
+        std::fs::write(
+            home.root().join("remote.json"),
+            serde_json::to_vec_pretty(&crate::cmd::remote::Remote { url: server.url(), fingerprint })?,
+        )?;
+        let mut parties = Vec::new();
+        for n in names {
+            let name = Name::new(n)?;
+            let keys = StakeholderKeys::generate(name.clone());
+            keys.save(&home.identity_dir(&name))?;
+            let client = anon.with_caller(Caller::Stakeholder { name, key: keys.signing_key().clone() });
+            let _: () =
+                client.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: keys.public() }))?;
+            parties.push(Party { keys, client });
+        }
+        let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None)?;
+        let service_recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+        Ok(Self { root: root.to_owned(), home, tpm, service, server, anon, parties, service_recipient })
+    }
+
+    /// Seals `plain` under a fresh key into `root/<owner>/<asset>.sealed`, keeps the key in
+    /// the owner's key folder, and registers asset and wrapped key with the service.
+    pub fn seal_and_register(
+        &self,
+        owner: &Party,
+        asset: &str,
+        kind: AssetKind,
+        plain: &[u8],
+    ) -> Result<(AssetRef, PathBuf, SealedInfo)> {
+        let key = AssetKey::generate();
+        let dir = self.root.join(owner.name().as_str());
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(self.home.asset_key_dir(owner.name()))?;
+        key.save(&self.home.asset_key_dir(owner.name()).join(format!("{asset}.key")))?;
+        let out = dir.join(format!("{asset}.sealed"));
+        let info = sealed::seal_bytes_to_file(plain, kind, &[key.recipient()], &out)?;
+        let body = RegisterAsset {
+            name: Name::new(asset)?,
+            kind,
+            content_digest: info.header.content_digest,
+            location: out.to_string_lossy().into_owned(),
+            wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &self.service_recipient)?,
+            recipient: key.recipient().to_string(),
+        };
+        let _: AssetInfo = owner.client.call("POST", "/v1/assets", Some(&body))?;
+        let r = AssetRef {
+            asset: Name::new(asset)?,
+            owner: owner.name().clone(),
+            kind,
+            content_digest: info.header.content_digest,
+        };
+        Ok((r, out, info))
+    }
+
+    /// The worker: its platform on the swtpm with the user-space measurer, a policy made
+    /// from its log (and this binary's digest) published by `infra`, its EK enrolled by
+    /// `infra`, and its AK proven. Returns the agent and the policy.
+    pub fn worker(&self, infra: &Party, name: &str) -> Result<(Agent, PolicyInfo, usize)> {
+        let t = Tpm::connect(&self.tpm.tcti(), KeyAlg::Rsa)?;
+        let mut platform = Platform::user_space(t)?;
+        let log = platform.log()?;
+        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?.into_iter().map(|(e, _)| e).collect();
+        let mut policy =
+            perun_attest::policy::PlatformPolicy::from_log("demo worker (swtpm, user-space IMA)", &entries);
+        policy.worker_binary = Some(Digest::of(&std::fs::read(std::env::current_exe()?)?).to_string());
+        policy.accept_user_space_ima = true;
+        let added: PolicyInfo = infra.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+        let ek = platform.tpm().ek_public().to_vec();
+        let _: WorkerInfo =
+            infra.client.call("POST", "/v1/workers", Some(&EnrolWorker { name: Name::new(name)?, ek_public: ek }))?;
+        let agent = Agent::enrol(&self.anon, Name::new(name)?, platform, KeyAlg::Rsa)?;
+        Ok((agent, added, entries.len()))
+    }
+
+    /// Proposes a job (by `proposer`) and has each of `approvers` read it, recompute its
+    /// digest and sign it. `on_approval` sees each approval's resulting state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn propose_and_approve(
+        &self,
+        proposer: &Party,
+        name: String,
+        model: &AssetRef,
+        data: &[AssetRef],
+        policy: Digest,
+        receivers: Vec<Name>,
+        interval_s: u64,
+        approvers: &[&Party],
+        on_approval: &mut dyn FnMut(&Name, &JobInfo),
+    ) -> Result<Digest> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let manifest = JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name,
+            mode: JobMode::Attested,
+            model: model.clone(),
+            data: data.to_vec(),
+            platform_policy: policy,
+            hyperparameters: Default::default(),
+            receivers,
+            attestation_interval_s: interval_s,
+            created_at: now,
+            expires_at: now + 24 * 3600,
+        };
+        let job: JobInfo = proposer.client.call("POST", "/v1/jobs", Some(&ProposeJob { manifest }))?;
+        for p in approvers {
+            let seen: JobInfo = p.client.call::<(), _>("GET", &format!("/v1/jobs/{}", job.id), None)?;
+            let signature = sign_digest(p.keys.signing_key(), APPROVAL_CONTEXT, &seen.manifest.digest());
+            let after: JobInfo =
+                p.client.call("POST", &format!("/v1/jobs/{}/approve", job.id), Some(&ApproveJob { signature }))?;
+            on_approval(p.name(), &after);
+        }
+        Ok(job.id)
+    }
+}
