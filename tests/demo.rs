@@ -1,0 +1,81 @@
+//! `perun demo` end to end: every step of the mission happens, the attack is refused,
+//! the audit chain verifies, and no plaintext of a sealed asset or key is left anywhere
+//! it should not be.
+
+mod common;
+
+use common::Scratch;
+use perun_seal::dataset;
+
+fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
+    out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))
+}
+
+#[test]
+fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
+    if perun_tpm::swtpm::Swtpm::start_or_skip().is_none() {
+        return;
+    }
+    let s = Scratch::new();
+    let out = s.perun(&["demo", "--keep", "demo"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+
+    // Acts 1 to 4: registration, sealing, enrolment, approvals.
+    assert_eq!(stdout.matches("registered, fingerprint").count(), 4, "{stdout}");
+    assert_eq!(stdout.matches("key registered wrapped to the service").count(), 3, "{stdout}");
+    assert!(stdout.contains("proved its AK lives in that TPM"));
+    assert!(line_with(&stdout, "hospital-b   approved").contains("job is ready"));
+    // Act 5: release and training.
+    assert!(stdout.contains("keys released for mlp, bc-a, bc-b"), "{stdout}");
+    assert_eq!(stdout.matches("digest matches the manifest").count(), 3, "{stdout}");
+    assert!(stdout.contains("state finished"), "{stdout}");
+    // Act 6: the model owner's accuracy; nobody else opens the model.
+    let acc = line_with(&stdout, "held-out samples:");
+    let pct: f64 = acc.rsplit(' ').next().unwrap().trim_end_matches('%').parse().unwrap();
+    assert!(pct >= 95.0, "{acc}");
+    assert_eq!(stdout.matches("tries to open the model: refused").count(), 2, "{stdout}");
+    // Act 7: the unapproved program revokes the second job; nothing is delivered.
+    assert!(line_with(&stdout, "is revoked:").contains("/tmp/exfiltrate"), "{stdout}");
+    assert!(line_with(&stdout, "asks to go on").contains("refused"), "{stdout}");
+    let outputs: Vec<_> = std::fs::read_dir(s.path("demo/worker/outputs")).unwrap().collect();
+    assert_eq!(outputs.len(), 1, "only the first job may deliver a model");
+    // Act 8: the audit chain verifies for every party; infra sees none of the jobs.
+    assert_eq!(stdout.matches("records verified").count(), 4, "{stdout}");
+    assert!(line_with(&stdout, "  infra        chain").contains("0 key releases"), "{stdout}");
+    assert!(line_with(&stdout, "why job 2 was revoked").contains("/tmp/exfiltrate"));
+
+    // No plaintext: the hospitals' data (rebuilt here the same way) appears in no file,
+    // and no log line carries a key.
+    let csv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv"))
+        .unwrap();
+    let full = dataset::import_csv(&csv, "diagnosis").unwrap();
+    let parts = full.split(&[40.0, 40.0, 20.0], 7).unwrap();
+    let mut needles = Vec::new();
+    for p in &parts[..2] {
+        let plain = p.to_safetensors().unwrap();
+        needles.push(plain[plain.len() / 2..plain.len() / 2 + 64].to_vec());
+        needles.push(plain[plain.len() - 64..].to_vec());
+    }
+    // Positive control: the needles are in hospital-a's asset once opened with its key.
+    let key = perun_seal::AssetKey::load(&s.path("demo/home/identities/hospital-a/assets/bc-a.key")).unwrap();
+    let (_, plain) = perun_seal::open_file(&s.path("demo/hospital-a/bc-a.sealed"), key.identity(), None).unwrap();
+    assert!(plain.windows(64).any(|w| w == &needles[0][..]), "the control needle must be in the opened asset");
+    for f in s.files() {
+        let bytes = std::fs::read(&f).unwrap();
+        for n in &needles {
+            assert!(!bytes.windows(n.len()).any(|w| w == &n[..]), "{} holds plaintext data", f.display());
+        }
+        if bytes.windows(16).any(|w| w == b"AGE-SECRET-KEY-1") {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} holds a key and is readable by others", f.display());
+            let p = f.to_string_lossy();
+            assert!(p.contains("/identities/") || p.contains("/trust/keys/"), "a key outside the key folders: {p}");
+        }
+    }
+    for log in [&stdout, &stderr] {
+        assert!(!log.contains("AGE-SECRET-KEY"), "a key in the output");
+    }
+}
