@@ -55,6 +55,17 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Security overhead: the same training job run by `perun train`'s engine with no
+    /// protection, and through the whole attested flow (trust service, swtpm, worker),
+    /// on a generated CIFAR-10-shaped data set; per phase and as a ratio.
+    Overhead {
+        /// Images (3x32x32) in the generated data set (50,000 for CIFAR-10's size).
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+        /// Epochs.
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+    },
     /// Training images/s of the CIFAR-10-shaped CNN, next to PyTorch on the same data
     /// shape and thread count (when PyTorch is installed).
     Train {
@@ -78,6 +89,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             bench_attest(entries.max(1), incremental.max(1), quotes.max(1))
         }
         BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
+        BenchCmd::Overhead { samples, epochs } => super::bench_overhead::run(samples.max(10), epochs.max(1)),
         BenchCmd::Trust { workers, rounds, clients, threads } => {
             super::bench_trust::run(workers.max(1), rounds.max(1), clients.max(1), threads.max(1))
         }
@@ -181,23 +193,27 @@ fn bench_seal(size_mib: u64, dir: Option<&Path>, runs: u32) -> Result<()> {
     Ok(())
 }
 
-fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option<String>) -> Result<()> {
+/// `n` random images of CIFAR-10's shape (3x32x32) with random labels of 10 classes.
+pub fn cifar_shaped(n: usize, seed: u64) -> Result<perun_seal::Dataset> {
     use rand::{Rng as _, SeedableRng as _};
-    let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
-    let batch = spec.training.batch_size;
-    // Epoch 1 warms up (allocations, kernels); epoch 2 is timed.
-    spec.training.epochs = 2;
-    spec.training.validation_fraction = 0.0;
-    let n = steps * batch;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let data = perun_seal::Dataset::new(
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Ok(perun_seal::Dataset::new(
         (0..n * 3 * 32 * 32).map(|_| rng.gen::<f32>()).collect(),
         vec![3, 32, 32],
         (0..n).map(|_| rng.gen_range(0..10)).collect(),
         (0..10).map(|i| i.to_string()).collect(),
         Vec::new(),
         None,
-    )?;
+    )?)
+}
+
+fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option<String>) -> Result<()> {
+    let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
+    let batch = spec.training.batch_size;
+    // Epoch 1 warms up (allocations, kernels); epoch 2 is timed.
+    spec.training.epochs = 2;
+    spec.training.validation_fraction = 0.0;
+    let data = cifar_shaped(steps * batch, 7)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "CIFAR-10-shaped CNN (conv 3-32, 32-32, pool, 32-64, 64-64, pool, linear 4096-256-10), Adam, batch {batch}"

@@ -142,6 +142,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
             added.digest,
             vec![model_owner.name().clone()],
             interval,
+            Default::default(),
             &[model_owner, hospital_a, hospital_b],
             &mut |who, after| println!("  {:<12} approved  -> job is {}", who.as_str(), after.state.as_str()),
         )
@@ -281,6 +282,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     {
         println!("  why job 2 was revoked, in hospital-a's audit view: {}", b.detail);
     }
+    drop(agent);
     drop(world);
     Ok(())
 }

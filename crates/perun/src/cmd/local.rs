@@ -153,6 +153,7 @@ impl LocalWorld {
         policy: Digest,
         receivers: Vec<Name>,
         interval_s: u64,
+        hyperparameters: std::collections::BTreeMap<String, serde_json::Value>,
         approvers: &[&Party],
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Digest> {
@@ -164,7 +165,7 @@ impl LocalWorld {
             model: model.clone(),
             data: data.to_vec(),
             platform_policy: policy,
-            hyperparameters: Default::default(),
+            hyperparameters,
             receivers,
             attestation_interval_s: interval_s,
             created_at: now,

@@ -2,6 +2,7 @@
 
 pub mod attest;
 pub mod bench;
+pub mod bench_overhead;
 pub mod bench_trust;
 pub mod dataset;
 pub mod demo;
@@ -11,3 +12,4 @@ pub mod remote;
 pub mod seal;
 pub mod serve;
 pub mod train;
+pub mod worker;

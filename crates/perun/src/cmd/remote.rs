@@ -485,11 +485,15 @@ pub enum WorkerCmd {
         #[command(flatten)]
         who: As,
     },
+    /// Run the worker: enrol the TPM's AK with the trust service, then claim and run
+    /// ready attested jobs.
+    Run(super::worker::WorkerRunArgs),
 }
 
 /// Runs `perun worker`.
 pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
     match cmd {
+        WorkerCmd::Run(a) => super::worker::run(a, home),
         WorkerCmd::Enrol { name, ek, tcti, who } => {
             let ek_public = match (ek, tcti) {
                 (Some(f), _) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
