@@ -17,7 +17,8 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
         return;
     }
     let s = Scratch::new();
-    let out = s.perun(&["demo", "--keep", "demo"]);
+    // Every component logs at debug level: nothing secret may show even then.
+    let out = s.perun_env(&["demo", "--keep", "demo"], &[("PERUN_LOG", "debug")]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
@@ -48,8 +49,9 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
 
     // No plaintext: the hospitals' data (rebuilt here the same way) appears in no file,
     // and no log line carries a key.
-    let csv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv"))
-        .unwrap();
+    let csv =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv"))
+            .unwrap();
     let full = dataset::import_csv(&csv, "diagnosis").unwrap();
     let parts = full.split(&[40.0, 40.0, 20.0], 7).unwrap();
     let mut needles = Vec::new();
@@ -75,7 +77,11 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
             assert!(p.contains("/identities/") || p.contains("/trust/keys/"), "a key outside the key folders: {p}");
         }
     }
+    assert!(stderr.contains("attestation accepted"), "the service's logs must be in the output");
     for log in [&stdout, &stderr] {
         assert!(!log.contains("AGE-SECRET-KEY"), "a key in the output");
+        for n in &needles {
+            assert!(!log.contains(&hex::encode(n)), "plaintext data in the output");
+        }
     }
 }

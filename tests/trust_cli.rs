@@ -173,3 +173,119 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
         }
     }
 }
+
+#[test]
+fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens_the_model() {
+    let Some(tpm) = Swtpm::start_or_skip() else { return };
+    let s = Scratch::new();
+    let svc = Service::start(&s, "127.0.0.1:0");
+    s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
+    for who in ["hospital-a", "hospital-b", "model-owner", "infra"] {
+        s.ok(&["id", "new", who]);
+        s.ok(&["id", "register", who]);
+    }
+
+    // Two hospitals' halves and a held-out set, the model spec; sealed and registered.
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv");
+    let full = perun_seal::dataset::import_csv(&std::fs::read(csv).unwrap(), "diagnosis").unwrap();
+    let parts = full.split(&[40.0, 40.0, 20.0], 7).unwrap();
+    parts[0].write_file(&s.path("a.safetensors")).unwrap();
+    parts[1].write_file(&s.path("b.safetensors")).unwrap();
+    parts[2].write_file(&s.path("test.safetensors")).unwrap();
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/models/breast-cancer-mlp.json");
+    std::fs::copy(spec, s.path("mlp.json")).unwrap();
+    let mut digest = std::collections::BTreeMap::new();
+    for (who, asset, file, kind) in [
+        ("hospital-a", "bc-a", "a.safetensors", "dataset"),
+        ("hospital-b", "bc-b", "b.safetensors", "dataset"),
+        ("model-owner", "mlp", "mlp.json", "model"),
+    ] {
+        let (sealed, key) = (format!("{asset}.sealed"), format!("{asset}.key"));
+        s.ok(&["seal", file, "--kind", kind, "--owner", who, "--out", &sealed, "--key-out", &key]);
+        let out =
+            s.ok(&["asset", "register", "--name", asset, "--sealed", &sealed, "--key", &key, "--as", who, "--json"]);
+        let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+        digest.insert(asset, info["content_digest"].as_str().unwrap().to_owned());
+    }
+
+    // The policy: what `perun worker run` on this swtpm measures (boot aggregate, the
+    // user-space marker, the perun binary itself).
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_perun")).unwrap();
+    let exe_digest = Digest::of(&std::fs::read(&exe).unwrap());
+    let boot = {
+        let mut t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
+        let bank = t.pcr_read(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+        let mut all = Vec::new();
+        for v in bank.values.values() {
+            all.extend_from_slice(v);
+        }
+        Digest::of(&all)
+    };
+    let entries = [
+        perun_attest::ima::Entry::ima_ng("boot_aggregate", "sha256", boot.as_bytes()),
+        perun_attest::ima::Entry::ima_ng(perun_attest::policy::USER_SPACE_MARKER, "sha256", &[0; 32]),
+        perun_attest::ima::Entry::ima_ng(&exe.to_string_lossy(), "sha256", exe_digest.as_bytes()),
+    ];
+    let mut policy = perun_attest::policy::PlatformPolicy::from_log("cli worker", &entries);
+    policy.worker_binary = Some(exe_digest.to_string());
+    policy.accept_user_space_ima = true;
+    std::fs::write(s.path("policy.json"), serde_json::to_vec(&policy).unwrap()).unwrap();
+    let out = s.ok(&["policy", "add", "policy.json", "--as", "infra", "--json"]);
+    let policy_digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"].as_str().unwrap().to_owned();
+    s.ok(&["worker", "enrol", "--name", "gpu-1", "--tcti", &tpm.tcti(), "--as", "infra"]);
+
+    let out = s.ok(&[
+        "job",
+        "propose",
+        "--name",
+        "bc-mlp",
+        "--model",
+        "mlp",
+        "--data",
+        &format!("hospital-a/bc-a@{}", digest["bc-a"]),
+        "--data",
+        &format!("hospital-b/bc-b@{}", digest["bc-b"]),
+        "--policy",
+        &policy_digest,
+        "--receiver",
+        "model-owner",
+        "--interval",
+        "2",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
+    let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    for who in ["model-owner", "hospital-a", "hospital-b"] {
+        s.ok(&["job", "approve", &job, "--as", who]);
+    }
+
+    let out = s.ok(&[
+        "worker",
+        "run",
+        "--name",
+        "gpu-1",
+        "--tcti",
+        &tpm.tcti(),
+        "--ima",
+        "user-space",
+        "--out",
+        "outputs",
+        "--once",
+    ]);
+    assert!(out.contains(&format!("job {job} finished")), "{out}");
+    let status = s.ok(&["job", "status", &job, "--as", "hospital-a"]);
+    assert!(status.contains("epoch  40") && status.contains("state: finished"), "{status}");
+    let shown = s.ok(&["job", "show", &job, "--as", "model-owner"]);
+    let output = line_with(&shown, "output:").rsplit(' ').next().unwrap().to_owned();
+
+    // Only the receiver opens the model; it evaluates it on the held-out set.
+    let err = s.fails(&["unseal", &output, "--key", "home/identities/hospital-a/age.key"]);
+    assert!(err.contains("wrong key"), "{err}");
+    s.ok(&["unseal", &output, "--key", "home/identities/model-owner/age.key", "--out", "model.safetensors"]);
+    let eval =
+        s.ok(&["eval", "--spec", "mlp.json", "--weights", "model.safetensors", "--data", "test.safetensors", "--json"]);
+    let acc = serde_json::from_str::<serde_json::Value>(&eval).unwrap()["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "accuracy {acc}");
+    let _ = svc.kill();
+}

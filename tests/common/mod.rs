@@ -23,7 +23,13 @@ impl Scratch {
 
     /// `perun ARGS` with PERUN_HOME and TMPDIR inside the scratch folder.
     pub fn perun(&self, args: &[&str]) -> Output {
+        self.perun_env(args, &[])
+    }
+
+    /// `perun ARGS` with extra environment variables.
+    pub fn perun_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_perun"))
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(self.dir.path())
             .env("PERUN_HOME", self.path("home"))

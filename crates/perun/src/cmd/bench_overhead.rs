@@ -20,7 +20,10 @@ pub fn run(samples: usize, epochs: usize) -> Result<()> {
     spec.training.epochs = epochs;
     let data = super::bench::cifar_shaped(samples, 11)?;
     let compute = perun_ml::backend::Compute::Cpu;
-    println!("CIFAR-10-shaped CNN, {samples} generated 3x32x32 images, {epochs} epoch(s), batch {}", spec.training.batch_size);
+    println!(
+        "CIFAR-10-shaped CNN, {samples} generated 3x32x32 images, {epochs} epoch(s), batch {}",
+        spec.training.batch_size
+    );
 
     // The baseline: training with no protection.
     let t = Instant::now();

@@ -54,7 +54,10 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
         ImaArg::UserSpace => Platform::user_space(tpm)?,
     };
     let mut agent = Agent::enrol(&client, a.name.clone(), platform, KeyAlg::Rsa).with_context(|| {
-        format!("enrolling `{}`: the infrastructure provider must first run `perun worker enrol --name {} --tcti ...`", a.name, a.name)
+        format!(
+            "enrolling `{}`: the infrastructure provider must first run `perun worker enrol --name {} --tcti ...`",
+            a.name, a.name
+        )
     })?;
     println!("worker {} enrolled: AK proven by credential activation", a.name);
     let opts = RunOptions { out_dir: a.out.clone(), compute: perun_ml::backend::Compute::from_env() };
