@@ -166,6 +166,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(workers * rounds)));
     let client_cpu = Arc::new(Mutex::new(0.0f64));
     let cpu_before = cpu_seconds("/proc/self/stat");
+    let http_client_before = cpu_of_threads("reqwest");
     let start = Instant::now();
     let handles: Vec<_> = shares
         .into_iter()
@@ -198,7 +199,9 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     }
     let elapsed = start.elapsed();
     let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
-    let clients_cpu = *client_cpu.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+    // The simulated workers' CPU: their own threads, and the HTTP client's runtime thread.
+    let clients_cpu = *client_cpu.lock().map_err(|_| anyhow::anyhow!("lock"))?
+        + (cpu_of_threads("reqwest") - http_client_before);
     let service_cpu = (process_cpu - clients_cpu).max(f64::EPSILON);
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
     lat.sort();
@@ -249,6 +252,16 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     );
     drop(server);
     Ok(())
+}
+
+/// CPU seconds of this process's threads whose name starts with `prefix`.
+fn cpu_of_threads(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .map(|t| cpu_seconds(&t.path().join("stat").to_string_lossy()))
+        .sum()
 }
 
 /// User plus system CPU seconds from a `/proc/.../stat` file (0 where unreadable).
