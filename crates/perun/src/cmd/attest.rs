@@ -51,14 +51,30 @@ pub enum PolicyCmd {
 /// Attestation subcommands.
 #[derive(Subcommand)]
 pub enum AttestCmd {
+    /// Gather evidence on this machine: EK and AK on the TPM, a quote over the boot PCRs
+    /// and PCR 10, and the kernel's IMA log; written as one JSON bundle.
+    Collect {
+        /// The TPM.
+        #[arg(long, default_value = "device:/dev/tpmrm0")]
+        tcti: String,
+        /// The qualifying data the quote carries (hex), from the verifier.
+        #[arg(long)]
+        qualifying_data: String,
+        /// Where to write the bundle (a file, or a device such as a serial port).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check saved TPM evidence (JSON) against a policy.
     Verify {
         /// The evidence (JSON: quote, signature, PCRs, IMA log, IMA source).
-        #[arg(long)]
-        evidence: PathBuf,
+        #[arg(long, required_unless_present = "bundle")]
+        evidence: Option<PathBuf>,
         /// The worker's attestation key (`TPM2B_PUBLIC`, as `tpm2_createak -u` writes it).
-        #[arg(long)]
-        ak: PathBuf,
+        #[arg(long, required_unless_present = "bundle")]
+        ak: Option<PathBuf>,
+        /// A bundle from `perun attest collect` (evidence, AK and qualifying data).
+        #[arg(long, conflicts_with_all = ["evidence", "ak"])]
+        bundle: Option<PathBuf>,
         /// The platform policy (JSON).
         #[arg(long)]
         policy: PathBuf,
@@ -72,6 +88,41 @@ pub enum AttestCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `perun attest collect` writes: the evidence and what a verifier needs with it.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct EvidenceBundle {
+    /// The EK public area (hex).
+    #[serde(with = "hex::serde")]
+    pub ek_public: Vec<u8>,
+    /// The AK public area (hex).
+    #[serde(with = "hex::serde")]
+    pub ak_public: Vec<u8>,
+    /// The evidence.
+    pub evidence: TpmEvidence,
+    /// Seconds since boot when it was collected, where known.
+    #[serde(default)]
+    pub uptime_s: Option<f64>,
+}
+
+fn collect(tcti: &str, qualifying_data: &str, out: &Path) -> Result<()> {
+    let qd = hex::decode(qualifying_data.trim()).context("--qualifying-data is not hex")?;
+    let tpm = perun_tpm::device::Tpm::connect(tcti, perun_tpm::tools::KeyAlg::Rsa)
+        .with_context(|| format!("connecting to the TPM at {tcti}"))?;
+    let mut platform = perun_worker::Platform::kernel(tpm)?;
+    let ak = platform.tpm().create_ak(perun_tpm::tools::KeyAlg::Rsa)?;
+    let evidence = platform.evidence(&qd)?;
+    let uptime_s = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split_whitespace().next().and_then(|v| v.parse().ok()));
+    let bundle =
+        EvidenceBundle { ek_public: platform.tpm().ek_public().to_vec(), ak_public: ak.public, evidence, uptime_s };
+    let mut bytes = serde_json::to_vec(&bundle)?;
+    bytes.push(b'\n');
+    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("evidence written to {}", out.display());
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -118,11 +169,29 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
 
 /// Runs an attestation subcommand.
 pub fn attest(cmd: AttestCmd) -> Result<()> {
-    let AttestCmd::Verify { evidence, ak, policy, qualifying_data, state, json } = cmd;
-    let ev: TpmEvidence = serde_json::from_slice(&read(&evidence)?).context("reading the evidence")?;
-    let ak = AkPublic::parse(&read(&ak)?).context("reading the attestation key")?;
+    let (evidence, ak, bundle, policy, qualifying_data, state, json) = match cmd {
+        AttestCmd::Collect { tcti, qualifying_data, out } => return collect(&tcti, &qualifying_data, &out),
+        AttestCmd::Verify { evidence, ak, bundle, policy, qualifying_data, state, json } => {
+            (evidence, ak, bundle, policy, qualifying_data, state, json)
+        }
+    };
+    let (ev, ak) = match (bundle, evidence, ak) {
+        (Some(b), _, _) => {
+            let b: EvidenceBundle = serde_json::from_slice(&read(&b)?).context("reading the evidence bundle")?;
+            if let Some(up) = b.uptime_s {
+                println!("evidence collected {up:.1} s after boot; IMA log of {} bytes", b.evidence.ima_log.len());
+            }
+            (b.evidence, AkPublic::parse(&b.ak_public).context("the bundle's attestation key")?)
+        }
+        (None, Some(e), Some(k)) => (
+            serde_json::from_slice(&read(&e)?).context("reading the evidence")?,
+            AkPublic::parse(&read(&k)?).context("reading the attestation key")?,
+        ),
+        _ => bail!("give --bundle, or --evidence and --ak"),
+    };
     let policy = PlatformPolicy::from_json(&read(&policy)?)?;
     let qd = hex::decode(qualifying_data.trim()).context("--qualifying-data is not hex")?;
+    let started = std::time::Instant::now();
     let prior: ReplayState = match &state {
         Some(p) if p.exists() => serde_json::from_slice(&read(p)?).context("reading the replay state")?,
         _ => ReplayState::default(),
@@ -131,10 +200,16 @@ pub fn attest(cmd: AttestCmd) -> Result<()> {
     if let (Some(p), Some(next)) = (&state, &a.state) {
         std::fs::write(p, serde_json::to_vec_pretty(next)?)?;
     }
+    let took = started.elapsed();
     if json {
         print_json(&a)?;
     } else if a.accepted() {
-        println!("accepted: {} new IMA entries verified against policy `{}`", a.new_entries, policy.name);
+        println!(
+            "accepted: {} new IMA entries verified against policy `{}` in {:.2} ms",
+            a.new_entries,
+            policy.name,
+            took.as_secs_f64() * 1e3
+        );
     } else {
         println!("refused:");
         for f in &a.failures {

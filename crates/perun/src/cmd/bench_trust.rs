@@ -200,8 +200,8 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     let elapsed = start.elapsed();
     let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     // The simulated workers' CPU: their own threads, and the HTTP client's runtime thread.
-    let clients_cpu = *client_cpu.lock().map_err(|_| anyhow::anyhow!("lock"))?
-        + (cpu_of_threads("reqwest") - http_client_before);
+    let clients_cpu =
+        *client_cpu.lock().map_err(|_| anyhow::anyhow!("lock"))? + (cpu_of_threads("reqwest") - http_client_before);
     let service_cpu = (process_cpu - clients_cpu).max(f64::EPSILON);
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
     lat.sort();
