@@ -10,7 +10,7 @@
 //! - [`spec`]: the model spec, its validation and shape inference;
 //! - [`network`]: the Burn modules built from a spec;
 //! - [`backend`]: the one place where the compute device is chosen;
-//! - [`train`]: the training loop and its metrics;
+//! - [`train`](mod@train): the training loop and its metrics;
 //! - [`weights`]: trained weights to and from `safetensors` bytes;
 //! - [`eval`]: evaluation and prediction.
 

@@ -470,7 +470,9 @@ pub fn open_to_vec<R: Read>(
     identity: &age::x25519::Identity,
     expect: Option<AssetKind>,
 ) -> Result<(Opened, Zeroizing<Vec<u8>>), SealError> {
-    let cap = sealed_len.and_then(|l| usize::try_from(l).ok()).unwrap_or(0);
+    // The length may come from a peer (an HTTP Content-Length): reserve at most 256 MiB
+    // up front and let the vector grow past that as real bytes arrive.
+    let cap = sealed_len.and_then(|l| usize::try_from(l).ok()).unwrap_or(0).min(256 << 20);
     let mut out = WipingVec(Zeroizing::new(Vec::with_capacity(cap)));
     let opened = open(sealed, sealed_len, identity, expect, &mut out)?;
     Ok((opened, out.0))

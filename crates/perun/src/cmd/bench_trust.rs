@@ -118,6 +118,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         )?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
         let asset = |a: &str, o: &StakeholderKeys, kind| AssetRef {
+            // allow-panic: the two asset names are constants of this benchmark.
             asset: Name::new(a).unwrap_or_else(|_| unreachable!()),
             owner: o.name().clone(),
             kind,
