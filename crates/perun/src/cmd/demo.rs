@@ -81,11 +81,17 @@ pub fn run(a: DemoArgs) -> Result<()> {
 }
 
 fn play(root: &Path, data: DemoData) -> Result<()> {
-    let (csv, label, what, spec_json) = match data {
-        DemoData::BreastCancer => {
-            (embedded::BREAST_CANCER_CSV, "diagnosis", "breast-cancer", embedded::BREAST_CANCER_MLP)
+    let (csv, label, what, spec_json, [asset_a, asset_b, model_asset]) = match data {
+        DemoData::BreastCancer => (
+            embedded::BREAST_CANCER_CSV,
+            "diagnosis",
+            "breast-cancer",
+            embedded::BREAST_CANCER_MLP,
+            ["bc-a", "bc-b", "mlp"],
+        ),
+        DemoData::Digits => {
+            (embedded::DIGITS_CSV, "digit", "digits", embedded::DIGITS_CNN, ["digits-a", "digits-b", "cnn"])
         }
-        DemoData::Digits => (embedded::DIGITS_CSV, "digit", "digits", embedded::DIGITS_CNN),
     };
 
     step(1, "a trust service, an swtpm and a worker start; the stakeholders register (loopback only)");
@@ -105,9 +111,9 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     let mut refs = Vec::new();
     let spec = perun_ml::ModelSpec::from_json(spec_json)?;
     let inputs: [(&Party, &str, AssetKind, zeroize::Zeroizing<Vec<u8>>); 3] = [
-        (hospital_a, "bc-a", AssetKind::Dataset, zeroize::Zeroizing::new(parts[0].to_safetensors()?)),
-        (hospital_b, "bc-b", AssetKind::Dataset, zeroize::Zeroizing::new(parts[1].to_safetensors()?)),
-        (model_owner, "mlp", AssetKind::Model, zeroize::Zeroizing::new(spec_json.to_vec())),
+        (hospital_a, asset_a, AssetKind::Dataset, zeroize::Zeroizing::new(parts[0].to_safetensors()?)),
+        (hospital_b, asset_b, AssetKind::Dataset, zeroize::Zeroizing::new(parts[1].to_safetensors()?)),
+        (model_owner, model_asset, AssetKind::Model, zeroize::Zeroizing::new(spec_json.to_vec())),
     ];
     for (p, asset, kind, plain) in &inputs {
         let (r, out, info) = world.seal_and_register(p, asset, *kind, plain)?;
