@@ -35,6 +35,8 @@ impl Service {
         let url = first.rsplit(' ').next().unwrap().to_owned();
         let second = lines.next().unwrap().unwrap();
         let fingerprint = second.rsplit(' ').next().unwrap().parse().unwrap();
+        // Keep draining what the service prints, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
         Service { child, url, fingerprint }
     }
 

@@ -1,5 +1,6 @@
 //! `perun serve`: run the trust service.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,11 +43,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}: is another service there?", a.listen))?;
         let addr = listener.local_addr()?;
-        println!("perun trust service listening on https://{addr}");
-        println!("TLS fingerprint: {fingerprint}");
-        println!("clients pin it:  perun remote add https://{addr} --fingerprint {fingerprint}");
-        use std::io::Write as _;
-        std::io::stdout().flush()?;
+        // A service outlives whoever read its first lines: a closed stdout is no reason to
+        // stop (println! would panic on it).
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "perun trust service listening on https://{addr}");
+        let _ = writeln!(out, "TLS fingerprint: {fingerprint}");
+        let _ = writeln!(out, "clients pin it:  perun remote add https://{addr} --fingerprint {fingerprint}");
+        let _ = out.flush();
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
@@ -55,7 +58,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             }
         };
         perun_trust::server::serve(trust, listener, shutdown).await?;
-        eprintln!("perun trust service stopped");
+        let _ = writeln!(std::io::stderr(), "perun trust service stopped");
         anyhow::Ok(())
     })
 }

@@ -13,6 +13,14 @@ use perun_worker::{Agent, Platform};
 
 use crate::home::Home;
 
+/// Prints a line; a long-running worker does not stop because its stdout went away.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Where the IMA log comes from.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ImaArg {
@@ -59,31 +67,31 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
             a.name, a.name
         )
     })?;
-    println!("worker {} enrolled: AK proven by credential activation", a.name);
+    say!("worker {} enrolled: AK proven by credential activation", a.name);
     let opts = RunOptions { out_dir: a.out.clone(), compute: perun_ml::backend::Compute::from_env() };
     loop {
         let offered = agent.offered()?;
         let Some(job) = offered.first() else {
             if a.once {
-                println!("no ready job");
+                say!("no ready job");
                 return Ok(());
             }
             std::thread::sleep(Duration::from_secs(a.poll_s.max(1)));
             continue;
         };
         let id = job.id;
-        println!("claiming job {id} ({})", job.manifest.name);
+        say!("claiming job {id} ({})", job.manifest.name);
         let claimed = agent.claim(&id)?;
         let r = perun_worker::job::run(&mut agent, &claimed, &opts, &mut |p, _| match p {
-            Progress::Released { assets } => println!("  keys released for {} assets", assets.len()),
-            Progress::Opened { asset, bytes } => println!("  {asset}: opened in memory ({bytes} bytes)"),
-            Progress::Epoch(m) => println!("  {}", super::train::epoch_line(m)),
-            Progress::Delivered { path } => println!("  model sealed to the receivers: {}", path.display()),
+            Progress::Released { assets } => say!("  keys released for {} assets", assets.len()),
+            Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
+            Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
+            Progress::Delivered { path } => say!("  model sealed to the receivers: {}", path.display()),
             _ => {}
         });
         match r {
-            Ok(report) => println!("job {id} finished ({} continuous attestations)", report.reattestations),
-            Err(e) => eprintln!("job {id} aborted, keys and data wiped: {e}"),
+            Ok(report) => say!("job {id} finished ({} continuous attestations)", report.reattestations),
+            Err(e) => say!("job {id} aborted, keys and data wiped: {e}"),
         }
         if a.once {
             return Ok(());
