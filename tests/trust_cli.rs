@@ -48,6 +48,16 @@ impl Service {
     }
 }
 
+/// `perun job propose` of the MLP on both hospitals' halves, by the model owner; the job id.
+fn propose(s: &Scratch, digest_a: &str, digest_b: &str, policy: &str, extra: &[&str]) -> String {
+    let (a, b) = (format!("hospital-a/bc-a@{digest_a}"), format!("hospital-b/bc-b@{digest_b}"));
+    let mut args = vec!["job", "propose", "--name", "bc-mlp", "--model", "mlp", "--data", &a, "--data", &b];
+    args.extend(["--policy", policy, "--receiver", "model-owner", "--as", "model-owner", "--json"]);
+    args.extend(extra);
+    let out = s.ok(&args);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()
+}
+
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
     out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))
 }
@@ -102,26 +112,7 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     s.ok(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--as", "infra"]);
 
     // Proposal and two of three approvals.
-    let out = s.ok(&[
-        "job",
-        "propose",
-        "--name",
-        "bc-mlp",
-        "--model",
-        "mlp",
-        "--data",
-        &format!("hospital-a/bc-a@{}", digests[1]),
-        "--data",
-        &format!("hospital-b/bc-b@{}", digests[2]),
-        "--policy",
-        &policy_digest,
-        "--receiver",
-        "model-owner",
-        "--as",
-        "model-owner",
-        "--json",
-    ]);
-    let job: Digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let job: Digest = propose(&s, &digests[1], &digests[2], &policy_digest, &[]).parse().unwrap();
     let job_s = job.to_string();
     s.ok(&["job", "approve", &job_s, "--as", "hospital-a"]);
     s.ok(&["job", "approve", &job_s, "--as", "hospital-b"]);
@@ -236,28 +227,7 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     let policy_digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"].as_str().unwrap().to_owned();
     s.ok(&["worker", "enrol", "--name", "gpu-1", "--tcti", &tpm.tcti(), "--as", "infra"]);
 
-    let out = s.ok(&[
-        "job",
-        "propose",
-        "--name",
-        "bc-mlp",
-        "--model",
-        "mlp",
-        "--data",
-        &format!("hospital-a/bc-a@{}", digest["bc-a"]),
-        "--data",
-        &format!("hospital-b/bc-b@{}", digest["bc-b"]),
-        "--policy",
-        &policy_digest,
-        "--receiver",
-        "model-owner",
-        "--interval",
-        "2",
-        "--as",
-        "model-owner",
-        "--json",
-    ]);
-    let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    let job = propose(&s, &digest["bc-a"], &digest["bc-b"], &policy_digest, &["--interval", "2"]);
     for who in ["model-owner", "hospital-a", "hospital-b"] {
         s.ok(&["job", "approve", &job, "--as", who]);
     }

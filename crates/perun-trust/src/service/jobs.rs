@@ -105,7 +105,7 @@ impl<S: Store> Trust<S> {
         }
         let result = self.store.write(|tx| {
             // Re-read inside the transaction: another approval may have landed.
-            job = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            job = job_in(tx, job_id)?;
             self.apply_deadlines(tx, &mut job)?;
             if job.state != JobState::Proposed && job.state != JobState::Ready {
                 return Ok(Err(TrustError::Conflict(format!("job {job_id} is {}", job.state.as_str()))));
@@ -156,7 +156,7 @@ impl<S: Store> Trust<S> {
             return Err(self.refused(caller.as_str(), Some(&job), err));
         }
         let job = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            let mut job = job_in(tx, job_id)?;
             if matches!(job.state, JobState::Proposed | JobState::Ready | JobState::Running) {
                 self.end_job(tx, &mut job, JobState::Revoked, format!("revoked by {caller}: {reason}"))?;
             }
@@ -185,8 +185,7 @@ impl<S: Store> Trust<S> {
     }
 
     pub(crate) fn job_record(&self, job_id: &str) -> Result<JobRecord, TrustError> {
-        let rec: Option<JobRecord> = self.store.read(|tx| tx.get(job_id))?;
-        rec.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))
+        self.store.read(|tx| job_in(tx, job_id))
     }
 
     fn job_for(&self, caller: &Name, job_id: &str) -> Result<JobRecord, TrustError> {
@@ -217,6 +216,11 @@ impl<S: Store> Trust<S> {
             outputs: job.outputs.clone(),
         })
     }
+}
+
+/// A job by id inside a transaction.
+pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustError> {
+    tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))
 }
 
 /// Whether `who` is a party of `job`: its proposer, an asset owner or a receiver.

@@ -13,6 +13,7 @@ use perun_attest::tpm::{make_credential, AkPublic};
 use perun_core::{Digest, JobMode, Name};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
 
+use super::jobs::job_in;
 use super::{worker_actor, Trust};
 use crate::audit::{AuditKind, Event};
 use crate::records::{
@@ -171,7 +172,7 @@ impl<S: Store> Trust<S> {
         let actor = worker_actor(&worker.name);
         let now = self.now();
         let outcome = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            let mut job = job_in(tx, job_id)?;
             if self.apply_deadlines(tx, &mut job)? {
                 return Ok(Err((job.clone(), live_error(&job))));
             }
@@ -249,8 +250,7 @@ impl<S: Store> Trust<S> {
         let mut job = self.job_record(job_id)?;
         if self.deadline_passed(&job).is_some() {
             job = self.store.write(|tx| {
-                let mut job: JobRecord =
-                    tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+                let mut job = job_in(tx, job_id)?;
                 self.apply_deadlines(tx, &mut job)?;
                 Ok(job)
             })?;
@@ -263,6 +263,20 @@ impl<S: Store> Trust<S> {
             Err(e @ TrustError::Revoked(_)) => Err(e),
             Err(e) => Err(self.refused(&actor, Some(&job), e)),
         }
+    }
+
+    /// Loads a job inside `tx`, applies the clock to it, and says whether `worker` may
+    /// act for it now (the job, and `Err` with the reason when not).
+    fn running_job(
+        &self,
+        tx: &mut dyn Tx,
+        job_id: &str,
+        worker: &Name,
+    ) -> Result<(JobRecord, Result<(), TrustError>), TrustError> {
+        let mut job = job_in(tx, job_id)?;
+        self.apply_deadlines(tx, &mut job)?;
+        let live = self.check_running_by(&job, worker);
+        Ok((job, live))
     }
 
     fn check_running_by(&self, job: &JobRecord, worker: &Name) -> Result<(), TrustError> {
@@ -283,9 +297,8 @@ impl<S: Store> Trust<S> {
         let started = std::time::Instant::now();
         let now = self.now();
         let outcome = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
-            self.apply_deadlines(tx, &mut job)?;
-            if let Err(e) = self.check_running_by(&job, &worker.name) {
+            let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
+            if let Err(e) = live {
                 return Ok(Err((job, e)));
             }
             // Rule 1 is checked again (every signature) whenever keys are about to leave;
@@ -429,9 +442,8 @@ impl<S: Store> Trust<S> {
     ) -> Result<(), TrustError> {
         let now = self.now();
         let outcome = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
-            self.apply_deadlines(tx, &mut job)?;
-            if let Err(e) = self.check_running_by(&job, &worker.name) {
+            let (job, live) = self.running_job(tx, job_id, &worker.name)?;
+            if let Err(e) = live {
                 return Ok(Err(e));
             }
             tx.put(&MetricRecord { job: job.id, epoch, values, at: now })?;
@@ -445,9 +457,8 @@ impl<S: Store> Trust<S> {
     pub fn finish(&self, worker: &WorkerRecord, job_id: &str, outputs: Vec<OutputRecord>) -> Result<(), TrustError> {
         let actor = worker_actor(&worker.name);
         let outcome = self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
-            self.apply_deadlines(tx, &mut job)?;
-            if let Err(e) = self.check_running_by(&job, &worker.name) {
+            let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
+            if let Err(e) = live {
                 return Ok(Err((job, e)));
             }
             if !job.released {
@@ -468,7 +479,7 @@ impl<S: Store> Trust<S> {
     /// The worker reports that it stopped (and wiped); the job is revoked.
     pub fn fail(&self, worker: &WorkerRecord, job_id: &str, reason: &str) -> Result<(), TrustError> {
         self.store.write(|tx| {
-            let mut job: JobRecord = tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))?;
+            let mut job = job_in(tx, job_id)?;
             if job.worker.as_ref() != Some(&worker.name) {
                 return Err(TrustError::Forbidden(format!("job {job_id} is not claimed by {}", worker.name)));
             }
