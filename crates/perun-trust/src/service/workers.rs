@@ -441,15 +441,16 @@ impl<S: Store> Trust<S> {
         values: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), TrustError> {
         let now = self.now();
-        let outcome = self.store.write(|tx| {
+        // The outer result fails the transaction; the inner one refuses the call after
+        // committing what the clock did to the job (a revocation must stick).
+        self.store.write(|tx| {
             let (job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
                 return Ok(Err(e));
             }
             tx.put(&MetricRecord { job: job.id, epoch, values, at: now })?;
             Ok(Ok(()))
-        })?;
-        outcome
+        })?
     }
 
     /// The worker delivers the job's outputs (sealed to the receivers). Refused for a
