@@ -279,6 +279,8 @@ pub struct Attested {
     pub keys: Vec<ReleasedKey>,
     /// Seconds until the next attestation is due.
     pub next_in_s: u64,
+    /// A nonce for the next attestation (saves a round trip), and how long it is valid.
+    pub next_nonce: NonceIssued,
 }
 
 /// `POST /v1/jobs/{id}/metrics`, by the job's worker.

@@ -18,6 +18,9 @@ pub struct Agent {
     platform: Platform,
     client: Client,
     token: Zeroizing<Vec<u8>>,
+    /// The nonce the last accepted attestation handed out for the next one, and until
+    /// when (by this machine's clock) it may be used.
+    next_nonce: Option<(Digest, String, std::time::Instant)>,
 }
 
 /// The keys a job's attestation released, opened in memory.
@@ -42,7 +45,7 @@ impl Agent {
         client.call::<_, ()>("POST", &path, Some(&ActivateAk { credential: credential.to_vec() }))?;
         let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential.clone() });
         tracing::info!(worker = %name, "enrolled: AK activated");
-        Ok(Self { name, platform, client, token: credential })
+        Ok(Self { name, platform, client, token: credential, next_nonce: None })
     }
 
     /// Speaks through a new connection (after the service restarted), with the same
@@ -92,7 +95,20 @@ impl Agent {
         let evidence = self.platform.evidence(binding.as_bytes())?;
         let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
         let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
+        // Keep the next nonce, with a margin, so the next round needs one request.
+        let valid = std::time::Duration::from_secs(answer.next_nonce.valid_s.saturating_sub(5));
+        self.next_nonce = Some((*job, answer.next_nonce.nonce.clone(), std::time::Instant::now() + valid));
         Ok((eph, answer))
+    }
+
+    /// A continuous attestation: with the nonce the last answer handed out while it is
+    /// still valid, else with a fresh one.
+    pub fn reattest(&mut self, job: &Digest) -> Result<(EphemeralKey, Attested), WorkerError> {
+        let nonce = match self.next_nonce.take() {
+            Some((j, n, until)) if j == *job && std::time::Instant::now() < until => n,
+            _ => self.nonce(job)?,
+        };
+        self.attest(job, &nonce)
     }
 
     /// Opens the keys of an accepted attestation with its ephemeral key.

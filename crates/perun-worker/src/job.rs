@@ -168,7 +168,7 @@ pub fn run(
         }
         if last_attested.elapsed() >= interval {
             let r0 = Instant::now();
-            let r = agent.nonce(&job).and_then(|n| agent.attest(&job, &n));
+            let r = agent.reattest(&job);
             reattest_s += r0.elapsed().as_secs_f64();
             match r {
                 Ok((_, a)) => {
@@ -195,7 +195,7 @@ pub fn run(
 
     // One last attestation covers everything up to the end of training.
     let t = Instant::now();
-    if let Err(e) = agent.nonce(&job).and_then(|n| agent.attest(&job, &n)) {
+    if let Err(e) = agent.reattest(&job) {
         return Err(abort(agent, &job, e));
     }
     let recipients = claimed

@@ -296,6 +296,25 @@ impl<S: Store> Trust<S> {
         let actor = worker_actor(&worker.name);
         let started = std::time::Instant::now();
         let now = self.now();
+        // The appraisal (quote signature, IMA replay, policy) is the expensive part. It runs
+        // here on the job's replay state as read now, outside the store's write lock, so
+        // attestations of different jobs are appraised in parallel; the write below checks
+        // the job still has that state (else: a conflict, and the worker sends new
+        // evidence).
+        let (seen, policy): (JobRecord, Option<PolicyRecord>) = self.store.read(|tx| {
+            let job = job_in(tx, job_id)?;
+            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
+            Ok((job, policy))
+        })?;
+        let ak = worker.ak_public.as_deref().map(AkPublic::parse);
+        let appraised = match (&policy, &ak, hex::decode(&req.nonce)) {
+            (Some(policy), Some(Ok(ak)), Ok(nonce_bytes)) if req.ephemeral_key.len() == PUBLIC_KEY_LEN => {
+                let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
+                let state = seen.replay.clone().unwrap_or_default();
+                Some((seen.replay.clone(), appraise(&req.evidence, ak, binding.as_bytes(), &policy.policy, &state)))
+            }
+            _ => None,
+        };
         let outcome = self.store.write(|tx| {
             let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
@@ -340,22 +359,20 @@ impl<S: Store> Trust<S> {
                     TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")),
                 )));
             }
-            let ak = match worker.ak_public.as_deref().map(AkPublic::parse) {
-                Some(Ok(ak)) => ak,
-                _ => {
-                    return Ok(Err((
-                        job,
-                        TrustError::Forbidden(format!("worker {} has no activated AK", worker.name)),
-                    )));
-                }
+            if !matches!(ak, Some(Ok(_))) {
+                let e = TrustError::Forbidden(format!("worker {} has no activated AK", worker.name));
+                return Ok(Err((job, e)));
+            }
+            let Some((appraised_from, appraisal)) = appraised else {
+                return Err(TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)));
             };
-            let policy: PolicyRecord = tx
-                .get(&job.manifest.platform_policy.to_string())?
-                .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
-            let nonce_bytes = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("nonce is not hex".into()))?;
-            let binding = Digest::evidence_binding(&nonce_bytes, &job.id, &req.ephemeral_key);
+            if appraised_from != job.replay {
+                let e = TrustError::Conflict(
+                    "another attestation of this job was decided meanwhile: send new evidence with a new nonce".into(),
+                );
+                return Ok(Err((job, e)));
+            }
             let state = job.replay.clone().unwrap_or_default();
-            let appraisal = appraise(&req.evidence, &ak, binding.as_bytes(), &policy.policy, &state);
             if !appraisal.accepted() {
                 self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
                 let reasons: Vec<String> = appraisal.failures.iter().map(|f| f.to_string()).collect();
@@ -412,6 +429,10 @@ impl<S: Store> Trust<S> {
                 new_entries: appraisal.new_entries,
                 keys,
                 next_in_s: job.manifest.attestation_interval_s,
+                next_nonce: NonceIssued {
+                    nonce: self.nonces.issue(&job.id, &worker.name, now),
+                    valid_s: self.config.nonce_valid_s,
+                },
             }))
         })?;
         self.metrics.observe_attestation(started.elapsed());

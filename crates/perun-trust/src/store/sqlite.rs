@@ -28,22 +28,37 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX request_nonces_expires ON request_nonces(expires);",
 ];
 
-/// A SQLite store. One connection, serialised by a mutex: SQLite has one writer anyway,
-/// and each transaction here is short.
+/// Read connections of a file store: WAL lets them read while the writer commits.
+const READERS: usize = 4;
+
+/// A SQLite store: one write connection behind a mutex (SQLite has one writer anyway),
+/// and a few read connections that WAL lets read committed state while a write
+/// transaction waits for its disk flush.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and migrates its schema.
     pub fn open(path: &Path) -> Result<Self, TrustError> {
-        let conn = Connection::open(path)
-            .map_err(|e| TrustError::Store(format!("cannot open store {}: {e}", path.display())))?;
-        Self::init(conn)
+        let open = || {
+            Connection::open(path).map_err(|e| TrustError::Store(format!("cannot open store {}: {e}", path.display())))
+        };
+        let mut store = Self::init(open()?)?;
+        for _ in 0..READERS {
+            let r = open()?;
+            r.busy_timeout(std::time::Duration::from_secs(10))?;
+            r.pragma_update(None, "query_only", "ON")?;
+            store.readers.push(Mutex::new(r));
+        }
+        Ok(store)
     }
 
-    /// An in-memory store (tests and benchmarks that need no durability).
+    /// An in-memory store (tests and benchmarks that need no durability); it reads
+    /// through its one connection.
     pub fn in_memory() -> Result<Self, TrustError> {
         Self::init(Connection::open_in_memory()?)
     }
@@ -66,7 +81,7 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), readers: Vec::new(), next_reader: Default::default() })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, TrustError> {
@@ -140,7 +155,13 @@ impl Store for SqliteStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
-        let mut conn = self.lock()?;
+        let mut conn = match self.readers.len() {
+            0 => self.lock()?,
+            n => {
+                let i = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+                self.readers[i].lock().map_err(|_| TrustError::Store("store lock poisoned".into()))?
+            }
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let out = f(&mut SqliteTx { tx: &tx });
         // A read changes nothing; dropping the transaction rolls it back.

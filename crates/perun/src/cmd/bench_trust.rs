@@ -27,6 +27,7 @@ struct SimWorker {
     log: Vec<u8>,
     client: Client,
     job: Digest,
+    next_nonce: Option<String>,
 }
 
 impl SimWorker {
@@ -35,15 +36,26 @@ impl SimWorker {
         self.tpm.extend_pcr10(&e.sha256_extend());
     }
 
+    /// One attestation: with the nonce the last answer handed out, as a worker does
+    /// (the benchmark's rounds are well inside its validity), else a fresh one.
     fn attest(&mut self) -> Result<Attested> {
-        let n: NonceIssued = self.client.call::<(), _>("POST", &format!("/v1/jobs/{}/nonce", self.job), None)?;
+        let nonce = match self.next_nonce.take() {
+            Some(n) => n,
+            None => {
+                let n: NonceIssued =
+                    self.client.call::<(), _>("POST", &format!("/v1/jobs/{}/nonce", self.job), None)?;
+                n.nonce
+            }
+        };
         let eph = EphemeralKey::generate();
-        let binding = Digest::evidence_binding(&hex::decode(&n.nonce)?, &self.job, &eph.public_bytes());
+        let binding = Digest::evidence_binding(&hex::decode(&nonce)?, &self.job, &eph.public_bytes());
         let (quote, signature, pcrs) = self.tpm.quote(binding.as_bytes())?;
         let evidence =
             TpmEvidence { quote, signature, pcrs, ima_log: self.log.clone(), ima_source: ImaSource::UserSpace };
-        let req = Attest { nonce: n.nonce, ephemeral_key: eph.public_bytes(), evidence };
-        Ok(self.client.call("POST", &format!("/v1/jobs/{}/attest", self.job), Some(&req))?)
+        let req = Attest { nonce, ephemeral_key: eph.public_bytes(), evidence };
+        let a: Attested = self.client.call("POST", &format!("/v1/jobs/{}/attest", self.job), Some(&req))?;
+        self.next_nonce = Some(a.next_nonce.nonce.clone());
+        Ok(a)
     }
 }
 
@@ -145,7 +157,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         }
         let client = anon.with_caller(Caller::Worker { name: wname, token: zeroize::Zeroizing::new(cred) });
         let _: Claimed = client.call::<(), _>("POST", &format!("/v1/jobs/{}/claim", job.id), None)?;
-        let mut sim = SimWorker { tpm, log: Vec::new(), client, job: job.id };
+        let mut sim = SimWorker { tpm, log: Vec::new(), client, job: job.id, next_nonce: None };
         for e in &template {
             sim.record(e.clone());
         }
@@ -236,7 +248,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     println!("| verified attestations per second | {rate:.0} | {alone:.0} (quote made and verified) |");
     println!("| ratio | {:.2}x of in-process appraisal | 1.00x |", rate / alone);
     println!(
-        "| latency p50 / p99 (nonce + evidence, {clients} clients) | {:.2} / {:.2} ms | - |",
+        "| latency p50 / p99 (evidence with the nonce of the last answer, {clients} clients) | {:.2} / {:.2} ms | - |",
         ms(pct(0.50)),
         ms(pct(0.99))
     );
