@@ -7,6 +7,8 @@
 //! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima-ng`,
 //!   `ima-sig`, `ima`), PCR 10 replay for the sha1 and sha256 banks, incremental.
 //! - [`policy`]: platform policies and the verdicts that name every failing entry.
+//! - [`tee`]: TEE evidence (sim; SGX and TDX DCAP quotes; SEV-SNP reports), its
+//!   verifiers and the `tee`-mode policy.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@ pub mod error;
 pub mod evidence;
 pub mod ima;
 pub mod policy;
+pub mod tee;
 pub mod tpm;
 
 pub use error::AttestError;

@@ -1,0 +1,196 @@
+//! TEE evidence: one [`TeeEvidence`] format, a verifier per kind behind
+//! [`TeeVerifier`] (each behind a feature: `dcap` for SGX and TDX quotes, `snp` for
+//! SEV-SNP reports; `sim` always), and [`appraise_tee`], which checks the report data
+//! binding, the measurements a [`TeePolicy`] allows and its lowest acceptable TCB.
+//!
+//! The `sim` TEE is software for development: its reports say `sim`, and a policy
+//! accepts them only if it names the sim key that signed them; no default policy does.
+
+#[cfg(feature = "dcap")]
+pub mod dcap;
+pub mod sim;
+#[cfg(feature = "snp")]
+pub mod snp;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Failure;
+use crate::AttestError;
+
+/// Which TEE made a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeeKind {
+    /// Perun's software TEE for development (no hardware; refused by default).
+    Sim,
+    /// Intel SGX enclave (DCAP quote).
+    Sgx,
+    /// Intel TDX trust domain (DCAP quote).
+    Tdx,
+    /// AMD SEV-SNP guest (attestation report).
+    SevSnp,
+}
+
+/// A TEE's evidence as it travels: the report or quote, and what verifies it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeeEvidence {
+    /// The kind of TEE.
+    pub kind: TeeKind,
+    /// The quote (SGX, TDX), the attestation report (SNP) or the signed sim report (hex).
+    #[serde(with = "hex::serde")]
+    pub report: Vec<u8>,
+    /// Verification material: DCAP collateral (JSON), the SNP VCEK (DER, hex), or the
+    /// sim key and signature.
+    #[serde(default)]
+    pub collateral: serde_json::Value,
+}
+
+/// The ordered TCB levels (Intel's names; SNP reports map to them through the policy's
+/// minimum reported TCB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TcbLevel {
+    /// Fully up to date.
+    UpToDate,
+    /// Up to date; software hardening advised.
+    SwHardeningNeeded,
+    /// Up to date; platform configuration advised.
+    ConfigurationNeeded,
+    /// Out of date.
+    OutOfDate,
+    /// Revoked: never acceptable.
+    Revoked,
+}
+
+impl TcbLevel {
+    /// The level of an Intel TCB status string.
+    pub fn from_intel(status: &str) -> Self {
+        match status {
+            "UpToDate" => Self::UpToDate,
+            "SWHardeningNeeded" => Self::SwHardeningNeeded,
+            "ConfigurationNeeded" | "ConfigurationAndSWHardeningNeeded" => Self::ConfigurationNeeded,
+            "Revoked" => Self::Revoked,
+            _ => Self::OutOfDate,
+        }
+    }
+}
+
+/// What a verified report says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeeClaims {
+    /// The TEE kind.
+    pub kind: TeeKind,
+    /// Named measurements, hex (`mr_enclave`, `mr_signer`, `mr_td`, `rtmr0`...,
+    /// `measurement`, `sim_key`...).
+    pub measurements: BTreeMap<String, String>,
+    /// The 64-byte report data, hex.
+    pub report_data: String,
+    /// The TCB level.
+    pub tcb: TcbLevel,
+    /// The TCB status as the vendor states it.
+    pub tcb_status: String,
+    /// Security advisories that apply.
+    pub advisories: Vec<String>,
+}
+
+/// Verifies one kind of TEE evidence (signatures, certificate chains, collateral).
+pub trait TeeVerifier {
+    /// The kind it verifies.
+    fn kind(&self) -> TeeKind;
+    /// Verifies `evidence` at time `now` (Unix seconds) and returns what it claims.
+    fn verify(&self, evidence: &TeeEvidence, now: u64) -> Result<TeeClaims, AttestError>;
+}
+
+/// One accepted measurement set: every named value must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedTee {
+    /// The TEE kind.
+    pub kind: Option<TeeKind>,
+    /// Measurement name to required hex value.
+    pub measurements: BTreeMap<String, String>,
+}
+
+/// Reference values for `tee` mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeePolicy {
+    /// A human-readable name.
+    pub name: String,
+    /// Accepted measurement sets (any one suffices).
+    pub allowed: Vec<AllowedTee>,
+    /// The lowest acceptable TCB level.
+    pub min_tcb: TcbLevel,
+    /// Sim TEE keys (hex) this policy accepts; empty: sim evidence is refused.
+    #[serde(default)]
+    pub sim_keys: BTreeSet<String>,
+}
+
+/// The verifier for `kind`, where this build has it.
+pub fn verifier(kind: TeeKind) -> Result<Box<dyn TeeVerifier>, AttestError> {
+    match kind {
+        TeeKind::Sim => Ok(Box::new(sim::SimVerifier)),
+        #[cfg(feature = "dcap")]
+        TeeKind::Sgx | TeeKind::Tdx => Ok(Box::new(dcap::DcapVerifier { kind })),
+        #[cfg(feature = "snp")]
+        TeeKind::SevSnp => Ok(Box::new(snp::SnpVerifier)),
+        #[allow(unreachable_patterns)]
+        other => Err(AttestError::Check(format!("this build has no verifier for {other:?} evidence"))),
+    }
+}
+
+fn failure(why: String) -> Failure {
+    Failure { path: None, digest: None, why }
+}
+
+/// Appraises TEE evidence: it verifies, its report data is `expected_report_data`
+/// (zero-padded to 64 bytes), a measurement set of `policy` matches, and its TCB is at
+/// least the policy's. Returns the claims, or every reason to refuse.
+pub fn appraise_tee(
+    evidence: &TeeEvidence,
+    expected_report_data: &[u8],
+    policy: &TeePolicy,
+    now: u64,
+) -> Result<TeeClaims, Vec<Failure>> {
+    let claims = verifier(evidence.kind)
+        .and_then(|v| v.verify(evidence, now))
+        .map_err(|e| vec![failure(format!("{:?} evidence does not verify: {e}", evidence.kind))])?;
+    let mut failures = Vec::new();
+    if claims.kind == TeeKind::Sim {
+        let key = claims.measurements.get("sim_key").cloned().unwrap_or_default();
+        if !policy.sim_keys.contains(&key) {
+            failures.push(failure(format!(
+                "evidence from the sim TEE (software, key {key}): this policy does not name that key"
+            )));
+        }
+    }
+    let mut expected = expected_report_data.to_vec();
+    expected.resize(64, 0);
+    if claims.report_data != hex::encode(&expected) {
+        failures.push(failure("report data does not bind this nonce, job and key".into()));
+    }
+    let matches = |a: &AllowedTee| {
+        a.kind.is_none_or(|k| k == claims.kind)
+            && a.measurements.iter().all(|(k, v)| claims.measurements.get(k).is_some_and(|m| m.eq_ignore_ascii_case(v)))
+    };
+    if !policy.allowed.iter().any(matches) {
+        let shown: Vec<String> = claims.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        failures.push(failure(format!("measurements not in the policy: {}", shown.join(", "))));
+    }
+    if claims.tcb == TcbLevel::Revoked || claims.tcb > policy.min_tcb {
+        failures.push(failure(format!(
+            "TCB {} ({:?}; advisories {}) is below the policy's floor {:?}",
+            claims.tcb_status,
+            claims.tcb,
+            if claims.advisories.is_empty() { "none".into() } else { claims.advisories.join(", ") },
+            policy.min_tcb
+        )));
+    }
+    if failures.is_empty() {
+        Ok(claims)
+    } else {
+        Err(failures)
+    }
+}

@@ -1,0 +1,60 @@
+//! AMD SEV-SNP attestation reports, verified with the `sev` crate (`crypto_nossl`)
+//! against the VCEK supplied with the evidence and AMD's ARK and ASK built into `sev`
+//! (Milan, Genoa, Turin).
+
+use std::collections::BTreeMap;
+
+use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
+use sev::firmware::guest::AttestationReport;
+use sev::parser::ByteParser;
+
+use super::{TcbLevel, TeeClaims, TeeEvidence, TeeKind, TeeVerifier};
+use crate::AttestError;
+
+/// Verifies SNP reports.
+pub struct SnpVerifier;
+
+impl TeeVerifier for SnpVerifier {
+    fn kind(&self) -> TeeKind {
+        TeeKind::SevSnp
+    }
+
+    fn verify(&self, evidence: &TeeEvidence, _now: u64) -> Result<TeeClaims, AttestError> {
+        let bad = |e: String| AttestError::Check(format!("SNP: {e}"));
+        let vcek_hex = evidence.collateral.get("vcek").and_then(|v| v.as_str()).unwrap_or_default();
+        let vcek = hex::decode(vcek_hex).map_err(|_| bad("the collateral lacks a hex `vcek` (DER)".into()))?;
+        let vcek = Certificate::from_der(&vcek).map_err(|e| bad(format!("VCEK: {e}")))?;
+        let report = AttestationReport::from_bytes(&evidence.report).map_err(|e| bad(format!("report: {e}")))?;
+        let mut verified = false;
+        for (ark, ask) in [
+            (builtin::milan::ark(), builtin::milan::ask()),
+            (builtin::genoa::ark(), builtin::genoa::ask()),
+            (builtin::turin::ark(), builtin::turin::ask()),
+        ] {
+            let (Ok(ark), Ok(ask)) = (ark, ask) else { continue };
+            let chain = Chain { ca: ca::Chain { ark, ask }, vek: vcek.clone() };
+            if chain.verify().is_ok() && (&chain, &report).verify().is_ok() {
+                verified = true;
+                break;
+            }
+        }
+        if !verified {
+            return Err(bad("the report does not verify under the VCEK and AMD's ARK/ASK".into()));
+        }
+        let t = &report.reported_tcb;
+        let status =
+            format!("reported TCB bootloader {} tee {} snp {} microcode {}", t.bootloader, t.tee, t.snp, t.microcode);
+        Ok(TeeClaims {
+            kind: TeeKind::SevSnp,
+            measurements: BTreeMap::from([
+                ("measurement".to_owned(), hex::encode(report.measurement)),
+                ("host_data".to_owned(), hex::encode(report.host_data)),
+                ("policy".to_owned(), format!("{:#x}", u64::from(report.policy))),
+            ]),
+            report_data: hex::encode(report.report_data),
+            tcb: TcbLevel::UpToDate,
+            tcb_status: status,
+            advisories: Vec::new(),
+        })
+    }
+}
