@@ -21,15 +21,15 @@ pub enum ImaSource {
 #[serde(deny_unknown_fields)]
 pub struct TpmEvidence {
     /// `TPMS_ATTEST` of the quote.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex::serde")]
     pub quote: Vec<u8>,
     /// `TPMT_SIGNATURE` over it.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex::serde")]
     pub signature: Vec<u8>,
     /// The quoted PCR values (SHA-256 bank).
     pub pcrs: PcrBank,
     /// The binary IMA log (the whole log; the verifier reads past its saved offset).
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "hex::serde")]
     pub ima_log: Vec<u8>,
     /// Where the log came from.
     pub ima_source: ImaSource,
@@ -94,16 +94,4 @@ pub fn appraise(
     failures.extend(policy.check_entries(&entries, state.entries == 0));
     let accepted = failures.is_empty();
     Appraisal { failures, state: accepted.then_some(next), new_entries: entries.len() }
-}
-
-mod hex_bytes {
-    use serde::{Deserialize as _, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::auth::{SignedHeaders, H_WORKER};
 use crate::error::ApiError;
+use crate::service::unix_now;
 use crate::TrustError;
 
 /// Accepts exactly the certificate with the pinned fingerprint, and checks the handshake
@@ -218,8 +219,4 @@ impl Client {
             }
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

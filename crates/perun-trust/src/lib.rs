@@ -30,5 +30,5 @@ pub mod wire;
 pub use client::{Caller, Client};
 pub use error::TrustError;
 pub use keys::ServiceKeys;
-pub use service::{Clock, Trust, TrustConfig};
+pub use service::{unix_now, Clock, Trust, TrustConfig};
 pub use store::sqlite::SqliteStore;

@@ -36,12 +36,15 @@ impl Clock {
     /// Now, in Unix seconds.
     pub fn now(&self) -> u64 {
         match self {
-            Clock::System => {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-            }
+            Clock::System => unix_now(),
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }
+}
+
+/// Unix time now, by the system clock (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Tunables of the service.

@@ -128,7 +128,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
             &format!("/v1/workers/{wname}/activate"),
             Some(&ActivateAk { credential: cred.clone() }),
         )?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let now = perun_trust::unix_now();
         let asset = |a: &str, o: &StakeholderKeys, kind| AssetRef {
             // allow-panic: the two asset names are constants of this benchmark.
             asset: Name::new(a).unwrap_or_else(|_| unreachable!()),

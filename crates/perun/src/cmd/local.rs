@@ -157,7 +157,7 @@ impl LocalWorld {
         approvers: &[&Party],
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Digest> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let now = perun_trust::unix_now();
         let manifest = JobManifest {
             schema: MANIFEST_SCHEMA,
             name,

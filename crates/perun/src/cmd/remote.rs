@@ -315,7 +315,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
                 hyperparameters.insert(k.to_owned(), v);
             }
-            let now = unix_now();
+            let now = perun_trust::unix_now();
             let manifest = JobManifest {
                 schema: MANIFEST_SCHEMA,
                 name,
@@ -555,8 +555,4 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
         println!("{:>5} {} {:<22} {:<16} job {job}: {}", r.seq, r.at, format!("{:?}", r.kind), r.actor, r.detail);
     }
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
