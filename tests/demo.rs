@@ -42,7 +42,18 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     assert!(line_with(&stdout, "asks to go on").contains("refused"), "{stdout}");
     let outputs: Vec<_> = std::fs::read_dir(s.path("demo/worker/outputs")).unwrap().collect();
     assert_eq!(outputs.len(), 1, "only the first job may deliver a model");
-    // Act 8: the audit chain verifies for every party; infra sees none of the jobs.
+    // Act 8: the trained model served in the sim TEE; the clinic's production policy
+    // refuses sim evidence, the demo policy names it; private predictions agree.
+    assert!(line_with(&stdout, "serving job is").contains("ready"), "{stdout}");
+    assert!(line_with(&stdout, "enclave tee-1:").contains("Sim report accepted"), "{stdout}");
+    assert!(line_with(&stdout, "production policy").contains("refused"), "{stdout}");
+    assert!(line_with(&stdout, "production policy").contains("does not name that key"), "{stdout}");
+    let served = line_with(&stdout, "private predictions in");
+    let pct: f64 = served.rsplit('(').next().unwrap().trim_end_matches(")").trim_end_matches('%').parse().unwrap();
+    assert!(pct >= 90.0, "{served}");
+    assert!(line_with(&stdout, "own copy gives").contains("the same"), "{stdout}");
+    assert!(stdout.contains("serving job finished"), "{stdout}");
+    // Act 9: the audit chain verifies for every party; infra sees none of the jobs.
     assert_eq!(stdout.matches("records verified").count(), 4, "{stdout}");
     assert!(line_with(&stdout, "  infra        chain").contains("0 key releases"), "{stdout}");
     assert!(line_with(&stdout, "why job 2 was revoked").contains("/tmp/exfiltrate"));

@@ -153,6 +153,8 @@ impl World {
             platform_policy: self.policy,
             hyperparameters: Default::default(),
             receivers: vec![name("model-owner")],
+            purpose: Default::default(),
+            approvers: Default::default(),
             attestation_interval_s: 5,
             created_at: t,
             expires_at: t + 3600,

@@ -6,7 +6,8 @@
 //!   MakeCredential that binds an AK to an EK.
 //! - [`ima`]: Linux IMA measurement logs (binary and ASCII; templates `ima-ng`,
 //!   `ima-sig`, `ima`), PCR 10 replay for the sha1 and sha256 banks, incremental.
-//! - [`policy`]: platform policies and the verdicts that name every failing entry.
+//! - [`policy`]: platform policies and the verdicts that name every failing entry;
+//!   [`job_policy`]: either kind of policy, as a job names it.
 //! - [`tee`]: TEE evidence (sim; SGX and TDX DCAP quotes; SEV-SNP reports), its
 //!   verifiers and the `tee`-mode policy.
 
@@ -16,8 +17,10 @@
 pub mod error;
 pub mod evidence;
 pub mod ima;
+pub mod job_policy;
 pub mod policy;
 pub mod tee;
 pub mod tpm;
 
 pub use error::AttestError;
+pub use job_policy::JobPolicy;

@@ -18,5 +18,5 @@ pub use digest::{Digest, DigestWriter};
 pub use error::CoreError;
 pub use identity::PublicIdentity;
 pub use ids::{AssetKind, Name};
-pub use manifest::{AssetRef, JobManifest, JobMode};
+pub use manifest::{AssetRef, JobManifest, JobMode, JobPurpose};
 pub use signature::{sign_digest, verify_digest, Signature};

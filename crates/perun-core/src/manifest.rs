@@ -27,6 +27,23 @@ pub enum JobMode {
     Tee,
 }
 
+/// What a job does with its assets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPurpose {
+    /// Train the model on the data sets; the trained model goes to the receivers.
+    #[default]
+    Train,
+    /// Serve predictions with the (trained) model; data assets are optional.
+    Serve,
+}
+
+impl JobPurpose {
+    fn is_train(&self) -> bool {
+        *self == Self::Train
+    }
+}
+
 /// One asset a job uses, pinned by digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +68,9 @@ pub struct JobManifest {
     pub name: String,
     /// Execution mode.
     pub mode: JobMode,
+    /// Training (the default, left out of the canonical form) or serving.
+    #[serde(default, skip_serializing_if = "JobPurpose::is_train")]
+    pub purpose: JobPurpose,
     /// The model asset (spec and optional initial weights).
     pub model: AssetRef,
     /// The data assets.
@@ -62,6 +82,10 @@ pub struct JobManifest {
     pub hyperparameters: BTreeMap<String, serde_json::Value>,
     /// Stakeholders that receive the outputs, sealed to their `age` recipients.
     pub receivers: Vec<Name>,
+    /// Stakeholders who own no asset of this job but whose approval it needs as well
+    /// (a data owner whose terms cover serving the model trained on its data).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub approvers: BTreeSet<Name>,
     /// Seconds between continuous attestations while the job runs.
     pub attestation_interval_s: u64,
     /// Creation time, Unix seconds (makes two otherwise equal proposals distinct jobs).
@@ -94,9 +118,10 @@ impl JobManifest {
         std::iter::once(&self.model).chain(self.data.iter())
     }
 
-    /// The owners whose approval the job needs (each once).
+    /// The stakeholders whose approval the job needs (each once): every asset's owner
+    /// and the manifest's further `approvers`.
     pub fn required_approvers(&self) -> BTreeSet<&Name> {
-        self.assets().map(|a| &a.owner).collect()
+        self.assets().map(|a| &a.owner).chain(self.approvers.iter()).collect()
     }
 
     /// Checks the structural rules of a manifest.
@@ -111,8 +136,8 @@ impl JobManifest {
         if self.model.kind != AssetKind::Model {
             return bad("the model asset must be of kind `model`");
         }
-        if self.data.is_empty() {
-            return bad("a job needs at least one data asset");
+        if self.data.is_empty() && self.purpose == JobPurpose::Train {
+            return bad("a training job needs at least one data asset");
         }
         if let Some(a) = self.data.iter().find(|a| a.kind != AssetKind::Dataset) {
             return bad(&format!("data asset {} must be of kind `dataset`", a.asset));
@@ -160,6 +185,8 @@ mod tests {
             platform_policy: Digest::of(b"policy"),
             hyperparameters: BTreeMap::from([("epochs".into(), serde_json::json!(30))]),
             receivers: vec![Name::new("model-owner").unwrap()],
+            approvers: BTreeSet::new(),
+            purpose: JobPurpose::Train,
             attestation_interval_s: 5,
             created_at: 1_700_000_000,
             expires_at: 1_700_086_400,
@@ -190,6 +217,23 @@ mod tests {
         let m = manifest();
         let names: Vec<_> = m.required_approvers().into_iter().map(|n| n.as_str()).collect();
         assert_eq!(names, ["hospital-a", "hospital-b", "model-owner"]);
+    }
+
+    #[test]
+    fn serving_jobs_need_no_data_and_may_name_further_approvers() {
+        let train = manifest();
+        // The default purpose stays out of the canonical form.
+        assert!(!String::from_utf8(train.canonical_bytes()).unwrap().contains("purpose"));
+        let mut m = manifest();
+        m.purpose = JobPurpose::Serve;
+        m.data.clear();
+        m.approvers.insert(Name::new("hospital-a").unwrap());
+        m.validate().unwrap();
+        assert_ne!(m.digest(), train.digest());
+        let names: Vec<_> = m.required_approvers().into_iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["hospital-a", "model-owner"]);
+        let back = JobManifest::from_json(&m.canonical_bytes()).unwrap();
+        assert_eq!(back.digest(), m.digest());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use perun_seal::Dataset;
 use serde::Serialize;
 
 use crate::backend::{self, Compute};
-use crate::data::{check_fit, Prepared};
+use crate::data::{check_fit, Prepared, Standardizer};
 use crate::network::{Activation, Network};
 use crate::spec::{Loss, ModelSpec, Shape};
 use crate::train::{int_values, loss_of, predictions, scalar, ClassScore};
@@ -77,31 +77,82 @@ pub(crate) fn evaluate_prepared(
 
 /// Class probabilities for `n` samples of `features` (row-major, `n * input values`).
 pub fn predict(spec: &ModelSpec, weights: &[u8], features: &[f32], compute: Compute) -> Result<Vec<Vec<f32>>, MlError> {
-    let input = spec.input()?;
-    let len: usize = spec.input_shape.iter().product();
-    if len == 0 || features.len() % len != 0 {
-        return Err(MlError::Data(format!("{} values are not whole samples of {len} values", features.len())));
+    Predictor::load(spec.clone(), weights, compute)?.predict(features)
+}
+
+/// A trained model loaded once, for many predictions (the enclave's serving path).
+pub struct Predictor {
+    spec: ModelSpec,
+    net: Network,
+    standardizer: Option<Standardizer>,
+    device: Device,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Predictor({})", self.spec.name)
     }
-    let n = features.len() / len;
-    let device = backend::device(compute)?;
-    let (net, standardizer) = weights::load(spec, weights, &device)?;
-    let mut x = features.to_vec();
-    if let Some(s) = &standardizer {
-        s.apply(&mut x);
+}
+
+impl Predictor {
+    /// Loads trained `weights` of `spec`.
+    pub fn load(spec: ModelSpec, weights: &[u8], compute: Compute) -> Result<Self, MlError> {
+        spec.input()?;
+        let device = backend::device(compute)?;
+        let (net, standardizer) = weights::load(&spec, weights, &device)?;
+        Ok(Self { spec, net, standardizer, device })
     }
-    let x = match input {
-        Shape::Flat(f) => Activation::Flat(Tensor::from_data(TensorData::new(x, [n, f]), &device)),
-        Shape::Image(c, h, w) => Activation::Image(Tensor::from_data(TensorData::new(x, [n, c, h, w]), &device)),
-    };
-    let logits = net.forward(x).into_flat();
-    let probs = match spec.loss {
-        Loss::BinaryCrossEntropy => {
-            let p = sigmoid(logits);
-            Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+
+    /// Loads a self-contained trained model (weights carrying their spec).
+    pub fn from_model(weights: &[u8], compute: Compute) -> Result<Self, MlError> {
+        let spec = weights::embedded_spec(weights)?
+            .ok_or_else(|| MlError::Weights("these weights do not carry their spec (`perun.spec`)".into()))?;
+        Self::load(spec, weights, compute)
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Values per sample.
+    pub fn input_len(&self) -> usize {
+        self.spec.input_shape.iter().product()
+    }
+
+    /// Class probabilities for the samples in `features` (row-major).
+    pub fn predict(&self, features: &[f32]) -> Result<Vec<Vec<f32>>, MlError> {
+        let input = self.spec.input()?;
+        let len = self.input_len();
+        if len == 0 || features.len() % len != 0 {
+            return Err(MlError::Data(format!("{} values are not whole samples of {len} values", features.len())));
         }
-        Loss::CrossEntropy | Loss::Mse => softmax(logits, 1),
-    };
-    let k = probs.dims()[1];
-    let flat = probs.into_data().try_into_vec_as::<f32>().map_err(|e| MlError::Backend(format!("{e:?}")))?;
-    Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
+        if features.iter().any(|v| !v.is_finite()) {
+            return Err(MlError::Data("every input value must be a finite number".into()));
+        }
+        let n = features.len() / len;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut x = features.to_vec();
+        if let Some(s) = &self.standardizer {
+            s.apply(&mut x);
+        }
+        let device = &self.device;
+        let x = match input {
+            Shape::Flat(f) => Activation::Flat(Tensor::from_data(TensorData::new(x, [n, f]), device)),
+            Shape::Image(c, h, w) => Activation::Image(Tensor::from_data(TensorData::new(x, [n, c, h, w]), device)),
+        };
+        let logits = self.net.forward(x).into_flat();
+        let probs = match self.spec.loss {
+            Loss::BinaryCrossEntropy => {
+                let p = sigmoid(logits);
+                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+            }
+            Loss::CrossEntropy | Loss::Mse => softmax(logits, 1),
+        };
+        let k = probs.dims()[1];
+        let flat = probs.into_data().try_into_vec_as::<f32>().map_err(|e| MlError::Backend(format!("{e:?}")))?;
+        Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
+    }
 }

@@ -28,6 +28,6 @@ pub mod train;
 pub mod weights;
 
 pub use error::MlError;
-pub use eval::{evaluate, predict, Evaluation};
+pub use eval::{evaluate, predict, Evaluation, Predictor};
 pub use spec::ModelSpec;
 pub use train::{train, EpochMetrics, TrainEvent, TrainOutcome};

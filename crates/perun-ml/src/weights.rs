@@ -1,8 +1,10 @@
 //! Trained weights to and from `safetensors` bytes, never through a file.
 //!
 //! Tensor names follow the spec's layer list (see [`crate::spec`]). The metadata holds
-//! `perun.spec_digest` (the SHA-256 of the spec the weights belong to) and, when the
-//! spec standardises its input, `perun.standardize` (JSON mean and deviation).
+//! `perun.spec_digest` (the SHA-256 of the spec the weights belong to), `perun.spec` (the
+//! spec itself, so a trained model is one self-contained file that can be sealed and
+//! served) and, when the spec standardises its input, `perun.standardize` (JSON mean and
+//! deviation).
 
 use burn::store::{ModuleSnapshot as _, SafetensorsStore};
 use burn::tensor::Device;
@@ -16,6 +18,7 @@ use crate::MlError;
 
 const SPEC_DIGEST_KEY: &str = "perun.spec_digest";
 const STANDARDIZE_KEY: &str = "perun.standardize";
+const SPEC_KEY: &str = "perun.spec";
 
 /// The digest that binds weights to their spec.
 pub fn spec_digest(spec: &ModelSpec) -> Digest {
@@ -49,12 +52,26 @@ pub(crate) fn to_bytes(
 ) -> Result<Zeroizing<Vec<u8>>, MlError> {
     let mut store = SafetensorsStore::from_bytes(None)
         .skip_enum_variants(true)
-        .metadata(SPEC_DIGEST_KEY, spec_digest(spec).to_string());
+        .metadata(SPEC_DIGEST_KEY, spec_digest(spec).to_string())
+        .metadata(SPEC_KEY, spec.to_json());
     if let Some(s) = standardizer {
         store = store.metadata(STANDARDIZE_KEY, serde_json::to_string(s).unwrap_or_default());
     }
     net.save_into(&mut store).map_err(|e| MlError::Weights(e.to_string()))?;
     store.get_bytes().map(Zeroizing::new).map_err(|e| MlError::Weights(e.to_string()))
+}
+
+/// The spec that trained weights carry (`perun.spec`), checked against the digest they
+/// carry as well. `Ok(None)` for weights saved without one.
+pub fn embedded_spec(bytes: &[u8]) -> Result<Option<ModelSpec>, MlError> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| MlError::Weights(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let Some(json) = meta.get(SPEC_KEY) else { return Ok(None) };
+    let spec = ModelSpec::from_json(json.as_bytes())?;
+    if meta.get(SPEC_DIGEST_KEY) != Some(&spec_digest(&spec).to_string()) {
+        return Err(MlError::Weights("the embedded spec does not match the weights' spec digest".into()));
+    }
+    Ok(Some(spec))
 }
 
 /// Builds the network of `spec` on `device` and loads `bytes` into it. Every tensor

@@ -85,6 +85,12 @@ fn trained_weights_predict_the_same_after_loading_and_continue_training() {
     let hits = p1.iter().zip(&test_set.labels).filter(|(p, &l)| (p[1] > p[0]) == (l == 1)).count();
     let e = evaluate(&spec, &out.weights, &test_set, Compute::Cpu).unwrap();
     assert!((hits as f64 / test_set.len() as f64 - e.accuracy).abs() < 1e-9);
+    // Trained weights carry their spec: loaded alone, they predict the same.
+    let served = perun_ml::Predictor::from_model(&out.weights, Compute::Cpu).unwrap();
+    assert_eq!(served.spec(), &spec);
+    assert_eq!(served.predict(&test_set.features).unwrap(), p1);
+    assert!(served.predict(&test_set.features[..7]).is_err());
+    assert!(served.predict(&[f32::NAN; 30]).is_err());
     // The model owner's initial weights are where training starts.
     let more = train(&spec, Some(&out.weights), &train_set, Compute::Cpu, &mut quiet).unwrap();
     assert!(more.metrics[0].train_loss < out.metrics[0].train_loss);

@@ -56,6 +56,11 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/workers/{name}/ak", post(present_ak::<S>))
         .route("/v1/workers/{name}/activate", post(activate::<S>))
         .route("/v1/worker/jobs", get(offered::<S>))
+        .route("/v1/enclave/jobs/{id}/nonce", post(enclave_nonce::<S>))
+        .route(
+            "/v1/enclave/jobs/{id}/attest",
+            post(attest_enclave::<S>).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BODY)),
+        )
         .route("/v1/audit", get(audit::<S>))
         .with_state(trust)
 }
@@ -262,6 +267,19 @@ handler!(attest, |t, r, id: String| {
     let w = r.worker(t)?;
     let body: Attest = parse(&r.body)?;
     t.attest(&w, &id, body)
+});
+
+handler!(enclave_nonce, |t, r, id: String| {
+    let body: EnclaveNonce = parse(&r.body)?;
+    t.enclave_nonce(&id, &body.enclave)
+});
+
+handler!(attest_enclave, |t, r, id: String| {
+    // Anonymous for a ready job (the report is the credential); a running job's
+    // enclave sends its token.
+    let caller = if r.headers.contains_key(H_WORKER) { Some(r.worker(t)?) } else { None };
+    let body: AttestEnclave = parse(&r.body)?;
+    t.attest_enclave(caller.as_ref(), &id, body)
 });
 
 handler!(report_metrics, |t, r, id: String| {

@@ -50,7 +50,7 @@ impl Record for AssetRecord {
     }
 }
 
-/// A platform policy as its author published it.
+/// A policy (platform or TEE) as its author published it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PolicyRecord {
     /// Its digest (what manifests name).
@@ -58,7 +58,7 @@ pub struct PolicyRecord {
     /// Who published it.
     pub owner: Name,
     /// The policy.
-    pub policy: perun_attest::policy::PlatformPolicy,
+    pub policy: perun_attest::JobPolicy,
     /// When it was added.
     pub added_at: u64,
 }
@@ -80,7 +80,7 @@ pub enum WorkerState {
     Active,
 }
 
-/// An enrolled worker.
+/// An enrolled worker, or an enclave that attested for a `tee` job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerRecord {
     /// The worker's name.
@@ -103,6 +103,10 @@ pub struct WorkerRecord {
     pub state: WorkerState,
     /// When it was enrolled.
     pub enrolled_at: u64,
+    /// For an enclave (a `tee`-mode worker): the TEE kind its accepted evidence came
+    /// from. Enclaves have no EK or AK: their first accepted report enrols them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<perun_attest::tee::TeeKind>,
 }
 
 /// An AK that was sent a credential challenge.

@@ -2,7 +2,9 @@
 //! are hex; signatures base64; digests `sha256:<hex>`.
 
 use perun_attest::evidence::TpmEvidence;
-use perun_attest::policy::{Failure, PlatformPolicy};
+use perun_attest::policy::Failure;
+use perun_attest::tee::{TeeClaims, TeeEvidence};
+use perun_attest::JobPolicy;
 use perun_core::{AssetKind, Digest, JobManifest, Name, PublicIdentity, Signature};
 use perun_seal::release::SealedSecret;
 use serde::{Deserialize, Serialize};
@@ -82,7 +84,7 @@ pub struct PolicyInfo {
     /// Who published it.
     pub owner: Name,
     /// The policy.
-    pub policy: PlatformPolicy,
+    pub policy: JobPolicy,
 }
 
 /// `POST /v1/jobs`, signed by the proposer.
@@ -230,8 +232,8 @@ pub struct Claimed {
     pub job: OfferedJob,
     /// Where each asset is.
     pub assets: Vec<AssetLocation>,
-    /// The platform policy the worker will be held to.
-    pub policy: PlatformPolicy,
+    /// The policy the worker will be held to.
+    pub policy: JobPolicy,
     /// The receivers' `age` recipients, by name.
     pub receivers: Vec<(Name, String)>,
     /// The first attestation nonce.
@@ -323,4 +325,45 @@ pub struct Refusal {
     pub reason: String,
     /// Each failed check.
     pub failures: Vec<Failure>,
+}
+
+/// `POST /v1/enclave/jobs/{id}/nonce`: an enclave asks for a nonce in its own name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnclaveNonce {
+    /// The name the enclave goes by (it becomes the job's worker).
+    pub enclave: Name,
+}
+
+/// `POST /v1/enclave/jobs/{id}/attest`: a TEE report bound to a nonce, the job and an
+/// ephemeral key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestEnclave {
+    /// The enclave's name (as in its nonce request).
+    pub enclave: Name,
+    /// The nonce the service issued to it.
+    pub nonce: String,
+    /// The ephemeral HPKE public key (hex, 32 bytes) keys are released to.
+    #[serde(with = "hex::serde")]
+    pub ephemeral_key: Vec<u8>,
+    /// The report; its report data is `Digest::evidence_binding(nonce, job,
+    /// ephemeral_key)`, zero-padded to 64 bytes.
+    pub evidence: TeeEvidence,
+}
+
+/// The answer to an accepted TEE report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnclaveAttested {
+    /// Released keys (first report only) and the next nonce.
+    pub attested: Attested,
+    /// On the first report: the job is the enclave's, and what it needs to run it.
+    #[serde(default)]
+    pub claimed: Option<Claimed>,
+    /// On the first report: the enclave's access token for its later calls, sealed to
+    /// the ephemeral key (HPKE `info`: `perun_seal::release::token_info`).
+    #[serde(default)]
+    pub token: Option<SealedSecret>,
+    /// What the verified report says (kind, measurements, TCB status, advisories).
+    pub claims: TeeClaims,
 }

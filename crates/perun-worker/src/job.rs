@@ -18,7 +18,8 @@ use perun_trust::wire::{AssetLocation, Claimed, FailJob, FinishJob, ReportMetric
 use perun_trust::TrustError;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::{Agent, Platform, WorkerError};
+use crate::agent::ReleasedKeys;
+use crate::{Agent, WorkerError};
 
 /// What the job runner tells its caller as it goes.
 #[derive(Debug)]
@@ -93,24 +94,57 @@ pub struct RunOptions {
     pub compute: Compute,
 }
 
+/// What runs a job needs from whatever attests for it: a TPM worker ([`Agent`]) or an
+/// enclave (`perun-enclave`).
+pub trait Attester {
+    /// A continuous attestation for `job`; returns the IMA entries it verified (0 for a
+    /// TEE report).
+    fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError>;
+    /// The client authenticated as the job's worker.
+    fn client(&self) -> &perun_trust::Client;
+}
+
+impl Attester for Agent {
+    fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError> {
+        Agent::reattest(self, job).map(|(_, a)| a.new_entries)
+    }
+    fn client(&self) -> &perun_trust::Client {
+        Agent::client(self)
+    }
+}
+
 /// Runs a claimed job to its end. `on` sees each step and may touch the platform (the
 /// demo uses it to run a program the policy does not allow).
 pub fn run(
     agent: &mut Agent,
     claimed: &Claimed,
     opts: &RunOptions,
-    on: &mut dyn FnMut(Progress<'_>, &mut Platform),
+    on: &mut dyn FnMut(Progress<'_>, &mut Agent),
 ) -> Result<JobReport, WorkerError> {
     let job = claimed.job.id;
-    let manifest = &claimed.job.manifest;
-    let mut phases = Phases::default();
-
     let t = Instant::now();
     let (eph, answer) = agent.attest(&job, &claimed.nonce)?;
     let released = Agent::open_keys(&job, &eph, &answer)?;
     drop(eph);
-    phases.attest_and_release = t.elapsed().as_secs_f64();
-    on(Progress::Released { assets: released.keys.iter().map(|(n, _)| n.clone()).collect() }, agent.platform());
+    let attest_and_release = t.elapsed().as_secs_f64();
+    run_released(agent, claimed, released, attest_and_release, opts, on)
+}
+
+/// Runs a job whose first attestation was accepted and whose keys are open: fetch and
+/// open the assets, train under continuous attestation, seal and deliver the model.
+/// `attest_and_release` is the time the first attestation took, for the report.
+pub fn run_released<A: Attester>(
+    agent: &mut A,
+    claimed: &Claimed,
+    released: ReleasedKeys,
+    attest_and_release: f64,
+    opts: &RunOptions,
+    on: &mut dyn FnMut(Progress<'_>, &mut A),
+) -> Result<JobReport, WorkerError> {
+    let job = claimed.job.id;
+    let manifest = &claimed.job.manifest;
+    let mut phases = Phases { attest_and_release, ..Phases::default() };
+    on(Progress::Released { assets: released.keys.iter().map(|(n, _)| n.clone()).collect() }, agent);
 
     let t = Instant::now();
     let opened = open_assets(agent, &claimed.assets, &released.keys, on);
@@ -142,11 +176,11 @@ pub fn run(
     let mut reattestations = 0usize;
     let mut reattest_s = 0.0;
     let steps = data.len().div_ceil(spec.training.batch_size.max(1)) as u64 * spec.training.epochs as u64;
-    on(Progress::Training { steps }, agent.platform());
+    on(Progress::Training { steps }, agent);
     let mut failure: Option<WorkerError> = None;
     let outcome = perun_ml::train(&spec, None, &data, opts.compute, &mut |ev| {
         match ev {
-            TrainEvent::Step { .. } => on(Progress::Step, agent.platform()),
+            TrainEvent::Step { .. } => on(Progress::Step, agent),
             TrainEvent::Epoch(m) => {
                 let mut values = serde_json::Map::new();
                 values.insert("train_loss".into(), serde_json::json!(m.train_loss));
@@ -163,7 +197,7 @@ pub fn run(
                     failure = Some(e.into());
                     return ControlFlow::Break("the trust service stopped the job".into());
                 }
-                on(Progress::Epoch(m), agent.platform());
+                on(Progress::Epoch(m), agent);
             }
         }
         if last_attested.elapsed() >= interval {
@@ -171,10 +205,10 @@ pub fn run(
             let r = agent.reattest(&job);
             reattest_s += r0.elapsed().as_secs_f64();
             match r {
-                Ok((_, a)) => {
+                Ok(new_entries) => {
                     reattestations += 1;
                     last_attested = Instant::now();
-                    on(Progress::Reattested { new_entries: a.new_entries }, agent.platform());
+                    on(Progress::Reattested { new_entries }, agent);
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -222,34 +256,22 @@ pub fn run(
         return Err(e.into());
     }
     phases.seal_and_deliver = t.elapsed().as_secs_f64();
-    on(Progress::Delivered { path: &path }, agent.platform());
+    on(Progress::Delivered { path: &path }, agent);
     Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases })
 }
 
 /// Fetches and opens every asset: the model spec's bytes, and the data sets.
-fn open_assets(
-    agent: &mut Agent,
+fn open_assets<A>(
+    agent: &mut A,
     assets: &[AssetLocation],
     keys: &[(Name, AssetKey)],
-    on: &mut dyn FnMut(Progress<'_>, &mut Platform),
+    on: &mut dyn FnMut(Progress<'_>, &mut A),
 ) -> Result<(Zeroizing<Vec<u8>>, Vec<Dataset>), WorkerError> {
     let mut spec = None;
     let mut data = Vec::new();
     for a in assets {
-        let key = keys
-            .iter()
-            .find(|(n, _)| n == &a.asset)
-            .map(|(_, k)| k)
-            .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
-        let (reader, len) = fetch(&a.location)?;
-        let (opened, plain) = perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?;
-        if opened.content_digest != a.content_digest {
-            return Err(WorkerError::Failed(format!(
-                "asset {} has content {}, but the manifest pins {}: refusing it",
-                a.asset, opened.content_digest, a.content_digest
-            )));
-        }
-        on(Progress::Opened { asset: &a.asset, bytes: plain.len() }, agent.platform());
+        let plain = open_asset(a, keys)?;
+        on(Progress::Opened { asset: &a.asset, bytes: plain.len() }, agent);
         match a.kind {
             AssetKind::Model => spec = Some(plain),
             AssetKind::Dataset => data.push(Dataset::from_safetensors(&plain)?),
@@ -261,6 +283,25 @@ fn open_assets(
         return Err(WorkerError::Failed("the job has no data".into()));
     }
     Ok((spec, data))
+}
+
+/// Fetches one sealed asset and opens it in memory with its released key, checking its
+/// kind and the content digest the manifest pins.
+pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroizing<Vec<u8>>, WorkerError> {
+    let key = keys
+        .iter()
+        .find(|(n, _)| n == &a.asset)
+        .map(|(_, k)| k)
+        .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
+    let (reader, len) = fetch(&a.location)?;
+    let (opened, plain) = perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?;
+    if opened.content_digest != a.content_digest {
+        return Err(WorkerError::Failed(format!(
+            "asset {} has content {}, but the manifest pins {}: refusing it",
+            a.asset, opened.content_digest, a.content_digest
+        )));
+    }
+    Ok(plain)
 }
 
 /// Opens a sealed asset's location: a local path, or an http(s) URL (streamed). The
@@ -281,7 +322,9 @@ fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
     Ok((Box::new(std::io::BufReader::new(f)), len))
 }
 
-fn http_client() -> Result<reqwest::blocking::Client, WorkerError> {
+/// A blocking HTTP client for public endpoints: https with the Mozilla roots (rustls,
+/// ring), plain http, one hour per request.
+pub fn http_client() -> Result<reqwest::blocking::Client, WorkerError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let tls =
@@ -329,7 +372,7 @@ fn wipe(d: &mut Dataset) {
 
 /// Reports an aborted job to the service (best effort) and hands the error back. The
 /// keys and plaintext were dropped (and wiped) on the way out.
-fn abort(agent: &mut Agent, job: &Digest, e: WorkerError) -> WorkerError {
+fn abort<A: Attester>(agent: &mut A, job: &Digest, e: WorkerError) -> WorkerError {
     tracing::warn!(%job, error = %e, "job aborted; keys, data and weights wiped");
     let reason = e.to_string();
     let _: Result<(), TrustError> =

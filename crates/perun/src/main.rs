@@ -36,7 +36,7 @@ enum Command {
     Seal(cmd::seal::SealArgs),
     /// Open a sealed asset with its key (the owner's own check).
     Unseal(cmd::seal::UnsealArgs),
-    /// Platform policies: reference values for attested workers.
+    /// Policies: reference values for attested workers and for TEEs.
     #[command(subcommand)]
     Policy(cmd::attest::PolicyCmd),
     /// Check saved attestation evidence against a policy.
@@ -65,6 +65,11 @@ enum Command {
     /// The audit log: show and verify.
     #[command(subcommand)]
     Audit(cmd::remote::AuditCmd),
+    /// The `tee`-mode worker: serve a model, or train, inside a TEE.
+    #[command(subcommand)]
+    Enclave(cmd::enclave::EnclaveCmd),
+    /// Private predictions from a serving enclave whose evidence you verify.
+    Predict(cmd::enclave::PredictArgs),
     /// Benchmarks, each printed next to its baseline.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
     // The demo tells its own story; the in-process service's warnings would repeat it.
     let default = match cli.command {
         Command::Demo(_) | Command::Bench(_) => "error",
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Enclave(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -100,6 +105,8 @@ fn main() -> ExitCode {
         Command::Job(c) => cmd::remote::job(c, &home),
         Command::Worker(c) => cmd::remote::worker(c, &home),
         Command::Audit(c) => cmd::remote::audit(c, &home),
+        Command::Enclave(c) => cmd::enclave::run(c, &home),
+        Command::Predict(a) => cmd::enclave::predict(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -128,6 +128,31 @@ pub struct TeePolicy {
     pub sim_keys: BTreeSet<String>,
 }
 
+impl TeePolicy {
+    /// Parses and checks a TEE policy: at least one measurement set, each value hex digits
+    /// (numbers such as `isv_prod_id` are written as the verifier reports them), and
+    /// every sim key a 32-byte hex key.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, AttestError> {
+        let p: Self = serde_json::from_slice(bytes).map_err(|e| AttestError::Policy(e.to_string()))?;
+        if p.allowed.is_empty() {
+            return Err(AttestError::Policy("a TEE policy must allow at least one measurement set".into()));
+        }
+        for a in &p.allowed {
+            if a.measurements.is_empty() {
+                return Err(AttestError::Policy("an allowed measurement set must name at least one value".into()));
+            }
+            let is_hex = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_hexdigit());
+            if let Some((k, v)) = a.measurements.iter().find(|(_, v)| !is_hex(v)) {
+                return Err(AttestError::Policy(format!("measurement `{k}` = `{v}` is not a hex value")));
+            }
+        }
+        if let Some(k) = p.sim_keys.iter().find(|k| hex::decode(k).map(|b| b.len()) != Ok(32)) {
+            return Err(AttestError::Policy(format!("sim key `{k}` is not 32 bytes of hex")));
+        }
+        Ok(p)
+    }
+}
+
 /// The verifier for `kind`, where this build has it.
 pub fn verifier(kind: TeeKind) -> Result<Box<dyn TeeVerifier>, AttestError> {
     match kind {

@@ -41,13 +41,24 @@ impl<S: Store> Trust<S> {
                     )));
                 }
             }
-            if manifest.mode == JobMode::Attested
-                && tx.get::<PolicyRecord>(&manifest.platform_policy.to_string())?.is_none()
-            {
-                return Err(TrustError::BadRequest(format!(
-                    "platform policy {} is not published here: `perun policy add` it first",
+            let policy = tx.get::<PolicyRecord>(&manifest.platform_policy.to_string())?.ok_or_else(|| {
+                TrustError::BadRequest(format!(
+                    "policy {} is not published here: `perun policy add` it first",
                     manifest.platform_policy
+                ))
+            })?;
+            if policy.policy.mode() != manifest.mode {
+                return Err(TrustError::BadRequest(format!(
+                    "policy {} is for `{}` jobs, but the manifest asks for `{}` mode",
+                    manifest.platform_policy,
+                    mode_name(policy.policy.mode()),
+                    mode_name(manifest.mode)
                 )));
+            }
+            for r in &manifest.approvers {
+                if tx.get::<StakeholderRecord>(r.as_str())?.is_none() {
+                    return Err(TrustError::BadRequest(format!("approver `{r}` is not registered")));
+                }
             }
             for r in &manifest.receivers {
                 if tx.get::<StakeholderRecord>(r.as_str())?.is_none() {
@@ -226,4 +237,12 @@ pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustEr
 /// Whether `who` is a party of `job`: its proposer, an asset owner or a receiver.
 pub fn is_party(job: &JobRecord, who: &Name) -> bool {
     &job.proposer == who || job.manifest.required_approvers().contains(who) || job.manifest.receivers.contains(who)
+}
+
+/// A mode as manifests spell it.
+pub(crate) fn mode_name(mode: JobMode) -> &'static str {
+    match mode {
+        JobMode::Attested => "attested",
+        JobMode::Tee => "tee",
+    }
 }

@@ -5,8 +5,11 @@
 //! - [`stakeholders`]: registration, assets and their wrapped keys, policies, the audit view;
 //! - [`jobs`]: proposals, approvals, revocation, what each party may see;
 //! - [`workers`]: enrolment, credential activation, claims, attestation and key release,
-//!   continuous attestation, metrics and outputs.
+//!   continuous attestation, metrics and outputs;
+//! - [`enclaves`]: the `tee`-mode path: an enclave's TEE report is its claim and its
+//!   attestation.
 
+pub mod enclaves;
 pub mod jobs;
 pub mod stakeholders;
 pub mod workers;

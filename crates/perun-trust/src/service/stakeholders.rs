@@ -1,7 +1,7 @@
 //! Stakeholders: registration, signed-request checks, assets and their wrapped keys,
 //! platform policies, and each stakeholder's view of the audit log.
 
-use perun_attest::policy::PlatformPolicy;
+use perun_attest::JobPolicy;
 use perun_core::{verify_digest, Name};
 use perun_seal::AssetKey;
 
@@ -171,9 +171,9 @@ impl<S: Store> Trust<S> {
         Ok(all.iter().filter(|a| &a.owner == caller).map(asset_info).collect())
     }
 
-    /// Publishes a platform policy (JSON); returns its digest.
+    /// Publishes a policy (JSON: a platform policy, or a TEE policy); returns its digest.
     pub fn add_policy(&self, owner: &Name, json: &[u8]) -> Result<PolicyInfo, TrustError> {
-        let policy = PlatformPolicy::from_json(json).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let policy = JobPolicy::from_json(json).map_err(|e| TrustError::BadRequest(e.to_string()))?;
         let digest = policy.digest();
         let record = PolicyRecord { digest, owner: owner.clone(), policy, added_at: self.now() };
         self.store.write(|tx| {
@@ -182,7 +182,7 @@ impl<S: Store> Trust<S> {
             }
             tx.put(&record)?;
             let mut e =
-                Event::new(AuditKind::PolicyAdded, owner.as_str(), format!("{} ({digest})", record.policy.name));
+                Event::new(AuditKind::PolicyAdded, owner.as_str(), format!("{} ({digest})", record.policy.name()));
             e.parties = vec![owner.clone()];
             self.audit(tx, e)
         })?;

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use perun_attest::evidence::appraise;
 use perun_attest::ima::ReplayState;
 use perun_attest::tpm::{make_credential, AkPublic};
+use perun_attest::JobPolicy;
 use perun_core::{Digest, JobMode, Name};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
 
@@ -43,6 +44,7 @@ impl<S: Store> Trust<S> {
             token_hash: None,
             state: WorkerState::Enrolled,
             enrolled_at: self.now(),
+            tee: None,
         };
         self.store.write(|tx| {
             if tx.get::<WorkerRecord>(name.as_str())?.is_some() {
@@ -183,52 +185,64 @@ impl<S: Store> Trust<S> {
                 let e = TrustError::Conflict(format!("job {job_id} is {}, not ready", job.state.as_str()));
                 return Ok(Err((job, e)));
             }
-            if job.manifest.mode != JobMode::Attested {
+            if job.manifest.mode != JobMode::Attested || worker.tee.is_some() {
                 let e = TrustError::Conflict(format!("job {job_id} runs in `tee` mode: an enclave must claim it"));
                 return Ok(Err((job, e)));
             }
-            let policy: PolicyRecord = tx
-                .get(&job.manifest.platform_policy.to_string())?
-                .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
-            let mut assets = Vec::new();
-            for a in job.manifest.assets() {
-                let rec: AssetRecord = tx
-                    .get(a.asset.as_str())?
-                    .ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
-                assets.push(AssetLocation {
-                    asset: a.asset.clone(),
-                    kind: a.kind,
-                    content_digest: a.content_digest,
-                    location: rec.location,
-                });
-            }
-            let mut receivers = Vec::new();
-            for r in &job.manifest.receivers {
-                let s: StakeholderRecord =
-                    tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
-                receivers.push((r.clone(), s.identity.age_recipient));
-            }
-            job.state = JobState::Running;
-            job.worker = Some(worker.name.clone());
-            job.claimed_at = Some(now);
-            tx.put(&job)?;
             let nonce = self.nonces.issue(&job.id, &worker.name, now);
-            let e = Event::new(AuditKind::JobClaimed, actor.as_str(), format!("claimed by {}", worker.name));
-            self.audit(tx, e.for_job(job.id, &job.manifest))?;
-            Ok(Ok(Claimed {
-                job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
-                assets,
-                policy: policy.policy,
-                receivers,
-                nonce,
-            }))
+            Ok(Ok(self.assign(tx, &mut job, &worker.name, nonce)?))
         })?;
         outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
     }
 
+    /// Makes `worker` the job's only worker (audited) and says what it needs: where the
+    /// assets are, the policy, the receivers' recipients, and `nonce` for its first
+    /// attestation.
+    pub(super) fn assign(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRecord,
+        worker: &Name,
+        nonce: String,
+    ) -> Result<Claimed, TrustError> {
+        let policy: PolicyRecord = tx
+            .get(&job.manifest.platform_policy.to_string())?
+            .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
+        let mut assets = Vec::new();
+        for a in job.manifest.assets() {
+            let rec: AssetRecord =
+                tx.get(a.asset.as_str())?.ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
+            assets.push(AssetLocation {
+                asset: a.asset.clone(),
+                kind: a.kind,
+                content_digest: a.content_digest,
+                location: rec.location,
+            });
+        }
+        let mut receivers = Vec::new();
+        for r in &job.manifest.receivers {
+            let s: StakeholderRecord =
+                tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
+            receivers.push((r.clone(), s.identity.age_recipient));
+        }
+        job.state = JobState::Running;
+        job.worker = Some(worker.clone());
+        job.claimed_at = Some(self.now());
+        tx.put(job)?;
+        let e = Event::new(AuditKind::JobClaimed, worker_actor(worker).as_str(), format!("claimed by {worker}"));
+        self.audit(tx, e.for_job(job.id, &job.manifest))?;
+        Ok(Claimed {
+            job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
+            assets,
+            policy: policy.policy,
+            receivers,
+            nonce,
+        })
+    }
+
     /// Rule 1 and 4 for `job`, from the store: every owner's approval verifies against
     /// the current manifest digest, and the job is live.
-    fn check_releasable(&self, tx: &mut dyn Tx, job: &JobRecord) -> Result<(), TrustError> {
+    pub(super) fn check_releasable(&self, tx: &mut dyn Tx, job: &JobRecord) -> Result<(), TrustError> {
         let missing = self.missing_approvals(tx, job)?;
         if !missing.is_empty() {
             let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
@@ -267,7 +281,7 @@ impl<S: Store> Trust<S> {
 
     /// Loads a job inside `tx`, applies the clock to it, and says whether `worker` may
     /// act for it now (the job, and `Err` with the reason when not).
-    fn running_job(
+    pub(super) fn running_job(
         &self,
         tx: &mut dyn Tx,
         job_id: &str,
@@ -279,7 +293,7 @@ impl<S: Store> Trust<S> {
         Ok((job, live))
     }
 
-    fn check_running_by(&self, job: &JobRecord, worker: &Name) -> Result<(), TrustError> {
+    pub(super) fn check_running_by(&self, job: &JobRecord, worker: &Name) -> Result<(), TrustError> {
         if job.worker.as_ref() != Some(worker) {
             return Err(TrustError::Forbidden(format!("job {} is not claimed by {worker}", job.id)));
         }
@@ -308,10 +322,12 @@ impl<S: Store> Trust<S> {
         })?;
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
         let appraised = match (&policy, &ak, hex::decode(&req.nonce)) {
-            (Some(policy), Some(Ok(ak)), Ok(nonce_bytes)) if req.ephemeral_key.len() == PUBLIC_KEY_LEN => {
+            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(nonce_bytes))
+                if req.ephemeral_key.len() == PUBLIC_KEY_LEN =>
+            {
                 let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
                 let state = seen.replay.clone().unwrap_or_default();
-                Some((seen.replay.clone(), appraise(&req.evidence, ak, binding.as_bytes(), &policy.policy, &state)))
+                Some((seen.replay.clone(), appraise(&req.evidence, ak, binding.as_bytes(), policy, &state)))
             }
             _ => None,
         };
@@ -327,30 +343,7 @@ impl<S: Store> Trust<S> {
                     return Ok(Err((job, e)));
                 }
             }
-            // Freshness: the nonce was issued by us, to this worker, for this job, is
-            // recent, and was never used; it is spent now, whatever the verdict.
-            let valid = self.config.nonce_valid_s;
-            let fresh = match self.nonces.check(&req.nonce, &job.id, &worker.name, now, valid) {
-                Ok(issued_at) => {
-                    let s = SessionRecord {
-                        nonce: req.nonce.clone(),
-                        job: job.id,
-                        worker: worker.name.clone(),
-                        issued_at,
-                        used: true,
-                    };
-                    if tx.insert(&s, Some(issued_at + valid + 60))? {
-                        Ok(())
-                    } else {
-                        Err("the nonce was already used".to_owned())
-                    }
-                }
-                Err(why) => Err(why),
-            };
-            if let Err(why) = fresh {
-                let e = TrustError::Refused { reason: why, failures: Vec::new() };
-                let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), e.to_string());
-                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &worker.name)? {
                 return Ok(Err((job, e)));
             }
             if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
@@ -391,49 +384,9 @@ impl<S: Store> Trust<S> {
                 format!("{} new IMA entries verified", appraisal.new_entries),
             );
             self.audit(tx, ev.for_job(job.id, &job.manifest))?;
-            let mut keys = Vec::new();
-            if !job.released {
-                for a in job.manifest.assets() {
-                    let rec: AssetRecord = tx
-                        .get(a.asset.as_str())?
-                        .ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
-                    let key = perun_seal::wrap::unwrap(&rec.wrapped_key, self.keys.wrap.identity())?;
-                    let sealed = seal_to(&req.ephemeral_key, &release_info(&job.id, a.asset.as_str()), &key)?;
-                    tx.put(&ReleaseRecord {
-                        job: job.id,
-                        asset: a.asset.clone(),
-                        worker: worker.name.clone(),
-                        ephemeral_key: hex::encode(&req.ephemeral_key),
-                        at: now,
-                    })?;
-                    let mut ev = Event::new(
-                        AuditKind::KeyReleased,
-                        "service",
-                        format!(
-                            "key of {} sealed to {}'s attested key {}",
-                            a.asset,
-                            worker.name,
-                            hex::encode(&req.ephemeral_key)
-                        ),
-                    )
-                    .for_job(job.id, &job.manifest);
-                    ev.assets = vec![a.asset.clone()];
-                    self.audit(tx, ev)?;
-                    keys.push(ReleasedKey { asset: a.asset.clone(), sealed });
-                }
-                job.released = true;
-                self.metrics.keys_released.fetch_add(keys.len() as u64, Ordering::Relaxed);
-            }
+            let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key)?;
             tx.put(&job)?;
-            Ok(Ok(Attested {
-                new_entries: appraisal.new_entries,
-                keys,
-                next_in_s: job.manifest.attestation_interval_s,
-                next_nonce: NonceIssued {
-                    nonce: self.nonces.issue(&job.id, &worker.name, now),
-                    valid_s: self.config.nonce_valid_s,
-                },
-            }))
+            Ok(Ok(self.attested(&job, &worker.name, appraisal.new_entries, keys)))
         })?;
         self.metrics.observe_attestation(started.elapsed());
         match outcome {
@@ -449,6 +402,101 @@ impl<S: Store> Trust<S> {
                 Err(e)
             }
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
+        }
+    }
+
+    /// Spends an attestation nonce inside `tx`: it must have been issued by this service,
+    /// to `worker`, for `job`, recently, and never used; it is spent whatever the verdict.
+    /// The inner error (audited) refuses the evidence.
+    pub(super) fn spend_nonce(
+        &self,
+        tx: &mut dyn Tx,
+        nonce: &str,
+        job: &JobRecord,
+        worker: &Name,
+    ) -> Result<Result<(), TrustError>, TrustError> {
+        let valid = self.config.nonce_valid_s;
+        let fresh = match self.nonces.check(nonce, &job.id, worker, self.now(), valid) {
+            Ok(issued_at) => {
+                let s = SessionRecord {
+                    nonce: nonce.to_owned(),
+                    job: job.id,
+                    worker: worker.clone(),
+                    issued_at,
+                    used: true,
+                };
+                if tx.insert(&s, Some(issued_at + valid + 60))? {
+                    Ok(())
+                } else {
+                    Err("the nonce was already used".to_owned())
+                }
+            }
+            Err(why) => Err(why),
+        };
+        Ok(match fresh {
+            Ok(()) => Ok(()),
+            Err(why) => {
+                let e = TrustError::Refused { reason: why, failures: Vec::new() };
+                let ev = Event::new(AuditKind::AttestationRefused, worker_actor(worker).as_str(), e.to_string());
+                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                Err(e)
+            }
+        })
+    }
+
+    /// On a job's first accepted evidence: every asset key, unwrapped from the store and
+    /// sealed (HPKE) to the ephemeral key the evidence bound, each release audited. Later
+    /// evidence releases nothing.
+    pub(super) fn release_keys(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRecord,
+        worker: &Name,
+        ephemeral_key: &[u8],
+    ) -> Result<Vec<ReleasedKey>, TrustError> {
+        let mut keys = Vec::new();
+        if job.released {
+            return Ok(keys);
+        }
+        for a in job.manifest.assets() {
+            let rec: AssetRecord =
+                tx.get(a.asset.as_str())?.ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
+            let key = perun_seal::wrap::unwrap(&rec.wrapped_key, self.keys.wrap.identity())?;
+            let sealed = seal_to(ephemeral_key, &release_info(&job.id, a.asset.as_str()), &key)?;
+            tx.put(&ReleaseRecord {
+                job: job.id,
+                asset: a.asset.clone(),
+                worker: worker.clone(),
+                ephemeral_key: hex::encode(ephemeral_key),
+                at: self.now(),
+            })?;
+            let detail = format!("key of {} sealed to {worker}'s attested key {}", a.asset, hex::encode(ephemeral_key));
+            let mut ev = Event::new(AuditKind::KeyReleased, "service", detail).for_job(job.id, &job.manifest);
+            ev.assets = vec![a.asset.clone()];
+            self.audit(tx, ev)?;
+            keys.push(ReleasedKey { asset: a.asset.clone(), sealed });
+        }
+        job.released = true;
+        self.metrics.keys_released.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        Ok(keys)
+    }
+
+    /// The answer to accepted evidence, with the nonce for the next round.
+    pub(super) fn attested(
+        &self,
+        job: &JobRecord,
+        worker: &Name,
+        new_entries: usize,
+        keys: Vec<ReleasedKey>,
+    ) -> Attested {
+        Attested {
+            new_entries,
+            keys,
+            next_in_s: job.manifest.attestation_interval_s,
+            next_nonce: NonceIssued {
+                nonce: self.nonces.issue(&job.id, worker, self.now()),
+                valid_s: self.config.nonce_valid_s,
+            },
         }
     }
 
@@ -514,7 +562,7 @@ impl<S: Store> Trust<S> {
 }
 
 /// The error for a job that is no longer live.
-fn live_error(job: &JobRecord) -> TrustError {
+pub(super) fn live_error(job: &JobRecord) -> TrustError {
     let why = job.reason.clone().unwrap_or_default();
     match job.state {
         JobState::Revoked => TrustError::Revoked(format!("job {} was revoked: {why}", job.id)),

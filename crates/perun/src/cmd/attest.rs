@@ -21,6 +21,8 @@ pub enum PolicyCmd {
         #[command(flatten)]
         who: crate::cmd::remote::As,
     },
+    /// Write a TEE policy (for `tee` jobs, and for `perun predict` clients).
+    Tee(crate::cmd::enclave::TeePolicyArgs),
     /// Build a policy from a directory tree (every regular file, by its path under the
     /// tree) or from an observed IMA log.
     Generate {
@@ -133,6 +135,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
     let (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out) = match cmd {
         PolicyCmd::Add { file, who } => return crate::cmd::remote::policy_add(home, &file, &who),
+        PolicyCmd::Tee(a) => return crate::cmd::enclave::tee_policy(a),
         PolicyCmd::Generate { tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out } => {
             (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out)
         }

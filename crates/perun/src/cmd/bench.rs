@@ -66,6 +66,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         epochs: usize,
     },
+    /// Private predictions through `perun enclave serve` (sim TEE) next to the same model
+    /// in-process with no protection: predictions/s and p50/p99 latency.
+    Predict {
+        /// Timed requests per configuration.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Rows per request in the batched configuration.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Time per training sample of one job in `tee` mode (sim TEE) and in `attested` mode.
+    TeeTrain {
+        /// Epochs of the digits CNN.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+    },
     /// Training images/s of the CIFAR-10-shaped CNN, next to PyTorch on the same data
     /// shape and thread count (when PyTorch is installed).
     Train {
@@ -90,6 +106,8 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         }
         BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
         BenchCmd::Overhead { samples, epochs } => super::bench_overhead::run(samples.max(10), epochs.max(1)),
+        BenchCmd::Predict { requests, batch } => super::bench_tee::predict(requests.max(1), batch),
+        BenchCmd::TeeTrain { epochs } => super::bench_tee::tee_train(epochs.max(1)),
         BenchCmd::Trust { workers, rounds, clients, threads } => {
             super::bench_trust::run(workers.max(1), rounds.max(1), clients.max(1), threads.max(1))
         }

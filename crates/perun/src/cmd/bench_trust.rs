@@ -145,6 +145,8 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
             platform_policy: policy.digest,
             hyperparameters: Default::default(),
             receivers: vec![owner.name().clone()],
+            purpose: Default::default(),
+            approvers: Default::default(),
             attestation_interval_s: 3600,
             created_at: now,
             expires_at: now + 7200,

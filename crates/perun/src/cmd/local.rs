@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
+use perun_enclave::source::SimTee;
 use perun_seal::{sealed, AssetKey, SealedInfo, StakeholderKeys};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::Swtpm;
@@ -167,10 +169,24 @@ impl LocalWorld {
             platform_policy: policy,
             hyperparameters,
             receivers,
+            purpose: Default::default(),
+            approvers: Default::default(),
             attestation_interval_s: interval_s,
             created_at: now,
             expires_at: now + 24 * 3600,
         };
+        self.submit_and_approve(proposer, manifest, approvers, on_approval)
+    }
+
+    /// Proposes `manifest` (by `proposer`) and has each of `approvers` read it, recompute
+    /// its digest and sign it.
+    pub fn submit_and_approve(
+        &self,
+        proposer: &Party,
+        manifest: JobManifest,
+        approvers: &[&Party],
+        on_approval: &mut dyn FnMut(&Name, &JobInfo),
+    ) -> Result<Digest> {
         let job: JobInfo = proposer.client.call("POST", "/v1/jobs", Some(&ProposeJob { manifest }))?;
         for p in approvers {
             let seen: JobInfo = p.client.call::<(), _>("GET", &format!("/v1/jobs/{}", job.id), None)?;
@@ -181,4 +197,104 @@ impl LocalWorld {
         }
         Ok(job.id)
     }
+
+    /// Publishes (as `owner`) a TEE policy that accepts `sim`: its measurement, and its
+    /// key by name (development only: no default policy names a sim key). Returns the
+    /// policy and its digest.
+    pub fn sim_tee_policy(&self, owner: &Party, sim: &SimTee) -> Result<(TeePolicy, Digest)> {
+        let policy = TeePolicy {
+            name: "sim TEE for development (names its key)".into(),
+            allowed: vec![AllowedTee {
+                kind: Some(TeeKind::Sim),
+                measurements: [("measurement".to_owned(), sim.measurement().to_hex())].into(),
+            }],
+            min_tcb: TcbLevel::UpToDate,
+            sim_keys: [sim.public_key()].into(),
+        };
+        let added: PolicyInfo = owner.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+        Ok((policy, added.digest))
+    }
+
+    /// A `tee` job proposed by `owner` and approved by it and `others` (named in the
+    /// manifest as approvers when they own no asset of it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tee_job(
+        &self,
+        owner: &Party,
+        others: &[&Party],
+        name: &str,
+        purpose: JobPurpose,
+        model: AssetRef,
+        data: Vec<AssetRef>,
+        policy: Digest,
+        on_approval: &mut dyn FnMut(&Name, &JobInfo),
+    ) -> Result<Digest> {
+        let now = perun_trust::unix_now();
+        let owners: Vec<Name> = data.iter().map(|d| d.owner.clone()).collect();
+        let manifest = JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name: name.to_owned(),
+            mode: JobMode::Tee,
+            purpose,
+            model,
+            data,
+            platform_policy: policy,
+            hyperparameters: Default::default(),
+            receivers: vec![owner.name().clone()],
+            approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(&n)).collect(),
+            attestation_interval_s: 5,
+            created_at: now,
+            expires_at: now + 24 * 3600,
+        };
+        let approvers: Vec<&Party> = std::iter::once(owner).chain(others.iter().copied()).collect();
+        self.submit_and_approve(owner, manifest, &approvers, on_approval)
+    }
+
+    /// Serves trained `weights` on the sim TEE: `owner` seals them as asset `asset`,
+    /// publishes a TEE policy naming `sim`, proposes a serving job that `others` approve;
+    /// the enclave claims it with its report and serves on loopback (private requests
+    /// only).
+    pub fn serve_on_sim(
+        &self,
+        owner: &Party,
+        others: &[&Party],
+        asset: &str,
+        weights: &[u8],
+        sim: SimTee,
+        on_approval: &mut dyn FnMut(&Name, &JobInfo),
+    ) -> Result<Served> {
+        let (model, _, info) = self.seal_and_register(owner, asset, AssetKind::Model, weights)?;
+        let (policy, digest) = self.sim_tee_policy(owner, &sim)?;
+        let job = self.tee_job(
+            owner,
+            others,
+            "serve the trained model",
+            JobPurpose::Serve,
+            model,
+            Vec::new(),
+            digest,
+            on_approval,
+        )?;
+        let claim = perun_enclave::Enclave::claim(&self.anon, Name::new("tee-1")?, Box::new(sim), job)?;
+        let claims = claim.claims.clone();
+        let serving = perun_enclave::serve::Serving::open(claim, perun_ml::backend::Compute::Cpu, false)?;
+        let running = perun_enclave::serve::RunningEnclave::start(serving, SocketAddr::from(([127, 0, 0, 1], 0)), 2)?;
+        Ok(Served { job, policy, policy_digest: digest, sealed_len: info.sealed_len, claims, running })
+    }
+}
+
+/// A model served on the sim TEE (see [`LocalWorld::serve_on_sim`]).
+pub struct Served {
+    /// The serving job.
+    pub job: Digest,
+    /// The TEE policy a client uses to accept the enclave.
+    pub policy: TeePolicy,
+    /// Its digest, as the job names it.
+    pub policy_digest: Digest,
+    /// Size of the sealed model asset.
+    pub sealed_len: u64,
+    /// What the trust service verified in the enclave's report.
+    pub claims: perun_attest::tee::TeeClaims,
+    /// The serving enclave.
+    pub running: perun_enclave::serve::RunningEnclave,
 }

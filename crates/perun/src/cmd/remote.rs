@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
 use perun_seal::AssetKey;
 use perun_trust::wire::*;
 use perun_trust::{Caller, Client};
@@ -213,7 +213,7 @@ pub fn policy_add(home: &Home, file: &Path, who: &As) -> Result<()> {
     if who.json {
         return print_json(&p);
     }
-    println!("policy `{}` published: {}", p.policy.name, p.digest);
+    println!("policy `{}` published: {}", p.policy.name(), p.digest);
     Ok(())
 }
 
@@ -229,10 +229,18 @@ pub enum JobCmd {
         /// owner told you.
         #[arg(long)]
         model: String,
-        /// The data assets, named the same way.
-        #[arg(long = "data", required = true)]
+        /// The data assets, named the same way (a serving job may have none).
+        #[arg(long = "data", required_unless_present = "serve")]
         data: Vec<String>,
-        /// The platform policy digest (`perun policy add` prints it).
+        /// A serving job (`perun enclave serve`) instead of a training job.
+        #[arg(long)]
+        serve: bool,
+        /// Further stakeholders whose approval the job needs (a data owner whose terms
+        /// cover serving the model trained on its data).
+        #[arg(long = "approver")]
+        approvers: Vec<Name>,
+        /// The policy digest (`perun policy add` prints it): a platform policy for
+        /// `attested` jobs, a TEE policy for `tee` jobs.
         #[arg(long)]
         policy: Digest,
         /// Who receives the outputs.
@@ -300,7 +308,21 @@ pub enum JobCmd {
 /// Runs `perun job`.
 pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
     match cmd {
-        JobCmd::Propose { name, model, data, policy, receivers, mode, interval, expires_in, hyper, out, who } => {
+        JobCmd::Propose {
+            name,
+            model,
+            data,
+            serve,
+            approvers,
+            policy,
+            receivers,
+            mode,
+            interval,
+            expires_in,
+            hyper,
+            out,
+            who,
+        } => {
             let c = client(home, Some(&who.who))?;
             let mine: Vec<AssetInfo> = c.call::<(), _>("GET", "/v1/assets", None)?;
             let lookup = |n: &String, kind| -> Result<AssetRef> { lookup_asset(&mine, n, kind) };
@@ -325,6 +347,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 platform_policy: policy,
                 hyperparameters,
                 receivers,
+                purpose: if serve { JobPurpose::Serve } else { JobPurpose::Train },
+                approvers: approvers.into_iter().collect(),
                 attestation_interval_s: interval,
                 created_at: now,
                 expires_at: now + expires_in,

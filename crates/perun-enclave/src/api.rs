@@ -1,0 +1,105 @@
+//! The bodies of the enclave's prediction API (`perun enclave serve`).
+//!
+//! - `POST /v1/attestation` ([`EvidenceRequest`] -> [`EvidenceAnswer`]): fresh evidence
+//!   whose report data is `Digest::evidence_binding(client nonce, job, serving key)`;
+//! - `POST /v1/predict` ([`PredictRequest`] -> [`PredictAnswer`]): rows in the clear (for
+//!   callers that trust the host);
+//! - `POST /v1/predict/private` ([`PrivateRequest`] -> [`PrivateAnswer`]): the same
+//!   request sealed with HPKE to the attested serving key (`info`:
+//!   `perun_seal::release::request_info(job)`); the answer is sealed with the key both
+//!   ends export from that HPKE context, so the host sees neither and cannot forge one.
+
+use perun_attest::tee::TeeEvidence;
+use perun_core::Digest;
+use perun_seal::release::SealedSecret;
+use serde::{Deserialize, Serialize};
+
+/// Most rows in one request.
+pub const MAX_ROWS: usize = 10_000;
+
+/// `POST /v1/attestation`: the client's challenge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceRequest {
+    /// A fresh random nonce (hex, 16 to 64 bytes) chosen by the client.
+    pub nonce: String,
+}
+
+/// `POST /v1/attestation` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvidenceAnswer {
+    /// The serving job (the trust service released the model's key for it).
+    pub job: Digest,
+    /// The model's name.
+    pub model: String,
+    /// Values per row.
+    pub input_len: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// The serving HPKE public key (hex) private requests are sealed to.
+    #[serde(with = "hex::serde")]
+    pub public_key: Vec<u8>,
+    /// The TEE's report, binding the client's nonce, the job and `public_key`.
+    pub evidence: TeeEvidence,
+}
+
+/// `POST /v1/predict`: rows of `input_len` values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// The rows.
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// One row's prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The most probable class.
+    pub class: usize,
+    /// Each class's probability.
+    pub probabilities: Vec<f32>,
+}
+
+/// `POST /v1/predict` answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictAnswer {
+    /// One prediction per row, in order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// `POST /v1/predict/private`: a [`PredictRequest`] sealed to the serving key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateRequest {
+    /// The HPKE-sealed JSON of a [`PredictRequest`].
+    pub sealed: SealedSecret,
+}
+
+/// `POST /v1/predict/private` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrivateAnswer {
+    /// The sealed JSON of a [`PredictAnswer`] (nonce, then ChaCha20-Poly1305 ciphertext).
+    #[serde(with = "hex::serde")]
+    pub sealed: Vec<u8>,
+}
+
+/// An error answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub error: String,
+}
+
+impl PredictAnswer {
+    /// Predictions from class probabilities.
+    pub fn from_probabilities(probs: Vec<Vec<f32>>) -> Self {
+        let predictions = probs
+            .into_iter()
+            .map(|p| {
+                let class = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+                Prediction { class, probabilities: p }
+            })
+            .collect();
+        Self { predictions }
+    }
+}

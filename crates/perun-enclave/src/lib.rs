@@ -1,0 +1,64 @@
+//! Perun's `tee` mode: work that runs inside a TEE, at a smaller trusted base.
+//!
+//! - [`source`]: where TEE evidence comes from: the [`EvidenceSource`] trait, with the
+//!   `sim` TEE (software, for development; every default policy refuses it), Gramine SGX
+//!   (`/dev/attestation`) and Linux configfs-tsm (`/sys/kernel/config/tsm/report`, TDX
+//!   and SEV-SNP guests);
+//! - [`enclave`]: the enclave's conversation with the trust service: its first accepted
+//!   report claims a `tee` job and receives the keys and an access token sealed to the
+//!   key the report binds; later reports keep the job alive;
+//! - [`api`]: the prediction API's bodies, and the private-request envelope;
+//! - [`serve`]: `perun enclave serve`: the trained model opened in memory behind
+//!   `POST /v1/predict`, plain or HPKE-private, with fresh evidence for each client;
+//! - [`client`]: what `perun predict --remote` does: verify the enclave's evidence
+//!   against the client's own policy, then send rows only it can read.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod enclave;
+pub mod serve;
+pub mod source;
+
+pub use client::RemoteModel;
+pub use enclave::Enclave;
+pub use source::EvidenceSource;
+
+/// Everything that can go wrong in `tee` mode.
+#[derive(Debug, thiserror::Error)]
+pub enum EnclaveError {
+    /// The TEE's evidence interface failed.
+    #[error("TEE evidence source {source_name}: {why}")]
+    Source {
+        /// Which source.
+        source_name: String,
+        /// What happened.
+        why: String,
+    },
+    /// Evidence did not verify or did not meet the policy.
+    #[error("{0}")]
+    Attest(#[from] perun_attest::AttestError),
+    /// The enclave's evidence was refused by the client's policy.
+    #[error("the enclave's evidence is refused: {0}")]
+    Refused(String),
+    /// The trust service refused or could not be reached.
+    #[error("trust service: {0}")]
+    Trust(#[from] perun_trust::TrustError),
+    /// Running the job failed.
+    #[error("{0}")]
+    Worker(#[from] perun_worker::WorkerError),
+    /// A key or sealed message did not open.
+    #[error("{0}")]
+    Seal(#[from] perun_seal::SealError),
+    /// The model could not be loaded or run.
+    #[error("model: {0}")]
+    Model(#[from] perun_ml::MlError),
+    /// An HTTP exchange failed.
+    #[error("{0}")]
+    Http(String),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Failed(String),
+}

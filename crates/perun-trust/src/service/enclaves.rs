@@ -1,0 +1,184 @@
+//! Enclaves: the `tee`-mode path of the release rule.
+//!
+//! An enclave has no TPM to enrol: its first accepted report for a ready `tee` job is
+//! its claim. It asks for a nonce naming itself ([`Trust::enclave_nonce`], anonymous,
+//! writes nothing), and sends a TEE report whose report data is
+//! `Digest::evidence_binding(nonce, job, ephemeral key)` ([`Trust::attest_enclave`]).
+//! The report is appraised against the job's TEE policy (signature chain, report
+//! data, measurements, TCB floor; the `sim` TEE only where the policy names its key).
+//! Accepted: the job is the enclave's, every asset key and an access token for its later
+//! calls are sealed to the bound ephemeral key, so only the attested enclave can open
+//! them. Later reports (continuous attestation) must come with that token; a refused one
+//! revokes the job. A refused first report releases nothing and leaves the job ready
+//! (anyone may send one, so it must not let anyone end a job).
+
+use std::sync::atomic::Ordering;
+
+use perun_attest::tee::{appraise_tee, TeeClaims};
+use perun_attest::JobPolicy;
+use perun_core::{Digest, JobMode, Name};
+use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
+
+use super::jobs::job_in;
+use super::workers::live_error;
+use super::{worker_actor, Trust};
+use crate::audit::{AuditKind, Event};
+use crate::records::{JobRecord, JobState, PolicyRecord, WorkerRecord, WorkerState};
+use crate::store::{Store, TxExt as _};
+use crate::wire::{AttestEnclave, EnclaveAttested, NonceIssued};
+use crate::TrustError;
+
+impl<S: Store> Trust<S> {
+    /// A nonce for `enclave`'s next report for a `tee` job that is ready, or running on
+    /// that enclave. Anonymous: issuing writes nothing.
+    pub fn enclave_nonce(&self, job_id: &str, enclave: &Name) -> Result<NonceIssued, TrustError> {
+        let job = self.job_record(job_id)?;
+        tee_job(&job)?;
+        let open =
+            job.state == JobState::Ready || (job.state == JobState::Running && job.worker.as_ref() == Some(enclave));
+        if !open || self.deadline_passed(&job).is_some() {
+            return Err(match job.state {
+                JobState::Running => TrustError::Conflict(format!("job {} runs on another enclave", job.id)),
+                _ => live_error(&job),
+            });
+        }
+        Ok(NonceIssued { nonce: self.nonces.issue(&job.id, enclave, self.now()), valid_s: self.config.nonce_valid_s })
+    }
+
+    /// Appraises an enclave's TEE report for a `tee` job. `caller` is the enclave as
+    /// authenticated by its token, required once the job runs on it.
+    pub fn attest_enclave(
+        &self,
+        caller: Option<&WorkerRecord>,
+        job_id: &str,
+        req: AttestEnclave,
+    ) -> Result<EnclaveAttested, TrustError> {
+        let actor = worker_actor(&req.enclave);
+        let started = std::time::Instant::now();
+        let now = self.now();
+        // Appraisal (certificate chains, signatures) outside the store's write lock.
+        let (seen, policy): (JobRecord, Option<PolicyRecord>) = self.store.read(|tx| {
+            let job = job_in(tx, job_id)?;
+            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
+            Ok((job, policy))
+        })?;
+        tee_job(&seen)?;
+        let Some(PolicyRecord { policy: JobPolicy::Tee(policy), .. }) = policy else {
+            return Err(TrustError::Store(format!("the TEE policy {} vanished", seen.manifest.platform_policy)));
+        };
+        if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
+            return Err(TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")));
+        }
+        let nonce = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("the nonce is not hex".into()))?;
+        let binding = Digest::evidence_binding(&nonce, &seen.id, &req.ephemeral_key);
+        let appraisal = appraise_tee(&req.evidence, binding.as_bytes(), &policy, now);
+
+        let outcome = self.store.write(|tx| {
+            let mut job = job_in(tx, job_id)?;
+            if self.apply_deadlines(tx, &mut job)? {
+                return Ok(Err((job.clone(), live_error(&job))));
+            }
+            let first = job.state == JobState::Ready;
+            if !first {
+                let by_it = caller.is_some_and(|c| c.name == req.enclave);
+                if let Err(e) = self.check_running_by(&job, &req.enclave) {
+                    return Ok(Err((job, e)));
+                }
+                if !by_it {
+                    let e = TrustError::Unauthenticated(format!(
+                        "job {} runs on enclave {}: its later reports must carry the token it received",
+                        job.id, req.enclave
+                    ));
+                    return Ok(Err((job, e)));
+                }
+            } else {
+                if let Err(e) = self.check_releasable(tx, &job) {
+                    return Ok(Err((job, e)));
+                }
+                if let Some(w) = tx.get::<WorkerRecord>(req.enclave.as_str())? {
+                    if w.tee.is_none() {
+                        let e = TrustError::Conflict(format!("`{}` is the name of a TPM worker", req.enclave));
+                        return Ok(Err((job, e)));
+                    }
+                }
+            }
+            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &req.enclave)? {
+                return Ok(Err((job, e)));
+            }
+            let claims = match &appraisal {
+                Ok(c) => c.clone(),
+                Err(failures) => {
+                    self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
+                    let reasons: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+                    let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), reasons.join("; "));
+                    self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                    let reason = format!("TEE evidence refused: {}", reasons.join("; "));
+                    if !first {
+                        self.end_job(tx, &mut job, JobState::Revoked, reason.clone())?;
+                    }
+                    return Ok(Err((job, TrustError::Refused { reason, failures: failures.clone() })));
+                }
+            };
+            let ev = Event::new(AuditKind::AttestationAccepted, actor.as_str(), describe(&claims));
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            let (claimed, token) = if first {
+                let token: [u8; 32] = rand::random();
+                let record = WorkerRecord {
+                    name: req.enclave.clone(),
+                    enrolled_by: job.proposer.clone(),
+                    ek_public: Vec::new(),
+                    ak_public: None,
+                    pending: None,
+                    token_hash: Some(Digest::of(&token)),
+                    state: WorkerState::Active,
+                    enrolled_at: now,
+                    tee: Some(claims.kind),
+                };
+                tx.put(&record)?;
+                let sealed = seal_to(&req.ephemeral_key, &token_info(&job.id), &token)?;
+                let next = self.nonces.issue(&job.id, &req.enclave, now);
+                (Some(self.assign(tx, &mut job, &req.enclave, next)?), Some(sealed))
+            } else {
+                (None, None)
+            };
+            let keys = self.release_keys(tx, &mut job, &req.enclave, &req.ephemeral_key)?;
+            job.last_attested_at = Some(now);
+            tx.put(&job)?;
+            let attested = self.attested(&job, &req.enclave, 0, keys);
+            Ok(Ok(EnclaveAttested { attested, claimed, token, claims }))
+        })?;
+        self.metrics.observe_attestation(started.elapsed());
+        match outcome {
+            Ok(a) => {
+                self.metrics.attestations_accepted.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job = %job_id, enclave = %req.enclave, released = a.attested.keys.len(), "TEE evidence accepted");
+                Ok(a)
+            }
+            Err((_, e @ TrustError::Revoked(_))) => Err(e),
+            Err((_, e @ TrustError::Refused { .. })) => {
+                self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job = %job_id, enclave = %req.enclave, reason = %e, "TEE evidence refused");
+                Err(e)
+            }
+            Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
+        }
+    }
+}
+
+/// Refuses a job that does not run in `tee` mode.
+fn tee_job(job: &JobRecord) -> Result<(), TrustError> {
+    if job.manifest.mode != JobMode::Tee {
+        return Err(TrustError::Conflict(format!(
+            "job {} runs in `attested` mode: a TPM worker must claim it",
+            job.id
+        )));
+    }
+    Ok(())
+}
+
+/// What an accepted report says, for the audit log.
+fn describe(c: &TeeClaims) -> String {
+    let m: Vec<String> = c.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let advisories = if c.advisories.is_empty() { "none".to_owned() } else { c.advisories.join(",") };
+    format!("{:?} report: {}; TCB {} (advisories {advisories})", c.kind, m.join(" "), c.tcb_status)
+}

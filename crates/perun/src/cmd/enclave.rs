@@ -1,0 +1,353 @@
+//! `perun enclave` (the `tee`-mode worker: serve a model, or train, inside a TEE),
+//! `perun predict --remote` (a client's private predictions) and `perun policy tee`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
+use perun_core::{Digest, Name};
+use perun_enclave::enclave::Enclave;
+use perun_enclave::serve::{RunningEnclave, Serving};
+use perun_enclave::source::{ConfigfsTsm, EvidenceSource, Gramine, SimTee};
+use perun_enclave::RemoteModel;
+use perun_worker::job::{Progress, RunOptions};
+
+use crate::home::Home;
+
+/// Prints a line; a long-running server does not stop because its stdout went away.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// Which TEE interface the enclave uses.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TeeArg {
+    /// The sim TEE: software, for development; policies refuse it unless they name its key.
+    Sim,
+    /// Gramine SGX: `/dev/attestation`.
+    Gramine,
+    /// Linux configfs-tsm: TDX or SEV-SNP guests.
+    Tsm,
+}
+
+/// Where the enclave's evidence comes from.
+#[derive(Args)]
+pub struct SourceArgs {
+    /// The TEE interface.
+    #[arg(long, value_enum)]
+    pub tee: TeeArg,
+    /// The sim TEE's key file (made if missing; `perun enclave sim-key` prints its
+    /// public half for policies).
+    #[arg(long, default_value = "perun-sim-tee.key")]
+    pub sim_key: PathBuf,
+    /// The interface folder (default: `/dev/attestation` for Gramine,
+    /// `/sys/kernel/config/tsm/report` for configfs-tsm).
+    #[arg(long)]
+    pub attestation_dir: Option<PathBuf>,
+    /// Verification material that travels with each report (JSON): DCAP collateral for
+    /// SGX and TDX, `{"vcek": "<DER hex>"}` for SEV-SNP.
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    fn open(&self) -> Result<Box<dyn EvidenceSource>> {
+        let collateral = || -> Result<serde_json::Value> {
+            let p = self.collateral.as_ref().context("--collateral is needed for hardware TEE reports")?;
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", p.display()))
+        };
+        Ok(match self.tee {
+            TeeArg::Sim => {
+                let key = SimTee::load_or_create_key(&self.sim_key)?;
+                Box::new(SimTee::for_this_binary(key)?)
+            }
+            TeeArg::Gramine => Box::new(Gramine::new(
+                self.attestation_dir.clone().unwrap_or_else(|| "/dev/attestation".into()),
+                collateral()?,
+            )),
+            TeeArg::Tsm => Box::new(ConfigfsTsm::new(
+                self.attestation_dir.clone().unwrap_or_else(|| "/sys/kernel/config/tsm/report".into()),
+                collateral()?,
+            )),
+        })
+    }
+}
+
+/// `perun enclave` subcommands.
+#[derive(Subcommand)]
+pub enum EnclaveCmd {
+    /// Claim a `tee` serving job with this TEE's report, open the model in memory and
+    /// serve predictions (private requests only, unless --allow-plain).
+    Serve {
+        /// The serving job.
+        #[arg(long)]
+        job: Digest,
+        /// The enclave's name (it becomes the job's worker).
+        #[arg(long)]
+        name: Name,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Also answer rows sent in the clear (the host's operator can read them).
+        #[arg(long)]
+        allow_plain: bool,
+    },
+    /// Claim a `tee` training job and train inside the TEE (CPU), sealing the model to
+    /// the receivers.
+    Run {
+        /// The training job.
+        #[arg(long)]
+        job: Digest,
+        /// The enclave's name.
+        #[arg(long)]
+        name: Name,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Where sealed outputs are written.
+        #[arg(long, default_value = "perun-outputs")]
+        out: PathBuf,
+    },
+    /// Make (or read) a sim TEE key, and print what a policy names to accept it.
+    SimKey {
+        /// The key file.
+        #[arg(long, default_value = "perun-sim-tee.key")]
+        out: PathBuf,
+    },
+}
+
+/// Runs `perun enclave`.
+pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
+    match cmd {
+        EnclaveCmd::Serve { job, name, source, listen, allow_plain } => {
+            let base = super::remote::client(home, None)?;
+            let claim = Enclave::claim(&base, name.clone(), source.open()?, job)
+                .with_context(|| format!("claiming job {job} as enclave `{name}`"))?;
+            say!(
+                "enclave {name}: {:?} report accepted ({}); model key released",
+                claim.claims.kind,
+                claim.claims.tcb_status
+            );
+            let serving = Serving::open(claim, perun_ml::backend::Compute::Cpu, allow_plain)?;
+            let running = RunningEnclave::start(serving, listen, 2)?;
+            say!("serving job {job} at {} (POST /v1/attestation, /v1/predict/private)", running.url());
+            let why = running.wait();
+            bail!("stopped serving: {why}")
+        }
+        EnclaveCmd::Run { job, name, source, out } => {
+            let base = super::remote::client(home, None)?;
+            let claim = Enclave::claim(&base, name.clone(), source.open()?, job)
+                .with_context(|| format!("claiming job {job} as enclave `{name}`"))?;
+            say!(
+                "enclave {name}: {:?} report accepted; keys released for {} assets",
+                claim.claims.kind,
+                claim.keys.keys.len()
+            );
+            let opts = RunOptions { out_dir: out, compute: perun_ml::backend::Compute::Cpu };
+            let mut enclave = claim.enclave;
+            let report = perun_worker::job::run_released(
+                &mut enclave,
+                &claim.claimed,
+                claim.keys,
+                claim.seconds,
+                &opts,
+                &mut |p, _| match p {
+                    Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
+                    Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
+                    Progress::Delivered { path } => say!("  model sealed to the receivers: {}", path.display()),
+                    _ => {}
+                },
+            )?;
+            say!("job {job} finished ({} continuous attestations)", report.reattestations);
+            Ok(())
+        }
+        EnclaveCmd::SimKey { out } => {
+            let sim = SimTee::for_this_binary(SimTee::load_or_create_key(&out)?)?;
+            say!("sim TEE key {} (software: no hardware protects it)", out.display());
+            say!("  public key   {}", sim.public_key());
+            say!("  measurement  {} (this perun binary)", sim.measurement().to_hex());
+            say!("a policy accepts it only if it names both: perun policy tee --sim-key {} --measurement measurement={} ...", sim.public_key(), sim.measurement().to_hex());
+            Ok(())
+        }
+    }
+}
+
+/// The lowest acceptable TCB, as the command line spells it.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TcbArg {
+    /// Fully up to date.
+    UpToDate,
+    /// Up to date, software hardening advised.
+    SwHardeningNeeded,
+    /// Up to date, configuration advised.
+    ConfigurationNeeded,
+    /// Out of date (not advised).
+    OutOfDate,
+}
+
+/// TEE kinds, as the command line spells them.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    /// The sim TEE.
+    Sim,
+    /// Intel SGX.
+    Sgx,
+    /// Intel TDX.
+    Tdx,
+    /// AMD SEV-SNP.
+    SevSnp,
+}
+
+/// Arguments of `perun policy tee`.
+#[derive(Args)]
+pub struct TeePolicyArgs {
+    /// The policy's name.
+    #[arg(long)]
+    pub name: String,
+    /// The TEE kind the measurements are for.
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// Required measurements, `name=hex` (`mr_enclave`, `mr_signer`, `isv_prod_id`,
+    /// `mr_td`, `rtmr0`.., `measurement`, `policy`...).
+    #[arg(long = "measurement", required = true)]
+    pub measurements: Vec<String>,
+    /// The lowest acceptable TCB status.
+    #[arg(long, value_enum, default_value_t = TcbArg::UpToDate)]
+    pub min_tcb: TcbArg,
+    /// Accept the sim TEE with this public key (development only).
+    #[arg(long)]
+    pub sim_key: Vec<String>,
+    /// Where to write the policy (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Writes a TEE policy.
+pub fn tee_policy(a: TeePolicyArgs) -> Result<()> {
+    let mut measurements = std::collections::BTreeMap::new();
+    for m in &a.measurements {
+        let (k, v) = m.split_once('=').with_context(|| format!("`{m}`: expected name=hex"))?;
+        measurements.insert(k.to_owned(), v.to_ascii_lowercase());
+    }
+    let kind = match a.kind {
+        KindArg::Sim => TeeKind::Sim,
+        KindArg::Sgx => TeeKind::Sgx,
+        KindArg::Tdx => TeeKind::Tdx,
+        KindArg::SevSnp => TeeKind::SevSnp,
+    };
+    let policy = TeePolicy {
+        name: a.name,
+        allowed: vec![AllowedTee { kind: Some(kind), measurements }],
+        min_tcb: match a.min_tcb {
+            TcbArg::UpToDate => TcbLevel::UpToDate,
+            TcbArg::SwHardeningNeeded => TcbLevel::SwHardeningNeeded,
+            TcbArg::ConfigurationNeeded => TcbLevel::ConfigurationNeeded,
+            TcbArg::OutOfDate => TcbLevel::OutOfDate,
+        },
+        sim_keys: a.sim_key.into_iter().collect(),
+    };
+    let json = serde_json::to_vec_pretty(&policy)?;
+    TeePolicy::from_json(&json)?;
+    if a.out.exists() {
+        bail!("{} exists: choose a new file", a.out.display());
+    }
+    std::fs::write(&a.out, json).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("TEE policy `{}` written to {}", policy.name, a.out.display());
+    if !policy.sim_keys.is_empty() {
+        println!("it accepts the sim TEE (software, no hardware protection): for development only");
+    }
+    Ok(())
+}
+
+/// Arguments of `perun predict`.
+#[derive(Args)]
+pub struct PredictArgs {
+    /// The serving enclave's URL.
+    #[arg(long)]
+    pub remote: String,
+    /// The TEE policy this client trusts (JSON).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The job the enclave must serve.
+    #[arg(long)]
+    pub job: Option<Digest>,
+    /// Rows to predict (CSV with a header; every column a number).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// A label column to leave out of the rows (and to score the predictions against).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Rows per request.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+/// Reads the rows to predict: every column a number; with `label`, that column is the
+/// class (indexed as `perun dataset import` indexes it) and is left out of the rows.
+pub fn read_rows(path: &Path, label: Option<&str>) -> Result<(Vec<Vec<f32>>, Vec<i64>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(label) = label {
+        let d =
+            perun_seal::dataset::import_csv(&bytes, label).with_context(|| format!("reading {}", path.display()))?;
+        let rows = d.features.chunks(d.sample_len().max(1)).map(<[f32]>::to_vec).collect();
+        return Ok((rows, d.labels.clone()));
+    }
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(&bytes[..]);
+    let header = r.headers()?.clone();
+    let mut rows = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("{} row {}", path.display(), i + 1))?;
+        let row = rec
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                v.parse::<f32>().with_context(|| {
+                    format!("{} row {} column `{}`: `{v}` is not a number", path.display(), i + 1, &header[j])
+                })
+            })
+            .collect::<Result<Vec<f32>>>()?;
+        rows.push(row);
+    }
+    Ok((rows, Vec::new()))
+}
+
+/// Runs `perun predict`.
+pub fn predict(a: PredictArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.policy).with_context(|| format!("reading {}", a.policy.display()))?;
+    let policy = TeePolicy::from_json(&bytes).with_context(|| format!("{} is not a TEE policy", a.policy.display()))?;
+    let (rows, labels) = read_rows(&a.input, a.label.as_deref())?;
+    let remote = RemoteModel::connect(&a.remote, &policy, a.job, perun_trust::unix_now())
+        .with_context(|| format!("verifying the enclave at {}", a.remote))?;
+    let c = remote.claims();
+    eprintln!(
+        "enclave verified: {:?}, TCB {}, serving `{}` for job {}; rows are sealed to its attested key",
+        c.kind,
+        c.tcb_status,
+        remote.model(),
+        remote.job()
+    );
+    if c.kind == TeeKind::Sim {
+        eprintln!("warning: the sim TEE is software: your policy names its key, so accept this for development only");
+    }
+    let mut predictions = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(a.batch.max(1)) {
+        predictions.extend(remote.predict(chunk)?);
+    }
+    println!("row,class,probabilities");
+    for (i, p) in predictions.iter().enumerate() {
+        let probs: Vec<String> = p.probabilities.iter().map(|v| format!("{v:.4}")).collect();
+        println!("{},{},{}", i + 1, p.class, probs.join(" "));
+    }
+    if !labels.is_empty() {
+        let hits = predictions.iter().zip(&labels).filter(|(p, &l)| p.class as i64 == l).count();
+        eprintln!("{hits} of {} predictions match the `{}` column", labels.len(), a.label.unwrap_or_default());
+    }
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! `tee` mode end to end: a real trust service (TLS, SQLite) and enclaves whose reports
+//! come from the sim TEE or are real recorded SGX quotes. Every refusal of the issue is
+//! mounted and shown to release nothing: sim evidence under a policy that does not name
+//! its key, a real quote whose measurement is not in the policy, report data bound to
+//! another key, a TCB below the policy's floor, and a private request sealed to a key no
+//! evidence vouched for. Then serving ends when its job is revoked, and a `tee` training
+//! job runs the same engine as an attested worker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use perun_attest::tee::{AllowedTee, TcbLevel, TeeEvidence, TeeKind, TeePolicy};
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
+use perun_enclave::enclave::Enclave;
+use perun_enclave::serve::{RunningEnclave, Serving};
+use perun_enclave::source::{EvidenceSource, SimTee};
+use perun_enclave::{EnclaveError, RemoteModel};
+use perun_ml::backend::Compute;
+use perun_seal::release::{request_info, seal_request, EphemeralKey};
+use perun_seal::{AssetKey, StakeholderKeys};
+use perun_trust::audit::AuditKind;
+use perun_trust::records::JobState;
+use perun_trust::server::Running;
+use perun_trust::wire::*;
+use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+
+const BC: &[u8] = include_bytes!("../examples/datasets/breast_cancer_wisconsin.csv");
+const BC_MLP: &[u8] = include_bytes!("../examples/models/breast-cancer-mlp.json");
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    clock: Arc<AtomicU64>,
+    _trust: Arc<Trust<SqliteStore>>,
+    _server: Running,
+    anon: Client,
+    people: Vec<StakeholderKeys>,
+    recipient: age::x25519::Recipient,
+}
+
+const OWNER: usize = 0;
+const HOSPITAL: usize = 1;
+
+impl World {
+    fn new(now: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicU64::new(now));
+        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
+        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
+        let fingerprint = keys.tls_fingerprint();
+        let trust = Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
+        let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
+        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
+        let people: Vec<_> = ["model-owner", "hospital-a"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();
+        let w = World {
+            dir,
+            clock,
+            _trust: trust,
+            _server: server,
+            anon,
+            people,
+            recipient: perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap(),
+        };
+        for p in &w.people {
+            let c = w.client_of(p);
+            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: p.public() })).unwrap();
+        }
+        w
+    }
+
+    fn client_of(&self, p: &StakeholderKeys) -> Client {
+        self.anon.with_caller(Caller::Stakeholder { name: p.name().clone(), key: p.signing_key().clone() })
+    }
+
+    fn client(&self, who: usize) -> Client {
+        self.client_of(&self.people[who])
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    /// Seals `plain` as asset `asset` of `who` and registers it.
+    fn asset(&self, who: usize, asset: &str, kind: AssetKind, plain: &[u8]) -> AssetRef {
+        let key = AssetKey::generate();
+        let path = self.dir.path().join(format!("{asset}.sealed"));
+        let info = perun_seal::seal_bytes_to_file(plain, kind, &[key.recipient()], &path).unwrap();
+        let body = RegisterAsset {
+            name: name(asset),
+            kind,
+            content_digest: info.header.content_digest,
+            location: path.to_string_lossy().into_owned(),
+            wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &self.recipient).unwrap(),
+            recipient: key.recipient().to_string(),
+        };
+        let _: AssetInfo = self.client(who).call("POST", "/v1/assets", Some(&body)).unwrap();
+        AssetRef {
+            asset: name(asset),
+            owner: self.people[who].name().clone(),
+            kind,
+            content_digest: info.header.content_digest,
+        }
+    }
+
+    fn policy(&self, p: &TeePolicy) -> Digest {
+        let added: PolicyInfo =
+            self.client(OWNER).call_raw("POST", "/v1/policies", serde_json::to_vec(p).unwrap()).unwrap();
+        added.digest
+    }
+
+    /// Proposes a `tee` job and has every required approver sign it.
+    fn job(&self, purpose: JobPurpose, model: &AssetRef, data: &[AssetRef], policy: Digest, tag: &str) -> Digest {
+        let manifest = JobManifest {
+            schema: MANIFEST_SCHEMA,
+            name: format!("tee job {tag}"),
+            mode: JobMode::Tee,
+            purpose,
+            model: model.clone(),
+            data: data.to_vec(),
+            platform_policy: policy,
+            hyperparameters: Default::default(),
+            receivers: vec![self.people[OWNER].name().clone()],
+            approvers: [self.people[HOSPITAL].name().clone()].into(),
+            attestation_interval_s: 5,
+            created_at: self.now(),
+            expires_at: self.now() + 3600,
+        };
+        let job: JobInfo = self.client(OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest })).unwrap();
+        for who in [OWNER, HOSPITAL] {
+            let signature = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, &job.manifest.digest());
+            let _: JobInfo = self
+                .client(who)
+                .call("POST", &format!("/v1/jobs/{}/approve", job.id), Some(&ApproveJob { signature }))
+                .unwrap();
+        }
+        job.id
+    }
+
+    fn state(&self, job: &Digest) -> JobState {
+        let info: JobInfo = self.client(OWNER).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
+        info.state
+    }
+
+    /// Key releases the audit log records for `job`.
+    fn releases(&self, job: &Digest) -> usize {
+        let log: AuditLog = self.client(OWNER).call::<(), _>("GET", "/v1/audit", None).unwrap();
+        log.records
+            .iter()
+            .filter_map(|v| v.body.as_ref())
+            .filter(|b| b.kind == AuditKind::KeyReleased && b.job.as_ref() == Some(job))
+            .count()
+    }
+
+    /// Sends `evidence` for `job` as enclave `enclave`, bound (or not) as the caller made it.
+    fn send(
+        &self,
+        job: &Digest,
+        enclave: &str,
+        eph: &EphemeralKey,
+        nonce: &str,
+        evidence: TeeEvidence,
+    ) -> Result<EnclaveAttested, TrustError> {
+        let req = AttestEnclave {
+            enclave: name(enclave),
+            nonce: nonce.to_owned(),
+            ephemeral_key: eph.public_bytes(),
+            evidence,
+        };
+        self.anon.call("POST", &format!("/v1/enclave/jobs/{job}/attest"), Some(&req))
+    }
+
+    fn nonce(&self, job: &Digest, enclave: &str) -> Result<String, TrustError> {
+        let n: NonceIssued = self.anon.call(
+            "POST",
+            &format!("/v1/enclave/jobs/{job}/nonce"),
+            Some(&EnclaveNonce { enclave: name(enclave) }),
+        )?;
+        Ok(n.nonce)
+    }
+}
+
+fn sim_policy(sim: &SimTee, name: &str, named: bool) -> TeePolicy {
+    TeePolicy {
+        name: name.into(),
+        allowed: vec![AllowedTee {
+            kind: Some(TeeKind::Sim),
+            measurements: [("measurement".to_owned(), sim.measurement().to_hex())].into(),
+        }],
+        min_tcb: TcbLevel::UpToDate,
+        sim_keys: if named { [sim.public_key()].into() } else { Default::default() },
+    }
+}
+
+fn sim(seed: u8) -> SimTee {
+    SimTee::new(SigningKey::from_bytes(&[seed; 32]), Digest::of(b"perun enclave build"))
+}
+
+fn trained_model() -> (Vec<u8>, perun_seal::Dataset) {
+    let full = perun_seal::dataset::import_csv(BC, "diagnosis").unwrap();
+    let parts = full.split(&[80.0, 20.0], 3).unwrap();
+    let mut spec = perun_ml::ModelSpec::from_json(BC_MLP).unwrap();
+    spec.training.epochs = 10;
+    let out =
+        perun_ml::train(&spec, None, &parts[0], Compute::Cpu, &mut |_| std::ops::ControlFlow::Continue(())).unwrap();
+    (out.weights.to_vec(), parts[1].clone())
+}
+
+fn post_raw(url: &str, body: &serde_json::Value) -> (u16, String) {
+    let http = perun_worker::job::http_client().unwrap();
+    let r = http.post(url).json(body).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+#[test]
+fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
+    let w = World::new(perun_trust::unix_now());
+    let (weights, held_out) = trained_model();
+    let model = w.asset(OWNER, "mlp-trained", AssetKind::Model, &weights);
+    let enclave_tee = sim(1);
+    let policy = w.policy(&sim_policy(&enclave_tee, "names the sim key", true));
+    let job = w.job(JobPurpose::Serve, &model, &[], policy, "serve");
+    assert_eq!(w.state(&job), JobState::Ready);
+
+    // Sim evidence from a sim key the policy does not name: refused, nothing released,
+    // and the job stays ready (a stranger's bad report must not end it).
+    let r = Enclave::claim(&w.anon, name("stranger"), Box::new(sim(2)), job);
+    assert!(
+        matches!(&r, Err(EnclaveError::Trust(TrustError::Refused { reason, .. })) if reason.contains("does not name that key")),
+        "{r:?}"
+    );
+    // Report data bound to another key: the report names key B, the request key A.
+    let (a, b) = (EphemeralKey::generate(), EphemeralKey::generate());
+    let nonce = w.nonce(&job, "swapper").unwrap();
+    let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &b.public_bytes());
+    let ev = sim(1).evidence(binding.as_bytes()).unwrap();
+    let r = w.send(&job, "swapper", &a, &nonce, ev);
+    assert!(matches!(&r, Err(TrustError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
+    assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
+
+    // The named sim TEE claims the job and receives the model key.
+    let claim = Enclave::claim(&w.anon, name("tee-1"), Box::new(enclave_tee), job).unwrap();
+    assert_eq!(claim.claims.kind, TeeKind::Sim);
+    assert_eq!((w.state(&job), w.releases(&job)), (JobState::Running, 1));
+    // Nobody else can claim it now, or report in its name without its token.
+    assert!(matches!(w.nonce(&job, "tee-2"), Err(TrustError::Conflict(_))));
+    let nonce = w.nonce(&job, "tee-1").unwrap();
+    let eph = EphemeralKey::generate();
+    let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
+    let r = w.send(&job, "tee-1", &eph, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
+    assert!(matches!(r, Err(TrustError::Unauthenticated(_))), "{r:?}");
+
+    let serving = Serving::open(claim, Compute::Cpu, false).unwrap();
+    let running = RunningEnclave::start(serving.clone(), ([127, 0, 0, 1], 0).into(), 2).unwrap();
+    let url = running.url();
+
+    // A client whose policy does not name the sim key refuses the enclave.
+    let r = RemoteModel::connect(&url, &sim_policy(&sim(1), "production", false), Some(job), w.now());
+    assert!(matches!(&r, Err(EnclaveError::Refused(why)) if why.contains("sim TEE")), "{r:?}");
+    // ... and one that expects another job refuses it too.
+    assert!(RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(Digest::of(b"other")), w.now()).is_err());
+    let remote = RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(job), w.now()).unwrap();
+    let rows: Vec<Vec<f32>> = held_out.features.chunks(held_out.sample_len()).map(<[f32]>::to_vec).collect();
+    let got = remote.predict(&rows).unwrap();
+    let local = perun_ml::Predictor::from_model(&weights, Compute::Cpu).unwrap().predict(&held_out.features).unwrap();
+    assert_eq!(got.len(), local.len());
+    for (g, l) in got.iter().zip(&local) {
+        assert!(g.probabilities.iter().zip(l).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+    let hits = got.iter().zip(&held_out.labels).filter(|(p, &l)| p.class as i64 == l).count();
+    assert!(hits * 10 >= rows.len() * 9, "{hits} of {}", rows.len());
+
+    // A request sealed to a key no evidence vouched for does not open; rows in the
+    // clear are refused by default; malformed rows are refused, not a crash.
+    let body = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
+    let (sealed, _) = seal_request(&EphemeralKey::generate().public_bytes(), &request_info(&job), &body).unwrap();
+    let (status, text) = post_raw(&format!("{url}/v1/predict/private"), &serde_json::json!({ "sealed": sealed }));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("does not open with this enclave's attested key"), "{text}");
+    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "rows": [rows[0].clone()] }));
+    assert_eq!(status, 403, "{text}");
+    assert!(remote.predict(&[vec![1.0; 3]]).is_err());
+    let (status, _) = post_raw(&format!("{url}/v1/attestation"), &serde_json::json!({ "nonce": "00" }));
+    assert_eq!(status, 400);
+
+    // The hospital revokes the serving job: the next report is refused, serving stops,
+    // the model is wiped, and every request is answered 503.
+    let _: JobInfo = w
+        .client(HOSPITAL)
+        .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "terms ended".into() }))
+        .unwrap();
+    assert!(serving.reattest().is_err());
+    assert!(serving.stopped().unwrap().contains("revoked"), "{:?}", serving.stopped());
+    let r = remote.predict(&rows[..1]);
+    assert!(matches!(&r, Err(EnclaveError::Http(m)) if m.contains("503")), "{r:?}");
+    drop(running);
+    assert_eq!(w.releases(&job), 1);
+}
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../perun-attest/tests/data/tee/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
+    // The recorded quote verifies at its collateral's time; the service's clock is set there.
+    let collateral: serde_json::Value = serde_json::from_slice(&data("sgx_quote_collateral.json")).unwrap();
+    let tcb: serde_json::Value = serde_json::from_str(collateral["tcb_info"].as_str().unwrap()).unwrap();
+    let issued = tcb["issueDate"].as_str().unwrap();
+    let evidence = TeeEvidence { kind: TeeKind::Sgx, report: data("sgx_quote"), collateral };
+    // An hour after the collateral's issue date (RFC 3339), when its chain is valid.
+    let quote_time = {
+        let n = |a: usize, b: usize| issued[a..b].parse::<i64>().unwrap();
+        let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+        (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) as u64 + 3600
+    };
+    let claims = perun_attest::tee::verifier(TeeKind::Sgx).unwrap().verify(&evidence, quote_time).unwrap();
+    let w = World::new(perun_trust::unix_now());
+    let model = w.asset(OWNER, "model", AssetKind::Model, b"a model");
+
+    let strict = |measurements: std::collections::BTreeMap<String, String>, min_tcb| TeePolicy {
+        name: "sgx".into(),
+        allowed: vec![AllowedTee { kind: Some(TeeKind::Sgx), measurements }],
+        min_tcb,
+        sim_keys: Default::default(),
+    };
+    let other_enclave = [("mr_enclave".to_owned(), "00".repeat(32))].into();
+    for (policy, why) in [
+        (strict(other_enclave, TcbLevel::OutOfDate), "measurements not in the policy"),
+        (strict(claims.measurements.clone(), TcbLevel::UpToDate), "below the policy's floor"),
+    ] {
+        let digest = w.policy(&policy);
+        let job = w.job(JobPurpose::Serve, &model, &[], digest, why);
+        // Stakeholders sign with today's time; the quote is appraised at its own.
+        let today = w.now();
+        w.clock.store(quote_time, Ordering::SeqCst);
+        let nonce = w.nonce(&job, "sgx-1").unwrap();
+        let r = w.send(&job, "sgx-1", &EphemeralKey::generate(), &nonce, evidence.clone());
+        w.clock.store(today, Ordering::SeqCst);
+        let Err(TrustError::Refused { reason, failures }) = r else { panic!("{r:?}") };
+        assert!(reason.contains(why), "{reason}");
+        // The recorded quote binds its own report data, never this nonce and key.
+        assert!(failures.iter().any(|f| f.why.contains("report data")), "{failures:?}");
+        assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
+    }
+}
+
+#[test]
+fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
+    let w = World::new(perun_trust::unix_now());
+    let full = perun_seal::dataset::import_csv(BC, "diagnosis").unwrap();
+    let parts = full.split(&[80.0, 20.0], 5).unwrap();
+    let mut spec: serde_json::Value = serde_json::from_slice(BC_MLP).unwrap();
+    spec["training"]["epochs"] = serde_json::json!(10);
+    let model = w.asset(OWNER, "mlp", AssetKind::Model, &serde_json::to_vec(&spec).unwrap());
+    let data = w.asset(HOSPITAL, "bc", AssetKind::Dataset, &parts[0].to_safetensors().unwrap());
+    let tee = sim(3);
+    let policy = w.policy(&sim_policy(&tee, "dev", true));
+    let job = w.job(JobPurpose::Train, &model, &[data], policy, "train");
+
+    let claim = Enclave::claim(&w.anon, name("tee-train"), Box::new(tee), job).unwrap();
+    assert_eq!(claim.keys.keys.len(), 2);
+    let opts = perun_worker::job::RunOptions { out_dir: w.dir.path().join("out"), compute: Compute::Cpu };
+    let mut enclave = claim.enclave;
+    let report =
+        perun_worker::job::run_released(&mut enclave, &claim.claimed, claim.keys, claim.seconds, &opts, &mut |_, _| {})
+            .unwrap();
+    assert_eq!(report.metrics.len(), 10);
+    assert_eq!(w.state(&job), JobState::Finished);
+    let out = &report.outputs[0];
+    let sealed = std::fs::read(&out.location).unwrap();
+    let (_, weights) =
+        perun_seal::open_to_vec(&sealed[..], None, w.people[OWNER].age_identity(), Some(AssetKind::Output)).unwrap();
+    let e = perun_ml::evaluate(
+        &perun_ml::ModelSpec::from_json(&serde_json::to_vec(&spec).unwrap()).unwrap(),
+        &weights,
+        &parts[1],
+        Compute::Cpu,
+    )
+    .unwrap();
+    assert!(e.accuracy > 0.9, "{}", e.accuracy);
+}
