@@ -44,7 +44,7 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     assert_eq!(outputs.len(), 1, "only the first job may deliver a model");
     // Act 8: the trained model served in the sim TEE; the clinic's production policy
     // refuses sim evidence, the demo policy names it; private predictions agree.
-    assert!(line_with(&stdout, "serving job is").contains("ready"), "{stdout}");
+    assert!(line_with(&stdout, "hospital-b   approved  -> serving job").contains("ready"), "{stdout}");
     assert!(line_with(&stdout, "enclave tee-1:").contains("Sim report accepted"), "{stdout}");
     assert!(line_with(&stdout, "production policy").contains("refused"), "{stdout}");
     assert!(line_with(&stdout, "production policy").contains("does not name that key"), "{stdout}");

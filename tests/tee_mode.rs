@@ -6,7 +6,8 @@
 //! evidence vouched for. Then serving ends when its job is revoked, and a `tee` training
 //! job runs the same engine as an attested worker.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use perun_trust::audit::AuditKind;
 use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::wire::*;
-use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+use perun_trust::{Caller, Client, SqliteStore, Trust, TrustError};
 
 const BC: &[u8] = include_bytes!("../examples/datasets/breast_cancer_wisconsin.csv");
 const BC_MLP: &[u8] = include_bytes!("../examples/models/breast-cancer-mlp.json");
@@ -49,14 +50,7 @@ const HOSPITAL: usize = 1;
 
 impl World {
     fn new(now: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(AtomicU64::new(now));
-        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
-        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
-        let fingerprint = keys.tls_fingerprint();
-        let trust = Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
-        let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
-        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        let common::InProcess { dir, clock, trust, server, anon } = common::InProcess::start(now);
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
         let people: Vec<_> = ["model-owner", "hospital-a"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();
         let w = World {
@@ -132,6 +126,11 @@ impl World {
             created_at: self.now(),
             expires_at: self.now() + 3600,
         };
+        self.propose_and_approve(manifest)
+    }
+
+    /// Proposes `manifest` as the model owner; both parties approve it.
+    fn propose_and_approve(&self, manifest: JobManifest) -> Digest {
         let job: JobInfo = self.client(OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest })).unwrap();
         for who in [OWNER, HOSPITAL] {
             let signature = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, &job.manifest.digest());
@@ -256,6 +255,13 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let r = w.send(&job, "tee-1", &eph, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
     assert!(matches!(r, Err(TrustError::Unauthenticated(_))), "{r:?}");
 
+    // Its name is taken while it runs: another job cannot be claimed under it (which
+    // would replace its token).
+    let other = w.job(JobPurpose::Serve, &model, &[], policy, "second");
+    let r = Enclave::claim(&w.anon, name("tee-1"), Box::new(sim(1)), other);
+    assert!(matches!(&r, Err(EnclaveError::Trust(TrustError::Conflict(m))) if m.contains("in use")), "{r:?}");
+    assert_eq!((w.state(&other), w.releases(&other)), (JobState::Ready, 0));
+
     let serving = Serving::open(claim, Compute::Cpu, false).unwrap();
     let running = RunningEnclave::start(serving.clone(), ([127, 0, 0, 1], 0).into(), 2).unwrap();
     let url = running.url();
@@ -311,20 +317,9 @@ fn data(name: &str) -> Vec<u8> {
 fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
     // The recorded quote verifies at its collateral's time; the service's clock is set there.
     let collateral: serde_json::Value = serde_json::from_slice(&data("sgx_quote_collateral.json")).unwrap();
-    let tcb: serde_json::Value = serde_json::from_str(collateral["tcb_info"].as_str().unwrap()).unwrap();
-    let issued = tcb["issueDate"].as_str().unwrap();
+    // An hour after the collateral was issued, when its chain is valid.
+    let quote_time = perun_attest::tee::dcap::collateral_issued_at(&collateral).unwrap() + 3600;
     let evidence = TeeEvidence { kind: TeeKind::Sgx, report: data("sgx_quote"), collateral };
-    // An hour after the collateral's issue date (RFC 3339), when its chain is valid.
-    let quote_time = {
-        let n = |a: usize, b: usize| issued[a..b].parse::<i64>().unwrap();
-        let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-        (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) as u64 + 3600
-    };
     let claims = perun_attest::tee::verifier(TeeKind::Sgx).unwrap().verify(&evidence, quote_time).unwrap();
     let w = World::new(perun_trust::unix_now());
     let model = w.asset(OWNER, "model", AssetKind::Model, b"a model");
@@ -371,6 +366,23 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
 
     let claim = Enclave::claim(&w.anon, name("tee-train"), Box::new(tee), job).unwrap();
     assert_eq!(claim.keys.keys.len(), 2);
+
+    // An enclave's token does not open the attested path: it cannot claim a TPM job.
+    let platform = perun_attest::policy::PlatformPolicy { schema: 1, name: "tpm".into(), ..Default::default() };
+    let added: PolicyInfo =
+        w.client(OWNER).call_raw("POST", "/v1/policies", serde_json::to_vec(&platform).unwrap()).unwrap();
+    let mut manifest = w.client(OWNER).call::<(), JobInfo>("GET", &format!("/v1/jobs/{job}"), None).unwrap().manifest;
+    manifest.mode = JobMode::Attested;
+    manifest.platform_policy = added.digest;
+    manifest.name = "attested twin".into();
+    let twin = w.propose_and_approve(manifest);
+    use perun_worker::job::Attester as _;
+    let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{}/claim", twin), None);
+    assert!(matches!(r, Err(TrustError::Conflict(_))), "{r:?}");
+    // ... nor is a tee job claimed on the attested path.
+    let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None);
+    assert!(r.is_err());
+    assert_eq!((w.state(&twin), w.releases(&twin)), (JobState::Ready, 0));
     let opts = perun_worker::job::RunOptions { out_dir: w.dir.path().join("out"), compute: Compute::Cpu };
     let mut enclave = claim.enclave;
     let report =

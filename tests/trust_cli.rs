@@ -5,48 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use common::Scratch;
+use common::{Scratch, Service};
 use perun_core::{Digest, Name};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::Swtpm;
 use perun_tpm::tools::KeyAlg;
 use perun_trust::{Caller, Client};
 use perun_worker::{Agent, Platform};
-
-struct Service {
-    child: Child,
-    url: String,
-    fingerprint: Digest,
-}
-
-impl Service {
-    fn start(s: &Scratch, listen: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perun"))
-            .args(["serve", "--data", s.path("trust").to_str().unwrap(), "--listen", listen])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let url = first.rsplit(' ').next().unwrap().to_owned();
-        let second = lines.next().unwrap().unwrap();
-        let fingerprint = second.rsplit(' ').next().unwrap().parse().unwrap();
-        // Keep draining what the service prints, as a terminal would.
-        std::thread::spawn(move || lines.for_each(drop));
-        Service { child, url, fingerprint }
-    }
-
-    fn kill(mut self) -> String {
-        // SIGKILL: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.url.trim_start_matches("https://").to_owned()
-    }
-}
 
 /// `perun job propose` of the MLP on both hospitals' halves, by the model owner; the job id.
 fn propose(s: &Scratch, digest_a: &str, digest_b: &str, policy: &str, extra: &[&str]) -> String {

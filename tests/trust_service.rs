@@ -3,7 +3,8 @@
 //! measurer. The release rule is exercised in full, then each violation is mounted and
 //! shown refused, with nothing released and an audit record written.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::store::Store as _;
 use perun_trust::wire::*;
-use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+use perun_trust::{Caller, Client, SqliteStore, Trust, TrustError};
 use perun_worker::{Agent, Platform};
 
 fn name(s: &str) -> Name {
@@ -52,16 +53,9 @@ const MALLORY: usize = 4;
 impl World {
     fn new() -> Option<Self> {
         let tpm = Swtpm::start_or_skip()?;
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(AtomicU64::new(now()));
-        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
-        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
-        let fingerprint = keys.tls_fingerprint();
-        let trust = Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
-        let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
-        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        let common::InProcess { dir, clock, trust, server, anon } = common::InProcess::start(now());
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
-        assert_eq!(info.tls_fingerprint, fingerprint);
+        assert_eq!(info.tls_fingerprint, trust.keys().tls_fingerprint());
 
         let people: Vec<StakeholderKeys> = ["hospital-a", "hospital-b", "model-owner", "infra", "mallory"]
             .iter()

@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+
+use perun_core::Digest;
 
 /// A scratch folder with its own Perun home and temp folder.
 pub struct Scratch {
@@ -94,4 +97,64 @@ pub fn require_tool(tool: &str, install_hint: &str) -> bool {
 /// Whether `haystack` contains `needle`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `perun serve` in its own process, on a store in the scratch folder.
+pub struct Service {
+    child: Child,
+    pub url: String,
+    pub fingerprint: Digest,
+}
+
+impl Service {
+    pub fn start(s: &Scratch, listen: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perun"))
+            .args(["serve", "--data", s.path("trust").to_str().unwrap(), "--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first.rsplit(' ').next().unwrap().to_owned();
+        let second = lines.next().unwrap().unwrap();
+        let fingerprint = second.rsplit(' ').next().unwrap().parse().unwrap();
+        // Keep draining what the service prints, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
+        Service { child, url, fingerprint }
+    }
+
+    pub fn kill(mut self) -> String {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.url.trim_start_matches("https://").to_owned()
+    }
+}
+
+/// A trust service in-process on loopback (TLS, SQLite store in a folder of its own)
+/// whose clock the test moves.
+pub struct InProcess {
+    pub dir: tempfile::TempDir,
+    pub clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub trust: std::sync::Arc<perun_trust::Trust<perun_trust::SqliteStore>>,
+    pub server: perun_trust::server::Running,
+    pub anon: perun_trust::Client,
+}
+
+impl InProcess {
+    /// Starts it with its clock at `now`.
+    pub fn start(now: u64) -> Self {
+        use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
+        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
+        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
+        let fingerprint = keys.tls_fingerprint();
+        let trust = std::sync::Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = perun_trust::server::Running::start(trust.clone(), addr, 2).unwrap();
+        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        Self { dir, clock, trust, server, anon }
+    }
 }

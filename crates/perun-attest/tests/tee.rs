@@ -9,24 +9,9 @@ fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/data/tee/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// Unix seconds from an RFC 3339 UTC time (`2025-06-19T10:56:11Z`).
-fn unix(t: &str) -> u64 {
-    let n = |a: usize, b: usize| t[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) as u64
-}
-
 fn dcap(kind: TeeKind, quote: &str, collateral: &str) -> (TeeEvidence, u64) {
     let collateral: serde_json::Value = serde_json::from_slice(&data(collateral)).unwrap();
-    let tcb: serde_json::Value = serde_json::from_str(collateral["tcb_info"].as_str().unwrap()).unwrap();
-    let now = unix(tcb["issueDate"].as_str().unwrap()) + 3600;
+    let now = perun_attest::tee::dcap::collateral_issued_at(&collateral).unwrap() + 3600;
     (TeeEvidence { kind, report: data(quote), collateral }, now)
 }
 
@@ -130,4 +115,19 @@ fn sim_evidence_is_refused_unless_the_policy_names_its_key() {
     let text = String::from_utf8(forged.report.clone()).unwrap().replace("\"sim\"", "\"sgx\"");
     forged.report = text.into_bytes();
     assert!(appraise_tee(&forged, &rd, &policy, 0).is_err());
+}
+
+#[test]
+fn collateral_time_is_read_from_its_tcb_info_and_malformed_collateral_is_refused() {
+    let collateral: serde_json::Value = serde_json::from_slice(&data("sgx_quote_collateral.json")).unwrap();
+    let t = perun_attest::tee::dcap::collateral_issued_at(&collateral).unwrap();
+    // The sample's collateral was issued in 2025.
+    assert!((1_735_689_600..1_767_225_600).contains(&t), "{t}");
+    for bad in [
+        serde_json::json!({}),
+        serde_json::json!({ "tcb_info": "not json" }),
+        serde_json::json!({ "tcb_info": "{\"issueDate\": \"yesterday\"}" }),
+    ] {
+        assert!(perun_attest::tee::dcap::collateral_issued_at(&bad).is_err());
+    }
 }

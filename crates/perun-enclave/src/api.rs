@@ -103,3 +103,17 @@ impl PredictAnswer {
         Self { predictions }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_class_is_the_most_probable_and_bodies_refuse_unknown_fields() {
+        let a = PredictAnswer::from_probabilities(vec![vec![0.2, 0.8], vec![0.9, 0.1], vec![0.1, 0.3, 0.6]]);
+        let classes: Vec<usize> = a.predictions.iter().map(|p| p.class).collect();
+        assert_eq!(classes, [1, 0, 2]);
+        assert!(serde_json::from_str::<PredictRequest>(r#"{"rows": [[1.0]], "debug": true}"#).is_err());
+        assert!(serde_json::from_str::<EvidenceRequest>(r#"{"nonce": "00", "x": 1}"#).is_err());
+    }
+}

@@ -321,16 +321,14 @@ impl RunningEnclave {
         let s = serving.clone();
         let attester = std::thread::Builder::new()
             .name("perun-enclave-attest".into())
-            .spawn(move || loop {
-                match quit.recv_timeout(s.interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
-                if s.stopped().is_some() {
-                    break;
-                }
-                if let Err(e) = s.reattest() {
-                    tracing::warn!(error = %e, "continuous attestation failed");
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = quit.recv_timeout(s.interval) {
+                    if s.stopped().is_some() {
+                        break;
+                    }
+                    if let Err(e) = s.reattest() {
+                        tracing::warn!(error = %e, "continuous attestation failed");
+                    }
                 }
             })
             .map_err(|e| EnclaveError::Http(e.to_string()))?;

@@ -216,3 +216,30 @@ impl EvidenceSource for ConfigfsTsm {
         Ok(TeeEvidence { kind, report, collateral: self.collateral.clone() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_data_is_zero_padded_to_64_bytes_and_longer_is_refused() {
+        let rd = padded(b"abc", "t").unwrap();
+        assert_eq!(&rd[..3], b"abc");
+        assert!(rd[3..].iter().all(|&b| b == 0));
+        assert!(padded(&[1u8; 64], "t").is_ok());
+        assert!(padded(&[1u8; 65], "t").is_err());
+    }
+
+    #[test]
+    fn a_sim_key_file_that_others_can_read_or_that_is_not_a_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sim.key");
+        std::fs::write(&p, "not a key").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(SimTee::load_or_create_key(&p).is_err());
+        std::fs::write(&p, hex::encode([7u8; 32])).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(SimTee::load_or_create_key(&p).is_err());
+    }
+}

@@ -19,16 +19,7 @@ fn json(name: &str) -> serde_json::Value {
 
 /// A verification time inside the collateral's validity.
 fn dcap_time(collateral: &serde_json::Value) -> u64 {
-    let tcb: serde_json::Value = serde_json::from_str(collateral["tcb_info"].as_str().unwrap()).unwrap();
-    let t = tcb["issueDate"].as_str().unwrap();
-    let n = |a: usize, b: usize| t[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    (days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)) as u64 + 3600
+    perun_attest::tee::dcap::collateral_issued_at(collateral).unwrap() + 3600
 }
 
 fn any_tcb(kind: TeeKind, claims: &perun_attest::tee::TeeClaims) -> TeePolicy {

@@ -10,6 +10,18 @@ use dcap_qvl::QuoteCollateralV3;
 use super::{TcbLevel, TeeClaims, TeeEvidence, TeeKind, TeeVerifier};
 use crate::AttestError;
 
+/// When DCAP collateral was issued (its TCB info's `issueDate`), in Unix seconds. Recorded
+/// evidence verifies only while its collateral is valid: a verifier of a recorded quote
+/// verifies at this time, and a policy may refuse collateral older than it accepts.
+pub fn collateral_issued_at(collateral: &serde_json::Value) -> Result<u64, AttestError> {
+    let bad = |why: &str| AttestError::Check(format!("DCAP collateral: {why}"));
+    let tcb_info = collateral.get("tcb_info").and_then(|v| v.as_str()).ok_or_else(|| bad("no `tcb_info`"))?;
+    let tcb: serde_json::Value = serde_json::from_str(tcb_info).map_err(|e| bad(&format!("`tcb_info`: {e}")))?;
+    let issued = tcb.get("issueDate").and_then(|v| v.as_str()).ok_or_else(|| bad("no `issueDate`"))?;
+    let t = chrono::DateTime::parse_from_rfc3339(issued).map_err(|e| bad(&format!("`issueDate`: {e}")))?;
+    u64::try_from(t.timestamp()).map_err(|_| bad("`issueDate` is before 1970"))
+}
+
 /// Verifies DCAP quotes of one kind.
 pub struct DcapVerifier {
     /// SGX or TDX.

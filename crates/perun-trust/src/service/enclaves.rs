@@ -57,11 +57,7 @@ impl<S: Store> Trust<S> {
         let started = std::time::Instant::now();
         let now = self.now();
         // Appraisal (certificate chains, signatures) outside the store's write lock.
-        let (seen, policy): (JobRecord, Option<PolicyRecord>) = self.store.read(|tx| {
-            let job = job_in(tx, job_id)?;
-            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
-            Ok((job, policy))
-        })?;
+        let (seen, policy) = self.job_and_policy(job_id)?;
         tee_job(&seen)?;
         let Some(PolicyRecord { policy: JobPolicy::Tee(policy), .. }) = policy else {
             return Err(TrustError::Store(format!("the TEE policy {} vanished", seen.manifest.platform_policy)));
@@ -96,8 +92,18 @@ impl<S: Store> Trust<S> {
                     return Ok(Err((job, e)));
                 }
                 if let Some(w) = tx.get::<WorkerRecord>(req.enclave.as_str())? {
-                    if w.tee.is_none() {
-                        let e = TrustError::Conflict(format!("`{}` is the name of a TPM worker", req.enclave));
+                    // A name is one worker: a TPM worker's, or one enclave's at a time
+                    // (a new claim replaces the name's token).
+                    let busy = w.tee.is_none()
+                        || tx
+                            .list::<JobRecord>("")?
+                            .iter()
+                            .any(|j| j.state == JobState::Running && j.worker.as_ref() == Some(&req.enclave));
+                    if busy {
+                        let e = TrustError::Conflict(format!(
+                            "the worker name `{}` is in use: the enclave must go by another name",
+                            req.enclave
+                        ));
                         return Ok(Err((job, e)));
                     }
                 }

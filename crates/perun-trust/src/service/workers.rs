@@ -315,11 +315,7 @@ impl<S: Store> Trust<S> {
         // attestations of different jobs are appraised in parallel; the write below checks
         // the job still has that state (else: a conflict, and the worker sends new
         // evidence).
-        let (seen, policy): (JobRecord, Option<PolicyRecord>) = self.store.read(|tx| {
-            let job = job_in(tx, job_id)?;
-            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
-            Ok((job, policy))
-        })?;
+        let (seen, policy) = self.job_and_policy(job_id)?;
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
         let appraised = match (&policy, &ak, hex::decode(&req.nonce)) {
             (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(nonce_bytes))
@@ -403,6 +399,16 @@ impl<S: Store> Trust<S> {
             }
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
         }
+    }
+
+    /// A job and the policy it names, as they are now (read outside the write lock, for
+    /// an appraisal whose result the write then checks against the job's state).
+    pub(super) fn job_and_policy(&self, job_id: &str) -> Result<(JobRecord, Option<PolicyRecord>), TrustError> {
+        self.store.read(|tx| {
+            let job = job_in(tx, job_id)?;
+            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
+            Ok((job, policy))
+        })
     }
 
     /// Spends an attestation nonce inside `tx`: it must have been issued by this service,

@@ -16,14 +16,6 @@ use perun_worker::job::{Progress, RunOptions};
 
 use crate::home::Home;
 
-/// Prints a line; a long-running server does not stop because its stdout went away.
-macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
-    }};
-}
-
 /// Which TEE interface the enclave uses.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TeeArg {
@@ -79,20 +71,36 @@ impl SourceArgs {
     }
 }
 
+/// Which job an enclave claims, as whom, with which TEE.
+#[derive(Args)]
+pub struct ClaimArgs {
+    /// The job.
+    #[arg(long)]
+    pub job: Digest,
+    /// The enclave's name (it becomes the job's worker).
+    #[arg(long)]
+    pub name: Name,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+impl ClaimArgs {
+    /// Claims the job with this TEE's report.
+    fn claim(&self, home: &Home) -> Result<perun_enclave::enclave::Claim> {
+        let base = super::remote::client(home, None)?;
+        Enclave::claim(&base, self.name.clone(), self.source.open()?, self.job)
+            .with_context(|| format!("claiming job {} as enclave `{}`", self.job, self.name))
+    }
+}
+
 /// `perun enclave` subcommands.
 #[derive(Subcommand)]
 pub enum EnclaveCmd {
     /// Claim a `tee` serving job with this TEE's report, open the model in memory and
     /// serve predictions (private requests only, unless --allow-plain).
     Serve {
-        /// The serving job.
-        #[arg(long)]
-        job: Digest,
-        /// The enclave's name (it becomes the job's worker).
-        #[arg(long)]
-        name: Name,
         #[command(flatten)]
-        source: SourceArgs,
+        claim: ClaimArgs,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
@@ -103,14 +111,8 @@ pub enum EnclaveCmd {
     /// Claim a `tee` training job and train inside the TEE (CPU), sealing the model to
     /// the receivers.
     Run {
-        /// The training job.
-        #[arg(long)]
-        job: Digest,
-        /// The enclave's name.
-        #[arg(long)]
-        name: Name,
         #[command(flatten)]
-        source: SourceArgs,
+        claim: ClaimArgs,
         /// Where sealed outputs are written.
         #[arg(long, default_value = "perun-outputs")]
         out: PathBuf,
@@ -126,10 +128,9 @@ pub enum EnclaveCmd {
 /// Runs `perun enclave`.
 pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
     match cmd {
-        EnclaveCmd::Serve { job, name, source, listen, allow_plain } => {
-            let base = super::remote::client(home, None)?;
-            let claim = Enclave::claim(&base, name.clone(), source.open()?, job)
-                .with_context(|| format!("claiming job {job} as enclave `{name}`"))?;
+        EnclaveCmd::Serve { claim: args, listen, allow_plain } => {
+            let (job, name) = (args.job, &args.name);
+            let claim = args.claim(home)?;
             say!(
                 "enclave {name}: {:?} report accepted ({}); model key released",
                 claim.claims.kind,
@@ -141,10 +142,9 @@ pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
             let why = running.wait();
             bail!("stopped serving: {why}")
         }
-        EnclaveCmd::Run { job, name, source, out } => {
-            let base = super::remote::client(home, None)?;
-            let claim = Enclave::claim(&base, name.clone(), source.open()?, job)
-                .with_context(|| format!("claiming job {job} as enclave `{name}`"))?;
+        EnclaveCmd::Run { claim: args, out } => {
+            let (job, name) = (args.job, &args.name);
+            let claim = args.claim(home)?;
             say!(
                 "enclave {name}: {:?} report accepted; keys released for {} assets",
                 claim.claims.kind,

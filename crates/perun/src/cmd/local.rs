@@ -241,7 +241,7 @@ impl LocalWorld {
             platform_policy: policy,
             hyperparameters: Default::default(),
             receivers: vec![owner.name().clone()],
-            approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(&n)).collect(),
+            approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(n)).collect(),
             attestation_interval_s: 5,
             created_at: now,
             expires_at: now + 24 * 3600,

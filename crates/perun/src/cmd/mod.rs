@@ -1,5 +1,14 @@
 //! One module per subcommand.
 
+/// Prints a line; a long-running command (a worker, an enclave) does not stop because its
+/// stdout went away.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod attest;
 pub mod bench;
 pub mod bench_overhead;

@@ -461,6 +461,15 @@ fn print_job(j: &JobInfo) {
     println!("job:       {}", j.id);
     println!("name:      {}", j.manifest.name);
     println!("state:     {}", j.state.as_str());
+    let purpose = match j.manifest.purpose {
+        JobPurpose::Train => "training",
+        JobPurpose::Serve => "serving",
+    };
+    let mode = match j.manifest.mode {
+        JobMode::Attested => "attested (TPM quote + IMA)",
+        JobMode::Tee => "tee (TEE report)",
+    };
+    println!("kind:      {purpose}, {mode}");
     println!("proposer:  {}", j.proposer);
     println!(
         "model:     {} of {} ({})",
@@ -471,6 +480,10 @@ fn print_job(j: &JobInfo) {
     }
     println!("policy:    {}", j.manifest.platform_policy);
     println!("receivers: {}", names(&j.manifest.receivers));
+    if !j.manifest.approvers.is_empty() {
+        let extra: Vec<Name> = j.manifest.approvers.iter().cloned().collect();
+        println!("approvers: {} (besides the asset owners)", names(&extra));
+    }
     println!("approved:  {}", names(&j.approved_by));
     println!("missing:   {}", names(&j.missing));
     if let Some(w) = &j.worker {

@@ -13,14 +13,6 @@ use perun_worker::{Agent, Platform};
 
 use crate::home::Home;
 
-/// Prints a line; a long-running worker does not stop because its stdout went away.
-macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
-    }};
-}
-
 /// Where the IMA log comes from.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ImaArg {

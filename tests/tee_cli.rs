@@ -1,0 +1,231 @@
+//! `tee` mode as users run it, every party a `perun` process: the model owner trains
+//! locally and seals the trained model, writes a TEE policy naming a sim TEE key and
+//! publishes it, proposes a serving job that a hospital must co-approve; the enclave
+//! (`perun enclave serve`, sim TEE) claims it; a clinic (`perun predict --remote`) gets
+//! predictions under that policy, and is refused under a policy that does not name the
+//! sim key. Nothing the clinic sends or receives is readable on the wire.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{Scratch, Service};
+
+fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
+    out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))
+}
+
+#[test]
+fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
+    let s = Scratch::new();
+    let svc = Service::start(&s, "127.0.0.1:0");
+    s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
+    for who in ["model-owner", "hospital-a"] {
+        s.ok(&["id", "new", who]);
+        s.ok(&["id", "register", who]);
+    }
+
+    // The model owner trains on its side and seals the trained model (weights carrying
+    // their spec) as a model asset.
+    let csv =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv"))
+            .unwrap();
+    let full = perun_seal::dataset::import_csv(&csv, "diagnosis").unwrap();
+    full.split(&[80.0, 20.0], 1).unwrap()[0].write_file(&s.path("train.safetensors")).unwrap();
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/models/breast-cancer-mlp.json");
+    s.ok(&["train", "--spec", spec, "--data", "train.safetensors", "--out", "trained.safetensors", "--epochs", "20"]);
+    s.ok(&[
+        "seal",
+        "trained.safetensors",
+        "--kind",
+        "model",
+        "--owner",
+        "model-owner",
+        "--out",
+        "trained.sealed",
+        "--key-out",
+        "trained.key",
+    ]);
+    let out = s.ok(&[
+        "asset",
+        "register",
+        "--name",
+        "mlp-trained",
+        "--sealed",
+        "trained.sealed",
+        "--key",
+        "trained.key",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
+    assert!(out.contains("mlp-trained"), "{out}");
+
+    // The sim TEE's key, and a policy that names it (and one that does not).
+    let keyinfo = s.ok(&["enclave", "sim-key", "--out", "sim.key"]);
+    let public = line_with(&keyinfo, "public key").split_whitespace().last().unwrap().to_owned();
+    let measurement = line_with(&keyinfo, "measurement").split_whitespace().nth(1).unwrap().to_owned();
+    let m = format!("measurement={measurement}");
+    s.ok(&[
+        "policy",
+        "tee",
+        "--name",
+        "dev",
+        "--kind",
+        "sim",
+        "--measurement",
+        &m,
+        "--sim-key",
+        &public,
+        "--out",
+        "dev.json",
+    ]);
+    s.ok(&["policy", "tee", "--name", "production", "--kind", "sim", "--measurement", &m, "--out", "production.json"]);
+    let bad = s.fails(&[
+        "policy",
+        "tee",
+        "--name",
+        "x",
+        "--kind",
+        "sgx",
+        "--measurement",
+        "mr_enclave=zz",
+        "--out",
+        "x.json",
+    ]);
+    assert!(bad.contains("not a hex value"), "{bad}");
+    let added = s.ok(&["policy", "add", "dev.json", "--as", "model-owner"]);
+    let policy = added.split_whitespace().last().unwrap().to_owned();
+
+    // A serving job needs no data; the hospital's approval is required by name. A tee
+    // job under a platform policy, or an attested job under a TEE policy, is refused.
+    let wrong = s.fails(&[
+        "job",
+        "propose",
+        "--name",
+        "x",
+        "--model",
+        "mlp-trained",
+        "--serve",
+        "--policy",
+        &policy,
+        "--receiver",
+        "model-owner",
+        "--as",
+        "model-owner",
+    ]);
+    assert!(wrong.contains("is for `tee` jobs"), "{wrong}");
+    let out = s.ok(&[
+        "job",
+        "propose",
+        "--name",
+        "serve bc",
+        "--model",
+        "mlp-trained",
+        "--serve",
+        "--mode",
+        "tee",
+        "--policy",
+        &policy,
+        "--receiver",
+        "model-owner",
+        "--approver",
+        "hospital-a",
+        "--interval",
+        "2",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
+    let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    s.ok(&["job", "approve", &job, "--as", "model-owner"]);
+    let serve_args = [
+        "enclave",
+        "serve",
+        "--job",
+        &job,
+        "--name",
+        "tee-1",
+        "--tee",
+        "sim",
+        "--sim-key",
+        "sim.key",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let early = s.fails(&serve_args);
+    assert!(early.contains("not approved"), "{early}");
+    s.ok(&["job", "approve", &job, "--as", "hospital-a"]);
+
+    // The enclave.
+    let mut enclave = Command::new(env!("CARGO_BIN_EXE_perun"))
+        .args(serve_args)
+        .current_dir(s.path(""))
+        .env("PERUN_HOME", s.path("home"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(enclave.stdout.take().unwrap()).lines();
+    let accepted = lines.next().unwrap().unwrap();
+    assert!(accepted.contains("Sim report accepted"), "{accepted}");
+    let serving = lines.next().unwrap().unwrap();
+    let url = serving.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+
+    // The clinic: rows with their labels, predicted privately.
+    let rows: Vec<&str> = std::str::from_utf8(&csv).unwrap().lines().take(101).collect();
+    std::fs::write(s.path("rows.csv"), rows.join("\n")).unwrap();
+    let out = s.perun(&[
+        "predict",
+        "--remote",
+        &url,
+        "--policy",
+        "production.json",
+        "--input",
+        "rows.csv",
+        "--label",
+        "diagnosis",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not name that key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.perun(&[
+        "predict",
+        "--remote",
+        &url,
+        "--policy",
+        "dev.json",
+        "--job",
+        &job,
+        "--input",
+        "rows.csv",
+        "--label",
+        "diagnosis",
+        "--batch",
+        "32",
+    ]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("enclave verified: Sim"), "{stderr}");
+    assert!(stderr.contains("warning: the sim TEE is software"), "{stderr}");
+    assert_eq!(stdout.lines().count(), 101, "{stdout}");
+    let score = line_with(&stderr, "predictions match");
+    let hits: usize = score.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(hits >= 90, "{score}");
+
+    // The job is running on tee-1; its audit shows the release to it.
+    let audit = s.ok(&["audit", "show", "--as", "hospital-a"]);
+    assert!(audit.contains("KeyReleased"), "{audit}");
+    assert!(audit.contains("Sim report"), "{audit}");
+
+    // The hospital revokes: the enclave's next report is refused and it stops serving.
+    s.ok(&["job", "revoke", &job, "--reason", "terms ended", "--as", "hospital-a"]);
+    let status = enclave.wait().unwrap();
+    assert!(!status.success());
+    let _ = svc.kill();
+}
