@@ -159,20 +159,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     s.ok(&["job", "approve", &job, "--as", "hospital-a"]);
 
     // The enclave.
-    let mut enclave = Command::new(env!("CARGO_BIN_EXE_perun"))
-        .args(serve_args)
-        .current_dir(s.path(""))
-        .env("PERUN_HOME", s.path("home"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(enclave.stdout.take().unwrap()).lines();
-    let accepted = lines.next().unwrap().unwrap();
-    assert!(accepted.contains("Sim report accepted"), "{accepted}");
-    let serving = lines.next().unwrap().unwrap();
-    let url = serving.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut enclave, url) = spawn_enclave(&s, &serve_args);
 
     // The clinic: rows with their labels, predicted privately.
     let rows: Vec<&str> = std::str::from_utf8(&csv).unwrap().lines().take(101).collect();
@@ -227,5 +214,58 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     s.ok(&["job", "revoke", &job, "--reason", "terms ended", "--as", "hospital-a"]);
     let status = enclave.wait().unwrap();
     assert!(!status.success());
+    let show = s.ok(&["job", "show", &job, "--as", "hospital-a"]);
+    assert!(line_with(&show, "state:").contains("revoked"), "{show}");
+
+    // Another serving job; its enclave is stopped by its operator (SIGTERM): it wipes
+    // the model, reports the job finished and exits cleanly.
+    let out = s.ok(&[
+        "job",
+        "propose",
+        "--name",
+        "serve again",
+        "--model",
+        "mlp-trained",
+        "--serve",
+        "--mode",
+        "tee",
+        "--policy",
+        &policy,
+        "--receiver",
+        "model-owner",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
+    let job2 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    s.ok(&["job", "approve", &job2, "--as", "model-owner"]);
+    let mut args2 = serve_args;
+    args2[3] = &job2;
+    args2[5] = "tee-2";
+    let (mut enclave, _) = spawn_enclave(&s, &args2);
+    let pid = enclave.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(enclave.wait().unwrap().success());
+    let show = s.ok(&["job", "show", &job2, "--as", "model-owner"]);
+    assert!(line_with(&show, "state:").contains("finished"), "{show}");
     let _ = svc.kill();
+}
+
+/// `perun enclave serve ARGS` in its own process; returns it and the URL it serves at.
+fn spawn_enclave(s: &Scratch, args: &[&str]) -> (std::process::Child, String) {
+    let mut enclave = Command::new(env!("CARGO_BIN_EXE_perun"))
+        .args(args)
+        .current_dir(s.path(""))
+        .env("PERUN_HOME", s.path("home"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(enclave.stdout.take().unwrap()).lines();
+    let accepted = lines.next().unwrap().unwrap();
+    assert!(accepted.contains("Sim report accepted"), "{accepted}");
+    let serving = lines.next().unwrap().unwrap();
+    let url = serving.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    (enclave, url)
 }

@@ -93,6 +93,28 @@ impl ClaimArgs {
     }
 }
 
+/// Why serving stops on SIGINT or SIGTERM.
+const OPERATOR_STOP: &str = "the operator stopped the enclave";
+
+/// Stops `serving` (the model is wiped) when the process gets SIGINT or SIGTERM.
+fn stop_on_signal(serving: std::sync::Arc<Serving>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (mut int, mut term) = rt.block_on(async {
+        Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?))
+    })?;
+    std::thread::Builder::new().name("perun-signals".into()).spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        serving.stop(OPERATOR_STOP.into());
+    })?;
+    Ok(())
+}
+
 /// `perun enclave` subcommands.
 #[derive(Subcommand)]
 pub enum EnclaveCmd {
@@ -138,8 +160,15 @@ pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
             );
             let serving = Serving::open(claim, perun_ml::backend::Compute::Cpu, allow_plain)?;
             let running = RunningEnclave::start(serving, listen, 2)?;
+            // Handlers first: once the URL is out, a stop request must find them.
+            stop_on_signal(running.serving().clone())?;
             say!("serving job {job} at {} (POST /v1/attestation, /v1/predict/private)", running.url());
             let why = running.wait();
+            if why == OPERATOR_STOP {
+                running.finish()?;
+                say!("stopped by the operator: model wiped, serving job finished");
+                return Ok(());
+            }
             bail!("stopped serving: {why}")
         }
         EnclaveCmd::Run { claim: args, out } => {
