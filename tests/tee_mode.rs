@@ -286,11 +286,14 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // clear are refused by default; malformed rows are refused, not a crash.
     let body = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
     let (sealed, _) = seal_request(&EphemeralKey::generate().public_bytes(), &request_info(&job), &body).unwrap();
-    let (status, text) = post_raw(&format!("{url}/v1/predict/private"), &serde_json::json!({ "sealed": sealed }));
+    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "sealed": sealed }));
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("does not open with this enclave's attested key"), "{text}");
     let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "rows": [rows[0].clone()] }));
     assert_eq!(status, 403, "{text}");
+    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "rows": "x", "more": 1 }));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("expected"), "{text}");
     assert!(remote.predict(&[vec![1.0; 3]]).is_err());
     let (status, _) = post_raw(&format!("{url}/v1/attestation"), &serde_json::json!({ "nonce": "00" }));
     assert_eq!(status, 400);

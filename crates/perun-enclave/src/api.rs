@@ -2,12 +2,13 @@
 //!
 //! - `POST /v1/attestation` ([`EvidenceRequest`] -> [`EvidenceAnswer`]): fresh evidence
 //!   whose report data is `Digest::evidence_binding(client nonce, job, serving key)`;
-//! - `POST /v1/predict` ([`PredictRequest`] -> [`PredictAnswer`]): rows in the clear (for
-//!   callers that trust the host);
-//! - `POST /v1/predict/private` ([`PrivateRequest`] -> [`PrivateAnswer`]): the same
-//!   request sealed with HPKE to the attested serving key (`info`:
-//!   `perun_seal::release::request_info(job)`); the answer is sealed with the key both
-//!   ends export from that HPKE context, so the host sees neither and cannot forge one.
+//! - `POST /v1/predict` ([`PredictBody`] -> [`PredictReply`]), batches of rows in one of
+//!   two envelopes: [`PrivateRequest`] -> [`PrivateAnswer`], a [`PredictRequest`] sealed
+//!   with HPKE to the attested serving key (`info`: `perun_seal::release::request_info(job)`),
+//!   its answer sealed with the key both ends export from that HPKE context, so the host
+//!   sees neither and cannot forge one; or [`PredictRequest`] -> [`PredictAnswer`], rows
+//!   in the clear, answered only by an enclave started with `--allow-plain` (for callers
+//!   that trust the host).
 
 use perun_attest::tee::TeeEvidence;
 use perun_core::Digest;
@@ -67,7 +68,7 @@ pub struct PredictAnswer {
     pub predictions: Vec<Prediction>,
 }
 
-/// `POST /v1/predict/private`: a [`PredictRequest`] sealed to the serving key.
+/// `POST /v1/predict`, private: a [`PredictRequest`] sealed to the serving key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivateRequest {
@@ -75,12 +76,32 @@ pub struct PrivateRequest {
     pub sealed: SealedSecret,
 }
 
-/// `POST /v1/predict/private` answer.
+/// `POST /v1/predict` answer to a [`PrivateRequest`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PrivateAnswer {
     /// The sealed JSON of a [`PredictAnswer`] (nonce, then ChaCha20-Poly1305 ciphertext).
     #[serde(with = "hex::serde")]
     pub sealed: Vec<u8>,
+}
+
+/// `POST /v1/predict`: either envelope.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PredictBody {
+    /// Rows sealed to the attested key.
+    Private(PrivateRequest),
+    /// Rows in the clear.
+    Plain(PredictRequest),
+}
+
+/// `POST /v1/predict` answer, in the request's envelope.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PredictReply {
+    /// The sealed answer to a private request.
+    Private(PrivateAnswer),
+    /// The answer to rows in the clear.
+    Plain(PredictAnswer),
 }
 
 /// An error answer.

@@ -78,8 +78,7 @@ impl RemoteModel {
                 .map_err(|e| EnclaveError::Failed(e.to_string()))?,
         );
         let (sealed, key) = seal_request(&self.answer.public_key, &request_info(&self.answer.job), &json)?;
-        let answer: PrivateAnswer =
-            post(&self.http, &format!("{}/v1/predict/private", self.url), &PrivateRequest { sealed })?;
+        let answer: PrivateAnswer = post(&self.http, &format!("{}/v1/predict", self.url), &PrivateRequest { sealed })?;
         let plain = key.open(&answer.sealed).map_err(|_| {
             EnclaveError::Refused(
                 "the answer does not open with this request's key: it did not come from the attested enclave".into(),

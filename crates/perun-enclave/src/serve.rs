@@ -224,7 +224,6 @@ impl Serving {
             .route("/v1/health", get(health))
             .route("/v1/attestation", post(attestation))
             .route("/v1/predict", post(predict))
-            .route("/v1/predict/private", post(predict_private))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
@@ -261,20 +260,22 @@ async fn attestation(State(s): Shared, body: Bytes) -> Response {
 
 async fn predict(State(s): Shared, body: Bytes) -> Response {
     run(s, move |s| {
-        if !s.allow_plain {
-            return Err(ServeError::new(
+        let body: PredictBody = serde_json::from_slice(&body).map_err(|_| {
+            ServeError::new(
+                StatusCode::BAD_REQUEST,
+                "request body: expected {\"sealed\": ...} (rows sealed to the attested key) or {\"rows\": [[...]]}",
+            )
+        })?;
+        match body {
+            PredictBody::Private(req) => s.predict_private(&req).map(PredictReply::Private),
+            PredictBody::Plain(_) if !s.allow_plain => Err(ServeError::new(
                 StatusCode::FORBIDDEN,
-                "rows in the clear are refused here: send them sealed to POST /v1/predict/private (`perun predict --remote`), or start the server with --allow-plain",
-            ));
+                "rows in the clear are refused here: seal them to the attested key (`perun predict --remote`), or start the enclave with --allow-plain",
+            )),
+            PredictBody::Plain(req) => s.predict(&req.rows).map(PredictReply::Plain),
         }
-        let req: PredictRequest = parse(&body)?;
-        s.predict(&req.rows)
     })
     .await
-}
-
-async fn predict_private(State(s): Shared, body: Bytes) -> Response {
-    run(s, move |s| s.predict_private(&parse(&body)?)).await
 }
 
 /// A serving enclave on its own threads: the HTTP server and the continuous

@@ -162,7 +162,7 @@ pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
             let running = RunningEnclave::start(serving, listen, 2)?;
             // Handlers first: once the URL is out, a stop request must find them.
             stop_on_signal(running.serving().clone())?;
-            say!("serving job {job} at {} (POST /v1/attestation, /v1/predict/private)", running.url());
+            say!("serving job {job} at {} (POST /v1/attestation, /v1/predict)", running.url());
             let why = running.wait();
             if why == OPERATOR_STOP {
                 running.finish()?;
