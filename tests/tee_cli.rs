@@ -116,29 +116,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
         "model-owner",
     ]);
     assert!(wrong.contains("is for `tee` jobs"), "{wrong}");
-    let out = s.ok(&[
-        "job",
-        "propose",
-        "--name",
-        "serve bc",
-        "--model",
-        "mlp-trained",
-        "--serve",
-        "--mode",
-        "tee",
-        "--policy",
-        &policy,
-        "--receiver",
-        "model-owner",
-        "--approver",
-        "hospital-a",
-        "--interval",
-        "2",
-        "--as",
-        "model-owner",
-        "--json",
-    ]);
-    let job = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    let job = propose_serving(&s, "serve bc", &policy, &["--approver", "hospital-a", "--interval", "2"]);
     s.ok(&["job", "approve", &job, "--as", "model-owner"]);
     let serve_args = [
         "enclave",
@@ -219,25 +197,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
 
     // Another serving job; its enclave is stopped by its operator (SIGTERM): it wipes
     // the model, reports the job finished and exits cleanly.
-    let out = s.ok(&[
-        "job",
-        "propose",
-        "--name",
-        "serve again",
-        "--model",
-        "mlp-trained",
-        "--serve",
-        "--mode",
-        "tee",
-        "--policy",
-        &policy,
-        "--receiver",
-        "model-owner",
-        "--as",
-        "model-owner",
-        "--json",
-    ]);
-    let job2 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned();
+    let job2 = propose_serving(&s, "serve again", &policy, &[]);
     s.ok(&["job", "approve", &job2, "--as", "model-owner"]);
     let mut args2 = serve_args;
     args2[3] = &job2;
@@ -249,6 +209,16 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     let show = s.ok(&["job", "show", &job2, "--as", "model-owner"]);
     assert!(line_with(&show, "state:").contains("finished"), "{show}");
     let _ = svc.kill();
+}
+
+/// `perun job propose` of a `tee` serving job of the trained model, by the model owner;
+/// the job id.
+fn propose_serving(s: &Scratch, name: &str, policy: &str, extra: &[&str]) -> String {
+    let mut args = vec!["job", "propose", "--name", name, "--model", "mlp-trained", "--serve", "--mode", "tee"];
+    args.extend(["--policy", policy, "--receiver", "model-owner", "--as", "model-owner", "--json"]);
+    args.extend(extra);
+    let out = s.ok(&args);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()
 }
 
 /// `perun enclave serve ARGS` in its own process; returns it and the URL it serves at.
