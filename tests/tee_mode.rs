@@ -272,7 +272,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // ... and one that expects another job refuses it too.
     assert!(RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(Digest::of(b"other")), w.now()).is_err());
     let remote = RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(job), w.now()).unwrap();
-    let rows: Vec<Vec<f32>> = held_out.features.chunks(held_out.sample_len()).map(<[f32]>::to_vec).collect();
+    let rows = held_out.rows();
     let got = remote.predict(&rows).unwrap();
     let local = perun_ml::Predictor::from_model(&weights, Compute::Cpu).unwrap().predict(&held_out.features).unwrap();
     assert_eq!(got.len(), local.len());

@@ -60,10 +60,9 @@ impl Enclave {
         job: Digest,
     ) -> Result<Claim, EnclaveError> {
         let started = Instant::now();
-        let n: NonceIssued =
-            base.call("POST", &format!("/v1/enclave/jobs/{job}/nonce"), Some(&EnclaveNonce { enclave: name.clone() }))?;
         let mut enclave = Self { name, job, source, client: base.with_caller(Caller::Anonymous), next_nonce: None };
-        let (eph, answer) = enclave.report(&n.nonce)?;
+        let nonce = enclave.fresh_nonce()?;
+        let (eph, answer) = enclave.report(&nonce)?;
         let (Some(claimed), Some(token)) = (answer.claimed, answer.token) else {
             return Err(EnclaveError::Failed("the service accepted the report but sent no claim or token".into()));
         };
@@ -114,14 +113,16 @@ impl Enclave {
     pub fn reattest(&mut self) -> Result<TeeClaims, EnclaveError> {
         let nonce = match self.next_nonce.take() {
             Some((n, until)) if Instant::now() < until => n,
-            _ => {
-                let body = EnclaveNonce { enclave: self.name.clone() };
-                let n: NonceIssued =
-                    self.client.call("POST", &format!("/v1/enclave/jobs/{}/nonce", self.job), Some(&body))?;
-                n.nonce
-            }
+            _ => self.fresh_nonce()?,
         };
         self.report(&nonce).map(|(_, a)| a.claims)
+    }
+
+    /// A fresh nonce from the service, in this enclave's name.
+    fn fresh_nonce(&self) -> Result<String, EnclaveError> {
+        let body = EnclaveNonce { enclave: self.name.clone() };
+        let n: NonceIssued = self.client.call("POST", &format!("/v1/enclave/jobs/{}/nonce", self.job), Some(&body))?;
+        Ok(n.nonce)
     }
 }
 

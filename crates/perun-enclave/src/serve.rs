@@ -351,8 +351,8 @@ impl RunningEnclave {
     pub fn finish(self) -> Result<(), EnclaveError> {
         let serving = self.serving.clone();
         drop(self);
-        let r = lock(&serving.enclave).finish();
-        r
+        let enclave = lock(&serving.enclave);
+        enclave.finish()
     }
 
     /// Blocks until serving stops (the job ended) and returns why.

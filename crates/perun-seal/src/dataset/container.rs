@@ -87,6 +87,12 @@ impl Dataset {
         self.sample_shape.iter().product()
     }
 
+    /// The samples as rows of [`Dataset::sample_len`] values (a copy; the way a client
+    /// sends them to a served model).
+    pub fn rows(&self) -> Vec<Vec<f32>> {
+        self.features.chunks(self.sample_len().max(1)).map(<[f32]>::to_vec).collect()
+    }
+
     /// Checks that shapes, labels and names agree.
     pub fn validate(&self) -> Result<(), SealError> {
         let bad = |m: String| Err(SealError::Container(m));
@@ -328,6 +334,11 @@ mod tests {
         assert_eq!(back, d);
         let s = back.summary();
         assert_eq!(s.classes.iter().map(|c| c.count).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn rows_are_samples_in_order() {
+        assert_eq!(tiny().rows(), [vec![0.5, 1.5], vec![-2.0, 3.25], vec![4.0, 5.0]]);
     }
 
     #[test]

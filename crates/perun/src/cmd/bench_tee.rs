@@ -47,7 +47,7 @@ pub fn predict(requests: usize, batch: usize) -> Result<()> {
     let out = perun_ml::train(&spec, None, &full, perun_ml::backend::Compute::Cpu, &mut |_| {
         std::ops::ControlFlow::Continue(())
     })?;
-    let rows: Vec<Vec<f32>> = full.features.chunks(full.sample_len()).map(<[f32]>::to_vec).collect();
+    let rows = full.rows();
 
     let root = tempfile::tempdir()?;
     let world = LocalWorld::start(root.path(), &["model-owner", "clinic"])?;

@@ -351,7 +351,7 @@ fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset)
     );
     let remote = perun_enclave::RemoteModel::connect(&url, &served.policy, Some(served.job), now)?;
     println!("  with the demo policy: evidence verified (fresh nonce, job, serving key bound); the rows go sealed");
-    let rows: Vec<Vec<f32>> = held_out.features.chunks(held_out.sample_len().max(1)).map(<[f32]>::to_vec).collect();
+    let rows = held_out.rows();
     let t = std::time::Instant::now();
     let mut predictions = Vec::new();
     for chunk in rows.chunks(64) {

@@ -325,8 +325,7 @@ pub fn read_rows(path: &Path, label: Option<&str>) -> Result<(Vec<Vec<f32>>, Vec
     if let Some(label) = label {
         let d =
             perun_seal::dataset::import_csv(&bytes, label).with_context(|| format!("reading {}", path.display()))?;
-        let rows = d.features.chunks(d.sample_len().max(1)).map(<[f32]>::to_vec).collect();
-        return Ok((rows, d.labels.clone()));
+        return Ok((d.rows(), d.labels.clone()));
     }
     let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(&bytes[..]);
     let header = r.headers()?.clone();
