@@ -21,9 +21,9 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     let s = Scratch::new();
     let svc = Service::start(&s, "127.0.0.1:0");
     s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
-    for who in ["model-owner", "hospital-a"] {
+    for (who, roles) in [("model-owner", "model-owner,receiver"), ("hospital-a", "data-owner"), ("tee-host", "provider")] {
         s.ok(&["id", "new", who]);
-        s.ok(&["id", "register", who]);
+        s.ok(&["id", "register", who, "--role", roles]);
     }
 
     // The model owner trains on its side and seals the trained model (weights carrying
@@ -95,7 +95,10 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
         "x.json",
     ]);
     assert!(bad.contains("not a hex value"), "{bad}");
-    let added = s.ok(&["policy", "add", "dev.json", "--as", "model-owner"]);
+    // The second attack of issue 13: the model owner publishes a sim policy of its own.
+    let err = s.fails(&["policy", "add", "dev.json", "--as", "model-owner"]);
+    assert!(err.contains("publishing a policy is for a provider"), "{err}");
+    let added = s.ok(&["policy", "add", "dev.json", "--as", "tee-host"]);
     let policy = added.split_whitespace().last().unwrap().to_owned();
 
     // A serving job needs no data; the hospital's approval is required by name. A tee
@@ -112,12 +115,20 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
         &policy,
         "--receiver",
         "model-owner",
+        "--provider",
+        "tee-host",
         "--as",
         "model-owner",
     ]);
     assert!(wrong.contains("is for `tee` jobs"), "{wrong}");
     let job = propose_serving(&s, "serve bc", &policy, &["--approver", "hospital-a", "--interval", "2"]);
-    s.ok(&["job", "approve", &job, "--as", "model-owner"]);
+    // Approvers see the sim TEE in words they cannot miss, and do not sign it by accident.
+    let shown = s.ok(&["job", "show", &job, "--as", "hospital-a"]);
+    assert!(shown.contains("!!! DEVELOPMENT: it accepts the `sim` TEE"), "{shown}");
+    assert!(shown.contains("sim TEE key") && shown.contains(&public), "{shown}");
+    let err = s.fails(&["job", "approve", &job, "--as", "hospital-a"]);
+    assert!(err.contains("not signing") && err.contains("sim"), "{err}");
+    s.ok(&["job", "approve", &job, "--allow-development", "--as", "model-owner"]);
     let serve_args = [
         "enclave",
         "serve",
@@ -134,7 +145,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     ];
     let early = s.fails(&serve_args);
     assert!(early.contains("not approved"), "{early}");
-    s.ok(&["job", "approve", &job, "--as", "hospital-a"]);
+    s.ok(&["job", "approve", &job, "--allow-development", "--as", "hospital-a"]);
 
     // The enclave.
     let (mut enclave, url) = spawn_enclave(&s, &serve_args);
@@ -198,7 +209,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     // Another serving job; its enclave is stopped by its operator (SIGTERM): it wipes
     // the model, reports the job finished and exits cleanly.
     let job2 = propose_serving(&s, "serve again", &policy, &[]);
-    s.ok(&["job", "approve", &job2, "--as", "model-owner"]);
+    s.ok(&["job", "approve", &job2, "--allow-development", "--as", "model-owner"]);
     let mut args2 = serve_args;
     args2[3] = &job2;
     args2[5] = "tee-2";
@@ -215,7 +226,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
 /// the job id.
 fn propose_serving(s: &Scratch, name: &str, policy: &str, extra: &[&str]) -> String {
     let mut args = vec!["job", "propose", "--name", name, "--model", "mlp-trained", "--serve", "--mode", "tee"];
-    args.extend(["--policy", policy, "--receiver", "model-owner", "--as", "model-owner", "--json"]);
+    args.extend(["--policy", policy, "--receiver", "model-owner", "--provider", "tee-host", "--as", "model-owner", "--json"]);
     args.extend(extra);
     let out = s.ok(&args);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()

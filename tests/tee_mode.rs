@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeEvidence, TeeKind, TeePolicy};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_enclave::enclave::Enclave;
 use perun_enclave::serve::{RunningEnclave, Serving};
 use perun_enclave::source::{EvidenceSource, SimTee};
@@ -47,12 +47,14 @@ struct World {
 
 const OWNER: usize = 0;
 const HOSPITAL: usize = 1;
+const PROVIDER: usize = 2;
 
 impl World {
     fn new(now: u64) -> Self {
         let common::InProcess { dir, clock, trust, server, anon } = common::InProcess::start(now);
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
-        let people: Vec<_> = ["model-owner", "hospital-a"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();
+        let people: Vec<_> =
+            ["model-owner", "hospital-a", "tee-host"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();
         let w = World {
             dir,
             clock,
@@ -62,9 +64,14 @@ impl World {
             people,
             recipient: perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap(),
         };
-        for p in &w.people {
+        for (p, roles) in w.people.iter().zip([
+            vec![Role::ModelOwner, Role::Receiver],
+            vec![Role::DataOwner],
+            vec![Role::Provider],
+        ]) {
             let c = w.client_of(p);
-            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: p.public() })).unwrap();
+            let body = RegisterStakeholder { identity: p.public(), roles: roles.into_iter().collect() };
+            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&body)).unwrap();
         }
         w
     }
@@ -105,7 +112,7 @@ impl World {
 
     fn policy(&self, p: &TeePolicy) -> Digest {
         let added: PolicyInfo =
-            self.client(OWNER).call_raw("POST", "/v1/policies", serde_json::to_vec(p).unwrap()).unwrap();
+            self.client(PROVIDER).call_raw("POST", "/v1/policies", serde_json::to_vec(p).unwrap()).unwrap();
         added.digest
     }
 
@@ -119,6 +126,8 @@ impl World {
             model: model.clone(),
             data: data.to_vec(),
             platform_policy: policy,
+            provider: self.people[PROVIDER].name().clone(),
+            workers: Default::default(),
             hyperparameters: Default::default(),
             receivers: vec![self.people[OWNER].name().clone()],
             approvers: [self.people[HOSPITAL].name().clone()].into(),
@@ -371,9 +380,13 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     assert_eq!(claim.keys.keys.len(), 2);
 
     // An enclave's token does not open the attested path: it cannot claim a TPM job.
-    let platform = perun_attest::policy::PlatformPolicy { schema: 1, name: "tpm".into(), ..Default::default() };
+    let platform = perun_attest::policy::PlatformPolicy {
+        schema: perun_attest::policy::POLICY_SCHEMA,
+        name: "tpm".into(),
+        ..Default::default()
+    };
     let added: PolicyInfo =
-        w.client(OWNER).call_raw("POST", "/v1/policies", serde_json::to_vec(&platform).unwrap()).unwrap();
+        w.client(PROVIDER).call_raw("POST", "/v1/policies", serde_json::to_vec(&platform).unwrap()).unwrap();
     let mut manifest = w.client(OWNER).call::<(), JobInfo>("GET", &format!("/v1/jobs/{job}"), None).unwrap().manifest;
     manifest.mode = JobMode::Attested;
     manifest.platform_policy = added.digest;

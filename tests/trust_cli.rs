@@ -8,7 +8,7 @@ mod common;
 use common::{Scratch, Service};
 use perun_core::{Digest, Name};
 use perun_tpm::device::Tpm;
-use perun_tpm::swtpm::Swtpm;
+use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::{Caller, Client};
 use perun_worker::{Agent, Platform};
@@ -17,10 +17,23 @@ use perun_worker::{Agent, Platform};
 fn propose(s: &Scratch, digest_a: &str, digest_b: &str, policy: &str, extra: &[&str]) -> String {
     let (a, b) = (format!("hospital-a/bc-a@{digest_a}"), format!("hospital-b/bc-b@{digest_b}"));
     let mut args = vec!["job", "propose", "--name", "bc-mlp", "--model", "mlp", "--data", &a, "--data", &b];
-    args.extend(["--policy", policy, "--receiver", "model-owner", "--as", "model-owner", "--json"]);
+    args.extend(["--policy", policy, "--receiver", "model-owner", "--provider", "infra", "--as", "model-owner", "--json"]);
     args.extend(extra);
     let out = s.ok(&args);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates and registers the four parties with their roles.
+fn register_all(s: &Scratch) {
+    for (who, roles) in [
+        ("hospital-a", "data-owner"),
+        ("hospital-b", "data-owner"),
+        ("model-owner", "model-owner,receiver"),
+        ("infra", "provider"),
+    ] {
+        s.ok(&["id", "new", who]);
+        s.ok(&["id", "register", who, "--role", roles]);
+    }
 }
 
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
@@ -40,10 +53,7 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     assert!(err.contains("refusing"), "{err}");
     s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
 
-    for who in ["hospital-a", "hospital-b", "model-owner", "infra"] {
-        s.ok(&["id", "new", who]);
-        s.ok(&["id", "register", who]);
-    }
+    register_all(&s);
     let mut digests = Vec::new();
     for (who, asset, kind) in
         [("model-owner", "mlp", "model"), ("hospital-a", "bc-a", "dataset"), ("hospital-b", "bc-b", "dataset")]
@@ -65,22 +75,32 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     // The worker's platform, its policy, and its enrolment from an EK file.
     let t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
     let mut platform = Platform::user_space(t).unwrap();
-    let log = platform.log().unwrap();
-    let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0).unwrap().into_iter().map(|(e, _)| e).collect();
-    let mut policy = perun_attest::policy::PlatformPolicy::from_log("dev worker", &entries);
-    policy.accept_user_space_ima = true;
+    let mut policy = platform.development_policy("dev worker", &LocalCa::for_process().unwrap()).unwrap();
     policy.allowed_digests.insert(format!("sha256:{}", hex::encode(Digest::of(b"round").as_bytes())));
     std::fs::write(s.path("policy.json"), serde_json::to_vec(&policy).unwrap()).unwrap();
+    let err = s.fails(&["policy", "add", "policy.json", "--as", "hospital-a"]);
+    assert!(err.contains("publishing a policy is for a provider"), "{err}");
     let out = s.ok(&["policy", "add", "policy.json", "--as", "infra", "--json"]);
     let policy_digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"].as_str().unwrap().to_owned();
     std::fs::write(s.path("ek.pub"), platform.tpm().ek_public()).unwrap();
-    s.ok(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--as", "infra"]);
+    let err = s.fails(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--as", "infra"]);
+    assert!(err.contains("--ek-cert"), "{err}");
+    std::fs::write(s.path("ek.der"), platform.tpm().ek_certificate().unwrap()).unwrap();
+    let out = s.ok(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--ek-cert", "ek.der", "--as", "infra"]);
+    assert!(out.contains("certified by CN=swtpm-localca"), "{out}");
 
-    // Proposal and two of three approvals.
+    // Proposal; approvers see the whole policy, flagged as development, and sign it
+    // only when they say they accept that.
     let job: Digest = propose(&s, &digests[1], &digests[2], &policy_digest, &[]).parse().unwrap();
     let job_s = job.to_string();
-    s.ok(&["job", "approve", &job_s, "--as", "hospital-a"]);
-    s.ok(&["job", "approve", &job_s, "--as", "hospital-b"]);
+    let shown = s.ok(&["job", "show", &job_s, "--as", "hospital-a"]);
+    for needle in ["provider:  infra", "EK roots", "boot PCRs", "IMA allowlist", "worker binary", "!!! DEVELOPMENT", "attests every 5 s"] {
+        assert!(shown.contains(needle), "`{needle}` not in:\n{shown}");
+    }
+    let err = s.fails(&["job", "approve", &job_s, "--as", "hospital-a"]);
+    assert!(err.contains("DEVELOPMENT") && err.contains("--allow-development"), "{err}");
+    s.ok(&["job", "approve", &job_s, "--allow-development", "--as", "hospital-a"]);
+    s.ok(&["job", "approve", &job_s, "--allow-development", "--as", "hospital-b"]);
 
     // SIGKILL between approval and release; restart on the same store.
     let addr = svc.kill();
@@ -89,7 +109,7 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     assert!(line_with(&shown, "state:").contains("proposed"), "{shown}");
     assert!(line_with(&shown, "approved:").contains("hospital-a, hospital-b"), "{shown}");
     assert!(line_with(&shown, "missing:").contains("model-owner"), "{shown}");
-    let out = s.ok(&["job", "approve", &job_s, "--as", "model-owner"]);
+    let out = s.ok(&["job", "approve", &job_s, "--allow-development", "--as", "model-owner"]);
     assert!(out.contains("now ready"), "{out}");
 
     // The worker enrols, claims, attests (keys released), attests again.
@@ -138,10 +158,7 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     let s = Scratch::new();
     let svc = Service::start(&s, "127.0.0.1:0");
     s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
-    for who in ["hospital-a", "hospital-b", "model-owner", "infra"] {
-        s.ok(&["id", "new", who]);
-        s.ok(&["id", "register", who]);
-    }
+    register_all(&s);
 
     // Two hospitals' halves and a held-out set, the model spec; sealed and registered.
     let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/datasets/breast_cancer_wisconsin.csv");
@@ -187,6 +204,13 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     let mut policy = perun_attest::policy::PlatformPolicy::from_log("cli worker", &entries);
     policy.worker_binary = Some(exe_digest.to_string());
     policy.accept_user_space_ima = true;
+    let ca = LocalCa::for_process().unwrap();
+    policy.ek.add_own_root(&ca.root_pem().unwrap()).unwrap();
+    policy.ek.add_intermediate(&ca.issuer_pem().unwrap()).unwrap();
+    {
+        let mut t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
+        policy.pin_boot_pcrs(&t.pcr_read(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap()).unwrap();
+    }
     std::fs::write(s.path("policy.json"), serde_json::to_vec(&policy).unwrap()).unwrap();
     let out = s.ok(&["policy", "add", "policy.json", "--as", "infra", "--json"]);
     let policy_digest = serde_json::from_str::<serde_json::Value>(&out).unwrap()["digest"].as_str().unwrap().to_owned();
@@ -194,7 +218,7 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
 
     let job = propose(&s, &digest["bc-a"], &digest["bc-b"], &policy_digest, &["--interval", "2"]);
     for who in ["model-owner", "hospital-a", "hospital-b"] {
-        s.ok(&["job", "approve", &job, "--as", who]);
+        s.ok(&["job", "approve", &job, "--allow-development", "--as", who]);
     }
 
     let out = s.ok(&[

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use perun_attest::policy::PlatformPolicy;
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_tpm::device::Tpm;
-use perun_tpm::swtpm::Swtpm;
+use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::audit::{verify_chain, AuditKind};
 use perun_trust::records::JobState;
@@ -25,6 +25,18 @@ use perun_worker::{Agent, Platform};
 
 fn name(s: &str) -> Name {
     Name::new(s).unwrap()
+}
+
+/// Each party's roles: hospitals own data, the model owner owns and receives the model,
+/// infra runs the machines, mallory is a registered stakeholder of every role but the
+/// provider's.
+fn roles_of(n: &str) -> std::collections::BTreeSet<Role> {
+    match n {
+        "infra" => [Role::Provider].into(),
+        "model-owner" => [Role::ModelOwner, Role::Receiver].into(),
+        "mallory" => [Role::DataOwner, Role::ModelOwner, Role::Receiver].into(),
+        _ => [Role::DataOwner].into(),
+    }
 }
 
 fn now() -> u64 {
@@ -75,7 +87,8 @@ impl World {
         };
         for p in &w.people {
             let c = w.as_person(p);
-            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: p.public() })).unwrap();
+            let body = RegisterStakeholder { identity: p.public(), roles: roles_of(p.name().as_str()) };
+            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&body)).unwrap();
         }
         let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
         for (owner, asset, kind) in [
@@ -99,18 +112,13 @@ impl World {
         let t = Tpm::connect(&w._tpm.tcti(), KeyAlg::Rsa).unwrap();
         let mut platform = Platform::user_space(t).unwrap();
         platform.measure("/usr/lib/libtss2-esys.so.0", b"a library").unwrap();
-        let log = platform.log().unwrap();
-        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0).unwrap().into_iter().map(|(e, _)| e).collect();
-        let mut policy = PlatformPolicy::from_log("swtpm dev worker", &entries);
-        policy.accept_user_space_ima = true;
+        let policy: PlatformPolicy =
+            platform.development_policy("swtpm dev worker", &LocalCa::for_process().unwrap()).unwrap();
         let added: PolicyInfo =
             w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
         w.policy = added.digest;
-        let ek = platform.tpm().ek_public().to_vec();
-        let _: WorkerInfo = w
-            .client(INFRA)
-            .call("POST", "/v1/workers", Some(&EnrolWorker { name: name("gpu-1"), ek_public: ek }))
-            .unwrap();
+        let body = platform.enrolment(name("gpu-1")).unwrap();
+        let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
         w.worker = Some(Agent::enrol(&w.anon, name("gpu-1"), platform, KeyAlg::Rsa).unwrap());
         Some(w)
     }
@@ -145,6 +153,8 @@ impl World {
                 asset("bc-b", "hospital-b", AssetKind::Dataset),
             ],
             platform_policy: self.policy,
+            provider: name("infra"),
+            workers: Default::default(),
             hyperparameters: Default::default(),
             receivers: vec![name("model-owner")],
             purpose: Default::default(),
@@ -352,10 +362,13 @@ fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
     assert!(refused_reason(r).contains("EK other than the enrolled"));
 
     // A worker enrolled but whose AK was never activated has no token: refused.
-    let _: WorkerInfo = w
-        .client(INFRA)
-        .call("POST", "/v1/workers", Some(&EnrolWorker { name: name("gpu-2"), ek_public: t2.ek_public().to_vec() }))
-        .unwrap();
+    let body = EnrolWorker {
+        name: name("gpu-2"),
+        ek_public: t2.ek_public().to_vec(),
+        ek_certificate: t2.ek_certificate().unwrap(),
+        ek_chain: Vec::new(),
+    };
+    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
     let _: CredentialChallenge = w
         .anon
         .call(
@@ -510,7 +523,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let r: Result<(), _> = w.as_person(&imposter).call(
         "POST",
         "/v1/stakeholders",
-        Some(&RegisterStakeholder { identity: imposter.public() }),
+        Some(&RegisterStakeholder { identity: imposter.public(), roles: [Role::DataOwner].into() }),
     );
     assert!(matches!(r, Err(TrustError::Conflict(_))));
 
@@ -558,4 +571,137 @@ fn the_checked_in_openapi_document_describes_every_route_the_service_serves() {
             }
         }
     }
+}
+
+/// The number of keys the store records as released for `job`.
+fn releases(w: &World, job: &Digest) -> usize {
+    use perun_trust::store::TxExt as _;
+    w.trust.store().read(|tx| tx.list::<perun_trust::records::ReleaseRecord>(&format!("{job}/"))).unwrap().len()
+}
+
+#[test]
+fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
+    let Some(mut w) = World::new() else { return };
+    let job = w.ready_job("anchors");
+
+    // The attack of issue 13: a software TPM certified by a CA of the attacker's own,
+    // enrolled (by the provider, which has root on its hosts), claiming a ready job.
+    let rogue_ca_dir = tempfile::tempdir().unwrap();
+    let rogue_ca = LocalCa::at(rogue_ca_dir.path()).unwrap();
+    let rogue_tpm = Swtpm::start_with(&rogue_ca).unwrap();
+    let mut rogue = Platform::user_space(Tpm::connect(&rogue_tpm.tcti(), KeyAlg::Rsa).unwrap()).unwrap();
+    let body = rogue.enrolment(name("rogue")).unwrap();
+
+    // A stakeholder without the provider role cannot enrol it, nor publish a policy.
+    let r: Result<WorkerInfo, _> = w.client(MALLORY).call("POST", "/v1/workers", Some(&body));
+    assert!(refused_reason(r).contains("enrolling a worker is for a provider"));
+    let p = serde_json::to_vec(&PlatformPolicy { schema: perun_attest::policy::POLICY_SCHEMA, ..Default::default() })
+        .unwrap();
+    let r: Result<PolicyInfo, _> = w.client(MALLORY).call_raw("POST", "/v1/policies", p);
+    assert!(refused_reason(r).contains("publishing a policy is for a provider"));
+
+    // An EK without a certificate, and a certificate of another EK, are refused.
+    let mut bare = body.clone();
+    bare.ek_certificate.clear();
+    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&bare));
+    assert!(matches!(&r, Err(TrustError::BadRequest(m)) if m.contains("EK certificate is required")), "{r:?}");
+    let mut other = body.clone();
+    other.ek_certificate = w.worker().platform().tpm().ek_certificate().unwrap();
+    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&other));
+    assert!(matches!(&r, Err(TrustError::BadRequest(m)) if m.contains("certifies another key")), "{r:?}");
+
+    // The provider enrols it; its AK activates (it is a TPM), but the job's policy does
+    // not list its CA: the claim is refused and the job stays ready with nothing released.
+    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    let agent = Agent::enrol(&w.anon, name("rogue"), rogue, KeyAlg::Rsa).unwrap();
+    let why = refused_reason(tr(agent.claim(&job)));
+    assert!(why.contains("not one this job's policy trusts") && why.contains("does not chain"), "{why}");
+    assert_eq!(w.job(&job).state, JobState::Ready);
+    assert_eq!(releases(&w, &job), 0);
+    w.assert_refused_and_audited(&job, "does not chain to a root this policy lists");
+
+    // One EK is one worker: gpu-1's EK cannot be enrolled again under another name...
+    let again = w.worker().platform().enrolment(name("gpu-1-twin")).unwrap();
+    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&again));
+    assert!(matches!(&r, Err(TrustError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+
+    // A worker of another provider sees no job of infra's and cannot claim one.
+    let other_provider = StakeholderKeys::generate(name("infra-2"));
+    let c = w.as_person(&other_provider);
+    let reg = RegisterStakeholder { identity: other_provider.public(), roles: [Role::Provider].into() };
+    c.call::<_, ()>("POST", "/v1/stakeholders", Some(&reg)).unwrap();
+    let t3 = Swtpm::start().unwrap();
+    let mut p3 = Platform::user_space(Tpm::connect(&t3.tcti(), KeyAlg::Rsa).unwrap()).unwrap();
+    let _: WorkerInfo = c.call("POST", "/v1/workers", Some(&p3.enrolment(name("gpu-9")).unwrap())).unwrap();
+    let a3 = Agent::enrol(&w.anon, name("gpu-9"), p3, KeyAlg::Rsa).unwrap();
+    assert!(a3.offered().unwrap().is_empty());
+    let why = refused_reason(tr(a3.claim(&job)));
+    assert!(why.contains("runs on infra's workers"), "{why}");
+    assert_eq!(releases(&w, &job), 0);
+
+    // A job naming its workers is offered to those only.
+    let mut m = w.manifest("named");
+    m.workers = ["gpu-7".to_owned()].into();
+    let named = w.ready(&m);
+    assert!(!w.worker().offered().unwrap().iter().any(|o| o.id == named));
+    let why = refused_reason(tr(w.worker().claim(&named)));
+    assert!(why.contains("does not name worker gpu-1"), "{why}");
+    let mut m = w.manifest("named-by-ek");
+    let info: Vec<WorkerInfo> = w.client(INFRA).call::<(), _>("GET", "/v1/workers", None).unwrap();
+    let gpu1 = info.iter().find(|i| i.name == name("gpu-1")).unwrap();
+    assert!(gpu1.ek_issuer.contains("swtpm-localca"), "{}", gpu1.ek_issuer);
+    m.workers = [gpu1.ek_digest.to_string()].into();
+    let by_ek = w.ready(&m);
+    assert!(w.worker().offered().unwrap().iter().any(|o| o.id == by_ek));
+
+    // The genuine worker gets the anchored job's keys.
+    let claimed = w.worker().claim(&job).unwrap();
+    let (_, answer) = w.worker().attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(answer.keys.len(), 3);
+    let audit = w.audit(INFRA);
+    assert!(audit.iter().any(|(k, d)| *k == AuditKind::AttestationAccepted && d.contains("EK certified by")), "{audit:?}");
+
+    // De-enrolled, gpu-1 is refused, its running job revoked; its EK may enrol again.
+    let _: WorkerInfo = w.client(INFRA).call::<(), _>("DELETE", "/v1/workers/gpu-1", None).unwrap();
+    assert_eq!(w.job(&job).state, JobState::Revoked);
+    let r = w.worker().nonce(&job);
+    assert!(refused_reason(tr(r)).contains("de-enrolled"));
+    let r: Result<WorkerInfo, _> = w.client(MALLORY).call::<(), _>("DELETE", "/v1/workers/rogue", None);
+    assert!(matches!(r, Err(TrustError::NotFound(_))), "only its provider de-enrols a worker");
+    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&again)).unwrap();
+}
+
+#[test]
+fn boot_state_other_than_the_policys_releases_nothing() {
+    let Some(mut w) = World::new() else { return };
+    // A policy pinning PCR 0 to another firmware's value (as if the worker booted other
+    // firmware than the reference machine's).
+    let mut policy: PlatformPolicy = w
+        .worker()
+        .platform()
+        .development_policy("other firmware", &LocalCa::for_process().unwrap())
+        .unwrap();
+    policy.required_pcrs.insert(0, hex::encode([0xab; 32]));
+    let added: PolicyInfo =
+        w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
+    let mut m = w.manifest("firmware");
+    m.platform_policy = added.digest;
+    let job = w.ready(&m);
+    let claimed = w.worker().claim(&job).unwrap();
+    let why = refused_reason(tr(w.worker().attest(&job, &claimed.nonce).map(|_| ())));
+    assert!(why.contains("PCR 0 is") && why.contains("policy requires abab"), "{why}");
+    assert_eq!(w.job(&job).state, JobState::Revoked);
+    assert_eq!(releases(&w, &job), 0);
+
+    // A policy that leaves a boot PCR unpinned cannot tell what booted: refused too.
+    policy.required_pcrs.remove(&9);
+    let added: PolicyInfo =
+        w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
+    let mut m = w.manifest("unpinned");
+    m.platform_policy = added.digest;
+    let job = w.ready(&m);
+    let claimed = w.worker().claim(&job).unwrap();
+    let why = refused_reason(tr(w.worker().attest(&job, &claimed.nonce).map(|_| ())));
+    assert!(why.contains("does not pin boot PCR(s) 9"), "{why}");
+    assert_eq!(releases(&w, &job), 0);
 }

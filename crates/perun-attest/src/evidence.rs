@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ek::{verify_ek, EkVerdict};
 use crate::ima::{replay_to_quote, ReplayState, IMA_PCR};
-use crate::policy::{Failure, PlatformPolicy, USER_SPACE_MARKER};
+use crate::policy::{Failure, PlatformPolicy, BOOT_PCRS, USER_SPACE_MARKER};
 use crate::tpm::{verify_quote, AkPublic, PcrBank};
 
 /// Where the IMA log came from.
@@ -33,6 +34,22 @@ pub struct TpmEvidence {
     pub ima_log: Vec<u8>,
     /// Where the log came from.
     pub ima_source: ImaSource,
+    /// The TCG2 measured-boot event log (`binary_bios_measurements`), where the
+    /// platform has one; empty otherwise.
+    #[serde(default, with = "hex::serde", skip_serializing_if = "Vec::is_empty")]
+    pub event_log: Vec<u8>,
+}
+
+/// What the verifier knows of a worker's TPM from its enrolment (the Endorsement, in
+/// RATS terms): its EK and the manufacturer's certificate of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Endorsement<'a> {
+    /// The EK's public area.
+    pub ek: &'a AkPublic,
+    /// The EK certificate (DER, as read from the TPM's NV index).
+    pub certificate: &'a [u8],
+    /// Intermediate CA certificates sent with it (DER), never trust anchors.
+    pub chain: &'a [Vec<u8>],
 }
 
 /// The outcome of an appraisal.
@@ -44,6 +61,9 @@ pub struct Appraisal {
     pub state: Option<ReplayState>,
     /// Entries newly verified this round.
     pub new_entries: usize,
+    /// What the EK certificate chained to (first round of a job only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ek: Option<EkVerdict>,
 }
 
 impl Appraisal {
@@ -53,15 +73,21 @@ impl Appraisal {
     }
 
     fn refuse(why: String) -> Self {
-        Self { failures: vec![Failure { path: None, digest: None, why }], state: None, new_entries: 0 }
+        Self { failures: vec![Failure { path: None, digest: None, why }], state: None, new_entries: 0, ek: None }
     }
 }
 
-/// Appraises `evidence` from the worker whose activated AK is `ak`: the quote must be
-/// signed by it over `qualifying_data` and PCR 10, the IMA log must replay from `state`
-/// to the quoted PCR 10, and the PCRs and new entries must satisfy `policy`.
+/// Appraises `evidence` from the worker whose activated AK is `ak` and whose TPM is
+/// `endorsement`: the quote must be signed by the AK over `qualifying_data`, PCRs 0-10;
+/// the IMA log must replay from `state` to the quoted PCR 10; the boot PCRs must be the
+/// policy's and the new entries allowed by it. On a job's first round (`state` empty)
+/// also: the EK certificate chains to a root the policy lists, IMA's `boot_aggregate`
+/// is over the quoted PCRs 0-9, the worker binary was measured, and an event log sent
+/// replays to the quoted PCRs 0-9 (any departure from the policy's reference boot
+/// events is named).
 pub fn appraise(
     evidence: &TpmEvidence,
+    endorsement: Endorsement<'_>,
     ak: &AkPublic,
     qualifying_data: &[u8],
     policy: &PlatformPolicy,
@@ -80,7 +106,17 @@ pub fn appraise(
         Ok(r) => r,
         Err(e) => return Appraisal::refuse(e.to_string()),
     };
+    let first_round = state.entries == 0;
     let mut failures = policy.check_pcrs(&evidence.pcrs);
+    let mut ek = None;
+    if first_round {
+        match verify_ek(endorsement.certificate, endorsement.chain, &endorsement.ek.key, &policy.ek) {
+            Ok(v) => ek = Some(v),
+            Err(e) => failures.push(Failure { path: None, digest: None, why: format!("EK certificate: {e}") }),
+        }
+        failures.extend(PlatformPolicy::check_boot_aggregate(&entries, &evidence.pcrs));
+        failures.extend(check_event_log(evidence, policy));
+    }
     if evidence.ima_source == ImaSource::UserSpace && !policy.accept_user_space_ima && state.entries == 0 {
         let marked = entries.iter().any(|e| e.path == USER_SPACE_MARKER);
         if !marked {
@@ -91,7 +127,32 @@ pub fn appraise(
             });
         }
     }
-    failures.extend(policy.check_entries(&entries, state.entries == 0));
+    failures.extend(policy.check_entries(&entries, first_round));
     let accepted = failures.is_empty();
-    Appraisal { failures, state: accepted.then_some(next), new_entries: entries.len() }
+    Appraisal { failures, state: accepted.then_some(next), new_entries: entries.len(), ek }
+}
+
+/// The measured-boot event log against the quote and the policy's reference events.
+fn check_event_log(evidence: &TpmEvidence, policy: &PlatformPolicy) -> Vec<Failure> {
+    let fail = |why: String| vec![Failure { path: None, digest: None, why }];
+    if evidence.event_log.is_empty() {
+        if policy.boot_events.is_empty() {
+            return Vec::new();
+        }
+        return fail("the policy pins measured-boot events but the worker sent no event log".into());
+    }
+    let log = match crate::bootlog::parse(&evidence.event_log) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("event log: {e}")),
+    };
+    for i in BOOT_PCRS {
+        let quoted = evidence.pcrs.values.get(&i).map(|v| v.as_slice());
+        if quoted != Some(log.pcr(i).as_slice()) {
+            return fail(format!("the event log does not replay to the quoted PCR {i}: it is not this boot's log"));
+        }
+    }
+    crate::bootlog::differences(&log, &policy.boot_events)
+        .into_iter()
+        .map(|why| Failure { path: None, digest: None, why: format!("measured boot: {why}") })
+        .collect()
 }

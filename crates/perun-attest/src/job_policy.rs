@@ -10,13 +10,28 @@ use crate::AttestError;
 
 /// A published policy of either kind. Its JSON is the inner policy's, unchanged, so a
 /// platform policy has the same digest as before TEE policies existed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum JobPolicy {
     /// Reference values for `attested` mode.
     Platform(PlatformPolicy),
     /// Reference values for `tee` mode.
     Tee(TeePolicy),
+}
+
+/// Read as [`JobPolicy::from_json`] tells the kinds apart (a TEE policy has `min_tcb`),
+/// through `serde_json::Value` rather than serde's untagged buffering, which cannot read
+/// the integer map keys (`required_pcrs`, `boot_events`) that JSON writes as strings.
+impl<'de> Deserialize<'de> for JobPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        if v.get("min_tcb").is_some() {
+            serde_json::from_value(v).map(Self::Tee).map_err(D::Error::custom)
+        } else {
+            serde_json::from_value(v).map(Self::Platform).map_err(D::Error::custom)
+        }
+    }
 }
 
 impl JobPolicy {
@@ -51,6 +66,90 @@ impl JobPolicy {
     pub fn digest(&self) -> Digest {
         Digest::of(&serde_json::to_vec(self).unwrap_or_default())
     }
+
+    /// What in this policy accepts development evidence, in words no approver can miss:
+    /// the `sim` TEE, the user-space IMA measurer, an EK CA outside the shipped bundle
+    /// (a local development CA). Empty for a production policy.
+    pub fn development(&self) -> Vec<String> {
+        match self {
+            Self::Platform(p) => p.development(),
+            Self::Tee(p) => {
+                let sim = !p.sim_keys.is_empty() || p.allowed.iter().any(|a| a.kind == Some(crate::tee::TeeKind::Sim));
+                if sim {
+                    vec!["it accepts the `sim` TEE: software that anyone holding its key can run, with no hardware \
+                          protecting the assets"
+                        .to_owned()]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// The policy rendered for approvers (DESIGN.md section 2, rule 1: owners sign after
+    /// seeing the manifest and its policy in full): `(what, value)` lines.
+    pub fn summary(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut line = |k: &str, v: String| out.push((k.to_owned(), v));
+        match self {
+            Self::Platform(p) => {
+                line("kind", "platform policy (attested mode: TPM 2.0 quote, measured boot, IMA)".into());
+                match p.ek.anchors() {
+                    Ok(anchors) if anchors.is_empty() => line("EK roots", "none: no TPM is accepted".into()),
+                    Ok(anchors) => {
+                        let mut groups = std::collections::BTreeMap::<String, usize>::new();
+                        for a in &anchors {
+                            *groups.entry(a.group.clone()).or_default() += 1;
+                        }
+                        let g: Vec<String> = groups.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                        line("EK roots", g.join(", "));
+                        for a in anchors.iter().filter(|a| a.group != "hardware") {
+                            line("  EK root", format!("{} [{}] {}", a.subject, a.group, a.fingerprint));
+                        }
+                    }
+                    Err(e) => line("EK roots", format!("invalid: {e}")),
+                }
+                let pinned: Vec<String> = crate::policy::BOOT_PCRS
+                    .map(|i| match p.required_pcrs.get(&i) {
+                        Some(v) => format!("{i}={}", v.get(..12).unwrap_or(v)),
+                        None => format!("{i}=UNPINNED"),
+                    })
+                    .collect();
+                line("boot PCRs", pinned.join(" "));
+                if !p.boot_events.is_empty() {
+                    let n: usize = p.boot_events.values().map(Vec::len).sum();
+                    line("boot events", format!("{n} reference events over PCRs {:?}", p.boot_events.keys().collect::<Vec<_>>()));
+                    for e in p.boot_events.values().flatten().filter(|e| !e.text.is_empty()) {
+                        line("  boot event", e.to_string());
+                    }
+                }
+                line(
+                    "IMA allowlist",
+                    format!(
+                        "{} paths, {} digests allowed anywhere, {} excluded prefixes",
+                        p.allowed_files.len(),
+                        p.allowed_digests.len(),
+                        p.excludes.len()
+                    ),
+                );
+                line("worker binary", p.worker_binary.clone().unwrap_or_else(|| "NONE (every attestation is refused)".into()));
+                line("IMA source", if p.accept_user_space_ima { "kernel or user-space measurer" } else { "kernel only" }.into());
+            }
+            Self::Tee(p) => {
+                line("kind", "TEE policy (tee mode: a TEE's signed report)".into());
+                for a in &p.allowed {
+                    let kind = a.kind.map(|k| format!("{k:?}")).unwrap_or_else(|| "any TEE".into());
+                    let m: Vec<String> = a.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    line("allowed", format!("{kind}: {}", m.join(" ")));
+                }
+                line("minimum TCB", format!("{:?}", p.min_tcb));
+                for k in &p.sim_keys {
+                    line("sim TEE key", k.clone());
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -60,11 +159,17 @@ mod tests {
 
     #[test]
     fn either_kind_parses_and_keeps_its_digest() {
-        let platform = PlatformPolicy { schema: 1, name: "p".into(), ..Default::default() };
+        let platform = PlatformPolicy { schema: crate::policy::POLICY_SCHEMA, name: "p".into(), ..Default::default() };
         let bytes = serde_json::to_vec(&platform).unwrap();
         let parsed = JobPolicy::from_json(&bytes).unwrap();
         assert_eq!(parsed.mode(), JobMode::Attested);
         assert_eq!(parsed.digest(), platform.digest());
+
+        // A platform policy with pinned PCRs and boot events reads back (integer map keys).
+        let mut pinned = platform.clone();
+        pinned.required_pcrs.insert(3, "ab".repeat(32));
+        let back: JobPolicy = serde_json::from_slice(&serde_json::to_vec(&JobPolicy::Platform(pinned.clone())).unwrap()).unwrap();
+        assert_eq!(back, JobPolicy::Platform(pinned));
 
         let tee = TeePolicy {
             name: "t".into(),

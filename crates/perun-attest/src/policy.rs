@@ -6,16 +6,23 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::bootlog::BootReference;
+use crate::ek::EkPolicy;
 use crate::ima::Entry;
 use crate::tpm::PcrBank;
 use crate::AttestError;
+
+/// The PCRs measured boot extends (firmware, boot loader, kernel, initrd, command line):
+/// a policy must pin every one, and IMA's `boot_aggregate` is SHA-256 over them.
+pub const BOOT_PCRS: std::ops::RangeInclusive<u32> = 0..=9;
 
 /// The path of the entry the user-space measurer writes right after `boot_aggregate`,
 /// so that its evidence says what it is.
 pub const USER_SPACE_MARKER: &str = "perun:user-space-measurer";
 
-/// The policy schema this build reads.
-pub const POLICY_SCHEMA: u32 = 1;
+/// The policy schema this build reads. Schema 2 pins the EK roots and measured boot;
+/// schema 1 policies did neither and are refused.
+pub const POLICY_SCHEMA: u32 = 2;
 
 /// Reference values a worker's evidence must meet.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,9 +32,18 @@ pub struct PlatformPolicy {
     pub schema: u32,
     /// A human-readable name.
     pub name: String,
-    /// Required SHA-256 values of boot PCRs (index to hex).
+    /// Which TPMs are genuine: the EK CA roots a worker's EK certificate must chain to.
+    /// Empty accepts no TPM.
+    #[serde(default)]
+    pub ek: EkPolicy,
+    /// Required SHA-256 values of the boot PCRs (index to hex): every PCR of
+    /// [`BOOT_PCRS`] must be pinned.
     #[serde(default)]
     pub required_pcrs: BTreeMap<u32, String>,
+    /// The reference machine's measured-boot events per PCR (from its TCG2 event log):
+    /// a worker's log is compared with them to name what differs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub boot_events: BootReference,
     /// File digests allowed at any path (`sha256:hex`).
     #[serde(default)]
     pub allowed_digests: BTreeSet<String>,
@@ -76,6 +92,17 @@ impl std::fmt::Display for Failure {
 impl PlatformPolicy {
     /// Parses and checks a policy.
     pub fn from_json(bytes: &[u8]) -> Result<Self, AttestError> {
+        #[derive(Deserialize)]
+        struct Schema {
+            schema: u32,
+        }
+        if let Ok(Schema { schema: 1 }) = serde_json::from_slice::<Schema>(bytes) {
+            return Err(AttestError::Policy(
+                "schema 1 policies pin neither the TPM's EK roots nor what booted: generate the policy again \
+                 with `perun policy generate` (--ek-roots, --boot-pcrs or --bundle)"
+                    .into(),
+            ));
+        }
         let p: Self = serde_json::from_slice(bytes).map_err(|e| AttestError::Policy(e.to_string()))?;
         if p.schema != POLICY_SCHEMA {
             return Err(AttestError::Policy(format!(
@@ -90,7 +117,37 @@ impl PlatformPolicy {
                 )));
             }
         }
+        p.ek.check()?;
         Ok(p)
+    }
+
+    /// What in this policy accepts development evidence, in words for approvers: a
+    /// TPM vouched for by a CA outside the shipped manufacturers' bundle (a local
+    /// development CA), the user-space IMA measurer. Empty for a production policy.
+    pub fn development(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.ek.trusts_outside_bundle() {
+            out.push(
+                "it trusts EK certificates from a CA outside the shipped TPM manufacturers' bundle \
+                 (a local development CA such as swtpm-localca, or an operator's own): software TPMs can pass"
+                    .to_owned(),
+            );
+        }
+        if self.accept_user_space_ima {
+            out.push(
+                "it accepts the user-space IMA measurer: the host's root can write any measurement log".to_owned(),
+            );
+        }
+        out
+    }
+
+    /// Pins the boot PCRs to `pcrs` (the SHA-256 bank of a reference machine).
+    pub fn pin_boot_pcrs(&mut self, pcrs: &PcrBank) -> Result<(), AttestError> {
+        for i in BOOT_PCRS {
+            let v = pcrs.values.get(&i).ok_or_else(|| AttestError::Policy(format!("PCR {i} was not given")))?;
+            self.required_pcrs.insert(i, hex::encode(v));
+        }
+        Ok(())
     }
 
     /// The policy's digest (SHA-256 of its canonical JSON), which manifests name.
@@ -101,6 +158,14 @@ impl PlatformPolicy {
     /// Checks boot PCR values (already proven by a quote).
     pub fn check_pcrs(&self, pcrs: &PcrBank) -> Vec<Failure> {
         let mut out = Vec::new();
+        let unpinned: Vec<String> =
+            BOOT_PCRS.filter(|i| !self.required_pcrs.contains_key(i)).map(|i| i.to_string()).collect();
+        if !unpinned.is_empty() {
+            out.push(Failure::new(format!(
+                "the policy does not pin boot PCR(s) {}: it cannot tell what booted (generate it with --boot-pcrs or --bundle)",
+                unpinned.join(", ")
+            )));
+        }
         for (i, want) in &self.required_pcrs {
             match pcrs.values.get(i) {
                 None => out.push(Failure::new(format!("PCR {i} is required but was not quoted"))),
@@ -155,15 +220,49 @@ impl PlatformPolicy {
             }
         }
         if first_round && !saw_worker {
-            if let Some(w) = &self.worker_binary {
-                out.push(Failure {
+            match &self.worker_binary {
+                Some(w) => out.push(Failure {
                     path: None,
                     digest: Some(w.clone()),
-                    why: "the approved worker binary was not measured".into(),
-                });
+                    why: "the approved worker binary was not measured: IMA did not measure what runs".into(),
+                }),
+                None => out.push(Failure::new(
+                    "the policy names no worker binary: without that required measurement a kernel running \
+                     without the IMA policy would pass",
+                )),
             }
         }
         out
+    }
+
+    /// Checks IMA's `boot_aggregate` (the log's first entry) against the quoted boot
+    /// PCRs: it must be SHA-256 over PCRs 0-9 of the SHA-256 bank, concatenated in
+    /// order, as Linux 5.8 and later compute it on a TPM 2.0
+    /// (`security/integrity/ima/ima_crypto.c`, `ima_calc_boot_aggregate`). The proof
+    /// that the log belongs to this boot of this machine.
+    pub fn check_boot_aggregate(entries: &[Entry], pcrs: &PcrBank) -> Vec<Failure> {
+        let Some(first) = entries.first().filter(|e| e.path == "boot_aggregate") else {
+            return vec![Failure::new("the IMA log does not start with boot_aggregate")];
+        };
+        let mut h = Sha256::new();
+        for i in BOOT_PCRS {
+            match pcrs.values.get(&i) {
+                Some(v) => h.update(v),
+                None => return vec![Failure::new(format!("the quote does not cover boot PCR {i}"))],
+            }
+        }
+        let want = format!("sha256:{}", hex::encode(h.finalize()));
+        let got = first.file_digest.to_text();
+        if got != want {
+            return vec![Failure {
+                path: Some("boot_aggregate".into()),
+                digest: Some(got),
+                why: format!(
+                    "boot_aggregate is not SHA-256 over the quoted PCRs 0-9 ({want}): the log is from another boot or machine"
+                ),
+            }];
+        }
+        Vec::new()
     }
 
     /// A policy that allows every regular file under `root`, by path as the measured
@@ -219,10 +318,12 @@ mod tests {
     fn verdicts_name_every_failing_entry() {
         let ok = Entry::ima_ng("/usr/bin/perun", "sha256", &[1; 32]);
         let policy = PlatformPolicy::from_log("p", std::slice::from_ref(&ok));
-        assert!(policy.check_entries(std::slice::from_ref(&ok), true).is_empty());
+        assert!(policy.check_entries(std::slice::from_ref(&ok), false).is_empty());
+        // On the first round a policy must name the worker binary that proves IMA measured.
+        assert_eq!(policy.check_entries(std::slice::from_ref(&ok), true).len(), 1);
         let stranger = Entry::ima_ng("/tmp/exfiltrate", "sha256", &[2; 32]);
         let swapped = Entry::ima_ng("/usr/bin/perun", "sha256", &[3; 32]);
-        let f = policy.check_entries(&[ok, stranger, swapped], true);
+        let f = policy.check_entries(&[ok, stranger, swapped], false);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].path.as_deref(), Some("/tmp/exfiltrate"));
         assert_eq!(f[0].why, "file not in the policy");
@@ -248,7 +349,7 @@ mod tests {
     #[test]
     fn user_space_evidence_needs_opt_in() {
         let marker = Entry::ima_ng(USER_SPACE_MARKER, "sha256", &[0; 32]);
-        let mut p = PlatformPolicy { schema: 1, ..Default::default() };
+        let mut p = PlatformPolicy { schema: POLICY_SCHEMA, ..Default::default() };
         assert_eq!(p.check_entries(std::slice::from_ref(&marker), false).len(), 1);
         p.accept_user_space_ima = true;
         assert!(p.check_entries(&[marker], false).is_empty());
@@ -257,7 +358,7 @@ mod tests {
     #[test]
     fn worker_binary_and_pcrs_are_required() {
         let p = PlatformPolicy {
-            schema: 1,
+            schema: POLICY_SCHEMA,
             worker_binary: Some(format!("sha256:{}", hex::encode([5u8; 32]))),
             required_pcrs: BTreeMap::from([(0, hex::encode([0u8; 32]))]),
             allowed_digests: BTreeSet::from([format!("sha256:{}", hex::encode([5u8; 32]))]),
@@ -266,7 +367,50 @@ mod tests {
         assert_eq!(p.check_entries(&[], true).len(), 1);
         assert!(p.check_entries(&[Entry::ima_ng("/w", "sha256", &[5; 32])], true).is_empty());
         let bank = PcrBank { hash_alg: crate::tpm::alg::SHA256, values: BTreeMap::from([(0, vec![1u8; 32])]) };
-        assert_eq!(p.check_pcrs(&bank).len(), 1);
-        assert!(PlatformPolicy::from_json(br#"{"schema":1,"name":"x","smuggled":1}"#).is_err());
+        // PCRs 1-9 unpinned, and PCR 0 differs.
+        let f = p.check_pcrs(&bank);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f[0].why.contains("does not pin boot PCR(s) 1, 2, 3, 4, 5, 6, 7, 8, 9"), "{f:?}");
+        let mut pinned = p.clone();
+        let zeros = PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=9).map(|i| (i, vec![0u8; 32])).collect() };
+        pinned.pin_boot_pcrs(&zeros).unwrap();
+        assert!(pinned.check_pcrs(&zeros).is_empty());
+        let mut other = zeros.clone();
+        other.values.insert(3, vec![1u8; 32]);
+        let f = pinned.check_pcrs(&other);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].why.starts_with("PCR 3 is 0101"), "{f:?}");
+        assert!(PlatformPolicy::from_json(br#"{"schema":2,"name":"x","smuggled":1}"#).is_err());
+        let old = PlatformPolicy::from_json(br#"{"schema":1,"name":"x"}"#).unwrap_err().to_string();
+        assert!(old.contains("generate the policy again"), "{old}");
+    }
+
+    #[test]
+    fn boot_aggregate_must_be_the_quoted_boot_pcrs() {
+        let bank = PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=10).map(|i| (i, vec![i as u8; 32])).collect() };
+        let mut h = Sha256::new();
+        for i in 0..=9u8 {
+            h.update([i; 32]);
+        }
+        let good = Entry::ima_ng("boot_aggregate", "sha256", &h.finalize());
+        assert!(PlatformPolicy::check_boot_aggregate(std::slice::from_ref(&good), &bank).is_empty());
+        // Over PCRs 0-7 only (kernels before 5.8), or from another boot: refused, saying which set.
+        let mut h = Sha256::new();
+        for i in 0..=7u8 {
+            h.update([i; 32]);
+        }
+        let old = Entry::ima_ng("boot_aggregate", "sha256", &h.finalize());
+        let f = PlatformPolicy::check_boot_aggregate(&[old], &bank);
+        assert!(f[0].why.contains("not SHA-256 over the quoted PCRs 0-9"), "{f:?}");
+        let f = PlatformPolicy::check_boot_aggregate(&[Entry::ima_ng("/bin/sh", "sha256", &[0; 32]), good], &bank);
+        assert!(f[0].why.contains("does not start with boot_aggregate"), "{f:?}");
+    }
+
+    #[test]
+    fn development_evidence_is_named() {
+        let mut p = PlatformPolicy { schema: POLICY_SCHEMA, ..Default::default() };
+        assert!(p.development().is_empty());
+        p.accept_user_space_ima = true;
+        assert_eq!(p.development().len(), 1);
     }
 }

@@ -14,6 +14,9 @@ pub enum CoreError {
         /// What rule it broke.
         why: &'static str,
     },
+    /// A role string was not one Perun knows.
+    #[error("unknown role {0:?}: expected one of data-owner, model-owner, provider, receiver")]
+    UnknownRole(String),
     /// An asset kind string was not one Perun knows.
     #[error("unknown asset kind {0:?}: expected one of dataset, model, output")]
     UnknownAssetKind(String),

@@ -66,6 +66,51 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+/// What a stakeholder does in a job, as its registration declares and the trust
+/// service checks (DESIGN.md section 1): only a data owner registers data sets, only a
+/// model owner models, only an infrastructure provider enrols workers and publishes
+/// platform and TEE policies, only a receiver receives outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Owns data sets.
+    DataOwner,
+    /// Owns models (architecture, weights, recipe).
+    ModelOwner,
+    /// Runs the machines: enrols workers, publishes policies.
+    Provider,
+    /// Receives a job's outputs.
+    Receiver,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::DataOwner, Role::ModelOwner, Role::Provider, Role::Receiver];
+
+    /// The text form (`data-owner`, `model-owner`, `provider`, `receiver`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DataOwner => "data-owner",
+            Self::ModelOwner => "model-owner",
+            Self::Provider => "provider",
+            Self::Receiver => "receiver",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| CoreError::UnknownRole(s.to_owned()))
+    }
+}
+
 /// What a sealed asset holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bytes;
 pub mod digest;
 pub mod error;
 pub mod identity;
@@ -14,9 +15,10 @@ pub mod ids;
 pub mod manifest;
 pub mod signature;
 
+pub use bytes::HexBytes;
 pub use digest::{Digest, DigestWriter};
 pub use error::CoreError;
 pub use identity::PublicIdentity;
-pub use ids::{AssetKind, Name};
+pub use ids::{AssetKind, Name, Role};
 pub use manifest::{AssetRef, JobManifest, JobMode, JobPurpose};
 pub use signature::{sign_digest, verify_digest, Signature};

@@ -14,8 +14,19 @@ use crate::{AssetKind, CoreError, Digest, Name};
 /// The signature context of an owner's approval of a manifest digest.
 pub const APPROVAL_CONTEXT: &str = "job-approval/v1";
 
-/// The manifest schema this build writes and accepts.
-pub const MANIFEST_SCHEMA: u32 = 1;
+/// The manifest schema this build writes and accepts. Schema 2 names the
+/// infrastructure provider (and optionally the workers) that may run the job.
+pub const MANIFEST_SCHEMA: u32 = 2;
+
+/// The longest attestation interval a manifest may set (seconds): continuous
+/// attestation must happen while a job runs.
+pub const MAX_ATTESTATION_INTERVAL_S: u64 = 3600;
+
+/// The longest a job may stay valid (seconds from creation to expiry): 400 days.
+pub const MAX_JOB_LIFETIME_S: u64 = 400 * 24 * 3600;
+
+/// The most workers a manifest may name.
+pub const MAX_WORKERS: usize = 256;
 
 /// Where a job runs and what proves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +86,13 @@ pub struct JobManifest {
     pub model: AssetRef,
     /// The data assets.
     pub data: Vec<AssetRef>,
+    /// The infrastructure provider whose enrolled workers (or, in `tee` mode, whose
+    /// enclaves) may run the job, and whose published policy it names.
+    pub provider: Name,
+    /// The workers that may run it, by name or EK digest (`sha256:hex` of the EK
+    /// public area); empty: any worker the provider enrolled.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub workers: BTreeSet<String>,
     /// Digest of the platform policy the worker must satisfy.
     pub platform_policy: Digest,
     /// Training hyper-parameters that override the model spec's.
@@ -149,11 +167,20 @@ impl JobManifest {
         if self.receivers.is_empty() {
             return bad("a job needs at least one output receiver");
         }
-        if self.attestation_interval_s == 0 {
-            return bad("attestation_interval_s must be at least 1");
+        if self.attestation_interval_s == 0 || self.attestation_interval_s > MAX_ATTESTATION_INTERVAL_S {
+            return bad(&format!("attestation_interval_s must be 1 to {MAX_ATTESTATION_INTERVAL_S} seconds"));
         }
         if self.expires_at <= self.created_at {
             return bad("expires_at must be after created_at");
+        }
+        if self.expires_at - self.created_at > MAX_JOB_LIFETIME_S {
+            return bad(&format!("a job may stay valid for at most {} days", MAX_JOB_LIFETIME_S / 86_400));
+        }
+        if self.workers.len() > MAX_WORKERS || self.workers.iter().any(|w| w.is_empty() || w.len() > 128) {
+            return bad(&format!("workers: at most {MAX_WORKERS} names or EK digests of 1 to 128 characters"));
+        }
+        if self.hyperparameters.len() > 64 || self.receivers.len() > 64 || self.approvers.len() > 64 || self.data.len() > 64 {
+            return bad("at most 64 hyper-parameters, receivers, approvers and data assets each");
         }
         Ok(())
     }
@@ -183,6 +210,8 @@ mod tests {
                 asset("bc-b", "hospital-b", AssetKind::Dataset),
             ],
             platform_policy: Digest::of(b"policy"),
+            provider: Name::new("infra").unwrap(),
+            workers: BTreeSet::new(),
             hyperparameters: BTreeMap::from([("epochs".into(), serde_json::json!(30))]),
             receivers: vec![Name::new("model-owner").unwrap()],
             approvers: BTreeSet::new(),
@@ -253,6 +282,17 @@ mod tests {
         assert!(m.validate().is_err());
         let mut m = manifest();
         m.model.kind = AssetKind::Dataset;
+        assert!(m.validate().is_err());
+        // Continuous attestation must happen: no interval past the bound, none that
+        // overflows a deadline.
+        let mut m = manifest();
+        m.attestation_interval_s = u64::MAX;
+        assert!(m.validate().unwrap_err().to_string().contains("1 to 3600"));
+        let mut m = manifest();
+        m.expires_at = u64::MAX;
+        assert!(m.validate().is_err());
+        let mut m = manifest();
+        m.workers.insert(String::new());
         assert!(m.validate().is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::convert::TryFrom;
 use std::str::FromStr as _;
 
 use perun_attest::tpm::{alg, PcrBank};
-use tss_esapi::abstraction::{ak, ek, DefaultKey};
+use tss_esapi::abstraction::{ak, ek, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, PcrHandle, SessionHandle};
@@ -44,6 +44,7 @@ pub struct Tpm {
     ctx: Context,
     ek: KeyHandle,
     ek_public: Vec<u8>,
+    ek_alg: KeyAlg,
     ak: Option<(KeyHandle, AkBlob)>,
 }
 
@@ -59,7 +60,32 @@ impl Tpm {
         let ek = ek::create_ek_object(&mut ctx, alg, None::<DefaultKey>).map_err(tss("EK creation"))?;
         let (public, _, _) = ctx.read_public(ek).map_err(tss("EK read"))?;
         let ek_public = public.marshall().map_err(tss("EK marshalling"))?;
-        Ok(Self { ctx, ek, ek_public, ak: None })
+        Ok(Self { ctx, ek, ek_public, ek_alg, ak: None })
+    }
+
+    /// The EK certificate the manufacturer stored in the TPM's NV index (RSA 2048 EK:
+    /// `0x01c00002`, ECC P-256 EK: `0x01c0000a`; TCG EK Credential Profile 2.5,
+    /// section 2.2.1.4), as read: DER, possibly followed by padding.
+    ///
+    /// Errors: [`TpmError::Failed`] when the index is absent (a TPM without an EK
+    /// certificate; give one from a file to enrolment instead).
+    pub fn ek_certificate(&mut self) -> Result<Vec<u8>, TpmError> {
+        use tss_esapi::interface_types::ecc::EccCurve;
+        use tss_esapi::interface_types::key_bits::RsaKeyBits;
+        let alg = match self.ek_alg {
+            KeyAlg::Rsa => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            KeyAlg::Ecc => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+        };
+        ek::retrieve_ek_pubcert(&mut self.ctx, alg).map_err(|e| {
+            TpmError::Failed(format!(
+                "reading the EK certificate from NV index 0x{:08x}: {e} (a TPM without an EK certificate \
+                 cannot be enrolled; a software TPM gets one with `swtpm_setup --create-ek-cert`)",
+                match self.ek_alg {
+                    KeyAlg::Rsa => perun_attest::ek::NV_RSA_EK_CERT,
+                    KeyAlg::Ecc => perun_attest::ek::NV_ECC_EK_CERT,
+                }
+            ))
+        })
     }
 
     /// The EK's `TPMT_PUBLIC`.

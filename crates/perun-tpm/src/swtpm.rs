@@ -1,10 +1,103 @@
-//! An `swtpm` for development and tests.
+//! An `swtpm` for development and tests, manufactured like a real TPM: `swtpm_setup
+//! --create-ek-cert` gives it EK certificates from a local CA (`swtpm_localca`, Debian's
+//! swtpm-tools) in NV indices `0x01c00002` (RSA 2048) and `0x01c00016` (ECC P-384), so
+//! enrolment reads them as it would a chip maker's. Only a policy that names that local
+//! CA accepts such a TPM.
 
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::TpmError;
+
+/// A local EK CA for software TPMs (development only): `swtpm_localca`'s root and
+/// intermediate, made in `dir` on first use.
+#[derive(Clone, Debug)]
+pub struct LocalCa {
+    dir: PathBuf,
+}
+
+impl LocalCa {
+    /// A CA whose files live in `dir` (created when the first TPM is manufactured).
+    pub fn at(dir: &Path) -> Result<Self, TpmError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TpmError::Io { what: format!("creating {}", dir.display()), source: e })?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| TpmError::Io { what: format!("resolving {}", dir.display()), source: e })?;
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.join(name), text)
+                .map_err(|e| TpmError::Io { what: format!("writing {name}"), source: e })
+        };
+        let d = dir.display();
+        write(
+            "localca.conf",
+            format!("statedir = {d}\nsigningkey = {d}/signkey.pem\nissuercert = {d}/issuercert.pem\ncertserial = {d}/certserial\n"),
+        )?;
+        write("localca.options", "--platform-manufacturer Perun\n--platform-version 2.1\n--platform-model swtpm\n".into())?;
+        write(
+            "swtpm_setup.conf",
+            format!(
+                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {d}/localca.conf\n\
+                 create_certs_tool_options = {d}/localca.options\nactive_pcr_banks = sha1,sha256\n"
+            ),
+        )?;
+        Ok(Self { dir })
+    }
+
+    /// The CA shared by every software TPM this process starts with [`Swtpm::start`], in
+    /// a folder of the temp directory named for the process.
+    pub fn for_process() -> Result<Self, TpmError> {
+        static CA: std::sync::OnceLock<Result<LocalCa, String>> = std::sync::OnceLock::new();
+        CA.get_or_init(|| {
+            Self::at(&std::env::temp_dir().join(format!("perun-swtpm-localca-{}", std::process::id())))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(TpmError::Failed)
+    }
+
+    /// Its root certificate (PEM), the trust anchor a development policy names.
+    pub fn root_pem(&self) -> Result<Vec<u8>, TpmError> {
+        self.read("swtpm-localca-rootca-cert.pem")
+    }
+
+    /// Its intermediate (the EK certificates' issuer, PEM).
+    pub fn issuer_pem(&self) -> Result<Vec<u8>, TpmError> {
+        self.read("issuercert.pem")
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, TpmError> {
+        std::fs::read(self.dir.join(name)).map_err(|e| TpmError::Io {
+            what: format!("reading {name} of the local CA (manufacture a TPM with it first)"),
+            source: e,
+        })
+    }
+
+    /// Manufactures a TPM state in `state`: EKs, their certificates, SHA-1 and SHA-256
+    /// PCR banks.
+    fn manufacture(&self, state: &Path) -> Result<(), TpmError> {
+        let out = Command::new("swtpm_setup")
+            .args(["--tpm2", "--create-ek-cert", "--overwrite", "--pcr-banks", "sha1,sha256"])
+            .arg("--tpmstate")
+            .arg(state)
+            .arg("--config")
+            .arg(self.dir.join("swtpm_setup.conf"))
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => TpmError::Missing { tool: "swtpm_setup", hint: "apt-get install swtpm-tools" },
+                _ => TpmError::Io { what: "running swtpm_setup".into(), source: e },
+            })?;
+        if !out.status.success() {
+            return Err(TpmError::Failed(format!(
+                "swtpm_setup --create-ek-cert failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// A running `swtpm socket --tpm2`, stopped (and its state removed) when dropped.
 pub struct Swtpm {
@@ -15,11 +108,17 @@ pub struct Swtpm {
 
 impl Swtpm {
     /// Starts an swtpm on a free loopback port pair (server, then control on the next
-    /// port, as the `swtpm` TCTI expects), manufactured and started, and waits until it
-    /// answers.
+    /// port, as the `swtpm` TCTI expects), manufactured with EK certificates from this
+    /// process's [`LocalCa`] and started, and waits until it answers.
     pub fn start() -> Result<Self, TpmError> {
+        Self::start_with(&LocalCa::for_process()?)
+    }
+
+    /// [`Self::start`] with EK certificates from `ca`.
+    pub fn start_with(ca: &LocalCa) -> Result<Self, TpmError> {
         let state = tempfile::tempdir()
             .map_err(|e| TpmError::Io { what: "creating the swtpm state folder".into(), source: e })?;
+        ca.manufacture(state.path())?;
         let (port, ctrl) = free_port_pair()?;
         let child = Command::new("swtpm")
             .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])

@@ -53,6 +53,7 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/jobs/{id}/finish", post(finish::<S>))
         .route("/v1/jobs/{id}/fail", post(fail::<S>))
         .route("/v1/workers", get(list_workers::<S>).post(enrol_worker::<S>))
+        .route("/v1/workers/{name}", axum::routing::delete(deenrol_worker::<S>))
         .route("/v1/workers/{name}/ak", post(present_ak::<S>))
         .route("/v1/workers/{name}/activate", post(activate::<S>))
         .route("/v1/worker/jobs", get(offered::<S>))
@@ -230,12 +231,17 @@ handler!(job_metrics, |t, r, id: String| {
 handler!(enrol_worker, |t, r| {
     let who = r.stakeholder(t)?;
     let body: EnrolWorker = parse(&r.body)?;
-    t.enrol_worker(&who.identity.name, body.name, &body.ek_public)
+    t.enrol_worker(&who.identity.name, body)
 });
 
 handler!(list_workers, |t, r| {
     let who = r.stakeholder(t)?;
     t.workers_of(&who.identity.name)
+});
+
+handler!(deenrol_worker, |t, r, name: String| {
+    let who = r.stakeholder(t)?;
+    t.deenrol_worker(&who.identity.name, &name)
 });
 
 handler!(present_ak, |t, r, name: String| {
@@ -249,8 +255,8 @@ handler!(activate, |t, r, name: String| {
 });
 
 handler!(offered, |t, r| {
-    r.worker(t)?;
-    t.offered_jobs()
+    let w = r.worker(t)?;
+    t.offered_jobs(&w)
 });
 
 handler!(claim, |t, r, id: String| {

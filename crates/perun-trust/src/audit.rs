@@ -138,6 +138,8 @@ impl Event {
         self.assets = manifest.assets().map(|a| a.asset.clone()).collect();
         let mut parties: Vec<Name> = manifest.required_approvers().into_iter().cloned().collect();
         parties.extend(manifest.receivers.iter().cloned());
+        // The provider runs the job: it sees the verdicts on its workers.
+        parties.push(manifest.provider.clone());
         parties.sort();
         parties.dedup();
         self.parties = parties;

@@ -1,7 +1,7 @@
 //! What the service stores: one record type per entity.
 
 use perun_attest::ima::ReplayState;
-use perun_core::{AssetKind, Digest, JobManifest, Name, PublicIdentity, Signature};
+use perun_core::{AssetKind, Digest, HexBytes, JobManifest, Name, PublicIdentity, Signature};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Record, Table};
@@ -13,6 +13,9 @@ pub struct StakeholderRecord {
     pub identity: PublicIdentity,
     /// When it registered (Unix seconds).
     pub registered_at: u64,
+    /// The roles its registration declared.
+    #[serde(default)]
+    pub roles: std::collections::BTreeSet<perun_core::Role>,
 }
 
 impl Record for StakeholderRecord {
@@ -78,6 +81,9 @@ pub enum WorkerState {
     Enrolled,
     /// Its AK is proven to live in the enrolled TPM.
     Active,
+    /// Its provider de-enrolled it: it may not authenticate, claim or attest, and its
+    /// EK may be enrolled again.
+    Deenrolled,
 }
 
 /// An enrolled worker, or an enclave that attested for a `tee` job.
@@ -90,6 +96,13 @@ pub struct WorkerRecord {
     /// Its EK public area (`TPMT_PUBLIC`).
     #[serde(with = "hex::serde")]
     pub ek_public: Vec<u8>,
+    /// The EK certificate its enrolment presented (DER), checked against each job's
+    /// policy before any key is released.
+    #[serde(default, with = "hex::serde")]
+    pub ek_certificate: Vec<u8>,
+    /// Intermediate CA certificates presented with it (DER).
+    #[serde(default)]
+    pub ek_chain: Vec<HexBytes>,
     /// Its activated AK (`TPMT_PUBLIC`), once proven.
     #[serde(default, with = "opt_hex")]
     pub ak_public: Option<Vec<u8>>,

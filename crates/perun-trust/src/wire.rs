@@ -31,6 +31,8 @@ pub struct ServiceInfo {
 pub struct RegisterStakeholder {
     /// The public identity.
     pub identity: PublicIdentity,
+    /// What it does (at least one role); the service checks each action against them.
+    pub roles: std::collections::BTreeSet<perun_core::Role>,
 }
 
 /// `POST /v1/assets`, signed by the owner.
@@ -156,6 +158,14 @@ pub struct EnrolWorker {
     /// Its EK public area (`TPM2B_PUBLIC` or `TPMT_PUBLIC`, hex).
     #[serde(with = "hex::serde")]
     pub ek_public: Vec<u8>,
+    /// The EK certificate (DER as read from the TPM's NV index, or PEM), required:
+    /// a TPM without one cannot be enrolled.
+    #[serde(with = "hex::serde")]
+    pub ek_certificate: Vec<u8>,
+    /// Intermediate CA certificates between it and its manufacturer's root, where the
+    /// shipped bundle lacks them (never trusted as roots).
+    #[serde(default)]
+    pub ek_chain: Vec<perun_core::HexBytes>,
 }
 
 /// A worker as the service knows it.
@@ -169,6 +179,9 @@ pub struct WorkerInfo {
     pub state: WorkerState,
     /// SHA-256 of its EK public area.
     pub ek_digest: Digest,
+    /// The issuer of its EK certificate, as text (empty for an enclave).
+    #[serde(default)]
+    pub ek_issuer: String,
 }
 
 /// `POST /v1/workers/{name}/ak`: a worker presents its AK.

@@ -422,7 +422,7 @@ mod tests {
     fn hyperparameters_reach_the_spec_and_unknown_ones_are_refused() {
         let spec = include_bytes!("../../../examples/models/breast-cancer-mlp.json");
         let mut m: JobManifest = serde_json::from_value(serde_json::json!({
-            "schema": 1, "name": "x", "mode": "attested",
+            "schema": 2, "name": "x", "mode": "attested", "provider": "infra",
             "model": {"asset": "m", "owner": "o", "kind": "model", "content_digest": Digest::of(b"m")},
             "data": [{"asset": "d", "owner": "o", "kind": "dataset", "content_digest": Digest::of(b"d")}],
             "platform_policy": Digest::of(b"p"), "receivers": ["o"], "attestation_interval_s": 5,

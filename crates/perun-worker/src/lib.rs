@@ -25,6 +25,9 @@ pub enum WorkerError {
     /// The trust service refused or could not be reached.
     #[error("trust service: {0}")]
     Trust(#[from] perun_trust::TrustError),
+    /// Evidence, a policy or a certificate could not be read.
+    #[error("{0}")]
+    Attest(#[from] perun_attest::AttestError),
     /// A released key or sealed asset did not open.
     #[error("{0}")]
     Seal(#[from] perun_seal::SealError),

@@ -10,6 +10,9 @@ use perun_tpm::ima::{ImaLog as _, KernelIma, UserSpaceMeasurer};
 
 use crate::WorkerError;
 
+/// Where the kernel publishes the firmware's TCG2 measured-boot event log.
+pub const BOOT_EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+
 /// PCRs the kernel extends at boot, quoted with PCR 10.
 pub const BOOT_PCRS: [u32; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
 
@@ -39,6 +42,46 @@ impl Platform {
             m.measure_file(&exe)?;
         }
         Ok(Self { source: Source::UserSpace(m) })
+    }
+
+    /// What the infrastructure provider sends to enrol this platform's TPM as worker
+    /// `name`: the EK public area and the EK certificate read from the TPM's NV index.
+    pub fn enrolment(&mut self, name: perun_core::Name) -> Result<perun_trust::wire::EnrolWorker, WorkerError> {
+        let ek_certificate = self.tpm().ek_certificate()?;
+        Ok(perun_trust::wire::EnrolWorker {
+            name,
+            ek_public: self.tpm().ek_public().to_vec(),
+            ek_certificate,
+            ek_chain: Vec::new(),
+        })
+    }
+
+    /// A development policy that accepts exactly this platform as it stands: the files
+    /// its log measured so far, the running executable as the worker binary, the
+    /// user-space measurer, EK certificates of the local CA `ca` (a software TPM's), and
+    /// PCRs 0-9 as they are now (no firmware ran, so no event log exists). Every line of
+    /// it is flagged as development to approvers ([`PlatformPolicy::development`]).
+    pub fn development_policy(
+        &mut self,
+        name: &str,
+        ca: &perun_tpm::swtpm::LocalCa,
+    ) -> Result<perun_attest::policy::PlatformPolicy, WorkerError> {
+        let log = self.log()?;
+        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        let mut policy = perun_attest::policy::PlatformPolicy::from_log(name, &entries);
+        let exe = std::env::current_exe()
+            .and_then(std::fs::read)
+            .map_err(|e| WorkerError::Failed(format!("reading the running executable: {e}")))?;
+        policy.worker_binary = Some(perun_core::Digest::of(&exe).to_string());
+        policy.accept_user_space_ima = true;
+        policy.ek.add_own_root(&ca.root_pem()?)?;
+        policy.ek.add_intermediate(&ca.issuer_pem()?)?;
+        let bank = self.tpm().pcr_read(&BOOT_PCRS)?;
+        policy.pin_boot_pcrs(&bank)?;
+        Ok(policy)
     }
 
     /// The TPM.
@@ -81,10 +124,11 @@ impl Platform {
         pcrs.push(IMA_PCR);
         let (quote, signature) = self.tpm().quote(&pcrs, qualifying_data)?;
         let bank = self.tpm().pcr_read(&pcrs)?;
-        let (ima_log, ima_source) = match &mut self.source {
-            Source::Kernel { ima, .. } => (ima.read()?, ima.source()),
-            Source::UserSpace(m) => (m.read()?, m.source()),
+        let (ima_log, ima_source, event_log) = match &mut self.source {
+            // The firmware's measured-boot log, where the kernel publishes one.
+            Source::Kernel { ima, .. } => (ima.read()?, ima.source(), std::fs::read(BOOT_EVENT_LOG).unwrap_or_default()),
+            Source::UserSpace(m) => (m.read()?, m.source(), Vec::new()),
         };
-        Ok(TpmEvidence { quote, signature, pcrs: bank, ima_log, ima_source })
+        Ok(TpmEvidence { quote, signature, pcrs: bank, ima_log, ima_source, event_log })
     }
 }

@@ -75,6 +75,11 @@ impl SoftTpm {
         &self.ek_public
     }
 
+    /// The EK's public point, SEC1 uncompressed (what an EK certificate certifies).
+    pub fn ek_point(&self) -> Vec<u8> {
+        self.ek.public_key().to_encoded_point(false).as_bytes().to_vec()
+    }
+
     /// The AK's `TPMT_PUBLIC`.
     pub fn ak_public(&self) -> &[u8] {
         &self.ak_public

@@ -91,6 +91,13 @@ impl<S: Store> Trust<S> {
                 if let Err(e) = self.check_releasable(tx, &job) {
                     return Ok(Err((job, e)));
                 }
+                if !job.manifest.workers.is_empty() && !job.manifest.workers.contains(req.enclave.as_str()) {
+                    let e = TrustError::Forbidden(format!(
+                        "the job does not name enclave {} among its workers",
+                        req.enclave
+                    ));
+                    return Ok(Err((job, e)));
+                }
                 if let Some(w) = tx.get::<WorkerRecord>(req.enclave.as_str())? {
                     // A name is one worker: a TPM worker's, or one enclave's at a time
                     // (a new claim replaces the name's token).
@@ -131,8 +138,12 @@ impl<S: Store> Trust<S> {
                 let token: [u8; 32] = rand::random();
                 let record = WorkerRecord {
                     name: req.enclave.clone(),
-                    enrolled_by: job.proposer.clone(),
+                    // An enclave runs on the job's provider's TEE host, under the
+                    // provider's published TEE policy.
+                    enrolled_by: job.manifest.provider.clone(),
                     ek_public: Vec::new(),
+                    ek_certificate: Vec::new(),
+                    ek_chain: Vec::new(),
                     ak_public: None,
                     pending: None,
                     token_hash: Some(Digest::of(&token)),

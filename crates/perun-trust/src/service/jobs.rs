@@ -4,7 +4,7 @@
 //! the first say nothing about it.
 
 use perun_core::manifest::APPROVAL_CONTEXT;
-use perun_core::{verify_digest, JobManifest, JobMode, Name};
+use perun_core::{verify_digest, JobManifest, JobMode, Name, Role};
 
 use super::Trust;
 use crate::audit::{AuditKind, Event};
@@ -47,6 +47,21 @@ impl<S: Store> Trust<S> {
                     manifest.platform_policy
                 ))
             })?;
+            let provider = tx.get::<StakeholderRecord>(manifest.provider.as_str())?.ok_or_else(|| {
+                TrustError::BadRequest(format!("provider `{}` is not registered", manifest.provider))
+            })?;
+            if !provider.roles.contains(&Role::Provider) {
+                return Err(TrustError::BadRequest(format!(
+                    "`{}` is not registered as an infrastructure provider",
+                    manifest.provider
+                )));
+            }
+            if policy.owner != manifest.provider {
+                return Err(TrustError::BadRequest(format!(
+                    "policy {} was published by {}, not by the job's provider {}",
+                    manifest.platform_policy, policy.owner, manifest.provider
+                )));
+            }
             if policy.policy.mode() != manifest.mode {
                 return Err(TrustError::BadRequest(format!(
                     "policy {} is for `{}` jobs, but the manifest asks for `{}` mode",
@@ -61,8 +76,12 @@ impl<S: Store> Trust<S> {
                 }
             }
             for r in &manifest.receivers {
-                if tx.get::<StakeholderRecord>(r.as_str())?.is_none() {
-                    return Err(TrustError::BadRequest(format!("receiver `{r}` is not registered")));
+                match tx.get::<StakeholderRecord>(r.as_str())? {
+                    None => return Err(TrustError::BadRequest(format!("receiver `{r}` is not registered"))),
+                    Some(s) if !s.roles.contains(&Role::Receiver) => {
+                        return Err(TrustError::BadRequest(format!("`{r}` is not registered as a receiver")))
+                    }
+                    Some(_) => {}
                 }
             }
             let job = JobRecord {
@@ -234,9 +253,13 @@ pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustEr
     tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))
 }
 
-/// Whether `who` is a party of `job`: its proposer, an asset owner or a receiver.
+/// Whether `who` is a party of `job`: its proposer, an asset owner, an approver, a
+/// receiver or its provider.
 pub fn is_party(job: &JobRecord, who: &Name) -> bool {
-    &job.proposer == who || job.manifest.required_approvers().contains(who) || job.manifest.receivers.contains(who)
+    &job.proposer == who
+        || &job.manifest.provider == who
+        || job.manifest.required_approvers().contains(who)
+        || job.manifest.receivers.contains(who)
 }
 
 /// A mode as manifests spell it.

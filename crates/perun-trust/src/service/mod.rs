@@ -163,7 +163,11 @@ impl<S: Store> Trust<S> {
         }
         if job.state == JobState::Running {
             let since = job.last_attested_at.or(job.claimed_at).unwrap_or(job.proposed_at);
-            let deadline = since + 2 * job.manifest.attestation_interval_s + self.config.attestation_grace_s;
+            // Saturating: a stored manifest was validated (interval at most an hour), but
+            // no input may overflow a deadline.
+            let deadline = since
+                .saturating_add(job.manifest.attestation_interval_s.saturating_mul(2))
+                .saturating_add(self.config.attestation_grace_s);
             if now > deadline {
                 let reason = format!(
                     "missed attestation: worker {} last attested at {since}, due every {} s",

@@ -2,7 +2,7 @@
 //! platform policies, and each stakeholder's view of the audit log.
 
 use perun_attest::JobPolicy;
-use perun_core::{verify_digest, Name};
+use perun_core::{verify_digest, AssetKind, Name, Role};
 use perun_seal::AssetKey;
 
 use super::Trust;
@@ -89,6 +89,12 @@ impl<S: Store> Trust<S> {
     ) -> Result<(), TrustError> {
         let id = body.identity;
         id.check().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        if body.roles.is_empty() {
+            return Err(TrustError::BadRequest(
+                "a registration declares at least one role: data-owner, model-owner, provider, receiver".into(),
+            ));
+        }
+        let roles = body.roles;
         if id.name != sh.identity {
             return Err(TrustError::BadRequest("the request must be signed by the identity it registers".into()));
         }
@@ -97,20 +103,46 @@ impl<S: Store> Trust<S> {
         let now = self.now();
         self.store.write(|tx| {
             if let Some(existing) = tx.get::<StakeholderRecord>(id.name.as_str())? {
-                if existing.identity == id {
+                if existing.identity == id && existing.roles == roles {
                     return Ok(());
+                }
+                if existing.identity == id {
+                    return Err(TrustError::Conflict(format!(
+                        "`{}` is registered with the roles {}: roles cannot change after registration",
+                        id.name,
+                        role_list(&existing.roles)
+                    )));
                 }
                 return Err(TrustError::Conflict(format!("the name `{}` is taken by another key", id.name)));
             }
-            tx.put(&StakeholderRecord { identity: id.clone(), registered_at: now })?;
-            let mut e = Event::new(AuditKind::StakeholderRegistered, id.name.as_str(), id.fingerprint());
+            let detail = format!("{} as {}", id.fingerprint(), role_list(&roles));
+            tx.put(&StakeholderRecord { identity: id.clone(), registered_at: now, roles })?;
+            let mut e = Event::new(AuditKind::StakeholderRegistered, id.name.as_str(), detail);
             e.parties = vec![id.name.clone()];
             self.audit(tx, e)
         })
     }
 
+    /// Refuses `who` an action that needs `role`, unless its registration declared it.
+    pub(crate) fn require_role(&self, who: &Name, role: Role, action: &str) -> Result<(), TrustError> {
+        let rec: Option<StakeholderRecord> = self.store.read(|tx| tx.get(who.as_str()))?;
+        match rec {
+            Some(r) if r.roles.contains(&role) => Ok(()),
+            Some(r) => Err(TrustError::Forbidden(format!(
+                "{action} is for a {role}; `{who}` registered as {}",
+                role_list(&r.roles)
+            ))),
+            None => Err(TrustError::Unauthenticated(format!("`{who}` is not registered"))),
+        }
+    }
+
     /// Registers an asset with its key wrapped to the service.
     pub fn register_asset(&self, owner: &Name, body: RegisterAsset) -> Result<AssetInfo, TrustError> {
+        let role = match body.kind {
+            AssetKind::Dataset => Role::DataOwner,
+            AssetKind::Model | AssetKind::Output => Role::ModelOwner,
+        };
+        self.require_role(owner, role, &format!("registering a {}", body.kind))?;
         if body.location.trim().is_empty() || body.location.len() > 2048 || body.location.contains(['\n', '\r']) {
             return Err(TrustError::BadRequest("location must be a path or URL of at most 2048 characters".into()));
         }
@@ -173,6 +205,7 @@ impl<S: Store> Trust<S> {
 
     /// Publishes a policy (JSON: a platform policy, or a TEE policy); returns its digest.
     pub fn add_policy(&self, owner: &Name, json: &[u8]) -> Result<PolicyInfo, TrustError> {
+        self.require_role(owner, Role::Provider, "publishing a policy")?;
         let policy = JobPolicy::from_json(json).map_err(|e| TrustError::BadRequest(e.to_string()))?;
         let digest = policy.digest();
         let record = PolicyRecord { digest, owner: owner.clone(), policy, added_at: self.now() };
@@ -206,6 +239,14 @@ impl<S: Store> Trust<S> {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AuditLog { records: audit::view_for(&records, caller) })
     }
+}
+
+/// Roles as text: `data-owner, receiver`.
+pub(crate) fn role_list(roles: &std::collections::BTreeSet<Role>) -> String {
+    if roles.is_empty() {
+        return "no role".into();
+    }
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn asset_info(r: &AssetRecord) -> AssetInfo {

@@ -7,11 +7,11 @@
 
 use std::sync::atomic::Ordering;
 
-use perun_attest::evidence::appraise;
+use perun_attest::evidence::{appraise, Endorsement};
 use perun_attest::ima::ReplayState;
 use perun_attest::tpm::{make_credential, AkPublic};
 use perun_attest::JobPolicy;
-use perun_core::{Digest, JobMode, Name};
+use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
 
 use super::jobs::job_in;
@@ -23,22 +23,55 @@ use crate::records::{
 };
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{
-    AssetLocation, Attest, Attested, Claimed, CredentialChallenge, NonceIssued, OfferedJob, ReleasedKey, WorkerInfo,
+    AssetLocation, Attest, Attested, Claimed, CredentialChallenge, EnrolWorker, NonceIssued, OfferedJob, ReleasedKey,
+    WorkerInfo,
 };
 use crate::TrustError;
 
 impl<S: Store> Trust<S> {
-    /// Enrols a worker's EK (by the infrastructure provider `by`).
-    pub fn enrol_worker(&self, by: &Name, name: Name, ek_public: &[u8]) -> Result<WorkerInfo, TrustError> {
-        let ek = AkPublic::parse(ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
+    /// Enrols a worker's TPM (by the infrastructure provider `by`): its EK public area
+    /// and the manufacturer's EK certificate of it. The certificate must certify this EK
+    /// (its chain to a root is checked against each job's policy, before any release).
+    /// One EK is one worker: an EK enrolled under another name is refused until that
+    /// worker is de-enrolled.
+    pub fn enrol_worker(&self, by: &Name, body: EnrolWorker) -> Result<WorkerInfo, TrustError> {
+        self.require_role(by, Role::Provider, "enrolling a worker")?;
+        let name = body.name;
+        let ek = AkPublic::parse(&body.ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
         use perun_attest::tpm::public::attributes::{DECRYPT, RESTRICTED};
         if ek.attributes & (DECRYPT | RESTRICTED) != (DECRYPT | RESTRICTED) {
             return Err(TrustError::BadRequest("the EK must be a restricted decryption (storage) key".into()));
         }
+        if body.ek_certificate.is_empty() {
+            return Err(TrustError::BadRequest(
+                "an EK certificate is required: a TPM without its manufacturer's certificate cannot be enrolled".into(),
+            ));
+        }
+        if body.ek_chain.len() > 4 {
+            return Err(TrustError::BadRequest("at most 4 intermediate certificates".into()));
+        }
+        let certificate = perun_attest::ek::cert_der(&body.ek_certificate)
+            .map_err(|e| TrustError::BadRequest(format!("EK certificate: {e}")))?;
+        let mut chain = Vec::new();
+        for c in &body.ek_chain {
+            let der = perun_attest::ek::cert_der(c.as_ref())
+                .map_err(|e| TrustError::BadRequest(format!("EK chain certificate: {e}")))?;
+            chain.push(HexBytes(der));
+        }
+        let certified = perun_attest::ek::certified_key(&certificate)
+            .map_err(|e| TrustError::BadRequest(format!("EK certificate: {e}")))?;
+        if certified != ek.key {
+            return Err(TrustError::BadRequest(
+                "the EK certificate certifies another key than this EK: it is not this TPM's certificate".into(),
+            ));
+        }
+        let ek_digest = Digest::of(&ek.tpmt);
         let record = WorkerRecord {
             name: name.clone(),
             enrolled_by: by.clone(),
             ek_public: ek.tpmt.clone(),
+            ek_certificate: certificate,
+            ek_chain: chain,
             ak_public: None,
             pending: None,
             token_hash: None,
@@ -47,14 +80,25 @@ impl<S: Store> Trust<S> {
             tee: None,
         };
         self.store.write(|tx| {
-            if tx.get::<WorkerRecord>(name.as_str())?.is_some() {
-                return Err(TrustError::Conflict(format!("a worker named `{name}` is already enrolled")));
+            if let Some(w) = tx.get::<WorkerRecord>(name.as_str())? {
+                if w.state != WorkerState::Deenrolled {
+                    return Err(TrustError::Conflict(format!("a worker named `{name}` is already enrolled")));
+                }
+            }
+            let all: Vec<WorkerRecord> = tx.list("")?;
+            if let Some(w) = all.iter().find(|w| {
+                w.state != WorkerState::Deenrolled && w.tee.is_none() && Digest::of(&w.ek_public) == ek_digest
+            }) {
+                return Err(TrustError::Conflict(format!(
+                    "this EK ({ek_digest}) is already enrolled as worker `{}`: one TPM is one worker (de-enrol it first)",
+                    w.name
+                )));
             }
             tx.put(&record)?;
             let mut e = Event::new(
                 AuditKind::WorkerEnrolled,
                 by.as_str(),
-                format!("worker {name} EK {}", Digest::of(&ek.tpmt)),
+                format!("worker {name} EK {ek_digest} certified by {}", issuer_of(&record)),
             );
             e.parties = vec![by.clone()];
             self.audit(tx, e)
@@ -62,10 +106,38 @@ impl<S: Store> Trust<S> {
         Ok(worker_info(&record))
     }
 
-    /// The workers `by` enrolled.
+    /// De-enrols a worker (by the provider that enrolled it): it can no longer
+    /// authenticate, and a job it runs is revoked.
+    pub fn deenrol_worker(&self, by: &Name, name: &str) -> Result<WorkerInfo, TrustError> {
+        self.store.write(|tx| {
+            let mut w = tx
+                .get::<WorkerRecord>(name)?
+                .filter(|w| &w.enrolled_by == by && w.tee.is_none())
+                .ok_or_else(|| TrustError::NotFound(format!("`{by}` enrolled no worker `{name}`")))?;
+            w.state = WorkerState::Deenrolled;
+            w.token_hash = None;
+            w.pending = None;
+            tx.put(&w)?;
+            for mut job in tx.list::<JobRecord>("")? {
+                if job.state == JobState::Running && job.worker.as_ref() == Some(&w.name) {
+                    self.end_job(tx, &mut job, JobState::Revoked, format!("worker {name} was de-enrolled by {by}"))?;
+                }
+            }
+            let mut e = Event::new(AuditKind::WorkerEnrolled, by.as_str(), format!("worker {name} de-enrolled"));
+            e.parties = vec![by.clone()];
+            self.audit(tx, e)?;
+            Ok(worker_info(&w))
+        })
+    }
+
+    /// The workers `by` enrolled (de-enrolled ones left out).
     pub fn workers_of(&self, by: &Name) -> Result<Vec<WorkerInfo>, TrustError> {
         let all: Vec<WorkerRecord> = self.store.read(|tx| tx.list(""))?;
-        Ok(all.iter().filter(|w| &w.enrolled_by == by).map(worker_info).collect())
+        Ok(all
+            .iter()
+            .filter(|w| &w.enrolled_by == by && w.state != WorkerState::Deenrolled)
+            .map(worker_info)
+            .collect())
     }
 
     /// A worker presents its EK and AK; the answer is a credential only the enrolled TPM
@@ -77,7 +149,8 @@ impl<S: Store> Trust<S> {
         ak_public: &[u8],
     ) -> Result<CredentialChallenge, TrustError> {
         let actor = format!("worker:{name}");
-        let Some(mut worker) = self.store.read(|tx| tx.get::<WorkerRecord>(name))? else {
+        let worker = self.store.read(|tx| tx.get::<WorkerRecord>(name))?;
+        let Some(mut worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
             let err = TrustError::Forbidden(format!(
                 "worker `{name}` is not enrolled: the infrastructure provider must run `perun worker enrol` first"
             ));
@@ -105,7 +178,8 @@ impl<S: Store> Trust<S> {
         let now = self.now();
         let mut provider = Vec::new();
         let outcome = self.store.write(|tx| {
-            let Some(mut worker) = tx.get::<WorkerRecord>(name)? else {
+            let worker = tx.get::<WorkerRecord>(name)?;
+            let Some(mut worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
                 return Ok(Err(TrustError::Forbidden(format!("worker `{name}` is not enrolled"))));
             };
             provider.push(worker.enrolled_by.clone());
@@ -142,6 +216,9 @@ impl<S: Store> Trust<S> {
         };
         match (&worker.token_hash, worker.state) {
             (Some(h), WorkerState::Active) if *h == Digest::of(token) => Ok(worker),
+            (_, WorkerState::Deenrolled) => {
+                Err(TrustError::Unauthenticated(format!("worker `{name}` was de-enrolled by its provider")))
+            }
             (_, WorkerState::Enrolled) => {
                 let err = TrustError::Unauthenticated(format!(
                     "worker `{name}` has no activated AK: present the AK and activate the credential first"
@@ -155,14 +232,18 @@ impl<S: Store> Trust<S> {
         }
     }
 
-    /// Ready `attested` jobs, for workers to claim.
-    pub fn offered_jobs(&self) -> Result<Vec<OfferedJob>, TrustError> {
+    /// Ready `attested` jobs that `worker` may claim: its provider's, naming it (or no
+    /// worker in particular).
+    pub fn offered_jobs(&self, worker: &WorkerRecord) -> Result<Vec<OfferedJob>, TrustError> {
         let all: Vec<JobRecord> = self.store.read(|tx| tx.list(""))?;
         let now = self.now();
         Ok(all
             .into_iter()
             .filter(|j| {
-                j.state == JobState::Ready && j.manifest.mode == JobMode::Attested && now < j.manifest.expires_at
+                j.state == JobState::Ready
+                    && j.manifest.mode == JobMode::Attested
+                    && now < j.manifest.expires_at
+                    && may_run(worker, &j.manifest).is_ok()
             })
             .map(|j| OfferedJob { id: j.id, manifest: j.manifest })
             .collect())
@@ -188,6 +269,18 @@ impl<S: Store> Trust<S> {
             if job.manifest.mode != JobMode::Attested || worker.tee.is_some() {
                 let e = TrustError::Conflict(format!("job {job_id} runs in `tee` mode: an enclave must claim it"));
                 return Ok(Err((job, e)));
+            }
+            if let Err(e) = may_run(worker, &job.manifest) {
+                return Ok(Err((job, e)));
+            }
+            // A TPM whose EK certificate the job's policy does not accept claims nothing
+            // (checked again, with everything else, on the first attestation).
+            if let Some(PolicyRecord { policy: JobPolicy::Platform(p), .. }) =
+                tx.get::<PolicyRecord>(&job.manifest.platform_policy.to_string())?
+            {
+                if let Err(e) = genuine_tpm(worker, &p) {
+                    return Ok(Err((job, e)));
+                }
             }
             let nonce = self.nonces.issue(&job.id, &worker.name, now);
             Ok(Ok(self.assign(tx, &mut job, &worker.name, nonce)?))
@@ -317,13 +410,22 @@ impl<S: Store> Trust<S> {
         // evidence).
         let (seen, policy) = self.job_and_policy(job_id)?;
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
-        let appraised = match (&policy, &ak, hex::decode(&req.nonce)) {
-            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(nonce_bytes))
-                if req.ephemeral_key.len() == PUBLIC_KEY_LEN =>
-            {
+        let ek = AkPublic::parse(&worker.ek_public);
+        let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
+        let appraised = match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
+            (
+                Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }),
+                Some(Ok(ak)),
+                Ok(ek),
+                Ok(nonce_bytes),
+            ) if req.ephemeral_key.len() == PUBLIC_KEY_LEN => {
                 let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
                 let state = seen.replay.clone().unwrap_or_default();
-                Some((seen.replay.clone(), appraise(&req.evidence, ak, binding.as_bytes(), policy, &state)))
+                let endorsement = Endorsement { ek, certificate: &worker.ek_certificate, chain: &chain };
+                Some((
+                    seen.replay.clone(),
+                    appraise(&req.evidence, endorsement, ak, binding.as_bytes(), policy, &state),
+                ))
             }
             _ => None,
         };
@@ -374,11 +476,11 @@ impl<S: Store> Trust<S> {
             let next: ReplayState = appraisal.state.clone().unwrap_or(state);
             job.replay = Some(next);
             job.last_attested_at = Some(now);
-            let ev = Event::new(
-                AuditKind::AttestationAccepted,
-                actor.as_str(),
-                format!("{} new IMA entries verified", appraisal.new_entries),
-            );
+            let mut detail = format!("{} new IMA entries verified", appraisal.new_entries);
+            if let Some(ek) = &appraisal.ek {
+                detail.push_str(&format!("; EK certified by {} ({}, root {})", ek.path.first().map(String::as_str).unwrap_or("?"), ek.group, ek.anchor));
+            }
+            let ev = Event::new(AuditKind::AttestationAccepted, actor.as_str(), detail);
             self.audit(tx, ev.for_job(job.id, &job.manifest))?;
             let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key)?;
             tx.put(&job)?;
@@ -586,11 +688,46 @@ pub(super) fn live_error(job: &JobRecord) -> TrustError {
     }
 }
 
+/// Whether `worker` may run a job of `manifest`: enrolled by the job's provider, and
+/// named by the manifest (by name or EK digest) where it names workers.
+pub(super) fn may_run(worker: &WorkerRecord, manifest: &JobManifest) -> Result<(), TrustError> {
+    if worker.enrolled_by != manifest.provider {
+        return Err(TrustError::Forbidden(format!(
+            "worker {} was enrolled by {}, but the job runs on {}'s workers",
+            worker.name, worker.enrolled_by, manifest.provider
+        )));
+    }
+    if !manifest.workers.is_empty() {
+        let by_ek = (!worker.ek_public.is_empty()).then(|| Digest::of(&worker.ek_public).to_string());
+        let named = manifest.workers.contains(worker.name.as_str())
+            || by_ek.is_some_and(|d| manifest.workers.contains(&d));
+        if !named {
+            return Err(TrustError::Forbidden(format!("the job does not name worker {} among its workers", worker.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `worker`'s EK certificate chains to a root `policy` lists.
+fn genuine_tpm(worker: &WorkerRecord, policy: &perun_attest::policy::PlatformPolicy) -> Result<(), TrustError> {
+    let ek = AkPublic::parse(&worker.ek_public).map_err(|e| TrustError::Store(format!("stored EK: {e}")))?;
+    let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
+    perun_attest::ek::verify_ek(&worker.ek_certificate, &chain, &ek.key, &policy.ek)
+        .map(|_| ())
+        .map_err(|e| TrustError::Refused { reason: format!("worker {}'s TPM is not one this job's policy trusts: {e}", worker.name), failures: Vec::new() })
+}
+
+/// The issuer of a worker's EK certificate, as text.
+fn issuer_of(w: &WorkerRecord) -> String {
+    perun_attest::ek::issuer(&w.ek_certificate).unwrap_or_default()
+}
+
 fn worker_info(w: &WorkerRecord) -> WorkerInfo {
     WorkerInfo {
         name: w.name.clone(),
         enrolled_by: w.enrolled_by.clone(),
         state: w.state,
         ek_digest: Digest::of(&w.ek_public),
+        ek_issuer: issuer_of(w),
     }
 }

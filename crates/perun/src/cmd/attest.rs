@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
-use perun_attest::evidence::{appraise, TpmEvidence};
+use perun_attest::evidence::{appraise, Endorsement, TpmEvidence};
 use perun_attest::ima::{parse_ascii, parse_binary, ReplayState};
 use perun_attest::policy::PlatformPolicy;
 use perun_attest::tpm::AkPublic;
@@ -44,10 +44,90 @@ pub enum PolicyCmd {
         /// Accept evidence from the user-space IMA measurer (development only).
         #[arg(long)]
         accept_user_space_ima: bool,
+        #[command(flatten)]
+        anchors: AnchorArgs,
         /// Where to write the policy (JSON).
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// The trust anchors of a platform policy: which TPMs, and what booted.
+#[derive(clap::Args)]
+pub struct AnchorArgs {
+    /// EK CA certificates of the shipped bundle to trust: a group (`hardware`: TPM chip
+    /// makers; `cloud`: cloud vTPMs) or certificate names (see ek-roots/PROVENANCE.md).
+    #[arg(long = "ek-roots", value_delimiter = ',')]
+    pub ek_roots: Vec<String>,
+    /// An EK CA certificate of your own to trust as a root (PEM or DER): a local
+    /// development CA (`swtpm-localca`) or your organisation's. Approvers are told it
+    /// is not a chip maker's.
+    #[arg(long = "ek-ca")]
+    pub ek_ca: Vec<PathBuf>,
+    /// An intermediate EK CA certificate the bundle lacks (not trusted as a root).
+    #[arg(long = "ek-intermediate")]
+    pub ek_intermediate: Vec<PathBuf>,
+    /// Pin measured boot from a reference machine's evidence bundle (`perun attest
+    /// collect`): its quoted PCRs 0-9 and, where it has one, its event log.
+    #[arg(long = "boot-from", conflicts_with_all = ["boot_log", "boot_pcrs"])]
+    pub boot_from: Option<PathBuf>,
+    /// Pin measured boot from a reference machine's TCG2 event log
+    /// (`/sys/kernel/security/tpm0/binary_bios_measurements`), replayed to PCRs 0-9.
+    #[arg(long = "boot-log", conflicts_with = "boot_pcrs")]
+    pub boot_log: Option<PathBuf>,
+    /// Pin PCRs 0-9 to values where no event log exists: JSON `{"0": "hex", ...}`.
+    #[arg(long = "boot-pcrs")]
+    pub boot_pcrs: Option<PathBuf>,
+}
+
+impl AnchorArgs {
+    /// Sets the policy's EK roots and boot references; refuses a policy without both.
+    pub fn apply(&self, policy: &mut PlatformPolicy) -> Result<()> {
+        use perun_attest::policy::BOOT_PCRS;
+        if self.ek_roots.is_empty() && self.ek_ca.is_empty() {
+            bail!("name the TPMs this policy trusts: --ek-roots hardware (chip makers' CAs, shipped) or --ek-ca FILE (your own CA)");
+        }
+        let names: Vec<&str> = self.ek_roots.iter().map(String::as_str).collect();
+        policy.ek = perun_attest::ek::EkPolicy::from_bundle(&names)?;
+        for f in &self.ek_ca {
+            policy.ek.add_own_root(&read(f)?).with_context(|| format!("{}", f.display()))?;
+        }
+        for f in &self.ek_intermediate {
+            policy.ek.add_intermediate(&read(f)?).with_context(|| format!("{}", f.display()))?;
+        }
+        let log = match (&self.boot_from, &self.boot_log, &self.boot_pcrs) {
+            (Some(b), _, _) => {
+                let b: EvidenceBundle = serde_json::from_slice(&read(b)?).context("reading the reference bundle")?;
+                policy.pin_boot_pcrs(&b.evidence.pcrs)?;
+                (!b.evidence.event_log.is_empty()).then_some(b.evidence.event_log)
+            }
+            (None, Some(l), _) => Some(read(l)?),
+            (None, None, Some(p)) => {
+                let m: std::collections::BTreeMap<u32, String> =
+                    serde_json::from_slice(&read(p)?).context("--boot-pcrs: expected {\"0\": \"hex\", ...}")?;
+                policy.required_pcrs = m;
+                None
+            }
+            (None, None, None) => bail!(
+                "pin what booted: --boot-from BUNDLE (a reference machine's `perun attest collect`), --boot-log FILE, \
+                 or --boot-pcrs FILE"
+            ),
+        };
+        if let Some(log) = log {
+            let parsed = perun_attest::bootlog::parse(&log)?;
+            if self.boot_from.is_none() {
+                for i in BOOT_PCRS {
+                    policy.required_pcrs.insert(i, hex::encode(parsed.pcr(i)));
+                }
+            }
+            policy.boot_events = perun_attest::bootlog::reference(&parsed, BOOT_PCRS);
+        }
+        let unpinned: Vec<u32> = BOOT_PCRS.filter(|i| !policy.required_pcrs.contains_key(i)).collect();
+        if !unpinned.is_empty() {
+            bail!("the boot references leave PCRs {unpinned:?} unpinned: every PCR 0-9 must be pinned");
+        }
+        Ok(())
+    }
 }
 
 /// Attestation subcommands.
@@ -74,8 +154,14 @@ pub enum AttestCmd {
         /// The worker's attestation key (`TPM2B_PUBLIC`, as `tpm2_createak -u` writes it).
         #[arg(long, required_unless_present = "bundle")]
         ak: Option<PathBuf>,
-        /// A bundle from `perun attest collect` (evidence, AK and qualifying data).
-        #[arg(long, conflicts_with_all = ["evidence", "ak"])]
+        /// The worker's EK public area (with --evidence).
+        #[arg(long, requires = "ek_cert")]
+        ek: Option<PathBuf>,
+        /// Its EK certificate (DER or PEM; with --evidence).
+        #[arg(long, requires = "ek")]
+        ek_cert: Option<PathBuf>,
+        /// A bundle from `perun attest collect` (evidence, EK, its certificate, AK).
+        #[arg(long, conflicts_with_all = ["evidence", "ak", "ek", "ek_cert"])]
         bundle: Option<PathBuf>,
         /// The platform policy (JSON).
         #[arg(long)]
@@ -101,6 +187,9 @@ pub struct EvidenceBundle {
     /// The AK public area (hex).
     #[serde(with = "hex::serde")]
     pub ak_public: Vec<u8>,
+    /// The EK certificate read from the TPM's NV index (hex; empty where it has none).
+    #[serde(default, with = "hex::serde")]
+    pub ek_certificate: Vec<u8>,
     /// The evidence.
     pub evidence: TpmEvidence,
     /// Seconds since boot when it was collected, where known.
@@ -113,13 +202,17 @@ fn collect(tcti: &str, qualifying_data: &str, out: &Path) -> Result<()> {
     let tpm = perun_tpm::device::Tpm::connect(tcti, perun_tpm::tools::KeyAlg::Rsa)
         .with_context(|| format!("connecting to the TPM at {tcti}"))?;
     let mut platform = perun_worker::Platform::kernel(tpm)?;
+    let ek_certificate = platform.tpm().ek_certificate().unwrap_or_else(|e| {
+        eprintln!("warning: {e}");
+        Vec::new()
+    });
     let ak = platform.tpm().create_ak(perun_tpm::tools::KeyAlg::Rsa)?;
     let evidence = platform.evidence(&qd)?;
     let uptime_s = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|u| u.split_whitespace().next().and_then(|v| v.parse().ok()));
     let bundle =
-        EvidenceBundle { ek_public: platform.tpm().ek_public().to_vec(), ak_public: ak.public, evidence, uptime_s };
+        EvidenceBundle { ek_public: platform.tpm().ek_public().to_vec(), ak_public: ak.public, ek_certificate, evidence, uptime_s };
     let mut bytes = serde_json::to_vec(&bundle)?;
     bytes.push(b'\n');
     std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -133,11 +226,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Runs a policy subcommand.
 pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
-    let (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out) = match cmd {
+    let (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, anchors, out) = match cmd {
         PolicyCmd::Add { file, who } => return crate::cmd::remote::policy_add(home, &file, &who),
         PolicyCmd::Tee(a) => return crate::cmd::enclave::tee_policy(a),
-        PolicyCmd::Generate { tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out } => {
-            (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, out)
+        PolicyCmd::Generate { tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, anchors, out } => {
+            (tree, ima_log, ascii, name, worker_binary, accept_user_space_ima, anchors, out)
         }
     };
     let mut policy = match (tree, ima_log) {
@@ -153,44 +246,60 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         }
         _ => bail!("give --tree DIR or --ima-log FILE"),
     };
-    if let Some(w) = worker_binary {
-        policy.worker_binary = Some(perun_core::Digest::of(&read(&w)?).to_string());
+    match worker_binary {
+        Some(w) => policy.worker_binary = Some(perun_core::Digest::of(&read(&w)?).to_string()),
+        None => bail!("name the approved worker binary with --worker-binary FILE: its measurement proves IMA ran"),
     }
     policy.accept_user_space_ima |= accept_user_space_ima;
+    anchors.apply(&mut policy)?;
     if out.exists() {
         bail!("{} already exists: refusing to overwrite it", out.display());
     }
     std::fs::write(&out, serde_json::to_vec_pretty(&policy)?).with_context(|| format!("writing {}", out.display()))?;
     println!(
-        "policy `{name}`: {} files, {} digests; digest {}",
+        "policy `{name}`: {} files, {} digests, {} EK roots, boot PCRs 0-9 pinned{}; digest {}",
         policy.allowed_files.len(),
         policy.allowed_digests.len(),
+        policy.ek.roots.len(),
+        if policy.boot_events.is_empty() { String::new() } else { format!(" with {} reference events", policy.boot_events.values().map(Vec::len).sum::<usize>()) },
         policy.digest()
     );
+    for d in policy.development() {
+        println!("DEVELOPMENT: {d}");
+    }
     Ok(())
 }
 
 /// Runs an attestation subcommand.
 pub fn attest(cmd: AttestCmd) -> Result<()> {
-    let (evidence, ak, bundle, policy, qualifying_data, state, json) = match cmd {
+    let (evidence, ak, ek, ek_cert, bundle, policy, qualifying_data, state, json) = match cmd {
         AttestCmd::Collect { tcti, qualifying_data, out } => return collect(&tcti, &qualifying_data, &out),
-        AttestCmd::Verify { evidence, ak, bundle, policy, qualifying_data, state, json } => {
-            (evidence, ak, bundle, policy, qualifying_data, state, json)
+        AttestCmd::Verify { evidence, ak, ek, ek_cert, bundle, policy, qualifying_data, state, json } => {
+            (evidence, ak, ek, ek_cert, bundle, policy, qualifying_data, state, json)
         }
     };
-    let (ev, ak) = match (bundle, evidence, ak) {
+    let (ev, ak, ek, ek_cert) = match (bundle, evidence, ak) {
         (Some(b), _, _) => {
             let b: EvidenceBundle = serde_json::from_slice(&read(&b)?).context("reading the evidence bundle")?;
             if let Some(up) = b.uptime_s {
                 println!("evidence collected {up:.1} s after boot; IMA log of {} bytes", b.evidence.ima_log.len());
             }
-            (b.evidence, AkPublic::parse(&b.ak_public).context("the bundle's attestation key")?)
+            let ak = AkPublic::parse(&b.ak_public).context("the bundle's attestation key")?;
+            let ek = AkPublic::parse(&b.ek_public).context("the bundle's EK")?;
+            (b.evidence, ak, ek, b.ek_certificate)
         }
-        (None, Some(e), Some(k)) => (
-            serde_json::from_slice(&read(&e)?).context("reading the evidence")?,
-            AkPublic::parse(&read(&k)?).context("reading the attestation key")?,
-        ),
-        _ => bail!("give --bundle, or --evidence and --ak"),
+        (None, Some(e), Some(k)) => {
+            let (Some(ek), Some(cert)) = (ek, ek_cert) else {
+                bail!("give the worker's TPM with --ek FILE --ek-cert FILE (the policy checks its EK certificate)");
+            };
+            (
+                serde_json::from_slice(&read(&e)?).context("reading the evidence")?,
+                AkPublic::parse(&read(&k)?).context("reading the attestation key")?,
+                AkPublic::parse(&read(&ek)?).context("reading the EK")?,
+                read(&cert)?,
+            )
+        }
+        _ => bail!("give --bundle, or --evidence, --ak, --ek and --ek-cert"),
     };
     let policy = PlatformPolicy::from_json(&read(&policy)?)?;
     let qd = hex::decode(qualifying_data.trim()).context("--qualifying-data is not hex")?;
@@ -199,7 +308,8 @@ pub fn attest(cmd: AttestCmd) -> Result<()> {
         Some(p) if p.exists() => serde_json::from_slice(&read(p)?).context("reading the replay state")?,
         _ => ReplayState::default(),
     };
-    let a = appraise(&ev, &ak, &qd, &policy, &prior);
+    let endorsement = Endorsement { ek: &ek, certificate: &ek_cert, chain: &[] };
+    let a = appraise(&ev, endorsement, &ak, &qd, &policy, &prior);
     if let (Some(p), Some(next)) = (&state, &a.state) {
         std::fs::write(p, serde_json::to_vec_pretty(next)?)?;
     }

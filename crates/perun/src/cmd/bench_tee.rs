@@ -148,7 +148,7 @@ pub fn tee_train(epochs: usize) -> Result<()> {
 
     // tee: an enclave on the sim TEE, the same engine on the same CPU.
     let s = sim()?;
-    let (_, digest) = world.sim_tee_policy(owner, &s)?;
+    let (_, digest) = world.sim_tee_policy(&s)?;
     let job = world.tee_job(owner, &[hospital], "tee", JobPurpose::Train, model, vec![data], digest, &mut |_, _| {})?;
     let t = Instant::now();
     let claim = perun_enclave::Enclave::claim(&world.anon, perun_core::Name::new("tee-1")?, Box::new(s), job)?;

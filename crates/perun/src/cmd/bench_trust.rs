@@ -15,7 +15,7 @@ use perun_attest::ima::Entry;
 use perun_attest::policy::{PlatformPolicy, USER_SPACE_MARKER};
 use perun_attest::tpm::soft::SoftTpm;
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
 use perun_seal::release::EphemeralKey;
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_trust::server::Running;
@@ -50,13 +50,88 @@ impl SimWorker {
         let eph = EphemeralKey::generate();
         let binding = Digest::evidence_binding(&hex::decode(&nonce)?, &self.job, &eph.public_bytes());
         let (quote, signature, pcrs) = self.tpm.quote(binding.as_bytes())?;
-        let evidence =
-            TpmEvidence { quote, signature, pcrs, ima_log: self.log.clone(), ima_source: ImaSource::UserSpace };
+        let evidence = TpmEvidence {
+            quote,
+            signature,
+            pcrs,
+            ima_log: self.log.clone(),
+            ima_source: ImaSource::UserSpace,
+            event_log: Vec::new(),
+        };
         let req = Attest { nonce, ephemeral_key: eph.public_bytes(), evidence };
         let a: Attested = self.client.call("POST", &format!("/v1/jobs/{}/attest", self.job), Some(&req))?;
         self.next_nonce = Some(a.next_nonce.nonce.clone());
         Ok(a)
     }
+}
+
+/// A software EK CA for the simulated workers' software TPMs (this benchmark only): the
+/// policy names it as its own root, as a development policy names `swtpm-localca`.
+pub struct SoftEkCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    root: Vec<u8>,
+}
+
+/// A software TPM's P-256 EK as rcgen signs it.
+struct EkPoint(Vec<u8>);
+
+impl rcgen::PublicKeyData for EkPoint {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl SoftEkCa {
+    /// A fresh CA.
+    pub fn new() -> Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, "perun bench software EK CA (development)");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let root = params.self_signed(&key)?.der().to_vec();
+        Ok(Self { issuer: rcgen::Issuer::new(params, key), root })
+    }
+
+    /// Its root certificate (DER).
+    pub fn root(&self) -> &[u8] {
+        &self.root
+    }
+
+    /// An EK certificate for `tpm`'s EK (DER).
+    pub fn certify(&self, tpm: &SoftTpm) -> Result<Vec<u8>> {
+        let params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        Ok(params.signed_by(&EkPoint(tpm.ek_point()), &self.issuer)?.der().to_vec())
+    }
+}
+
+/// The IMA log a simulated worker starts with: `boot_aggregate` over its zeroed PCRs
+/// 0-9, the user-space marker, the worker binary.
+fn template() -> [Entry; 3] {
+    let boot_aggregate = Digest::of(&[0u8; 32 * 10]);
+    [
+        Entry::ima_ng("boot_aggregate", "sha256", boot_aggregate.as_bytes()),
+        Entry::ima_ng(USER_SPACE_MARKER, "sha256", &[0u8; 32]),
+        worker_binary_entry(),
+    ]
+}
+
+/// The policy the simulated workers meet: the bench CA as EK root, zeroed boot PCRs,
+/// the worker binary.
+fn bench_policy(name: &str, ca: &SoftEkCa) -> Result<PlatformPolicy> {
+    let mut policy = PlatformPolicy::from_log(name, &template());
+    policy.accept_user_space_ima = true;
+    policy.worker_binary = Some(Digest::of(b"perun worker binary").to_string());
+    policy.allowed_digests.insert(Digest::of(b"perun worker binary").to_string());
+    policy.ek.add_own_root(ca.root())?;
+    let zeros = perun_attest::tpm::PcrBank {
+        hash_alg: perun_attest::tpm::alg::SHA256,
+        values: perun_attest::policy::BOOT_PCRS.map(|i| (i, vec![0u8; 32])).collect(),
+    };
+    policy.pin_boot_pcrs(&zeros)?;
+    Ok(policy)
 }
 
 fn worker_binary_entry() -> Entry {
@@ -82,9 +157,15 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     let as_ = |k: &StakeholderKeys| {
         anon.with_caller(Caller::Stakeholder { name: k.name().clone(), key: k.signing_key().clone() })
     };
-    let (oc, hc) = (as_(&owner), as_(&hospital));
-    for (k, c) in [(&owner, &oc), (&hospital, &hc)] {
-        let _: () = c.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: k.public() }))?;
+    let infra = StakeholderKeys::generate(Name::new("infra")?);
+    let (oc, hc, ic) = (as_(&owner), as_(&hospital), as_(&infra));
+    for (k, c, roles) in [
+        (&owner, &oc, vec![Role::ModelOwner, Role::Receiver]),
+        (&hospital, &hc, vec![Role::DataOwner]),
+        (&infra, &ic, vec![Role::Provider]),
+    ] {
+        let body = RegisterStakeholder { identity: k.public(), roles: roles.into_iter().collect() };
+        let _: () = c.call("POST", "/v1/stakeholders", Some(&body))?;
     }
     for (c, asset, kind) in [(&oc, "model", AssetKind::Model), (&hc, "data", AssetKind::Dataset)] {
         let key = AssetKey::generate();
@@ -98,25 +179,22 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         };
         let _: AssetInfo = c.call("POST", "/v1/assets", Some(&body))?;
     }
-    let template = [
-        Entry::ima_ng("boot_aggregate", "sha256", &[0u8; 32]),
-        Entry::ima_ng(USER_SPACE_MARKER, "sha256", &[0u8; 32]),
-        worker_binary_entry(),
-    ];
-    let mut policy = PlatformPolicy::from_log("bench workers", &template);
-    policy.accept_user_space_ima = true;
-    policy.allowed_digests.insert(Digest::of(b"perun worker binary").to_string());
-    let policy: PolicyInfo = oc.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+    let template = template();
+    let ca = SoftEkCa::new()?;
+    let policy = bench_policy("bench workers", &ca)?;
+    let policy: PolicyInfo = ic.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
 
     let mut sims = Vec::with_capacity(workers);
     for i in 0..workers {
         let wname = Name::new(&format!("sim-{i:05}"))?;
         let tpm = SoftTpm::new();
-        let _: WorkerInfo = oc.call(
-            "POST",
-            "/v1/workers",
-            Some(&EnrolWorker { name: wname.clone(), ek_public: tpm.ek_public().to_vec() }),
-        )?;
+        let body = EnrolWorker {
+            name: wname.clone(),
+            ek_public: tpm.ek_public().to_vec(),
+            ek_certificate: ca.certify(&tpm)?,
+            ek_chain: Vec::new(),
+        };
+        let _: WorkerInfo = ic.call("POST", "/v1/workers", Some(&body))?;
         let ch: CredentialChallenge = anon.call(
             "POST",
             &format!("/v1/workers/{wname}/ak"),
@@ -143,6 +221,8 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
             model: asset("model", &owner, AssetKind::Model),
             data: vec![asset("data", &hospital, AssetKind::Dataset)],
             platform_policy: policy.digest,
+            provider: infra.name().clone(),
+            workers: [wname.to_string()].into(),
             hyperparameters: Default::default(),
             receivers: vec![owner.name().clone()],
             purpose: Default::default(),
@@ -232,14 +312,17 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         log.extend_from_slice(&e.to_binary());
         tpm.extend_pcr10(&e.sha256_extend());
     }
-    let pol = PlatformPolicy::from_log("bench", &template);
+    let pol = bench_policy("bench", &ca)?;
+    let ek_cert = ca.certify(&tpm)?;
+    let ek = perun_attest::tpm::AkPublic::parse_tpmt(tpm.ek_public())?;
     let reps = 2000;
     let t0 = Instant::now();
     for i in 0..reps {
         let qd = Digest::of(&(i as u64).to_be_bytes());
         let (quote, signature, pcrs) = tpm.quote(qd.as_bytes())?;
-        let ev = TpmEvidence { quote, signature, pcrs, ima_log: log.clone(), ima_source: ImaSource::Kernel };
-        let a = perun_attest::evidence::appraise(&ev, &ak, qd.as_bytes(), &pol, &Default::default());
+        let ev = TpmEvidence { quote, signature, pcrs, ima_log: log.clone(), ima_source: ImaSource::UserSpace, event_log: Vec::new() };
+        let endorsement = perun_attest::evidence::Endorsement { ek: &ek, certificate: &ek_cert, chain: &[] };
+        let a = perun_attest::evidence::appraise(&ev, endorsement, &ak, qd.as_bytes(), &pol, &Default::default());
         anyhow::ensure!(a.accepted(), "in-process appraisal refused: {:?}", a.failures);
     }
     let alone = reps as f64 / t0.elapsed().as_secs_f64();

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use perun_core::{AssetKind, Digest};
+use perun_core::{AssetKind, Digest, Name};
 use perun_seal::{dataset, sealed};
 use perun_trust::audit::AuditKind;
 use perun_trust::records::JobState;
@@ -138,9 +138,16 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     step(3, "the infrastructure provider enrols the worker's TPM and publishes its platform policy");
     let (mut agent, added, measured) = world.worker(infra, "gpu-1")?;
     println!("  policy {} allows the {measured} measured files and requires this perun binary", added.digest);
-    println!("  (development evidence: the user-space IMA measurer; the policy opts in to it by name)");
+    for (k, v) in added.policy.summary() {
+        println!("    {k:<14} {v}");
+    }
+    for d in added.policy.development() {
+        println!("    DEVELOPMENT: {d}");
+    }
+    println!("  (this machine has no TPM: the swtpm's EK certificate comes from a local CA, swtpm-localca, that only");
+    println!("   this development policy names; a policy of TPM makers' roots, --ek-roots hardware, refuses it)");
     println!(
-        "  worker gpu-1 enrolled by infra, and proved its AK lives in that TPM (MakeCredential / ActivateCredential)"
+        "  worker gpu-1 enrolled by infra (EK certificate checked), and proved its AK lives in that TPM (MakeCredential / ActivateCredential)"
     );
 
     step(4, "the model owner proposes a job; every owner approves it");
@@ -231,8 +238,9 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         );
     }
 
-    step(7, "attack: a program the policy does not allow runs on the worker during a second job");
+    step(7, "attacks: a forged worker claims a job; a program the policy does not allow runs during a second job");
     let job2 = propose(" (second run)", 1)?;
+    forged_worker(&world, hospital_b, infra, &job2)?;
     let claimed = agent.claim(&job2)?;
     let opts = RunOptions { out_dir: root.join("worker").join("outputs"), compute: perun_ml::backend::Compute::Cpu };
     let mut planted = false;
@@ -302,6 +310,40 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     }
     drop(agent);
     drop(world);
+    Ok(())
+}
+
+/// Act 7a: a software TPM certified by a CA of the attacker's own. A stakeholder that
+/// is not the provider cannot enrol it; the provider (root on its hosts) can, but the
+/// job's policy does not list that CA, so its claim is refused and nothing is released.
+fn forged_worker(world: &LocalWorld, stakeholder: &Party, infra: &Party, job: &Digest) -> Result<()> {
+    use perun_tpm::swtpm::{LocalCa, Swtpm};
+    let rogue_ca = LocalCa::at(&world.root.join("rogue-localca"))?;
+    let rogue = Swtpm::start_with(&rogue_ca)?;
+    let mut tpm = perun_tpm::device::Tpm::connect(&rogue.tcti(), perun_tpm::tools::KeyAlg::Rsa)?;
+    let body = EnrolWorker {
+        name: Name::new("rogue-1")?,
+        ek_public: tpm.ek_public().to_vec(),
+        ek_certificate: tpm.ek_certificate()?,
+        ek_chain: Vec::new(),
+    };
+    match stakeholder.client.call::<_, WorkerInfo>("POST", "/v1/workers", Some(&body)) {
+        Err(e) => println!("  {} tries to enrol its own software TPM: refused ({e})", stakeholder.name().as_str()),
+        Ok(_) => bail!("a stakeholder without the provider role enrolled a worker: this must never happen"),
+    }
+    let _: WorkerInfo = infra.client.call("POST", "/v1/workers", Some(&body))?;
+    let platform = perun_worker::Platform::user_space(tpm)?;
+    let forged = perun_worker::Agent::enrol(&world.anon, Name::new("rogue-1")?, platform, perun_tpm::tools::KeyAlg::Rsa)?;
+    println!("  infra enrols a software TPM certified by a CA of its own as rogue-1 (EK certificate present)");
+    match forged.claim(job) {
+        Err(e) => println!("  rogue-1 claims job {}…: refused ({e})", &job.to_string()[..19]),
+        Ok(_) => bail!("a TPM the policy does not trust claimed a job: this must never happen"),
+    }
+    let info: JobInfo = infra.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+    if info.released || info.state != JobState::Ready {
+        bail!("the forged worker's claim changed the job: this must never happen");
+    }
+    println!("  the job is still {}, no key released", info.state.as_str());
     Ok(())
 }
 

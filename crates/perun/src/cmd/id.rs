@@ -20,6 +20,10 @@ pub enum IdCmd {
     Register {
         /// The stakeholder's name.
         name: Name,
+        /// What it does: data-owner, model-owner, provider, receiver (repeat, or comma
+        /// separated). The service allows each action only to the role it belongs to.
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<perun_core::Role>,
     },
     /// Show an identity's public halves.
     Show {
@@ -42,7 +46,7 @@ pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
             show(&keys, false)
         }
         IdCmd::Show { name, json } => show(&home.load_identity(&name)?, json),
-        IdCmd::Register { name } => crate::cmd::remote::register(home, &name),
+        IdCmd::Register { name, roles } => crate::cmd::remote::register(home, &name, &roles),
     }
 }
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_enclave::source::SimTee;
 use perun_seal::{sealed, AssetKey, SealedInfo, StakeholderKeys};
 use perun_tpm::device::Tpm;
-use perun_tpm::swtpm::Swtpm;
+use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::server::Running;
 use perun_trust::wire::*;
@@ -21,6 +21,21 @@ use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustC
 use perun_worker::{Agent, Platform};
 
 use crate::home::Home;
+
+/// The name of the local world's infrastructure provider.
+pub const PROVIDER: &str = "infra";
+
+/// The roles a party of the local world registers with, by its name: `infra` runs the
+/// machines, `hospital*` own data, `model-owner` owns and receives the model, anyone
+/// else (a clinic) receives.
+pub fn roles_for(name: &str) -> Vec<Role> {
+    match name {
+        PROVIDER => vec![Role::Provider],
+        "model-owner" => vec![Role::ModelOwner, Role::Receiver],
+        n if n.starts_with("hospital") => vec![Role::DataOwner],
+        _ => vec![Role::Receiver],
+    }
+}
 
 /// A registered stakeholder with its client.
 pub struct Party {
@@ -43,8 +58,10 @@ pub struct LocalWorld {
     pub root: PathBuf,
     /// The stakeholders' Perun home.
     pub home: Home,
-    /// The worker's TPM.
+    /// The worker's TPM (a software TPM with an EK certificate from `ca`).
     pub tpm: Swtpm,
+    /// The local EK CA that certified the software TPM (development only).
+    pub ca: LocalCa,
     /// The trust service.
     pub service: Arc<Trust<SqliteStore>>,
     /// Its server (stopped on drop).
@@ -57,10 +74,13 @@ pub struct LocalWorld {
 }
 
 impl LocalWorld {
-    /// Starts the service and the swtpm in `root` and registers `names`.
+    /// Starts the service and the swtpm (certified by a local EK CA in `root`) and
+    /// registers `names` and the infrastructure provider `infra`, each with the roles
+    /// of [`roles_for`].
     pub fn start(root: &Path, names: &[&str]) -> Result<Self> {
         let home = Home::at(&root.join("home"));
-        let tpm = Swtpm::start().context("the worker needs a software TPM")?;
+        let ca = LocalCa::at(&root.join("swtpm-localca"))?;
+        let tpm = Swtpm::start_with(&ca).context("the worker needs a software TPM")?;
         let trust_dir = root.join("trust");
         std::fs::create_dir_all(&trust_dir)?;
         let keys = ServiceKeys::load_or_create(&trust_dir.join("keys"), &[])?;
@@ -75,18 +95,24 @@ impl LocalWorld {
             serde_json::to_vec_pretty(&crate::cmd::remote::Remote { url: server.url(), fingerprint })?,
         )?;
         let mut parties = Vec::new();
-        for n in names {
+        let provider = [PROVIDER];
+        for n in names.iter().chain(provider.iter().filter(|p| !names.contains(p))) {
             let name = Name::new(n)?;
             let keys = StakeholderKeys::generate(name.clone());
             keys.save(&home.identity_dir(&name))?;
             let client = anon.with_caller(Caller::Stakeholder { name, key: keys.signing_key().clone() });
-            let _: () =
-                client.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: keys.public() }))?;
+            let body = RegisterStakeholder { identity: keys.public(), roles: roles_for(n).into_iter().collect() };
+            let _: () = client.call("POST", "/v1/stakeholders", Some(&body))?;
             parties.push(Party { keys, client });
         }
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None)?;
         let service_recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
-        Ok(Self { root: root.to_owned(), home, tpm, service, server, anon, parties, service_recipient })
+        Ok(Self { root: root.to_owned(), home, tpm, ca, service, server, anon, parties, service_recipient })
+    }
+
+    /// The infrastructure provider.
+    pub fn provider(&self) -> Result<&Party> {
+        self.parties.iter().find(|p| p.name().as_str() == PROVIDER).context("the local world has no provider")
     }
 
     /// Seals `plain` under a fresh key into `root/<owner>/<asset>.sealed`, keeps the key in
@@ -126,21 +152,19 @@ impl LocalWorld {
     /// The worker: its platform on the swtpm with the user-space measurer, a policy made
     /// from its log (and this binary's digest) published by `infra`, its EK enrolled by
     /// `infra`, and its AK proven. Returns the agent and the policy.
+    ///
+    /// The policy is a development one, and says so: it trusts the local EK CA that
+    /// certified the swtpm (no TPM maker vouches for it) and the user-space measurer;
+    /// it pins PCRs 0-9 to the swtpm's (no firmware ran, so no event log exists).
     pub fn worker(&self, infra: &Party, name: &str) -> Result<(Agent, PolicyInfo, usize)> {
         let t = Tpm::connect(&self.tpm.tcti(), KeyAlg::Rsa)?;
         let mut platform = Platform::user_space(t)?;
-        let log = platform.log()?;
-        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?.into_iter().map(|(e, _)| e).collect();
-        let mut policy =
-            perun_attest::policy::PlatformPolicy::from_log("demo worker (swtpm, user-space IMA)", &entries);
-        policy.worker_binary = Some(Digest::of(&std::fs::read(std::env::current_exe()?)?).to_string());
-        policy.accept_user_space_ima = true;
+        let policy = platform.development_policy("demo worker (swtpm, user-space IMA)", &self.ca)?;
+        let entries = policy.allowed_files.len();
         let added: PolicyInfo = infra.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
-        let ek = platform.tpm().ek_public().to_vec();
-        let _: WorkerInfo =
-            infra.client.call("POST", "/v1/workers", Some(&EnrolWorker { name: Name::new(name)?, ek_public: ek }))?;
+        let _: WorkerInfo = infra.client.call("POST", "/v1/workers", Some(&platform.enrolment(Name::new(name)?)?))?;
         let agent = Agent::enrol(&self.anon, Name::new(name)?, platform, KeyAlg::Rsa)?;
-        Ok((agent, added, entries.len()))
+        Ok((agent, added, entries))
     }
 
     /// Proposes a job (by `proposer`) and has each of `approvers` read it, recompute its
@@ -167,6 +191,8 @@ impl LocalWorld {
             model: model.clone(),
             data: data.to_vec(),
             platform_policy: policy,
+            provider: Name::new(PROVIDER)?,
+            workers: Default::default(),
             hyperparameters,
             receivers,
             purpose: Default::default(),
@@ -198,10 +224,10 @@ impl LocalWorld {
         Ok(job.id)
     }
 
-    /// Publishes (as `owner`) a TEE policy that accepts `sim`: its measurement, and its
-    /// key by name (development only: no default policy names a sim key). Returns the
-    /// policy and its digest.
-    pub fn sim_tee_policy(&self, owner: &Party, sim: &SimTee) -> Result<(TeePolicy, Digest)> {
+    /// Publishes (as the provider) a TEE policy that accepts `sim`: its measurement, and
+    /// its key by name (development only: no default policy names a sim key). Returns
+    /// the policy and its digest.
+    pub fn sim_tee_policy(&self, sim: &SimTee) -> Result<(TeePolicy, Digest)> {
         let policy = TeePolicy {
             name: "sim TEE for development (names its key)".into(),
             allowed: vec![AllowedTee {
@@ -211,7 +237,8 @@ impl LocalWorld {
             min_tcb: TcbLevel::UpToDate,
             sim_keys: [sim.public_key()].into(),
         };
-        let added: PolicyInfo = owner.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+        let added: PolicyInfo =
+            self.provider()?.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
         Ok((policy, added.digest))
     }
 
@@ -239,6 +266,8 @@ impl LocalWorld {
             model,
             data,
             platform_policy: policy,
+            provider: Name::new(PROVIDER)?,
+            workers: Default::default(),
             hyperparameters: Default::default(),
             receivers: vec![owner.name().clone()],
             approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(n)).collect(),
@@ -264,7 +293,7 @@ impl LocalWorld {
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Served> {
         let (model, _, info) = self.seal_and_register(owner, asset, AssetKind::Model, weights)?;
-        let (policy, digest) = self.sim_tee_policy(owner, &sim)?;
+        let (policy, digest) = self.sim_tee_policy(&sim)?;
         let job = self.tee_job(
             owner,
             others,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name};
+use perun_attest::JobPolicy;
+use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_seal::AssetKey;
 use perun_trust::wire::*;
 use perun_trust::{Caller, Client};
@@ -120,12 +121,14 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
     }
 }
 
-/// Registers an identity with the service.
-pub fn register(home: &Home, name: &Name) -> Result<()> {
+/// Registers an identity with the service, with its roles.
+pub fn register(home: &Home, name: &Name, roles: &[Role]) -> Result<()> {
     let keys = home.load_identity(name)?;
     let c = client(home, Some(name))?;
-    let _: () = c.call("POST", "/v1/stakeholders", Some(&RegisterStakeholder { identity: keys.public() }))?;
-    println!("registered `{name}` ({})", keys.public().fingerprint());
+    let body = RegisterStakeholder { identity: keys.public(), roles: roles.iter().copied().collect() };
+    let _: () = c.call("POST", "/v1/stakeholders", Some(&body))?;
+    let shown: Vec<&str> = body.roles.iter().map(|r| r.as_str()).collect();
+    println!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint());
     Ok(())
 }
 
@@ -246,6 +249,14 @@ pub enum JobCmd {
         /// Who receives the outputs.
         #[arg(long = "receiver", required = true)]
         receivers: Vec<Name>,
+        /// The infrastructure provider whose workers may run the job (it published the
+        /// policy).
+        #[arg(long)]
+        provider: Name,
+        /// Only these of the provider's workers (by name or EK digest `sha256:...`) may
+        /// run it; default: any worker the provider enrolled.
+        #[arg(long = "worker")]
+        workers: Vec<String>,
         /// `attested` (TPM + IMA) or `tee`.
         #[arg(long, default_value = "attested")]
         mode: String,
@@ -264,10 +275,15 @@ pub enum JobCmd {
         #[command(flatten)]
         who: As,
     },
-    /// Approve a job: sign the digest of its manifest, recomputed here.
+    /// Approve a job: sign the digest of its manifest, recomputed here, after checking
+    /// its policy against the digest the manifest names.
     Approve {
         /// The job id (its manifest digest).
         job: Digest,
+        /// Sign even though the job's policy accepts development evidence (the sim TEE,
+        /// the user-space IMA measurer, a local EK CA): for trying Perun only.
+        #[arg(long)]
+        allow_development: bool,
         #[command(flatten)]
         who: As,
     },
@@ -316,6 +332,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             approvers,
             policy,
             receivers,
+            provider,
+            workers,
             mode,
             interval,
             expires_in,
@@ -345,13 +363,15 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 model: lookup(&model, AssetKind::Model)?,
                 data: data.iter().map(|d| lookup(d, AssetKind::Dataset)).collect::<Result<_>>()?,
                 platform_policy: policy,
+                provider,
+                workers: workers.into_iter().collect(),
                 hyperparameters,
                 receivers,
                 purpose: if serve { JobPurpose::Serve } else { JobPurpose::Train },
                 approvers: approvers.into_iter().collect(),
                 attestation_interval_s: interval,
                 created_at: now,
-                expires_at: now + expires_in,
+                expires_at: now.saturating_add(expires_in),
             };
             let job: JobInfo = c.call("POST", "/v1/jobs", Some(&ProposeJob { manifest: manifest.clone() }))?;
             if let Some(out) = out {
@@ -364,13 +384,24 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             println!("awaiting approval of: {}", names(&job.missing));
             Ok(())
         }
-        JobCmd::Approve { job, who } => {
+        JobCmd::Approve { job, allow_development, who } => {
             let c = client(home, Some(&who.who))?;
             let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
             // Sign what we see, not what we are told: the digest is recomputed here.
             let digest = info.manifest.digest();
             if digest != job {
                 bail!("the service returned a manifest whose digest is {digest}, not {job}: not signing");
+            }
+            let policy = fetch_policy(&c, &info.manifest)?;
+            let dev = policy.development();
+            if !dev.is_empty() && !allow_development {
+                bail!(
+                    "not signing: job {job}'s policy `{}` accepts DEVELOPMENT evidence: {}. Its keys could reach \
+                     a machine that proves nothing. Run `perun job show {job}` to read it; pass \
+                     --allow-development only to try Perun",
+                    policy.name(),
+                    dev.join("; ")
+                );
             }
             let keys = home.load_identity(&who.who)?;
             let signature = sign_digest(keys.signing_key(), APPROVAL_CONTEXT, &digest);
@@ -385,11 +416,16 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         JobCmd::Show { job, who } => {
-            let info: JobInfo = client(home, Some(&who.who))?.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
-            if who.json {
-                return print_json(&info);
+            let c = client(home, Some(&who.who))?;
+            let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+            if info.manifest.digest() != job {
+                bail!("the service returned a manifest whose digest is not {job}");
             }
-            print_job(&info);
+            let policy = fetch_policy(&c, &info.manifest)?;
+            if who.json {
+                return print_json(&serde_json::json!({ "job": info, "policy": policy, "development": policy.development() }));
+            }
+            print_job(&info, &policy);
             Ok(())
         }
         JobCmd::List { who } => {
@@ -457,7 +493,18 @@ fn lookup_asset(mine: &[AssetInfo], spec: &str, kind: AssetKind) -> Result<Asset
     Ok(AssetRef { asset: a.name.clone(), owner: a.owner.clone(), kind: a.kind, content_digest: a.content_digest })
 }
 
-fn print_job(j: &JobInfo) {
+/// The policy a manifest names, fetched from the service and checked against the
+/// digest in the manifest (so what an approver reads is what the job is bound to).
+fn fetch_policy(c: &Client, m: &JobManifest) -> Result<JobPolicy> {
+    let p: PolicyInfo = c.call::<(), _>("GET", &format!("/v1/policies/{}", m.platform_policy), None)?;
+    let got = p.policy.digest();
+    if got != m.platform_policy {
+        bail!("the service returned a policy whose digest is {got}, not the manifest's {}", m.platform_policy);
+    }
+    Ok(p.policy)
+}
+
+fn print_job(j: &JobInfo, policy: &JobPolicy) {
     println!("job:       {}", j.id);
     println!("name:      {}", j.manifest.name);
     println!("state:     {}", j.state.as_str());
@@ -478,7 +525,25 @@ fn print_job(j: &JobInfo) {
     for d in &j.manifest.data {
         println!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
     }
-    println!("policy:    {}", j.manifest.platform_policy);
+    println!("provider:  {}", j.manifest.provider);
+    if j.manifest.workers.is_empty() {
+        println!("workers:   any worker {} enrolled", j.manifest.provider);
+    } else {
+        println!("workers:   {}", j.manifest.workers.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    println!("policy:    `{}` {} (checked against the manifest)", policy.name(), j.manifest.platform_policy);
+    for (k, v) in policy.summary() {
+        println!("  {k:<14} {v}");
+    }
+    for d in policy.development() {
+        println!("  !!! DEVELOPMENT: {d}");
+    }
+    if !j.manifest.hyperparameters.is_empty() {
+        let h: Vec<String> = j.manifest.hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("hyper:     {}", h.join(" "));
+    }
+    println!("interval:  attests every {} s", j.manifest.attestation_interval_s);
+    println!("expires:   {} (Unix time)", j.manifest.expires_at);
     println!("receivers: {}", names(&j.manifest.receivers));
     if !j.manifest.approvers.is_empty() {
         let extra: Vec<Name> = j.manifest.approvers.iter().cloned().collect();
@@ -516,9 +581,24 @@ pub enum WorkerCmd {
         /// The EK public file.
         #[arg(long, conflicts_with = "tcti")]
         ek: Option<PathBuf>,
-        /// Read the EK from this TPM (`device:/dev/tpmrm0`, `swtpm:host=...,port=...`).
+        /// Read the EK and its certificate (NV index 0x01c00002) from this TPM
+        /// (`device:/dev/tpmrm0`, `swtpm:host=...,port=...`).
         #[arg(long)]
         tcti: Option<String>,
+        /// The EK certificate (DER or PEM), where it is not read from the TPM.
+        #[arg(long)]
+        ek_cert: Option<PathBuf>,
+        /// Intermediate CA certificates between the EK certificate and its root.
+        #[arg(long = "ek-chain")]
+        ek_chain: Vec<PathBuf>,
+        #[command(flatten)]
+        who: As,
+    },
+    /// De-enrol a worker you enrolled: it can no longer attest; a job it runs is revoked.
+    Deenrol {
+        /// The worker's name.
+        #[arg(long)]
+        name: Name,
         #[command(flatten)]
         who: As,
     },
@@ -531,20 +611,38 @@ pub enum WorkerCmd {
 pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
     match cmd {
         WorkerCmd::Run(a) => super::worker::run(a, home),
-        WorkerCmd::Enrol { name, ek, tcti, who } => {
-            let ek_public = match (ek, tcti) {
-                (Some(f), _) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+        WorkerCmd::Enrol { name, ek, tcti, ek_cert, ek_chain, who } => {
+            let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("reading {}", f.display()));
+            let (ek_public, from_tpm) = match (ek, tcti) {
+                (Some(f), _) => (read(&f)?, None),
                 (None, Some(t)) => {
-                    perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?.ek_public().to_vec()
+                    let mut tpm = perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?;
+                    let cert = if ek_cert.is_none() { Some(tpm.ek_certificate()?) } else { None };
+                    (tpm.ek_public().to_vec(), cert)
                 }
                 (None, None) => bail!("give the EK with --ek FILE or --tcti TCTI"),
             };
-            let w: WorkerInfo =
-                client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&EnrolWorker { name, ek_public }))?;
+            let ek_certificate = match (ek_cert, from_tpm) {
+                (Some(f), _) => read(&f)?,
+                (None, Some(c)) => c,
+                (None, None) => bail!("give the EK certificate with --ek-cert FILE (or read it from the TPM with --tcti)"),
+            };
+            let ek_chain = ek_chain.iter().map(|f| read(f).map(Into::into)).collect::<Result<_>>()?;
+            let body = EnrolWorker { name, ek_public, ek_certificate, ek_chain };
+            let w: WorkerInfo = client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&body))?;
             if who.json {
                 return print_json(&w);
             }
-            println!("enrolled worker `{}` (EK {})", w.name, w.ek_digest);
+            println!("enrolled worker `{}` (EK {}, certified by {})", w.name, w.ek_digest, w.ek_issuer);
+            Ok(())
+        }
+        WorkerCmd::Deenrol { name, who } => {
+            let w: WorkerInfo =
+                client(home, Some(&who.who))?.call::<(), _>("DELETE", &format!("/v1/workers/{name}"), None)?;
+            if who.json {
+                return print_json(&w);
+            }
+            println!("de-enrolled worker `{}` (EK {})", w.name, w.ek_digest);
             Ok(())
         }
     }

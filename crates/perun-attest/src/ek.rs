@@ -1,0 +1,489 @@
+//! Endorsement-key certificates: which TPMs count as genuine.
+//!
+//! A TPM's manufacturer certifies its EK (TCG EK Credential Profile for TPM Family 2.0,
+//! version 2.5, section 2.2: the certificate sits in NV index `0x01c00002` for the RSA
+//! EK and `0x01c0000a` for the ECC P-256 EK). [`verify_ek`] checks that a certificate is
+//! the EK's (its subject public key is the EK's public area) and that it chains to a
+//! trust anchor a platform policy names ([`EkPolicy`]), through CA certificates from the
+//! shipped bundle ([`bundle`], vendors' published CAs with their provenance in
+//! `ek-roots/PROVENANCE.md`), from the policy, or sent with the EK.
+//!
+//! Validity rule: an EK certificate is for the life of its TPM, so its own `notAfter`
+//! is not enforced (vendors issue them for 10 to 30 years, or to 9999). Each CA of the
+//! chain must have been valid when it issued the certificate below it: that
+//! certificate's `notBefore` lies inside the CA's validity. A CA whose certificate has
+//! since expired still vouches for the EKs it issued while it was valid.
+//!
+//! Signatures: RSA PKCS#1 v1.5 with SHA-1, SHA-256, SHA-384 or SHA-512 (RFC 8017
+//! section 8.2); ECDSA on P-256 or P-384 with SHA-256 or SHA-384 (RFC 5758 section 3.2).
+
+use std::collections::BTreeSet;
+
+use perun_core::Digest;
+use rsa::pkcs1::DecodeRsaPublicKey as _;
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+use crate::tpm::public::PublicKey;
+use crate::AttestError;
+
+/// The NV index of the RSA 2048 EK certificate (EK Credential Profile 2.5, 2.2.1.4).
+pub const NV_RSA_EK_CERT: u32 = 0x01c0_0002;
+/// The NV index of the ECC NIST P-256 EK certificate.
+pub const NV_ECC_EK_CERT: u32 = 0x01c0_000a;
+
+/// The longest certificate chain walked, EK certificate and anchor included.
+const MAX_CHAIN: usize = 6;
+/// The largest certificate accepted, in bytes.
+pub const MAX_CERT_LEN: usize = 16 * 1024;
+
+/// One CA certificate of the shipped bundle.
+#[derive(Clone, Copy, Debug)]
+pub struct BundleCa {
+    /// `hardware` (TPM chip makers) or `cloud` (cloud operators' virtual TPMs).
+    pub group: &'static str,
+    /// The file name it ships as, without `.pem`.
+    pub name: &'static str,
+    /// The PEM text as published.
+    pub pem: &'static str,
+}
+
+const BUNDLE: &[(&str, &str, &str)] = include!("ek_bundle.rs.in");
+
+/// The shipped bundle of TPM manufacturers' and cloud vTPM EK CA certificates (see
+/// `ek-roots/PROVENANCE.md`).
+pub fn bundle() -> impl Iterator<Item = BundleCa> {
+    BUNDLE.iter().map(|&(group, name, pem)| BundleCa { group, name, pem })
+}
+
+/// Which EK certificates a platform policy accepts.
+///
+/// Empty accepts none: a policy must say which TPMs it trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkPolicy {
+    /// Trust anchors: SHA-256 fingerprints (`sha256:hex` of the DER) of CA certificates
+    /// from the shipped bundle or from `extra_cas`.
+    #[serde(default)]
+    pub roots: BTreeSet<Digest>,
+    /// CA certificates outside the shipped bundle (DER, hex): a local development CA
+    /// (`swtpm-localca`) or an operator's own. Approvers are told that these are not a
+    /// TPM manufacturer's.
+    #[serde(default)]
+    pub extra_cas: Vec<CaCert>,
+}
+
+/// A CA certificate carried in a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCert {
+    /// The DER certificate.
+    #[serde(with = "hex::serde")]
+    pub der: Vec<u8>,
+}
+
+/// One anchor of a policy as approvers see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnchorInfo {
+    /// Its fingerprint.
+    pub fingerprint: Digest,
+    /// Its subject, as text.
+    pub subject: String,
+    /// `hardware` or `cloud` (the shipped bundle), or `outside-bundle` (a policy's own
+    /// CA: development or an operator's, never a chip maker's by Perun's word).
+    pub group: String,
+}
+
+impl EkPolicy {
+    /// An EK policy trusting every certificate of the bundle's `group` (`hardware` or
+    /// `cloud`), or of the bundle certificates named (file name without `.pem`).
+    pub fn from_bundle(names: &[&str]) -> Result<Self, AttestError> {
+        let mut roots = BTreeSet::new();
+        for want in names {
+            let mut found = false;
+            for ca in bundle().filter(|c| c.group == *want || c.name == *want) {
+                roots.insert(Digest::of(&pem_to_der(ca.pem)?));
+                found = true;
+            }
+            if !found {
+                return Err(AttestError::Policy(format!(
+                    "`{want}` is neither a group (hardware, cloud) nor a certificate of the shipped EK CA bundle"
+                )));
+            }
+        }
+        Ok(Self { roots, extra_cas: Vec::new() })
+    }
+
+    /// Adds a CA certificate of the policy's own (PEM or DER) as a trust anchor.
+    pub fn add_own_root(&mut self, bytes: &[u8]) -> Result<Digest, AttestError> {
+        let der = cert_der(bytes)?;
+        parse(&der)?;
+        let fp = Digest::of(&der);
+        self.roots.insert(fp);
+        if !self.extra_cas.iter().any(|c| c.der == der) {
+            self.extra_cas.push(CaCert { der });
+        }
+        Ok(fp)
+    }
+
+    /// Adds a CA certificate of the policy's own that may stand between an EK
+    /// certificate and an anchor, without trusting it as an anchor.
+    pub fn add_intermediate(&mut self, bytes: &[u8]) -> Result<(), AttestError> {
+        let der = cert_der(bytes)?;
+        parse(&der)?;
+        if !self.extra_cas.iter().any(|c| c.der == der) {
+            self.extra_cas.push(CaCert { der });
+        }
+        Ok(())
+    }
+
+    /// Checks that every anchor is known (in the bundle or in `extra_cas`) and every
+    /// extra CA parses.
+    pub fn check(&self) -> Result<(), AttestError> {
+        self.anchors().map(|_| ())
+    }
+
+    /// The anchors, described.
+    pub fn anchors(&self) -> Result<Vec<AnchorInfo>, AttestError> {
+        let pool = self.pool()?;
+        self.roots
+            .iter()
+            .map(|fp| {
+                pool.iter()
+                    .find(|c| c.fingerprint == *fp)
+                    .map(|c| AnchorInfo { fingerprint: *fp, subject: c.subject.clone(), group: c.group.clone() })
+                    .ok_or_else(|| {
+                        AttestError::Policy(format!(
+                            "EK root {fp} is neither in the shipped bundle nor among the policy's extra_cas"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Whether an anchor lies outside the shipped bundle (a development or own CA).
+    pub fn trusts_outside_bundle(&self) -> bool {
+        self.anchors().is_ok_and(|a| a.iter().any(|x| x.group == "outside-bundle"))
+    }
+
+    fn pool(&self) -> Result<Vec<Ca>, AttestError> {
+        let mut pool = Vec::new();
+        for ca in bundle() {
+            pool.push(Ca::new(pem_to_der(ca.pem)?, ca.group)?);
+        }
+        for c in &self.extra_cas {
+            pool.push(Ca::new(c.der.clone(), "outside-bundle")?);
+        }
+        Ok(pool)
+    }
+}
+
+/// A CA certificate with what path building needs, owning its DER.
+struct Ca {
+    der: Vec<u8>,
+    fingerprint: Digest,
+    subject: String,
+    group: String,
+}
+
+impl Ca {
+    fn new(der: Vec<u8>, group: &str) -> Result<Self, AttestError> {
+        let subject = parse(&der)?.subject().to_string();
+        Ok(Self { fingerprint: Digest::of(&der), der, subject, group: group.into() })
+    }
+}
+
+/// What an accepted EK certificate chains to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EkVerdict {
+    /// The trust anchor's fingerprint.
+    pub anchor: Digest,
+    /// The subjects from the EK certificate's issuer up to the anchor.
+    pub path: Vec<String>,
+    /// The anchor's group: `hardware`, `cloud` or `outside-bundle`.
+    pub group: String,
+}
+
+/// Strips what surrounds a DER certificate: PEM armour, or the padding (0xFF or 0x00
+/// bytes) that follows it in an NV index sized larger than the certificate.
+pub fn cert_der(bytes: &[u8]) -> Result<Vec<u8>, AttestError> {
+    if bytes.len() > MAX_CERT_LEN {
+        return Err(AttestError::malformed("EK certificate", format!("{} bytes is too long", bytes.len())));
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if text.contains("-----BEGIN CERTIFICATE-----") {
+            return pem_to_der(text);
+        }
+    }
+    let len = der_len(bytes).ok_or_else(|| AttestError::malformed("certificate", "not a DER SEQUENCE"))?;
+    let (cert, rest) = bytes.split_at(len);
+    if !rest.iter().all(|&b| b == 0xff || b == 0) {
+        return Err(AttestError::malformed("certificate", "bytes other than padding follow the certificate"));
+    }
+    Ok(cert.to_vec())
+}
+
+/// The length of the DER SEQUENCE at the start of `b`, header included.
+fn der_len(b: &[u8]) -> Option<usize> {
+    if *b.first()? != 0x30 {
+        return None;
+    }
+    let first = *b.get(1)? as usize;
+    let (header, content) = if first < 0x80 {
+        (2, first)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 3 {
+            return None;
+        }
+        let mut v = 0usize;
+        for i in 0..n {
+            v = (v << 8) | *b.get(2 + i)? as usize;
+        }
+        (2 + n, v)
+    };
+    let total = header.checked_add(content)?;
+    (total <= b.len()).then_some(total)
+}
+
+/// The DER of the first certificate in PEM text.
+pub fn pem_to_der(text: impl AsRef<str>) -> Result<Vec<u8>, AttestError> {
+    use base64::Engine as _;
+    let text = text.as_ref();
+    let bad = || AttestError::malformed("PEM certificate", "no BEGIN/END CERTIFICATE block");
+    let start = text.find("-----BEGIN CERTIFICATE-----").ok_or_else(bad)? + "-----BEGIN CERTIFICATE-----".len();
+    let end = text[start..].find("-----END CERTIFICATE-----").ok_or_else(bad)? + start;
+    let b64: String = text[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| AttestError::malformed("PEM certificate", e.to_string()))
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, AttestError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| AttestError::malformed("X.509 certificate", e.to_string()))?;
+    Ok(cert)
+}
+
+/// Checks that `ek_cert` (DER, PEM, or as read from the NV index) certifies the EK
+/// key `ek` (from the EK's `TPMT_PUBLIC`, [`crate::tpm::AkPublic::key`]) and chains to an anchor of `policy`, through CAs of the bundle, of the policy,
+/// or of `chain` (intermediates the worker sent; never anchors).
+///
+/// Errors: [`AttestError::Check`] naming what does not hold (no root listed, the key is
+/// not the EK's, no path to a listed root, a CA used outside its validity or not a CA,
+/// a signature that does not verify); [`AttestError::Malformed`] for undecodable input.
+pub fn verify_ek(
+    ek_cert: &[u8],
+    chain: &[Vec<u8>],
+    ek: &PublicKey,
+    policy: &EkPolicy,
+) -> Result<EkVerdict, AttestError> {
+    if policy.roots.is_empty() {
+        return Err(AttestError::Check(
+            "the policy lists no EK root: it accepts no TPM (name roots with `perun policy generate --ek-roots`)"
+                .into(),
+        ));
+    }
+    let der = cert_der(ek_cert)?;
+    let cert = parse(&der)?;
+    check_key_is_ek(&cert, ek)?;
+    let mut pool = policy.pool()?;
+    for c in chain.iter().take(MAX_CHAIN) {
+        pool.push(Ca::new(cert_der(c)?, "sent-by-worker")?);
+    }
+    let mut path = Vec::new();
+    let mut tried = Vec::new();
+    match walk(&cert, &pool, &policy.roots, &mut path, &mut tried, 1)? {
+        Some(anchor) => {
+            let group = pool.iter().find(|c| c.fingerprint == anchor).map(|c| c.group.clone()).unwrap_or_default();
+            Ok(EkVerdict { anchor, path, group })
+        }
+        None => {
+            let mut why = format!(
+                "the EK certificate (issuer `{}`) does not chain to a root this policy lists",
+                cert.issuer()
+            );
+            if !tried.is_empty() {
+                why.push_str(&format!(" ({})", tried.join("; ")));
+            }
+            Err(AttestError::Check(why))
+        }
+    }
+}
+
+/// Depth-first path building from `cert` to an anchor. `tried` collects why
+/// candidate issuers were passed over, for the error.
+fn walk(
+    cert: &X509Certificate<'_>,
+    pool: &[Ca],
+    roots: &BTreeSet<Digest>,
+    path: &mut Vec<String>,
+    tried: &mut Vec<String>,
+    depth: usize,
+) -> Result<Option<Digest>, AttestError> {
+    if depth >= MAX_CHAIN {
+        return Ok(None);
+    }
+    let issuer_raw = cert.issuer().as_raw();
+    let issued_at = cert.validity().not_before.timestamp();
+    for ca in pool {
+        let parsed = parse(&ca.der)?;
+        if parsed.subject().as_raw() != issuer_raw {
+            continue;
+        }
+        if verify_signature(cert, &parsed).is_err() {
+            tried.push(format!("`{}` did not sign it", ca.subject));
+            continue;
+        }
+        let v = parsed.validity();
+        if issued_at < v.not_before.timestamp() || issued_at > v.not_after.timestamp() {
+            tried.push(format!("`{}` was not valid when it issued the certificate below it", ca.subject));
+            continue;
+        }
+        if let Ok(Some(bc)) = parsed.basic_constraints() {
+            if !bc.value.ca {
+                tried.push(format!("`{}` is not a CA", ca.subject));
+                continue;
+            }
+        }
+        path.push(ca.subject.clone());
+        if roots.contains(&ca.fingerprint) {
+            return Ok(Some(ca.fingerprint));
+        }
+        // A self-signed certificate that is not an anchor ends this branch.
+        if parsed.subject().as_raw() != parsed.issuer().as_raw() {
+            if let Some(a) = walk(&parsed, pool, roots, path, tried, depth + 1)? {
+                return Ok(Some(a));
+            }
+        } else {
+            tried.push(format!("root `{}` is not one this policy lists", ca.subject));
+        }
+        path.pop();
+    }
+    Ok(None)
+}
+
+/// Checks that the certificate's subject public key is the EK's.
+fn check_key_is_ek(cert: &X509Certificate<'_>, ek: &PublicKey) -> Result<(), AttestError> {
+    let spki = cert.public_key();
+    let same = match (ek, spki.algorithm.algorithm.to_id_string().as_str()) {
+        (PublicKey::Rsa(k), "1.2.840.113549.1.1.1") => {
+            rsa::RsaPublicKey::from_pkcs1_der(&spki.subject_public_key.data).is_ok_and(|c| c == *k)
+        }
+        (PublicKey::EccP256(k), "1.2.840.10045.2.1") => {
+            p256::PublicKey::from_sec1_bytes(&spki.subject_public_key.data).is_ok_and(|c| c == *k)
+        }
+        _ => false,
+    };
+    if !same {
+        return Err(AttestError::Check("the EK certificate certifies another key than this TPM's EK".into()));
+    }
+    Ok(())
+}
+
+/// Verifies `cert`'s signature with `issuer`'s public key.
+fn verify_signature(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<(), AttestError> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    let bad = || AttestError::Check("certificate signature does not verify".into());
+    let tbs = cert.tbs_certificate.as_ref();
+    let sig = &cert.signature_value.data;
+    let spki = issuer.public_key();
+    let key_bits = &spki.subject_public_key.data;
+    let alg = cert.signature_algorithm.algorithm.to_id_string();
+    let (rsa_hash, ec_hash): (Option<(Vec<u8>, &[u8])>, Option<Vec<u8>>) = match alg.as_str() {
+        "1.2.840.113549.1.1.5" => (Some((sha1::Sha1::digest(tbs).to_vec(), &SHA1_PREFIX)), None),
+        "1.2.840.113549.1.1.11" => (Some((sha2::Sha256::digest(tbs).to_vec(), &SHA256_PREFIX)), None),
+        "1.2.840.113549.1.1.12" => (Some((sha2::Sha384::digest(tbs).to_vec(), &SHA384_PREFIX)), None),
+        "1.2.840.113549.1.1.13" => (Some((sha2::Sha512::digest(tbs).to_vec(), &SHA512_PREFIX)), None),
+        "1.2.840.10045.4.3.2" => (None, Some(sha2::Sha256::digest(tbs).to_vec())),
+        "1.2.840.10045.4.3.3" => (None, Some(sha2::Sha384::digest(tbs).to_vec())),
+        other => return Err(AttestError::Check(format!("certificate signature algorithm {other} is not supported"))),
+    };
+    if let Some((digest, prefix)) = rsa_hash {
+        let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits).map_err(|_| bad())?;
+        let scheme = rsa::Pkcs1v15Sign { hash_len: Some(digest.len()), prefix: prefix.into() };
+        return key.verify(scheme, &digest, sig).map_err(|_| bad());
+    }
+    let digest = ec_hash.ok_or_else(bad)?;
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    match curve.as_deref() {
+        Some("1.2.840.10045.3.1.7") => {
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bits).map_err(|_| bad())?;
+            let s = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            key.verify_prehash(&digest, &s).map_err(|_| bad())
+        }
+        Some("1.3.132.0.34") => {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bits).map_err(|_| bad())?;
+            let s = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            key.verify_prehash(&digest, &s).map_err(|_| bad())
+        }
+        other => Err(AttestError::Check(format!("issuer key curve {other:?} is not supported"))),
+    }
+}
+
+// DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017 section 9.2, note 1).
+const SHA1_PREFIX: [u8; 15] = [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14];
+const SHA256_PREFIX: [u8; 19] =
+    [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
+const SHA384_PREFIX: [u8; 19] =
+    [0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30];
+const SHA512_PREFIX: [u8; 19] =
+    [0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40];
+
+/// A certificate's issuer, as text (RFC 4514 form).
+pub fn issuer(cert: &[u8]) -> Result<String, AttestError> {
+    let der = cert_der(cert)?;
+    Ok(parse(&der)?.issuer().to_string())
+}
+
+/// The public key an EK certificate certifies (RSA or ECC P-256).
+pub fn certified_key(ek_cert: &[u8]) -> Result<PublicKey, AttestError> {
+    let der = cert_der(ek_cert)?;
+    let cert = parse(&der)?;
+    let spki = cert.public_key();
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => rsa::RsaPublicKey::from_pkcs1_der(&spki.subject_public_key.data)
+            .map(PublicKey::Rsa)
+            .map_err(|e| AttestError::malformed("EK certificate", e.to_string())),
+        "1.2.840.10045.2.1" => p256::PublicKey::from_sec1_bytes(&spki.subject_public_key.data)
+            .map(PublicKey::EccP256)
+            .map_err(|_| AttestError::malformed("EK certificate", "not a P-256 key")),
+        other => Err(AttestError::malformed("EK certificate", format!("key algorithm {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bundled_certificate_parses_and_is_unique() {
+        let mut seen = BTreeSet::new();
+        let mut n = 0;
+        for ca in bundle() {
+            let der = pem_to_der(ca.pem).unwrap();
+            parse(&der).unwrap_or_else(|e| panic!("{}: {e}", ca.name));
+            // The upstream set ships some certificates twice under two names.
+            seen.insert(Digest::of(&der));
+            n += 1;
+        }
+        assert!(n >= 55 && seen.len() >= 50, "{n} files, {} distinct", seen.len());
+        let hw = EkPolicy::from_bundle(&["hardware"]).unwrap();
+        let cloud = EkPolicy::from_bundle(&["cloud"]).unwrap();
+        assert!(hw.roots.is_disjoint(&cloud.roots));
+        assert!(!hw.trusts_outside_bundle());
+        assert!(EkPolicy::from_bundle(&["no-such-vendor"]).is_err());
+    }
+
+    #[test]
+    fn der_length_and_padding() {
+        assert_eq!(der_len(&[0x30, 0x02, 1, 2, 0xff]), Some(4));
+        assert_eq!(der_len(&[0x30, 0x82, 0x00, 0x01, 9]), Some(5));
+        assert_eq!(der_len(&[0x30, 0x82, 0xff, 0xff]), None);
+        assert_eq!(der_len(&[0x31, 0]), None);
+        assert_eq!(der_len(&[]), None);
+        assert_eq!(cert_der(&[0x30, 0x01, 7, 0xff, 0xff, 0]).unwrap(), [0x30, 1, 7]);
+        assert!(cert_der(&[0x30, 0x01, 7, 1]).is_err());
+    }
+}
