@@ -114,7 +114,8 @@ fn evidence_is_accepted_then_each_attack_is_refused() {
         a.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     }
     // Wrong nonce, and evidence replayed for another job or key.
-    let e = why(appraise(&ev, w.endorsement(), &w.ak, binding(b"nonce-2").as_bytes(), &policy, &ReplayState::default()));
+    let e =
+        why(appraise(&ev, w.endorsement(), &w.ak, binding(b"nonce-2").as_bytes(), &policy, &ReplayState::default()));
     assert!(e.contains("qualifying data"), "{e}");
     // The same evidence replayed in a later round (the service issued a new nonce).
     let e = why(appraise(&ev, w.endorsement(), &w.ak, binding(b"nonce-3").as_bytes(), &policy, &state));
@@ -136,7 +137,8 @@ fn evidence_is_accepted_then_each_attack_is_refused() {
     let mut tampered = ev.clone();
     let at = tampered.ima_log.len() - 40;
     tampered.ima_log[at] ^= 1;
-    let e = why(appraise(&tampered, w.endorsement(), &w.ak, binding(nonce).as_bytes(), &policy, &ReplayState::default()));
+    let e =
+        why(appraise(&tampered, w.endorsement(), &w.ak, binding(nonce).as_bytes(), &policy, &ReplayState::default()));
     assert!(e.contains("IMA log entry") || e.contains("does not replay"), "{e}");
     let mut cut = ev.clone();
     let keep = perun_attest::ima::parse_binary(&cut.ima_log, 0).unwrap()[2].1;
@@ -180,7 +182,11 @@ fn policy_generate_and_attest_verify_from_the_command_line() {
     };
     // A policy must say which TPMs, what booted, and which worker binary proves IMA ran.
     let out = perun(&["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--out", "policy.json"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--worker-binary"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--worker-binary"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(p("perun.bin"), b"the perun worker binary").unwrap();
     let ca = LocalCa::for_process().unwrap();
     std::fs::write(p("ca.pem"), ca.root_pem().unwrap()).unwrap();
@@ -189,12 +195,28 @@ fn policy_generate_and_attest_verify_from_the_command_line() {
     std::fs::write(p("pcrs.json"), serde_json::to_vec(&pcrs).unwrap()).unwrap();
     let base = ["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--worker-binary", "perun.bin"];
     let out = perun(&[&base[..], &["--out", "policy.json"]].concat());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--ek-roots hardware"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ek-roots hardware"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = perun(&[&base[..], &["--ek-ca", "ca.pem", "--out", "policy.json"]].concat());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--boot-from"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bundle FILE"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = perun(
-        &[&base[..], &["--ek-ca", "ca.pem", "--ek-intermediate", "issuer.pem", "--boot-pcrs", "pcrs.json", "--out", "policy.json"]]
-            .concat(),
+        &[
+            &base[..],
+            &[
+                "--ek-ca",
+                "ca.pem",
+                "--ek-intermediate",
+                "issuer.pem",
+                "--boot-pcrs",
+                "pcrs.json",
+                "--out",
+                "policy.json",
+            ],
+        ]
+        .concat(),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DEVELOPMENT: it trusts EK certificates from a CA outside"));

@@ -43,7 +43,10 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     // Act 7a: a forged worker: not enrolled by a non-provider, its claim refused by the
     // EK anchor, the job untouched.
     assert!(line_with(&stdout, "tries to enrol its own software TPM").contains("is for a provider"), "{stdout}");
-    assert!(line_with(&stdout, "rogue-1 claims job").contains("does not chain to a root this policy lists"), "{stdout}");
+    assert!(
+        line_with(&stdout, "rogue-1 claims job").contains("does not chain to a root this policy lists"),
+        "{stdout}"
+    );
     assert!(stdout.contains("the job is still ready, no key released"), "{stdout}");
     // Act 7: the unapproved program revokes the second job; nothing is delivered.
     assert!(line_with(&stdout, "is revoked:").contains("/tmp/exfiltrate"), "{stdout}");

@@ -1,7 +1,10 @@
-//! Real kernel IMA end to end (`scripts/ima-vm`): Debian's kernel boots with
-//! `ima_policy=tcb` on an swtpm in QEMU, `perun attest collect` gathers a quote and the
-//! kernel's IMA log inside it, and the host accepts it against a policy made from the
-//! initramfs tree; a second boot that runs one extra program is refused, naming it.
+//! Real kernel IMA and measured boot end to end (`scripts/ima-vm`): Debian's kernel boots
+//! under UEFI firmware (OVMF) with `ima_policy=tcb` on an swtpm certified by a local EK
+//! CA, `perun attest collect` gathers EK certificate, quote, event log and the kernel's
+//! IMA log inside it, and the host accepts it against a policy made from the initramfs
+//! tree and the first boot's measured-boot state; a second boot that runs one extra
+//! program (in another initrd) is refused naming it and the initrd, a third with another
+//! kernel command line (no `ima_policy=`) is refused naming the command line.
 //!
 //! Without QEMU, busybox or swtpm the test says what to install and passes, except under
 //! CI (`CI` set, as `.ci/run` does), where it must run.
@@ -23,4 +26,8 @@ fn a_real_kernel_ima_log_from_a_vm_is_accepted_and_an_extra_program_refused() {
     let refusal = stdout.lines().find(|l| l.contains("file not in the policy")).unwrap_or_default();
     assert!(refusal.contains("/usr/bin/extra"), "{stdout}");
     assert_eq!(stdout.matches("file not in the policy").count(), 1, "only the extra program may be refused:\n{stdout}");
+    assert!(stdout.contains("the initrd (Linux initrd)"), "{stdout}");
+    let cmdline = stdout.lines().filter(|l| l.contains("PCR 9") && l.contains("the kernel command line")).count();
+    assert!(cmdline >= 1, "{stdout}");
+    assert!(stdout.contains("the approved worker binary was not measured"), "{stdout}");
 }

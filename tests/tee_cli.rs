@@ -21,7 +21,9 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     let s = Scratch::new();
     let svc = Service::start(&s, "127.0.0.1:0");
     s.ok(&["remote", "add", &svc.url, "--fingerprint", &svc.fingerprint.to_string()]);
-    for (who, roles) in [("model-owner", "model-owner,receiver"), ("hospital-a", "data-owner"), ("tee-host", "provider")] {
+    for (who, roles) in
+        [("model-owner", "model-owner,receiver"), ("hospital-a", "data-owner"), ("tee-host", "provider")]
+    {
         s.ok(&["id", "new", who]);
         s.ok(&["id", "register", who, "--role", roles]);
     }
@@ -197,7 +199,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     // The job is running on tee-1; its audit shows the release to it.
     let audit = s.ok(&["audit", "show", "--as", "hospital-a"]);
     assert!(audit.contains("KeyReleased"), "{audit}");
-    assert!(audit.contains("Sim report"), "{audit}");
+    assert!(audit.contains("accepted sim evidence"), "{audit}");
 
     // The hospital revokes: the enclave's next report is refused and it stops serving.
     s.ok(&["job", "revoke", &job, "--reason", "terms ended", "--as", "hospital-a"]);
@@ -226,7 +228,17 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
 /// the job id.
 fn propose_serving(s: &Scratch, name: &str, policy: &str, extra: &[&str]) -> String {
     let mut args = vec!["job", "propose", "--name", name, "--model", "mlp-trained", "--serve", "--mode", "tee"];
-    args.extend(["--policy", policy, "--receiver", "model-owner", "--provider", "tee-host", "--as", "model-owner", "--json"]);
+    args.extend([
+        "--policy",
+        policy,
+        "--receiver",
+        "model-owner",
+        "--provider",
+        "tee-host",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
     args.extend(extra);
     let out = s.ok(&args);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()

@@ -64,11 +64,9 @@ impl World {
             people,
             recipient: perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap(),
         };
-        for (p, roles) in w.people.iter().zip([
-            vec![Role::ModelOwner, Role::Receiver],
-            vec![Role::DataOwner],
-            vec![Role::Provider],
-        ]) {
+        for (p, roles) in
+            w.people.iter().zip([vec![Role::ModelOwner, Role::Receiver], vec![Role::DataOwner], vec![Role::Provider]])
+        {
             let c = w.client_of(p);
             let body = RegisterStakeholder { identity: p.public(), roles: roles.into_iter().collect() };
             c.call::<_, ()>("POST", "/v1/stakeholders", Some(&body)).unwrap();

@@ -17,7 +17,17 @@ use perun_worker::{Agent, Platform};
 fn propose(s: &Scratch, digest_a: &str, digest_b: &str, policy: &str, extra: &[&str]) -> String {
     let (a, b) = (format!("hospital-a/bc-a@{digest_a}"), format!("hospital-b/bc-b@{digest_b}"));
     let mut args = vec!["job", "propose", "--name", "bc-mlp", "--model", "mlp", "--data", &a, "--data", &b];
-    args.extend(["--policy", policy, "--receiver", "model-owner", "--provider", "infra", "--as", "model-owner", "--json"]);
+    args.extend([
+        "--policy",
+        policy,
+        "--receiver",
+        "model-owner",
+        "--provider",
+        "infra",
+        "--as",
+        "model-owner",
+        "--json",
+    ]);
     args.extend(extra);
     let out = s.ok(&args);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_str().unwrap().to_owned()
@@ -94,7 +104,15 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     let job: Digest = propose(&s, &digests[1], &digests[2], &policy_digest, &[]).parse().unwrap();
     let job_s = job.to_string();
     let shown = s.ok(&["job", "show", &job_s, "--as", "hospital-a"]);
-    for needle in ["provider:  infra", "EK roots", "boot PCRs", "IMA allowlist", "worker binary", "!!! DEVELOPMENT", "attests every 5 s"] {
+    for needle in [
+        "provider:  infra",
+        "EK roots",
+        "boot PCRs",
+        "IMA allowlist",
+        "worker binary",
+        "!!! DEVELOPMENT",
+        "attests every 5 s",
+    ] {
         assert!(shown.contains(needle), "`{needle}` not in:\n{shown}");
     }
     let err = s.fails(&["job", "approve", &job_s, "--as", "hospital-a"]);

@@ -659,7 +659,12 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let (_, answer) = w.worker().attest(&job, &claimed.nonce).unwrap();
     assert_eq!(answer.keys.len(), 3);
     let audit = w.audit(INFRA);
-    assert!(audit.iter().any(|(k, d)| *k == AuditKind::AttestationAccepted && d.contains("EK certified by")), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|(k, d)| *k == AuditKind::AttestationAccepted && d.contains("ek_certified_by=CN=swtpm-localca")),
+        "{audit:?}"
+    );
 
     // De-enrolled, gpu-1 is refused, its running job revoked; its EK may enrol again.
     let _: WorkerInfo = w.client(INFRA).call::<(), _>("DELETE", "/v1/workers/gpu-1", None).unwrap();
@@ -676,11 +681,8 @@ fn boot_state_other_than_the_policys_releases_nothing() {
     let Some(mut w) = World::new() else { return };
     // A policy pinning PCR 0 to another firmware's value (as if the worker booted other
     // firmware than the reference machine's).
-    let mut policy: PlatformPolicy = w
-        .worker()
-        .platform()
-        .development_policy("other firmware", &LocalCa::for_process().unwrap())
-        .unwrap();
+    let mut policy: PlatformPolicy =
+        w.worker().platform().development_policy("other firmware", &LocalCa::for_process().unwrap()).unwrap();
     policy.required_pcrs.insert(0, hex::encode([0xab; 32]));
     let added: PolicyInfo =
         w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();

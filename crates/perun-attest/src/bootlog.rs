@@ -188,7 +188,10 @@ pub fn parse(log: &[u8]) -> Result<BootLog, AttestError> {
         for _ in 0..count.min(16) {
             let alg = r.u16()?;
             let len = *sizes.get(&alg).ok_or_else(|| {
-                AttestError::malformed("TCG2 event log", format!("digest of algorithm 0x{alg:04x} not in the Spec ID event"))
+                AttestError::malformed(
+                    "TCG2 event log",
+                    format!("digest of algorithm 0x{alg:04x} not in the Spec ID event"),
+                )
             })?;
             let d = r.take(len)?;
             if alg == SHA256 {
@@ -211,7 +214,8 @@ pub fn parse(log: &[u8]) -> Result<BootLog, AttestError> {
         if pcr > 23 {
             return Err(AttestError::malformed("TCG2 event log", format!("an event for PCR {pcr}")));
         }
-        let digest = sha256.ok_or_else(|| AttestError::malformed("TCG2 event log", "an event lacks its SHA-256 digest"))?;
+        let digest =
+            sha256.ok_or_else(|| AttestError::malformed("TCG2 event log", "an event lacks its SHA-256 digest"))?;
         let v = pcrs.entry(pcr).or_insert([0; 32]);
         let mut h = Sha256::new();
         h.update(*v);
@@ -222,10 +226,25 @@ pub fn parse(log: &[u8]) -> Result<BootLog, AttestError> {
     Ok(BootLog { events, pcrs })
 }
 
-/// The printable text of an event whose data is text (EV_IPL from GRUB and systemd-boot:
-/// commands and the kernel command line, possibly UTF-16; actions and separators'
-/// descriptions), trimmed to 200 characters; empty otherwise.
+/// What an event is, for people: the event data where it is text (EV_IPL from GRUB and
+/// systemd-boot: commands and the kernel command line, possibly UTF-16; actions), trimmed
+/// to 200 characters; what a tagged event or EFI application stands for; else empty.
 fn text_of(event_type: u32, data: &[u8]) -> String {
+    match event_type {
+        // EV_EVENT_TAG: TCG_PCClientTaggedEvent (ID, size, data); Linux's EFI stub tags
+        // the kernel command line and the initrd it measures into PCR 9
+        // (drivers/firmware/efi/libstub/efi-stub-helper.c).
+        0x6 => {
+            let tag = data.get(8..).map(|d| String::from_utf8_lossy(d).trim_end_matches('\0').to_owned());
+            return match tag.as_deref() {
+                Some("LOADED_IMAGE::LoadOptions") => "the kernel command line (LOADED_IMAGE::LoadOptions)".into(),
+                Some("Linux initrd") => "the initrd (Linux initrd)".into(),
+                _ => String::new(),
+            };
+        }
+        0x8000_0003 => return "an EFI application: a boot loader or kernel image".into(),
+        _ => {}
+    }
     let texty = matches!(event_type, 0x5 | 0xd | 0x8000_0007);
     if !texty || data.is_empty() {
         return String::new();
@@ -259,6 +278,11 @@ pub fn differences(log: &BootLog, reference: &BootReference) -> Vec<String> {
             .find(|&i| want.get(i).map(|w| (&w.sha256, w.event_type)) != got.get(i).map(|g| (&g.sha256, g.event_type)));
         let Some(i) = at else { continue };
         out.push(match (got.get(i), want.get(i)) {
+            (Some(g), Some(w)) if g.event_type == w.event_type && g.text == w.text => format!(
+                "PCR {pcr} event {i}: {g} measured {} where the reference measured {}",
+                g.sha256.get(..16).unwrap_or(&g.sha256),
+                w.sha256.get(..16).unwrap_or(&w.sha256)
+            ),
             (Some(g), Some(w)) => format!("PCR {pcr} event {i}: {g} differs from the reference {w}"),
             (Some(g), None) => format!("PCR {pcr} event {i}: {g} is not in the reference"),
             (None, Some(w)) => format!("PCR {pcr} event {i}: the reference's {w} is missing"),

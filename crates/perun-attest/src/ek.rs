@@ -168,10 +168,7 @@ impl EkPolicy {
     }
 
     fn pool(&self) -> Result<Vec<Ca>, AttestError> {
-        let mut pool = Vec::new();
-        for ca in bundle() {
-            pool.push(Ca::new(pem_to_der(ca.pem)?, ca.group)?);
-        }
+        let mut pool = bundle_cas()?;
         for c in &self.extra_cas {
             pool.push(Ca::new(c.der.clone(), "outside-bundle")?);
         }
@@ -179,7 +176,14 @@ impl EkPolicy {
     }
 }
 
+/// The shipped bundle, decoded once per process.
+fn bundle_cas() -> Result<Vec<Ca>, AttestError> {
+    static DECODED: std::sync::OnceLock<Result<Vec<Ca>, AttestError>> = std::sync::OnceLock::new();
+    DECODED.get_or_init(|| bundle().map(|ca| Ca::new(pem_to_der(ca.pem)?, ca.group)).collect()).clone()
+}
+
 /// A CA certificate with what path building needs, owning its DER.
+#[derive(Clone)]
 struct Ca {
     der: Vec<u8>,
     fingerprint: Digest,
@@ -300,13 +304,15 @@ pub fn verify_ek(
             Ok(EkVerdict { anchor, path, group })
         }
         None => {
-            let mut why = format!(
-                "the EK certificate (issuer `{}`) does not chain to a root this policy lists",
-                cert.issuer()
-            );
+            let mut why =
+                format!("the EK certificate (issuer `{}`) does not chain to a root this policy lists", cert.issuer());
             if !tried.is_empty() {
                 why.push_str(&format!(" ({})", tried.join("; ")));
             }
+            why.push_str(
+                "; if it chains through an intermediate CA the shipped bundle lacks, give that CA to the policy \
+                 (`perun policy generate --ek-intermediate`) or to enrolment (`perun worker enrol --ek-chain`)",
+            );
             Err(AttestError::Check(why))
         }
     }
@@ -333,7 +339,7 @@ fn walk(
             continue;
         }
         if verify_signature(cert, &parsed).is_err() {
-            tried.push(format!("`{}` did not sign it", ca.subject));
+            tried.push(format!("a CA named `{}` is in the pool but its key did not sign it", ca.subject));
             continue;
         }
         let v = parsed.validity();
@@ -423,7 +429,8 @@ fn verify_signature(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) ->
 }
 
 // DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017 section 9.2, note 1).
-const SHA1_PREFIX: [u8; 15] = [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14];
+const SHA1_PREFIX: [u8; 15] =
+    [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14];
 const SHA256_PREFIX: [u8; 19] =
     [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20];
 const SHA384_PREFIX: [u8; 19] =

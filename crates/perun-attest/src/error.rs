@@ -1,7 +1,7 @@
 //! The error type of `perun-attest`.
 
 /// Malformed input or a failed cryptographic check.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AttestError {
     /// A TPM structure is malformed.
     #[error("malformed {what}: {why}")]

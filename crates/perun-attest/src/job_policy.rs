@@ -118,7 +118,10 @@ impl JobPolicy {
                 line("boot PCRs", pinned.join(" "));
                 if !p.boot_events.is_empty() {
                     let n: usize = p.boot_events.values().map(Vec::len).sum();
-                    line("boot events", format!("{n} reference events over PCRs {:?}", p.boot_events.keys().collect::<Vec<_>>()));
+                    line(
+                        "boot events",
+                        format!("{n} reference events over PCRs {:?}", p.boot_events.keys().collect::<Vec<_>>()),
+                    );
                     for e in p.boot_events.values().flatten().filter(|e| !e.text.is_empty()) {
                         line("  boot event", e.to_string());
                     }
@@ -132,8 +135,14 @@ impl JobPolicy {
                         p.excludes.len()
                     ),
                 );
-                line("worker binary", p.worker_binary.clone().unwrap_or_else(|| "NONE (every attestation is refused)".into()));
-                line("IMA source", if p.accept_user_space_ima { "kernel or user-space measurer" } else { "kernel only" }.into());
+                line(
+                    "worker binary",
+                    p.worker_binary.clone().unwrap_or_else(|| "NONE (every attestation is refused)".into()),
+                );
+                line(
+                    "IMA source",
+                    if p.accept_user_space_ima { "kernel or user-space measurer" } else { "kernel only" }.into(),
+                );
             }
             Self::Tee(p) => {
                 line("kind", "TEE policy (tee mode: a TEE's signed report)".into());
@@ -168,7 +177,8 @@ mod tests {
         // A platform policy with pinned PCRs and boot events reads back (integer map keys).
         let mut pinned = platform.clone();
         pinned.required_pcrs.insert(3, "ab".repeat(32));
-        let back: JobPolicy = serde_json::from_slice(&serde_json::to_vec(&JobPolicy::Platform(pinned.clone())).unwrap()).unwrap();
+        let back: JobPolicy =
+            serde_json::from_slice(&serde_json::to_vec(&JobPolicy::Platform(pinned.clone())).unwrap()).unwrap();
         assert_eq!(back, JobPolicy::Platform(pinned));
 
         let tee = TeePolicy {

@@ -11,6 +11,7 @@
 //!   `ima-sig`, `ima`), PCR 10 replay for the sha1 and sha256 banks, incremental.
 //! - [`policy`]: platform policies and the verdicts that name every failing entry;
 //!   [`job_policy`]: either kind of policy, as a job names it.
+//! - [`verifier`]: the one Verifier trait (TPM and TEE) and the RATS Attestation Result;
 //! - [`tee`]: TEE evidence (sim; SGX and TDX DCAP quotes; SEV-SNP reports), its
 //!   verifiers and the `tee`-mode policy.
 
@@ -26,6 +27,7 @@ pub mod job_policy;
 pub mod policy;
 pub mod tee;
 pub mod tpm;
+pub mod verifier;
 
 pub use error::AttestError;
 pub use job_policy::JobPolicy;

@@ -372,7 +372,8 @@ mod tests {
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(f[0].why.contains("does not pin boot PCR(s) 1, 2, 3, 4, 5, 6, 7, 8, 9"), "{f:?}");
         let mut pinned = p.clone();
-        let zeros = PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=9).map(|i| (i, vec![0u8; 32])).collect() };
+        let zeros =
+            PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=9).map(|i| (i, vec![0u8; 32])).collect() };
         pinned.pin_boot_pcrs(&zeros).unwrap();
         assert!(pinned.check_pcrs(&zeros).is_empty());
         let mut other = zeros.clone();
@@ -387,7 +388,8 @@ mod tests {
 
     #[test]
     fn boot_aggregate_must_be_the_quoted_boot_pcrs() {
-        let bank = PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=10).map(|i| (i, vec![i as u8; 32])).collect() };
+        let bank =
+            PcrBank { hash_alg: crate::tpm::alg::SHA256, values: (0..=10).map(|i| (i, vec![i as u8; 32])).collect() };
         let mut h = Sha256::new();
         for i in 0..=9u8 {
             h.update([i; 32]);

@@ -77,16 +77,15 @@ fn edited_certificates_foreign_keys_and_empty_policies_are_refused() {
     let e = verify(&good, &EkPolicy::default()).unwrap_err().to_string();
     assert!(e.contains("lists no EK root"), "{e}");
     // Junk is refused without a panic.
-    for junk in [&b""[..], b"\x30", b"\x30\x82\xff\xff", b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"] {
+    for junk in [&b""[..], b"\x30", b"\x30\x82\xff\xff", b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----"]
+    {
         let key = certified_key(&good).unwrap();
         assert!(verify_ek(junk, &[], &key, &hardware).is_err());
     }
     // An intermediate sent by the worker is never a root.
-    let ifx_ca = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/ek-roots/intermediates/ifx-rsa-mfr-ca-035.pem"
-    ))
-    .unwrap();
+    let ifx_ca =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ek-roots/intermediates/ifx-rsa-mfr-ca-035.pem"))
+            .unwrap();
     let mut only_stm = EkPolicy::from_bundle(&["STM_RSA_RT"]).unwrap();
     only_stm.add_intermediate(ifx_ca.as_bytes()).unwrap();
     let key = certified_key(&good).unwrap();
@@ -98,8 +97,7 @@ fn edited_certificates_foreign_keys_and_empty_policies_are_refused() {
 fn real_event_logs_replay_to_the_pcrs_their_sources_assert() {
     for name in ["arch-linux-workstation", "glinux-laptop"] {
         let log = bootlog::parse(&read(&format!("eventlogs/{name}.bin"))).unwrap();
-        let want: serde_json::Value =
-            serde_json::from_slice(&read(&format!("eventlogs/{name}.pcrs.json"))).unwrap();
+        let want: serde_json::Value = serde_json::from_slice(&read(&format!("eventlogs/{name}.pcrs.json"))).unwrap();
         let sha256 = want["banks"]["sha256"].as_object().unwrap();
         assert!(!sha256.is_empty());
         for (pcr, value) in sha256 {

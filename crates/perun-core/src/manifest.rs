@@ -179,7 +179,11 @@ impl JobManifest {
         if self.workers.len() > MAX_WORKERS || self.workers.iter().any(|w| w.is_empty() || w.len() > 128) {
             return bad(&format!("workers: at most {MAX_WORKERS} names or EK digests of 1 to 128 characters"));
         }
-        if self.hyperparameters.len() > 64 || self.receivers.len() > 64 || self.approvers.len() > 64 || self.data.len() > 64 {
+        if self.hyperparameters.len() > 64
+            || self.receivers.len() > 64
+            || self.approvers.len() > 64
+            || self.data.len() > 64
+        {
             return bad("at most 64 hyper-parameters, receivers, approvers and data assets each");
         }
         Ok(())

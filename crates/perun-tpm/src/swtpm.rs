@@ -23,9 +23,8 @@ impl LocalCa {
     pub fn at(dir: &Path) -> Result<Self, TpmError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| TpmError::Io { what: format!("creating {}", dir.display()), source: e })?;
-        let dir = dir
-            .canonicalize()
-            .map_err(|e| TpmError::Io { what: format!("resolving {}", dir.display()), source: e })?;
+        let dir =
+            dir.canonicalize().map_err(|e| TpmError::Io { what: format!("resolving {}", dir.display()), source: e })?;
         let write = |name: &str, text: String| {
             std::fs::write(dir.join(name), text)
                 .map_err(|e| TpmError::Io { what: format!("writing {name}"), source: e })
@@ -35,7 +34,10 @@ impl LocalCa {
             "localca.conf",
             format!("statedir = {d}\nsigningkey = {d}/signkey.pem\nissuercert = {d}/issuercert.pem\ncertserial = {d}/certserial\n"),
         )?;
-        write("localca.options", "--platform-manufacturer Perun\n--platform-version 2.1\n--platform-model swtpm\n".into())?;
+        write(
+            "localca.options",
+            "--platform-manufacturer Perun\n--platform-version 2.1\n--platform-model swtpm\n".into(),
+        )?;
         write(
             "swtpm_setup.conf",
             format!(
@@ -86,7 +88,9 @@ impl LocalCa {
             .arg(self.dir.join("swtpm_setup.conf"))
             .output()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => TpmError::Missing { tool: "swtpm_setup", hint: "apt-get install swtpm-tools" },
+                std::io::ErrorKind::NotFound => {
+                    TpmError::Missing { tool: "swtpm_setup", hint: "apt-get install swtpm-tools" }
+                }
                 _ => TpmError::Io { what: "running swtpm_setup".into(), source: e },
             })?;
         if !out.status.success() {

@@ -67,10 +67,7 @@ impl Platform {
         ca: &perun_tpm::swtpm::LocalCa,
     ) -> Result<perun_attest::policy::PlatformPolicy, WorkerError> {
         let log = self.log()?;
-        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect();
+        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?.into_iter().map(|(e, _)| e).collect();
         let mut policy = perun_attest::policy::PlatformPolicy::from_log(name, &entries);
         let exe = std::env::current_exe()
             .and_then(std::fs::read)
@@ -126,7 +123,9 @@ impl Platform {
         let bank = self.tpm().pcr_read(&pcrs)?;
         let (ima_log, ima_source, event_log) = match &mut self.source {
             // The firmware's measured-boot log, where the kernel publishes one.
-            Source::Kernel { ima, .. } => (ima.read()?, ima.source(), std::fs::read(BOOT_EVENT_LOG).unwrap_or_default()),
+            Source::Kernel { ima, .. } => {
+                (ima.read()?, ima.source(), std::fs::read(BOOT_EVENT_LOG).unwrap_or_default())
+            }
             Source::UserSpace(m) => (m.read()?, m.source(), Vec::new()),
         };
         Ok(TpmEvidence { quote, signature, pcrs: bank, ima_log, ima_source, event_log })

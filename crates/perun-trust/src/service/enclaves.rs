@@ -14,7 +14,7 @@
 
 use std::sync::atomic::Ordering;
 
-use perun_attest::tee::{appraise_tee, TeeClaims};
+use perun_attest::verifier::{TeeReportVerifier, Verifier as _};
 use perun_attest::JobPolicy;
 use perun_core::{Digest, JobMode, Name};
 use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
@@ -22,7 +22,6 @@ use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
 use super::jobs::job_in;
 use super::workers::live_error;
 use super::{worker_actor, Trust};
-use crate::audit::{AuditKind, Event};
 use crate::records::{JobRecord, JobState, PolicyRecord, WorkerRecord, WorkerState};
 use crate::store::{Store, TxExt as _};
 use crate::wire::{AttestEnclave, EnclaveAttested, NonceIssued};
@@ -67,7 +66,7 @@ impl<S: Store> Trust<S> {
         }
         let nonce = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("the nonce is not hex".into()))?;
         let binding = Digest::evidence_binding(&nonce, &seen.id, &req.ephemeral_key);
-        let appraisal = appraise_tee(&req.evidence, binding.as_bytes(), &policy, now);
+        let (result, accepted) = TeeReportVerifier { policy: &policy, now }.appraise(&req.evidence, binding.as_bytes());
 
         let outcome = self.store.write(|tx| {
             let mut job = job_in(tx, job_id)?;
@@ -118,22 +117,13 @@ impl<S: Store> Trust<S> {
             if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &req.enclave)? {
                 return Ok(Err((job, e)));
             }
-            let claims = match &appraisal {
-                Ok(c) => c.clone(),
-                Err(failures) => {
-                    self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
-                    let reasons: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
-                    let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), reasons.join("; "));
-                    self.audit(tx, ev.for_job(job.id, &job.manifest))?;
-                    let reason = format!("TEE evidence refused: {}", reasons.join("; "));
-                    if !first {
-                        self.end_job(tx, &mut job, JobState::Revoked, reason.clone())?;
-                    }
-                    return Ok(Err((job, TrustError::Refused { reason, failures: failures.clone() })));
-                }
+            // A refused first report ends nothing: anyone may send one.
+            if let Err(e) = self.record_result(tx, &mut job, &actor, &result, !first)? {
+                return Ok(Err((job, e)));
+            }
+            let Some(claims) = accepted.clone() else {
+                return Err(TrustError::Store("an accepted TEE report without claims".into()));
             };
-            let ev = Event::new(AuditKind::AttestationAccepted, actor.as_str(), describe(&claims));
-            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
             let (claimed, token) = if first {
                 let token: [u8; 32] = rand::random();
                 let record = WorkerRecord {
@@ -159,7 +149,6 @@ impl<S: Store> Trust<S> {
                 (None, None)
             };
             let keys = self.release_keys(tx, &mut job, &req.enclave, &req.ephemeral_key)?;
-            job.last_attested_at = Some(now);
             tx.put(&job)?;
             let attested = self.attested(&job, &req.enclave, 0, keys);
             Ok(Ok(EnclaveAttested { attested, claimed, token, claims }))
@@ -191,11 +180,4 @@ fn tee_job(job: &JobRecord) -> Result<(), TrustError> {
         )));
     }
     Ok(())
-}
-
-/// What an accepted report says, for the audit log.
-fn describe(c: &TeeClaims) -> String {
-    let m: Vec<String> = c.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let advisories = if c.advisories.is_empty() { "none".to_owned() } else { c.advisories.join(",") };
-    format!("{:?} report: {}; TCB {} (advisories {advisories})", c.kind, m.join(" "), c.tcb_status)
 }

@@ -47,9 +47,9 @@ impl<S: Store> Trust<S> {
                     manifest.platform_policy
                 ))
             })?;
-            let provider = tx.get::<StakeholderRecord>(manifest.provider.as_str())?.ok_or_else(|| {
-                TrustError::BadRequest(format!("provider `{}` is not registered", manifest.provider))
-            })?;
+            let provider = tx
+                .get::<StakeholderRecord>(manifest.provider.as_str())?
+                .ok_or_else(|| TrustError::BadRequest(format!("provider `{}` is not registered", manifest.provider)))?;
             if !provider.roles.contains(&Role::Provider) {
                 return Err(TrustError::BadRequest(format!(
                     "`{}` is not registered as an infrastructure provider",

@@ -71,7 +71,7 @@ impl<S: Store> Trust<S> {
         let who: Option<StakeholderRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
         let who = who.ok_or_else(|| {
             TrustError::Unauthenticated(format!(
-                "`{}` is not registered here: run `perun id register {}` first",
+                "`{}` is not registered here: run `perun id register {} --role ROLE` first (data-owner, model-owner, provider, receiver)",
                 sh.identity, sh.identity
             ))
         })?;

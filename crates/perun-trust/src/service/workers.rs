@@ -7,9 +7,9 @@
 
 use std::sync::atomic::Ordering;
 
-use perun_attest::evidence::{appraise, Endorsement};
-use perun_attest::ima::ReplayState;
+use perun_attest::evidence::Endorsement;
 use perun_attest::tpm::{make_credential, AkPublic};
+use perun_attest::verifier::{AttestationResult, TpmVerifier, Verifier as _};
 use perun_attest::JobPolicy;
 use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
@@ -37,7 +37,8 @@ impl<S: Store> Trust<S> {
     pub fn enrol_worker(&self, by: &Name, body: EnrolWorker) -> Result<WorkerInfo, TrustError> {
         self.require_role(by, Role::Provider, "enrolling a worker")?;
         let name = body.name;
-        let ek = AkPublic::parse(&body.ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
+        let ek =
+            AkPublic::parse(&body.ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
         use perun_attest::tpm::public::attributes::{DECRYPT, RESTRICTED};
         if ek.attributes & (DECRYPT | RESTRICTED) != (DECRYPT | RESTRICTED) {
             return Err(TrustError::BadRequest("the EK must be a restricted decryption (storage) key".into()));
@@ -133,11 +134,7 @@ impl<S: Store> Trust<S> {
     /// The workers `by` enrolled (de-enrolled ones left out).
     pub fn workers_of(&self, by: &Name) -> Result<Vec<WorkerInfo>, TrustError> {
         let all: Vec<WorkerRecord> = self.store.read(|tx| tx.list(""))?;
-        Ok(all
-            .iter()
-            .filter(|w| &w.enrolled_by == by && w.state != WorkerState::Deenrolled)
-            .map(worker_info)
-            .collect())
+        Ok(all.iter().filter(|w| &w.enrolled_by == by && w.state != WorkerState::Deenrolled).map(worker_info).collect())
     }
 
     /// A worker presents its EK and AK; the answer is a credential only the enrolled TPM
@@ -235,16 +232,27 @@ impl<S: Store> Trust<S> {
     /// Ready `attested` jobs that `worker` may claim: its provider's, naming it (or no
     /// worker in particular).
     pub fn offered_jobs(&self, worker: &WorkerRecord) -> Result<Vec<OfferedJob>, TrustError> {
-        let all: Vec<JobRecord> = self.store.read(|tx| tx.list(""))?;
         let now = self.now();
-        Ok(all
-            .into_iter()
-            .filter(|j| {
-                j.state == JobState::Ready
+        let all: Vec<(JobRecord, Option<PolicyRecord>)> = self.store.read(|tx| {
+            let jobs: Vec<JobRecord> = tx.list("")?;
+            let mut out = Vec::new();
+            for j in jobs {
+                if j.state == JobState::Ready
                     && j.manifest.mode == JobMode::Attested
                     && now < j.manifest.expires_at
                     && may_run(worker, &j.manifest).is_ok()
-            })
+                {
+                    let p = tx.get::<PolicyRecord>(&j.manifest.platform_policy.to_string())?;
+                    out.push((j, p));
+                }
+            }
+            Ok(out)
+        })?;
+        // Only jobs whose policy trusts this worker's TPM.
+        Ok(all
+            .into_iter()
+            .filter(|(_, p)| matches!(p, Some(PolicyRecord { policy: JobPolicy::Platform(p), .. }) if genuine_tpm(worker, p).is_ok()))
+            .map(|(j, _)| j)
             .map(|j| OfferedJob { id: j.id, manifest: j.manifest })
             .collect())
     }
@@ -402,7 +410,6 @@ impl<S: Store> Trust<S> {
     pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
         let actor = worker_actor(&worker.name);
         let started = std::time::Instant::now();
-        let now = self.now();
         // The appraisal (quote signature, IMA replay, policy) is the expensive part. It runs
         // here on the job's replay state as read now, outside the store's write lock, so
         // attestations of different jobs are appraised in parallel; the write below checks
@@ -413,19 +420,14 @@ impl<S: Store> Trust<S> {
         let ek = AkPublic::parse(&worker.ek_public);
         let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
         let appraised = match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
-            (
-                Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }),
-                Some(Ok(ak)),
-                Ok(ek),
-                Ok(nonce_bytes),
-            ) if req.ephemeral_key.len() == PUBLIC_KEY_LEN => {
+            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
+                if req.ephemeral_key.len() == PUBLIC_KEY_LEN =>
+            {
                 let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
                 let state = seen.replay.clone().unwrap_or_default();
                 let endorsement = Endorsement { ek, certificate: &worker.ek_certificate, chain: &chain };
-                Some((
-                    seen.replay.clone(),
-                    appraise(&req.evidence, endorsement, ak, binding.as_bytes(), policy, &state),
-                ))
+                let verifier = TpmVerifier { policy, endorsement, ak, state: &state };
+                Some((seen.replay.clone(), verifier.appraise(&req.evidence, binding.as_bytes())))
             }
             _ => None,
         };
@@ -454,7 +456,7 @@ impl<S: Store> Trust<S> {
                 let e = TrustError::Forbidden(format!("worker {} has no activated AK", worker.name));
                 return Ok(Err((job, e)));
             }
-            let Some((appraised_from, appraisal)) = appraised else {
+            let Some((appraised_from, (result, next))) = appraised else {
                 return Err(TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)));
             };
             if appraised_from != job.replay {
@@ -463,28 +465,15 @@ impl<S: Store> Trust<S> {
                 );
                 return Ok(Err((job, e)));
             }
+            if let Err(e) = self.record_result(tx, &mut job, &actor, &result, true)? {
+                return Ok(Err((job, e)));
+            }
             let state = job.replay.clone().unwrap_or_default();
-            if !appraisal.accepted() {
-                self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
-                let reasons: Vec<String> = appraisal.failures.iter().map(|f| f.to_string()).collect();
-                let ev = Event::new(AuditKind::AttestationRefused, actor.as_str(), reasons.join("; "));
-                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
-                let reason = format!("attestation refused: {}", reasons.join("; "));
-                self.end_job(tx, &mut job, JobState::Revoked, reason.clone())?;
-                return Ok(Err((job, TrustError::Refused { reason, failures: appraisal.failures })));
-            }
-            let next: ReplayState = appraisal.state.clone().unwrap_or(state);
-            job.replay = Some(next);
-            job.last_attested_at = Some(now);
-            let mut detail = format!("{} new IMA entries verified", appraisal.new_entries);
-            if let Some(ek) = &appraisal.ek {
-                detail.push_str(&format!("; EK certified by {} ({}, root {})", ek.path.first().map(String::as_str).unwrap_or("?"), ek.group, ek.anchor));
-            }
-            let ev = Event::new(AuditKind::AttestationAccepted, actor.as_str(), detail);
-            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            let new_entries = next.as_ref().map_or(0, |n| n.entries.saturating_sub(state.entries));
+            job.replay = Some(next.unwrap_or(state));
             let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key)?;
             tx.put(&job)?;
-            Ok(Ok(self.attested(&job, &worker.name, appraisal.new_entries, keys)))
+            Ok(Ok(self.attested(&job, &worker.name, new_entries, keys)))
         })?;
         self.metrics.observe_attestation(started.elapsed());
         match outcome {
@@ -501,6 +490,35 @@ impl<S: Store> Trust<S> {
             }
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
         }
+    }
+
+    /// The one release decision's verdict (DESIGN.md section 2), for TPM and TEE
+    /// evidence alike: the Attestation Result goes into the audit log; a refusal ends
+    /// the job if `revoke` (a running job's worker lost its integrity), and refuses the
+    /// request; an acceptance marks the job attested now. Keys are released by the
+    /// caller ([`Self::release_keys`]) only after an `Ok`.
+    pub(super) fn record_result(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRecord,
+        actor: &str,
+        result: &AttestationResult,
+        revoke: bool,
+    ) -> Result<Result<(), TrustError>, TrustError> {
+        let kind = if result.accepted() { AuditKind::AttestationAccepted } else { AuditKind::AttestationRefused };
+        let ev = Event::new(kind, actor, result.describe());
+        self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+        if !result.accepted() {
+            self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
+            let reasons: Vec<String> = result.failures.iter().map(|f| f.to_string()).collect();
+            let reason = format!("attestation refused: {}", reasons.join("; "));
+            if revoke {
+                self.end_job(tx, job, JobState::Revoked, reason.clone())?;
+            }
+            return Ok(Err(TrustError::Refused { reason, failures: result.failures.clone() }));
+        }
+        job.last_attested_at = Some(self.now());
+        Ok(Ok(()))
     }
 
     /// A job and the policy it names, as they are now (read outside the write lock, for
@@ -699,10 +717,13 @@ pub(super) fn may_run(worker: &WorkerRecord, manifest: &JobManifest) -> Result<(
     }
     if !manifest.workers.is_empty() {
         let by_ek = (!worker.ek_public.is_empty()).then(|| Digest::of(&worker.ek_public).to_string());
-        let named = manifest.workers.contains(worker.name.as_str())
-            || by_ek.is_some_and(|d| manifest.workers.contains(&d));
+        let named =
+            manifest.workers.contains(worker.name.as_str()) || by_ek.is_some_and(|d| manifest.workers.contains(&d));
         if !named {
-            return Err(TrustError::Forbidden(format!("the job does not name worker {} among its workers", worker.name)));
+            return Err(TrustError::Forbidden(format!(
+                "the job does not name worker {} among its workers",
+                worker.name
+            )));
         }
     }
     Ok(())
@@ -712,9 +733,12 @@ pub(super) fn may_run(worker: &WorkerRecord, manifest: &JobManifest) -> Result<(
 fn genuine_tpm(worker: &WorkerRecord, policy: &perun_attest::policy::PlatformPolicy) -> Result<(), TrustError> {
     let ek = AkPublic::parse(&worker.ek_public).map_err(|e| TrustError::Store(format!("stored EK: {e}")))?;
     let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
-    perun_attest::ek::verify_ek(&worker.ek_certificate, &chain, &ek.key, &policy.ek)
-        .map(|_| ())
-        .map_err(|e| TrustError::Refused { reason: format!("worker {}'s TPM is not one this job's policy trusts: {e}", worker.name), failures: Vec::new() })
+    perun_attest::ek::verify_ek(&worker.ek_certificate, &chain, &ek.key, &policy.ek).map(|_| ()).map_err(|e| {
+        TrustError::Refused {
+            reason: format!("worker {}'s TPM is not one this job's policy trusts: {e}", worker.name),
+            failures: Vec::new(),
+        }
+    })
 }
 
 /// The issuer of a worker's EK certificate, as text.

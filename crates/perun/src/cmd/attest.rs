@@ -69,7 +69,7 @@ pub struct AnchorArgs {
     pub ek_intermediate: Vec<PathBuf>,
     /// Pin measured boot from a reference machine's evidence bundle (`perun attest
     /// collect`): its quoted PCRs 0-9 and, where it has one, its event log.
-    #[arg(long = "boot-from", conflicts_with_all = ["boot_log", "boot_pcrs"])]
+    #[arg(long = "bundle", alias = "boot-from", conflicts_with_all = ["boot_log", "boot_pcrs"])]
     pub boot_from: Option<PathBuf>,
     /// Pin measured boot from a reference machine's TCG2 event log
     /// (`/sys/kernel/security/tpm0/binary_bios_measurements`), replayed to PCRs 0-9.
@@ -109,7 +109,7 @@ impl AnchorArgs {
                 None
             }
             (None, None, None) => bail!(
-                "pin what booted: --boot-from BUNDLE (a reference machine's `perun attest collect`), --boot-log FILE, \
+                "pin what booted: --bundle FILE (a reference machine's `perun attest collect`), --boot-log FILE, \
                  or --boot-pcrs FILE"
             ),
         };
@@ -211,8 +211,13 @@ fn collect(tcti: &str, qualifying_data: &str, out: &Path) -> Result<()> {
     let uptime_s = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|u| u.split_whitespace().next().and_then(|v| v.parse().ok()));
-    let bundle =
-        EvidenceBundle { ek_public: platform.tpm().ek_public().to_vec(), ak_public: ak.public, ek_certificate, evidence, uptime_s };
+    let bundle = EvidenceBundle {
+        ek_public: platform.tpm().ek_public().to_vec(),
+        ak_public: ak.public,
+        ek_certificate,
+        evidence,
+        uptime_s,
+    };
     let mut bytes = serde_json::to_vec(&bundle)?;
     bytes.push(b'\n');
     std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -261,7 +266,11 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         policy.allowed_files.len(),
         policy.allowed_digests.len(),
         policy.ek.roots.len(),
-        if policy.boot_events.is_empty() { String::new() } else { format!(" with {} reference events", policy.boot_events.values().map(Vec::len).sum::<usize>()) },
+        if policy.boot_events.is_empty() {
+            String::new()
+        } else {
+            format!(" with {} reference events", policy.boot_events.values().map(Vec::len).sum::<usize>())
+        },
         policy.digest()
     );
     for d in policy.development() {

@@ -320,7 +320,14 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     for i in 0..reps {
         let qd = Digest::of(&(i as u64).to_be_bytes());
         let (quote, signature, pcrs) = tpm.quote(qd.as_bytes())?;
-        let ev = TpmEvidence { quote, signature, pcrs, ima_log: log.clone(), ima_source: ImaSource::UserSpace, event_log: Vec::new() };
+        let ev = TpmEvidence {
+            quote,
+            signature,
+            pcrs,
+            ima_log: log.clone(),
+            ima_source: ImaSource::UserSpace,
+            event_log: Vec::new(),
+        };
         let endorsement = perun_attest::evidence::Endorsement { ek: &ek, certificate: &ek_cert, chain: &[] };
         let a = perun_attest::evidence::appraise(&ev, endorsement, &ak, qd.as_bytes(), &pol, &Default::default());
         anyhow::ensure!(a.accepted(), "in-process appraisal refused: {:?}", a.failures);

@@ -137,7 +137,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
 
     step(3, "the infrastructure provider enrols the worker's TPM and publishes its platform policy");
     let (mut agent, added, measured) = world.worker(infra, "gpu-1")?;
-    println!("  policy {} allows the {measured} measured files and requires this perun binary", added.digest);
+    println!("  policy {} allows the files measured so far ({measured}) and requires this perun binary", added.digest);
     for (k, v) in added.policy.summary() {
         println!("    {k:<14} {v}");
     }
@@ -333,7 +333,8 @@ fn forged_worker(world: &LocalWorld, stakeholder: &Party, infra: &Party, job: &D
     }
     let _: WorkerInfo = infra.client.call("POST", "/v1/workers", Some(&body))?;
     let platform = perun_worker::Platform::user_space(tpm)?;
-    let forged = perun_worker::Agent::enrol(&world.anon, Name::new("rogue-1")?, platform, perun_tpm::tools::KeyAlg::Rsa)?;
+    let forged =
+        perun_worker::Agent::enrol(&world.anon, Name::new("rogue-1")?, platform, perun_tpm::tools::KeyAlg::Rsa)?;
     println!("  infra enrols a software TPM certified by a CA of its own as rogue-1 (EK certificate present)");
     match forged.claim(job) {
         Err(e) => println!("  rogue-1 claims job {}…: refused ({e})", &job.to_string()[..19]),
@@ -368,10 +369,13 @@ fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset)
         served.sealed_len
     );
     println!(
-        "  TEE policy {} requires this perun binary's measurement and names the sim key {}…",
+        "  TEE policy {} (published by infra) requires this perun binary's measurement and names the sim key {}…",
         served.policy_digest,
         &sim_key[..16]
     );
+    for d in perun_attest::JobPolicy::Tee(served.policy.clone()).development() {
+        println!("    DEVELOPMENT: {d}; the approvals above accepted that (a CLI approver passes --allow-development)");
+    }
     println!(
         "  enclave tee-1: {:?} report accepted ({}); the model key was sealed to the key it binds",
         served.claims.kind, served.claims.tcb_status

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_attest::JobPolicy;
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_seal::AssetKey;
 use perun_trust::wire::*;
@@ -397,10 +397,11 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             if !dev.is_empty() && !allow_development {
                 bail!(
                     "not signing: job {job}'s policy `{}` accepts DEVELOPMENT evidence: {}. Its keys could reach \
-                     a machine that proves nothing. Run `perun job show {job}` to read it; pass \
+                     a machine that proves nothing. Run `perun job show {job} --as {}` to read it; pass \
                      --allow-development only to try Perun",
                     policy.name(),
-                    dev.join("; ")
+                    dev.join("; "),
+                    who.who
                 );
             }
             let keys = home.load_identity(&who.who)?;
@@ -423,7 +424,9 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             }
             let policy = fetch_policy(&c, &info.manifest)?;
             if who.json {
-                return print_json(&serde_json::json!({ "job": info, "policy": policy, "development": policy.development() }));
+                return print_json(
+                    &serde_json::json!({ "job": info, "policy": policy, "development": policy.development() }),
+                );
             }
             print_job(&info, &policy);
             Ok(())
@@ -526,7 +529,9 @@ fn print_job(j: &JobInfo, policy: &JobPolicy) {
         println!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
     }
     println!("provider:  {}", j.manifest.provider);
-    if j.manifest.workers.is_empty() {
+    if j.manifest.workers.is_empty() && j.manifest.mode == JobMode::Tee {
+        println!("workers:   any enclave on {}'s TEE hosts whose report the policy accepts", j.manifest.provider);
+    } else if j.manifest.workers.is_empty() {
         println!("workers:   any worker {} enrolled", j.manifest.provider);
     } else {
         println!("workers:   {}", j.manifest.workers.iter().cloned().collect::<Vec<_>>().join(", "));
@@ -625,7 +630,9 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             let ek_certificate = match (ek_cert, from_tpm) {
                 (Some(f), _) => read(&f)?,
                 (None, Some(c)) => c,
-                (None, None) => bail!("give the EK certificate with --ek-cert FILE (or read it from the TPM with --tcti)"),
+                (None, None) => {
+                    bail!("give the EK certificate with --ek-cert FILE (or read it from the TPM with --tcti)")
+                }
             };
             let ek_chain = ek_chain.iter().map(|f| read(f).map(Into::into)).collect::<Result<_>>()?;
             let body = EnrolWorker { name, ek_public, ek_certificate, ek_chain };
