@@ -98,6 +98,7 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     std::fs::write(s.path("ek.der"), platform.tpm().ek_certificate().unwrap()).unwrap();
     let out = s.ok(&["worker", "enrol", "--name", "gpu-1", "--ek", "ek.pub", "--ek-cert", "ek.der", "--as", "infra"]);
     assert!(out.contains("certified by CN=swtpm-localca"), "{out}");
+    assert!(out.contains("note: no CA of the shipped"), "{out}");
 
     // Proposal; approvers see the whole policy, flagged as development, and sign it
     // only when they say they accept that.

@@ -415,6 +415,9 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     assert_eq!(ok.keys.len(), 3);
     let r = w.worker().attest(&job, &claimed.nonce);
     assert!(refused_reason(tr(r.map(|_| ()))).contains("already used"));
+    // The same nonce in upper case is the same nonce.
+    let r = w.worker().attest(&job, &claimed.nonce.to_ascii_uppercase());
+    assert!(refused_reason(tr(r.map(|_| ()))).contains("already used"));
     // A nonce that went stale.
     let nonce = w.worker().nonce(&job).unwrap();
     w.clock.fetch_add(61, Ordering::SeqCst);
@@ -623,6 +626,17 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     // One EK is one worker: gpu-1's EK cannot be enrolled again under another name...
     let again = w.worker().platform().enrolment(name("gpu-1-twin")).unwrap();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&again));
+    assert!(matches!(&r, Err(TrustError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+    // ... nor with its public area spelled another way (exponent 65537 written out
+    // instead of the template's 0): the same key is the same TPM.
+    let mut respelled = again.clone();
+    let mut tpmt = perun_attest::tpm::AkPublic::parse(&again.ek_public).unwrap().tpmt;
+    let policy_len = u16::from_be_bytes([tpmt[8], tpmt[9]]) as usize;
+    let exponent = 10 + policy_len + 6 + 2 + 2;
+    assert_eq!(tpmt[exponent..exponent + 4], [0, 0, 0, 0]);
+    tpmt[exponent..exponent + 4].copy_from_slice(&65537u32.to_be_bytes());
+    respelled.ek_public = tpmt;
+    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&respelled));
     assert!(matches!(&r, Err(TrustError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
 
     // A worker of another provider sees no job of infra's and cannot claim one.

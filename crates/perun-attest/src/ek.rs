@@ -35,6 +35,11 @@ pub const NV_ECC_EK_CERT: u32 = 0x01c0_000a;
 
 /// The longest certificate chain walked, EK certificate and anchor included.
 const MAX_CHAIN: usize = 6;
+/// The most signatures one path search verifies: hostile pools (CAs that name each
+/// other, many of one name) cannot make a verification slow.
+const MAX_SIGNATURE_CHECKS: usize = 32;
+/// The most CA certificates a policy may carry beside the shipped bundle.
+pub const MAX_EXTRA_CAS: usize = 16;
 /// The largest certificate accepted, in bytes.
 pub const MAX_CERT_LEN: usize = 16 * 1024;
 
@@ -141,6 +146,9 @@ impl EkPolicy {
     /// Checks that every anchor is known (in the bundle or in `extra_cas`) and every
     /// extra CA parses.
     pub fn check(&self) -> Result<(), AttestError> {
+        if self.extra_cas.len() > MAX_EXTRA_CAS {
+            return Err(AttestError::Policy(format!("at most {MAX_EXTRA_CAS} extra EK CA certificates")));
+        }
         self.anchors().map(|_| ())
     }
 
@@ -188,13 +196,36 @@ struct Ca {
     der: Vec<u8>,
     fingerprint: Digest,
     subject: String,
+    subject_raw: Vec<u8>,
     group: String,
 }
 
 impl Ca {
     fn new(der: Vec<u8>, group: &str) -> Result<Self, AttestError> {
-        let subject = parse(&der)?.subject().to_string();
-        Ok(Self { fingerprint: Digest::of(&der), der, subject, group: group.into() })
+        let (subject, subject_raw) = {
+            let c = parse(&der)?;
+            (c.subject().to_string(), c.subject().as_raw().to_vec())
+        };
+        Ok(Self { fingerprint: Digest::of(&der), der, subject, subject_raw, group: group.into() })
+    }
+}
+
+/// The state of one path search: the work left, the CAs on the path, why candidates
+/// were passed over.
+struct Search<'a> {
+    pool: &'a [Ca],
+    roots: &'a BTreeSet<Digest>,
+    budget: usize,
+    on_path: Vec<Digest>,
+    path: Vec<String>,
+    tried: Vec<String>,
+}
+
+impl Search<'_> {
+    fn passed_over(&mut self, why: String) {
+        if self.tried.len() < 8 && !self.tried.contains(&why) {
+            self.tried.push(why);
+        }
     }
 }
 
@@ -296,9 +327,17 @@ pub fn verify_ek(
     for c in chain.iter().take(MAX_CHAIN) {
         pool.push(Ca::new(cert_der(c)?, "sent-by-worker")?);
     }
-    let mut path = Vec::new();
-    let mut tried = Vec::new();
-    match walk(&cert, &pool, &policy.roots, &mut path, &mut tried, 1)? {
+    let mut search = Search {
+        pool: &pool,
+        roots: &policy.roots,
+        budget: MAX_SIGNATURE_CHECKS,
+        on_path: Vec::new(),
+        path: Vec::new(),
+        tried: Vec::new(),
+    };
+    let found = walk(&cert, &mut search, 1)?;
+    let (path, tried) = (search.path, search.tried);
+    match found {
         Some(anchor) => {
             let group = pool.iter().find(|c| c.fingerprint == anchor).map(|c| c.group.clone()).unwrap_or_default();
             Ok(EkVerdict { anchor, path, group })
@@ -318,54 +357,58 @@ pub fn verify_ek(
     }
 }
 
-/// Depth-first path building from `cert` to an anchor. `tried` collects why
-/// candidate issuers were passed over, for the error.
-fn walk(
-    cert: &X509Certificate<'_>,
-    pool: &[Ca],
-    roots: &BTreeSet<Digest>,
-    path: &mut Vec<String>,
-    tried: &mut Vec<String>,
-    depth: usize,
-) -> Result<Option<Digest>, AttestError> {
+/// Depth-first path building from `cert` to an anchor, within the search's budget of
+/// signature checks, never through a CA already on the path.
+fn walk(cert: &X509Certificate<'_>, s: &mut Search<'_>, depth: usize) -> Result<Option<Digest>, AttestError> {
     if depth >= MAX_CHAIN {
         return Ok(None);
     }
     let issuer_raw = cert.issuer().as_raw();
     let issued_at = cert.validity().not_before.timestamp();
-    for ca in pool {
-        let parsed = parse(&ca.der)?;
-        if parsed.subject().as_raw() != issuer_raw {
+    let pool = s.pool;
+    for ca in pool.iter().filter(|ca| ca.subject_raw == issuer_raw) {
+        if s.on_path.contains(&ca.fingerprint) {
             continue;
         }
+        if s.budget == 0 {
+            return Err(AttestError::Check(format!(
+                "gave up building the EK certificate's chain after {MAX_SIGNATURE_CHECKS} signature checks: \
+                 too many candidate CAs of one name"
+            )));
+        }
+        s.budget -= 1;
+        let parsed = parse(&ca.der)?;
         if verify_signature(cert, &parsed).is_err() {
-            tried.push(format!("a CA named `{}` is in the pool but its key did not sign it", ca.subject));
+            s.passed_over(format!("a CA named `{}` is in the pool but its key did not sign it", ca.subject));
             continue;
         }
         let v = parsed.validity();
         if issued_at < v.not_before.timestamp() || issued_at > v.not_after.timestamp() {
-            tried.push(format!("`{}` was not valid when it issued the certificate below it", ca.subject));
+            s.passed_over(format!("`{}` was not valid when it issued the certificate below it", ca.subject));
             continue;
         }
         if let Ok(Some(bc)) = parsed.basic_constraints() {
             if !bc.value.ca {
-                tried.push(format!("`{}` is not a CA", ca.subject));
+                s.passed_over(format!("`{}` is not a CA", ca.subject));
                 continue;
             }
         }
-        path.push(ca.subject.clone());
-        if roots.contains(&ca.fingerprint) {
+        s.path.push(ca.subject.clone());
+        if s.roots.contains(&ca.fingerprint) {
             return Ok(Some(ca.fingerprint));
         }
         // A self-signed certificate that is not an anchor ends this branch.
         if parsed.subject().as_raw() != parsed.issuer().as_raw() {
-            if let Some(a) = walk(&parsed, pool, roots, path, tried, depth + 1)? {
-                return Ok(Some(a));
+            s.on_path.push(ca.fingerprint);
+            let found = walk(&parsed, s, depth + 1)?;
+            s.on_path.pop();
+            if found.is_some() {
+                return Ok(found);
             }
         } else {
-            tried.push(format!("root `{}` is not one this policy lists", ca.subject));
+            s.passed_over(format!("root `{}` is not one this policy lists", ca.subject));
         }
-        path.pop();
+        s.path.pop();
     }
     Ok(None)
 }

@@ -116,15 +116,20 @@ impl JobPolicy {
                     })
                     .collect();
                 line("boot PCRs", pinned.join(" "));
-                if !p.boot_events.is_empty() {
+                if p.boot_events.is_empty() {
+                    line("boot events", "none: PCR values only (no event log says what booted)".into());
+                } else {
                     let n: usize = p.boot_events.values().map(Vec::len).sum();
-                    line(
-                        "boot events",
-                        format!("{n} reference events over PCRs {:?}", p.boot_events.keys().collect::<Vec<_>>()),
-                    );
-                    for e in p.boot_events.values().flatten().filter(|e| !e.text.is_empty()) {
-                        line("  boot event", e.to_string());
-                    }
+                    let pcrs: Vec<_> = p.boot_events.keys().collect();
+                    line("boot events", format!("{n} reference events over PCRs {pcrs:?}"));
+                }
+                let cmdline = match &p.kernel_cmdline {
+                    Some(c) => format!("{c} (proven by its measurement)"),
+                    None => "not pinned".into(),
+                };
+                line("kernel cmdline", cmdline);
+                for x in &p.excludes {
+                    line("  IMA exclude", if x.is_empty() { "(empty: every path)".into() } else { x.clone() });
                 }
                 line(
                     "IMA allowlist",

@@ -44,6 +44,12 @@ pub struct PlatformPolicy {
     /// a worker's log is compared with them to name what differs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub boot_events: BootReference,
+    /// The kernel command line the reference machine booted, as text, proven by an
+    /// event of `boot_events` whose digest is its measurement
+    /// ([`crate::bootlog::cmdline_digests`]): what shows approvers that the kernel runs
+    /// with an IMA policy (`ima_policy=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_cmdline: Option<String>,
     /// File digests allowed at any path (`sha256:hex`).
     #[serde(default)]
     pub allowed_digests: BTreeSet<String>,
@@ -118,7 +124,25 @@ impl PlatformPolicy {
             }
         }
         p.ek.check()?;
+        if p.boot_events.values().flatten().any(|e| !e.text.is_empty()) {
+            return Err(AttestError::Policy(
+                "boot_events carry event types and digests only (texts are not covered by the digests)".into(),
+            ));
+        }
+        if let Some(c) = &p.kernel_cmdline {
+            if !p.cmdline_measured(c) {
+                return Err(AttestError::Policy(format!(
+                    "kernel_cmdline `{c}`: no event of boot_events (PCR 8 or 9) is its measurement"
+                )));
+            }
+        }
         Ok(p)
+    }
+
+    /// Whether an event of the boot references (PCR 8 or 9) measured `cmdline`.
+    pub fn cmdline_measured(&self, cmdline: &str) -> bool {
+        let digests = crate::bootlog::cmdline_digests(cmdline);
+        [8, 9].iter().filter_map(|p| self.boot_events.get(p)).flatten().any(|e| digests.contains(&e.sha256))
     }
 
     /// What in this policy accepts development evidence, in words for approvers: a
@@ -137,6 +161,19 @@ impl PlatformPolicy {
             out.push(
                 "it accepts the user-space IMA measurer: the host's root can write any measurement log".to_owned(),
             );
+        } else if !self
+            .kernel_cmdline
+            .as_deref()
+            .is_some_and(|c| c.split_whitespace().any(|w| w.starts_with("ima_policy=")))
+        {
+            out.push(
+                "nothing shows that the kernel runs an IMA policy (no measured kernel command line with ima_policy=): \
+                 the host's root could extend PCR 10 with any log (pin it with `perun policy generate --kernel-cmdline`)"
+                    .to_owned(),
+            );
+        }
+        if self.excludes.iter().any(|x| x.is_empty() || x == "/") {
+            out.push("an exclude covers every path: no IMA measurement is checked".to_owned());
         }
         out
     }
@@ -411,8 +448,23 @@ mod tests {
     #[test]
     fn development_evidence_is_named() {
         let mut p = PlatformPolicy { schema: POLICY_SCHEMA, ..Default::default() };
+        // Kernel IMA claimed, but nothing shows the kernel runs an IMA policy.
+        assert!(
+            p.development()[0].contains("no measured kernel command line with ima_policy="),
+            "{:?}",
+            p.development()
+        );
+        p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb".into());
         assert!(p.development().is_empty());
+        p.excludes.push(String::new());
+        assert!(p.development()[0].contains("an exclude covers every path"));
+        p.excludes.clear();
         p.accept_user_space_ima = true;
         assert_eq!(p.development().len(), 1);
+        // A kernel command line must be one the boot references measured.
+        let mut json = serde_json::to_value(&p).unwrap();
+        json["kernel_cmdline"] = serde_json::json!("ima_policy=tcb");
+        let e = PlatformPolicy::from_json(json.to_string().as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("no event of boot_events"), "{e}");
     }
 }

@@ -118,3 +118,49 @@ fn real_event_logs_replay_to_the_pcrs_their_sources_assert() {
     let raw = read("eventlogs/glinux-laptop.bin");
     assert!(bootlog::parse(&raw[..raw.len() - 7]).is_err());
 }
+
+/// A certificate of `subject` (a CA) for `key`, signed by `issuer_key` as `issuer`.
+fn ca_cert(subject: &str, key: &rcgen::KeyPair, issuer: &str, issuer_key: &rcgen::KeyPair, serial: u64) -> Vec<u8> {
+    let params = |cn: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p
+    };
+    let mut p = params(subject);
+    p.serial_number = Some(serial.into());
+    let issuer_key = rcgen::KeyPair::from_pem(&issuer_key.serialize_pem()).unwrap();
+    let issuer = rcgen::Issuer::new(params(issuer), issuer_key);
+    p.signed_by(key, &issuer).unwrap().der().to_vec()
+}
+
+#[test]
+fn a_hostile_pool_of_cross_signed_cas_cannot_make_path_building_slow() {
+    // Two CAs that certify each other, 16 copies each (the most a policy may carry),
+    // and an EK certificate issued by one of them: without a bound on the work, the
+    // search would try every path through them.
+    let (ka, kb, kek) =
+        (rcgen::KeyPair::generate().unwrap(), rcgen::KeyPair::generate().unwrap(), rcgen::KeyPair::generate().unwrap());
+    let mut policy = EkPolicy::from_bundle(&["INF_RSA_010RT"]).unwrap();
+    for i in 0..8 {
+        policy.add_intermediate(&ca_cert("A", &ka, "B", &kb, 2 * i)).unwrap();
+        policy.add_intermediate(&ca_cert("B", &kb, "A", &ka, 2 * i + 1)).unwrap();
+    }
+    let ek_cert = {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        let mut ip = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ip.distinguished_name = rcgen::DistinguishedName::new();
+        ip.distinguished_name.push(rcgen::DnType::CommonName, "A");
+        let issuer = rcgen::Issuer::new(ip, rcgen::KeyPair::from_pem(&ka.serialize_pem()).unwrap());
+        p.signed_by(&kek, &issuer).unwrap().der().to_vec()
+    };
+    let e = verify(&ek_cert, &policy).unwrap_err().to_string();
+    assert!(e.contains("does not chain") || e.contains("gave up"), "{e}");
+    // The policy may not carry more CAs than the bound.
+    for i in 16..18 {
+        policy.extra_cas.push(perun_attest::ek::CaCert { der: ca_cert("A", &ka, "B", &kb, i) });
+    }
+    assert!(policy.check().unwrap_err().to_string().contains("at most 16"));
+}

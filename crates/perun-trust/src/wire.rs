@@ -182,6 +182,10 @@ pub struct WorkerInfo {
     /// The issuer of its EK certificate, as text (empty for an enclave).
     #[serde(default)]
     pub ek_issuer: String,
+    /// Which group of the shipped EK CA bundle vouches for its TPM (`hardware`,
+    /// `cloud`), or empty: then only a policy naming its CA (`--ek-ca`) accepts it.
+    #[serde(default)]
+    pub ek_bundle_group: String,
 }
 
 /// `POST /v1/workers/{name}/ak`: a worker presents its AK.

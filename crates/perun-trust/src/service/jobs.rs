@@ -22,6 +22,13 @@ impl<S: Store> Trust<S> {
         if manifest.expires_at <= now {
             return Err(TrustError::BadRequest("the manifest has already expired".into()));
         }
+        let max = perun_core::manifest::MAX_JOB_LIFETIME_S;
+        if manifest.created_at > now.saturating_add(300) || manifest.expires_at > now.saturating_add(max) {
+            return Err(TrustError::BadRequest(format!(
+                "created_at must not be in the future and a job may stay valid for at most {} days from now",
+                max / 86_400
+            )));
+        }
         let id = manifest.digest();
         let job = self.store.write(|tx| {
             if tx.get::<JobRecord>(&id.to_string())?.is_some() {

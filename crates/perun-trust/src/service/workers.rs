@@ -86,9 +86,13 @@ impl<S: Store> Trust<S> {
                     return Err(TrustError::Conflict(format!("a worker named `{name}` is already enrolled")));
                 }
             }
+            // The same key is the same TPM, whatever else its public area says (exponent
+            // spelled 0 or 65537, attributes, auth policy).
             let all: Vec<WorkerRecord> = tx.list("")?;
             if let Some(w) = all.iter().find(|w| {
-                w.state != WorkerState::Deenrolled && w.tee.is_none() && Digest::of(&w.ek_public) == ek_digest
+                w.state != WorkerState::Deenrolled
+                    && w.tee.is_none()
+                    && AkPublic::parse(&w.ek_public).is_ok_and(|other| other.key == ek.key)
             }) {
                 return Err(TrustError::Conflict(format!(
                     "this EK ({ek_digest}) is already enrolled as worker `{}`: one TPM is one worker (de-enrol it first)",
@@ -147,7 +151,7 @@ impl<S: Store> Trust<S> {
     ) -> Result<CredentialChallenge, TrustError> {
         let actor = format!("worker:{name}");
         let worker = self.store.read(|tx| tx.get::<WorkerRecord>(name))?;
-        let Some(mut worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
+        let Some(worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
             let err = TrustError::Forbidden(format!(
                 "worker `{name}` is not enrolled: the infrastructure provider must run `perun worker enrol` first"
             ));
@@ -162,9 +166,20 @@ impl<S: Store> Trust<S> {
         ak.check_attestation_key().map_err(|e| TrustError::BadRequest(e.to_string()))?;
         let secret: [u8; 32] = rand::random();
         let cred = make_credential(&ek, &ak.name, &secret).map_err(|e| TrustError::BadRequest(e.to_string()))?;
-        worker.pending =
-            Some(PendingAk { ak_public: ak.tpmt, secret_hash: Digest::of(&secret), issued_at: self.now() });
-        self.store.write(|tx| tx.put(&worker))?;
+        let pending = PendingAk { ak_public: ak.tpmt, secret_hash: Digest::of(&secret), issued_at: self.now() };
+        // Only the pending AK changes, on the record as it is now: a de-enrolment or
+        // activation that landed since the read above is kept.
+        let enrolled_ek = worker.ek_public;
+        self.store.write(|tx| {
+            let current = tx.get::<WorkerRecord>(name)?;
+            let Some(mut current) =
+                current.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none() && w.ek_public == enrolled_ek)
+            else {
+                return Err(TrustError::Forbidden(format!("worker `{name}` is not enrolled")));
+            };
+            current.pending = Some(pending);
+            tx.put(&current)
+        })?;
         Ok(CredentialChallenge { credential_blob: cred.credential_blob, secret: cred.secret })
     }
 
@@ -232,6 +247,9 @@ impl<S: Store> Trust<S> {
     /// Ready `attested` jobs that `worker` may claim: its provider's, naming it (or no
     /// worker in particular).
     pub fn offered_jobs(&self, worker: &WorkerRecord) -> Result<Vec<OfferedJob>, TrustError> {
+        if worker.tee.is_some() {
+            return Ok(Vec::new());
+        }
         let now = self.now();
         let all: Vec<(JobRecord, Option<PolicyRecord>)> = self.store.read(|tx| {
             let jobs: Vec<JobRecord> = tx.list("")?;
@@ -544,8 +562,10 @@ impl<S: Store> Trust<S> {
         let valid = self.config.nonce_valid_s;
         let fresh = match self.nonces.check(nonce, &job.id, worker, self.now(), valid) {
             Ok(issued_at) => {
+                // Recorded as the bytes it decodes to (lower-case hex): the same nonce in
+                // another case is the same nonce.
                 let s = SessionRecord {
-                    nonce: nonce.to_owned(),
+                    nonce: nonce.to_ascii_lowercase(),
                     job: job.id,
                     worker: worker.clone(),
                     issued_at,
@@ -753,5 +773,17 @@ fn worker_info(w: &WorkerRecord) -> WorkerInfo {
         state: w.state,
         ek_digest: Digest::of(&w.ek_public),
         ek_issuer: issuer_of(w),
+        ek_bundle_group: bundle_group_of(w),
     }
+}
+
+/// The group of the shipped bundle that vouches for a worker's TPM, or empty.
+fn bundle_group_of(w: &WorkerRecord) -> String {
+    let (Ok(ek), Ok(bundle)) =
+        (AkPublic::parse(&w.ek_public), perun_attest::ek::EkPolicy::from_bundle(&["hardware", "cloud"]))
+    else {
+        return String::new();
+    };
+    let chain: Vec<Vec<u8>> = w.ek_chain.iter().map(|c| c.0.clone()).collect();
+    perun_attest::ek::verify_ek(&w.ek_certificate, &chain, &ek.key, &bundle).map(|v| v.group).unwrap_or_default()
 }

@@ -69,15 +69,20 @@ pub struct AnchorArgs {
     pub ek_intermediate: Vec<PathBuf>,
     /// Pin measured boot from a reference machine's evidence bundle (`perun attest
     /// collect`): its quoted PCRs 0-9 and, where it has one, its event log.
-    #[arg(long = "bundle", alias = "boot-from", conflicts_with_all = ["boot_log", "boot_pcrs"])]
+    #[arg(long = "bundle", alias = "boot-from", conflicts_with_all = ["boot_log", "boot_pcrs"], group = "boot_from_or_log")]
     pub boot_from: Option<PathBuf>,
     /// Pin measured boot from a reference machine's TCG2 event log
     /// (`/sys/kernel/security/tpm0/binary_bios_measurements`), replayed to PCRs 0-9.
-    #[arg(long = "boot-log", conflicts_with = "boot_pcrs")]
+    #[arg(long = "boot-log", conflicts_with = "boot_pcrs", group = "boot_from_or_log")]
     pub boot_log: Option<PathBuf>,
     /// Pin PCRs 0-9 to values where no event log exists: JSON `{"0": "hex", ...}`.
     #[arg(long = "boot-pcrs")]
     pub boot_pcrs: Option<PathBuf>,
+    /// The kernel command line the reference machine booted (`/proc/cmdline`): checked
+    /// against its measurement in the event log, and shown to approvers as what proves
+    /// the kernel runs an IMA policy (`ima_policy=`).
+    #[arg(long = "kernel-cmdline", requires = "boot_from_or_log")]
+    pub kernel_cmdline: Option<String>,
 }
 
 impl AnchorArgs {
@@ -121,6 +126,13 @@ impl AnchorArgs {
                 }
             }
             policy.boot_events = perun_attest::bootlog::reference(&parsed, BOOT_PCRS);
+        }
+        if let Some(c) = &self.kernel_cmdline {
+            let c = c.trim();
+            if !policy.cmdline_measured(c) {
+                bail!("the reference event log holds no measurement of the kernel command line `{c}` (PCR 8 or 9): is it /proc/cmdline of that boot?");
+            }
+            policy.kernel_cmdline = Some(c.to_owned());
         }
         let unpinned: Vec<u32> = BOOT_PCRS.filter(|i| !policy.required_pcrs.contains_key(i)).collect();
         if !unpinned.is_empty() {

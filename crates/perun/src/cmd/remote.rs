@@ -507,10 +507,19 @@ fn fetch_policy(c: &Client, m: &JobManifest) -> Result<JobPolicy> {
     Ok(p.policy)
 }
 
+/// Prints a line with every control character escaped: manifest names, hyper-parameter
+/// keys, policy and output names come from other parties and must not be able to move
+/// the cursor, hide text or rewrite what an approver reads.
+macro_rules! show {
+    ($($arg:tt)*) => {
+        println!("{}", crate::ui::printable(&format!($($arg)*)))
+    };
+}
+
 fn print_job(j: &JobInfo, policy: &JobPolicy) {
-    println!("job:       {}", j.id);
-    println!("name:      {}", j.manifest.name);
-    println!("state:     {}", j.state.as_str());
+    show!("job:       {}", j.id);
+    show!("name:      {}", j.manifest.name);
+    show!("state:     {}", j.state.as_str());
     let purpose = match j.manifest.purpose {
         JobPurpose::Train => "training",
         JobPurpose::Serve => "serving",
@@ -519,51 +528,48 @@ fn print_job(j: &JobInfo, policy: &JobPolicy) {
         JobMode::Attested => "attested (TPM quote + IMA)",
         JobMode::Tee => "tee (TEE report)",
     };
-    println!("kind:      {purpose}, {mode}");
-    println!("proposer:  {}", j.proposer);
-    println!(
-        "model:     {} of {} ({})",
-        j.manifest.model.asset, j.manifest.model.owner, j.manifest.model.content_digest
-    );
+    show!("kind:      {purpose}, {mode}");
+    show!("proposer:  {}", j.proposer);
+    show!("model:     {} of {} ({})", j.manifest.model.asset, j.manifest.model.owner, j.manifest.model.content_digest);
     for d in &j.manifest.data {
-        println!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
+        show!("data:      {} of {} ({})", d.asset, d.owner, d.content_digest);
     }
-    println!("provider:  {}", j.manifest.provider);
+    show!("provider:  {}", j.manifest.provider);
     if j.manifest.workers.is_empty() && j.manifest.mode == JobMode::Tee {
-        println!("workers:   any enclave on {}'s TEE hosts whose report the policy accepts", j.manifest.provider);
+        show!("workers:   any enclave on {}'s TEE hosts whose report the policy accepts", j.manifest.provider);
     } else if j.manifest.workers.is_empty() {
-        println!("workers:   any worker {} enrolled", j.manifest.provider);
+        show!("workers:   any worker {} enrolled", j.manifest.provider);
     } else {
-        println!("workers:   {}", j.manifest.workers.iter().cloned().collect::<Vec<_>>().join(", "));
+        show!("workers:   {}", j.manifest.workers.iter().cloned().collect::<Vec<_>>().join(", "));
     }
-    println!("policy:    `{}` {} (checked against the manifest)", policy.name(), j.manifest.platform_policy);
+    show!("policy:    `{}` {} (checked against the manifest)", policy.name(), j.manifest.platform_policy);
     for (k, v) in policy.summary() {
-        println!("  {k:<14} {v}");
+        show!("  {k:<14} {v}");
     }
     for d in policy.development() {
-        println!("  !!! DEVELOPMENT: {d}");
+        show!("  !!! DEVELOPMENT: {d}");
     }
     if !j.manifest.hyperparameters.is_empty() {
         let h: Vec<String> = j.manifest.hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("hyper:     {}", h.join(" "));
+        show!("hyper:     {}", h.join(" "));
     }
-    println!("interval:  attests every {} s", j.manifest.attestation_interval_s);
-    println!("expires:   {} (Unix time)", j.manifest.expires_at);
-    println!("receivers: {}", names(&j.manifest.receivers));
+    show!("interval:  attests every {} s", j.manifest.attestation_interval_s);
+    show!("expires:   {} (Unix time)", j.manifest.expires_at);
+    show!("receivers: {}", names(&j.manifest.receivers));
     if !j.manifest.approvers.is_empty() {
         let extra: Vec<Name> = j.manifest.approvers.iter().cloned().collect();
-        println!("approvers: {} (besides the asset owners)", names(&extra));
+        show!("approvers: {} (besides the asset owners)", names(&extra));
     }
-    println!("approved:  {}", names(&j.approved_by));
-    println!("missing:   {}", names(&j.missing));
+    show!("approved:  {}", names(&j.approved_by));
+    show!("missing:   {}", names(&j.missing));
     if let Some(w) = &j.worker {
-        println!("worker:    {w}");
+        show!("worker:    {w}");
     }
     if let Some(r) = &j.reason {
-        println!("reason:    {r}");
+        show!("reason:    {r}");
     }
     for o in &j.outputs {
-        println!("output:    {} {} at {}", o.name, o.sealed_digest, o.location);
+        show!("output:    {} {} at {}", o.name, o.sealed_digest, o.location);
     }
 }
 
@@ -621,7 +627,10 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             let (ek_public, from_tpm) = match (ek, tcti) {
                 (Some(f), _) => (read(&f)?, None),
                 (None, Some(t)) => {
-                    let mut tpm = perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa)?;
+                    let mut tpm =
+                        perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa).with_context(|| {
+                            format!("connecting to the TPM at {t} (no TPM here? see README: without a TPM, an swtpm)")
+                        })?;
                     let cert = if ek_cert.is_none() { Some(tpm.ek_certificate()?) } else { None };
                     (tpm.ek_public().to_vec(), cert)
                 }
@@ -641,6 +650,13 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
                 return print_json(&w);
             }
             println!("enrolled worker `{}` (EK {}, certified by {})", w.name, w.ek_digest, w.ek_issuer);
+            match w.ek_bundle_group.as_str() {
+                "" => println!(
+                    "note: no CA of the shipped TPM makers' or cloud bundle vouches for this TPM: only a policy that \
+                     names its CA (`perun policy generate --ek-ca`) accepts it, and approvers are told it is development"
+                ),
+                g => println!("its TPM chains to the shipped `{g}` EK CA bundle"),
+            }
             Ok(())
         }
         WorkerCmd::Deenrol { name, who } => {
