@@ -272,24 +272,64 @@ pub fn reference(log: &BootLog, pcrs: impl IntoIterator<Item = u32>) -> BootRefe
         .collect()
 }
 
-/// The ways firmware and boot loaders measure a kernel command line, for matching a
-/// command line to its event: Linux's EFI stub hashes the UEFI LoadOptions (UTF-16LE,
-/// with or without the terminating NUL, PCR 9); GRUB hashes `kernel_cmdline: ...`
-/// text in PCR 8; systemd-boot hashes UTF-16LE.
-pub fn cmdline_digests(cmdline: &str) -> Vec<String> {
+/// The measurements of a kernel command line, as `(PCR, event type, digest)`: Linux's
+/// EFI stub hashes the UEFI LoadOptions (UTF-16LE, with or without the terminating NUL)
+/// into PCR 9 as a tagged event (EV_EVENT_TAG); GRUB hashes `kernel_cmdline: ...` into
+/// PCR 8 as EV_IPL. No other event is taken for a command line.
+pub fn cmdline_measurements(cmdline: &str) -> Vec<(u32, u32, String)> {
     let utf16: Vec<u8> = cmdline.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
     let mut utf16z = utf16.clone();
     utf16z.extend_from_slice(&[0, 0]);
     let grub = format!("kernel_cmdline: {cmdline}");
-    let candidates: [Vec<u8>; 6] = [
-        utf16,
-        utf16z,
-        cmdline.as_bytes().to_vec(),
-        format!("{cmdline}\0").into_bytes(),
-        grub.as_bytes().to_vec(),
-        format!("{grub}\0").into_bytes(),
-    ];
-    candidates.iter().map(|c| hex::encode(Sha256::digest(c))).collect()
+    let h = |b: &[u8]| hex::encode(Sha256::digest(b));
+    vec![
+        (9, 0x6, h(&utf16)),
+        (9, 0x6, h(&utf16z)),
+        (8, 0xd, h(grub.as_bytes())),
+        (8, 0xd, h(format!("{grub}\0").as_bytes())),
+    ]
+}
+
+/// The kernel's parameters as it parses them (`lib/cmdline.c`, `next_arg`): split on
+/// ASCII whitespace, a double-quoted value is one parameter, everything after `--` goes
+/// to init. Each as `(name, value)`.
+pub fn kernel_params(cmdline: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = cmdline.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut word = String::new();
+        let mut quoted = false;
+        while let Some(&c) = chars.peek() {
+            if c.is_ascii_whitespace() && !quoted {
+                break;
+            }
+            if c == '"' {
+                quoted = !quoted;
+            } else {
+                word.push(c);
+            }
+            chars.next();
+        }
+        if word == "--" {
+            break;
+        }
+        let (name, value) = word.split_once('=').unwrap_or((word.as_str(), ""));
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    out
+}
+
+/// Whether a kernel command line turns on IMA's measurement of what runs: an
+/// `ima_policy=` parameter naming the built-in `tcb` policy (alone or with others,
+/// `tcb|appraise_tcb`). Appraisal-only policies measure nothing.
+pub fn cmdline_measures_what_runs(cmdline: &str) -> bool {
+    kernel_params(cmdline).iter().any(|(n, v)| n == "ima_policy" && v.split('|').any(|p| p == "tcb"))
 }
 
 /// Where `log` departs from `reference`, per PCR: the first event that differs, with
@@ -373,8 +413,26 @@ mod tests {
         // A reference holds types and digests only: its texts are nobody's word.
         assert!(d[0].ends_with("differs from the reference EV_IPL in PCR 8"), "{d:?}");
         assert!(refs.values().flatten().all(|e| e.text.is_empty()));
-        // A command line is found by its measurement, in each encoding boot loaders use.
-        assert!(cmdline_digests("linux /vmlinuz ima_policy=tcb").contains(&hex::encode(Sha256::digest(cmdline))));
+        // A command line is found by its measurement as boot loaders make it only.
+        let ours = cmdline_measurements("ima_policy=tcb");
+        assert!(ours.iter().all(|(p, _, _)| *p == 8 || *p == 9));
+        assert!(!ours.iter().any(|(_, _, d)| *d == hex::encode(Sha256::digest(b"ima_policy=tcb"))));
+    }
+
+    #[test]
+    fn command_lines_are_read_as_the_kernel_reads_them() {
+        assert!(cmdline_measures_what_runs("root=/dev/sda1 ima_policy=tcb quiet"));
+        assert!(cmdline_measures_what_runs("ima_policy=tcb|appraise_tcb"));
+        for not in [
+            "ro -- ima_policy=tcb",
+            "dyndbg=\" ima_policy=tcb\"",
+            "ima_policy=",
+            "ima_policy=appraise_tcb",
+            "x=a\u{a0}ima_policy=tcb",
+            "ima_policy=tcbx",
+        ] {
+            assert!(!cmdline_measures_what_runs(not), "{not}");
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct PlatformPolicy {
     pub boot_events: BootReference,
     /// The kernel command line the reference machine booted, as text, proven by an
     /// event of `boot_events` whose digest is its measurement
-    /// ([`crate::bootlog::cmdline_digests`]): what shows approvers that the kernel runs
+    /// ([`crate::bootlog::cmdline_measurements`]): what shows approvers that the kernel runs
     /// with an IMA policy (`ima_policy=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_cmdline: Option<String>,
@@ -66,6 +66,13 @@ pub struct PlatformPolicy {
     /// Off by default: that evidence is for development only.
     #[serde(default)]
     pub accept_user_space_ima: bool,
+}
+
+/// Whether `path` lies under the exclude `prefix`, by whole path components (`/tmp`
+/// covers `/tmp/x`, not `/tmpfoo`).
+fn excluded(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// One reason a verdict refuses.
@@ -141,8 +148,11 @@ impl PlatformPolicy {
 
     /// Whether an event of the boot references (PCR 8 or 9) measured `cmdline`.
     pub fn cmdline_measured(&self, cmdline: &str) -> bool {
-        let digests = crate::bootlog::cmdline_digests(cmdline);
-        [8, 9].iter().filter_map(|p| self.boot_events.get(p)).flatten().any(|e| digests.contains(&e.sha256))
+        crate::bootlog::cmdline_measurements(cmdline).iter().any(|(pcr, ty, digest)| {
+            self.boot_events
+                .get(pcr)
+                .is_some_and(|events| events.iter().any(|e| e.event_type == *ty && e.sha256 == *digest))
+        })
     }
 
     /// What in this policy accepts development evidence, in words for approvers: a
@@ -161,19 +171,19 @@ impl PlatformPolicy {
             out.push(
                 "it accepts the user-space IMA measurer: the host's root can write any measurement log".to_owned(),
             );
-        } else if !self
-            .kernel_cmdline
-            .as_deref()
-            .is_some_and(|c| c.split_whitespace().any(|w| w.starts_with("ima_policy=")))
-        {
+        } else if !self.kernel_cmdline.as_deref().is_some_and(crate::bootlog::cmdline_measures_what_runs) {
             out.push(
-                "nothing shows that the kernel runs an IMA policy (no measured kernel command line with ima_policy=): \
+                "nothing shows that the kernel runs an IMA policy (no measured kernel command line with ima_policy=tcb): \
                  the host's root could extend PCR 10 with any log (pin it with `perun policy generate --kernel-cmdline`)"
                     .to_owned(),
             );
         }
-        if self.excludes.iter().any(|x| x.is_empty() || x == "/") {
-            out.push("an exclude covers every path: no IMA measurement is checked".to_owned());
+        if self.excludes.iter().any(|x| x.trim_end_matches('/').matches('/').count() < 2) {
+            out.push(
+                "an exclude covers a whole top-level folder or more (`/`, `/usr`...): IMA measurements there are not \
+                 checked"
+                    .to_owned(),
+            );
         }
         out
     }
@@ -242,7 +252,7 @@ impl PlatformPolicy {
             if self.worker_binary.as_deref() == Some(digest) {
                 saw_worker = true;
             }
-            if e.path == "boot_aggregate" || self.excludes.iter().any(|x| e.path.starts_with(x.as_str())) {
+            if e.path == "boot_aggregate" || self.excludes.iter().any(|x| excluded(&e.path, x)) {
                 continue;
             }
             let allowed = self.allowed_digests.contains(digest)
@@ -456,8 +466,14 @@ mod tests {
         );
         p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb".into());
         assert!(p.development().is_empty());
-        p.excludes.push(String::new());
-        assert!(p.development()[0].contains("an exclude covers every path"));
+        for wide in ["", "/", "/usr", "/a/"] {
+            p.excludes = vec![wide.into()];
+            assert!(p.development()[0].contains("an exclude covers a whole top-level folder"), "{wide}");
+        }
+        p.excludes = vec!["/var/log".into()];
+        assert!(p.development().is_empty());
+        assert!(excluded("/var/log/x", "/var/log") && excluded("/var/log", "/var/log/"));
+        assert!(!excluded("/var/logfoo", "/var/log"));
         p.excludes.clear();
         p.accept_user_space_ima = true;
         assert_eq!(p.development().len(), 1);

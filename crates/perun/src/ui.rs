@@ -24,8 +24,25 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `text` with every control character (ANSI escapes, carriage returns, line breaks)
-/// written as an escape, so text from other parties cannot steer the terminal.
+/// `text` with every character that can steer a terminal or disguise text written as an
+/// escape: control characters (ANSI escapes, carriage returns, line breaks), bidi and
+/// zero-width format characters, and whitespace that is not ASCII (it looks like a
+/// space). Text from other parties is printed through it.
 pub fn printable(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    let disguising = |c: char| {
+        c.is_control()
+            || (c.is_whitespace() && !c.is_ascii())
+            || matches!(c, '\u{ad}' | '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    text.chars().map(|c| if disguising(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_from_others_cannot_steer_the_terminal() {
+        let shown = super::printable("job\u{1b}[2K\rreceivers: me\u{202e}x\u{a0}y");
+        assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}' || c == '\u{a0}'), "{shown}");
+        assert_eq!(super::printable("plain name-1"), "plain name-1");
+    }
 }

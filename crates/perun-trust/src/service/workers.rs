@@ -266,10 +266,16 @@ impl<S: Store> Trust<S> {
             }
             Ok(out)
         })?;
-        // Only jobs whose policy trusts this worker's TPM.
+        // Only jobs whose policy trusts this worker's TPM, checked once per policy.
+        let mut trusted = std::collections::BTreeMap::new();
         Ok(all
             .into_iter()
-            .filter(|(_, p)| matches!(p, Some(PolicyRecord { policy: JobPolicy::Platform(p), .. }) if genuine_tpm(worker, p).is_ok()))
+            .filter(|(_, p)| match p {
+                Some(PolicyRecord { policy: JobPolicy::Platform(p), digest, .. }) => {
+                    *trusted.entry(*digest).or_insert_with(|| genuine_tpm(worker, p).is_ok())
+                }
+                _ => false,
+            })
             .map(|(j, _)| j)
             .map(|j| OfferedJob { id: j.id, manifest: j.manifest })
             .collect())

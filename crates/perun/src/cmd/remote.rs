@@ -14,6 +14,15 @@ use perun_trust::wire::*;
 use perun_trust::{Caller, Client};
 use serde::{Deserialize, Serialize};
 
+/// Prints a line with every control character escaped: manifest names, hyper-parameter
+/// keys, policy and output names come from other parties and must not be able to move
+/// the cursor, hide text or rewrite what an approver reads.
+macro_rules! show {
+    ($($arg:tt)*) => {
+        println!("{}", crate::ui::printable(&format!($($arg)*)))
+    };
+}
+
 use crate::home::Home;
 use crate::ui::print_json;
 
@@ -102,7 +111,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 remote_file(home),
                 serde_json::to_vec_pretty(&Remote { url: url.clone(), fingerprint: fp })?,
             )?;
-            println!("pinned {url} ({fp})");
+            show!("pinned {url} ({fp})");
             Ok(())
         }
         RemoteCmd::Show { json } => {
@@ -111,11 +120,11 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 return print_json(&info);
             }
             let r = load_remote(home)?;
-            println!("url:            {}", r.url);
-            println!("fingerprint:    {}", info.tls_fingerprint);
-            println!("version:        {}", info.version);
-            println!("wrap recipient: {}", info.wrap_recipient);
-            println!("audit key:      ed25519:{}", info.audit_key);
+            show!("url:            {}", r.url);
+            show!("fingerprint:    {}", info.tls_fingerprint);
+            show!("version:        {}", info.version);
+            show!("wrap recipient: {}", info.wrap_recipient);
+            show!("audit key:      ed25519:{}", info.audit_key);
             Ok(())
         }
     }
@@ -128,7 +137,7 @@ pub fn register(home: &Home, name: &Name, roles: &[Role]) -> Result<()> {
     let body = RegisterStakeholder { identity: keys.public(), roles: roles.iter().copied().collect() };
     let _: () = c.call("POST", "/v1/stakeholders", Some(&body))?;
     let shown: Vec<&str> = body.roles.iter().map(|r| r.as_str()).collect();
-    println!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint());
+    show!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint());
     Ok(())
 }
 
@@ -186,7 +195,7 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&a);
             }
-            println!("registered {} `{}` ({}) at {}", a.kind.as_str(), a.name, a.content_digest, a.location);
+            show!("registered {} `{}` ({}) at {}", a.kind.as_str(), a.name, a.content_digest, a.location);
             Ok(())
         }
         AssetCmd::List { who } => {
@@ -195,7 +204,7 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
                 return print_json(&list);
             }
             for a in list {
-                println!("{:<20} {:<8} {} {}", a.name.as_str(), a.kind.as_str(), a.content_digest, a.location);
+                show!("{:<20} {:<8} {} {}", a.name.as_str(), a.kind.as_str(), a.content_digest, a.location);
             }
             Ok(())
         }
@@ -216,7 +225,7 @@ pub fn policy_add(home: &Home, file: &Path, who: &As) -> Result<()> {
     if who.json {
         return print_json(&p);
     }
-    println!("policy `{}` published: {}", p.policy.name(), p.digest);
+    show!("policy `{}` published: {}", p.policy.name(), p.digest);
     Ok(())
 }
 
@@ -380,8 +389,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&job);
             }
-            println!("proposed job {}", job.id);
-            println!("awaiting approval of: {}", names(&job.missing));
+            show!("proposed job {}", job.id);
+            show!("awaiting approval of: {}", names(&job.missing));
             Ok(())
         }
         JobCmd::Approve { job, allow_development, who } => {
@@ -410,9 +419,9 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&after);
             }
-            println!("{} approved job {job} ({}): now {}", who.who, info.manifest.name, after.state.as_str());
+            show!("{} approved job {job} ({}): now {}", who.who, info.manifest.name, after.state.as_str());
             if !after.missing.is_empty() {
-                println!("still awaiting: {}", names(&after.missing));
+                show!("still awaiting: {}", names(&after.missing));
             }
             Ok(())
         }
@@ -437,7 +446,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 return print_json(&list);
             }
             for j in list {
-                println!("{} {:<9} {}", j.id, j.state.as_str(), j.manifest.name);
+                show!("{} {:<9} {}", j.id, j.state.as_str(), j.manifest.name);
             }
             Ok(())
         }
@@ -451,13 +460,13 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 }
                 for e in m.epochs.iter().skip(shown) {
                     let v: Vec<String> = e.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!("epoch {:>3}: {}", e.epoch, v.join(" "));
+                    show!("epoch {:>3}: {}", e.epoch, v.join(" "));
                 }
                 shown = m.epochs.len();
                 let live =
                     matches!(m.state, perun_trust::records::JobState::Ready | perun_trust::records::JobState::Running);
                 if !follow || !live {
-                    println!("state: {}", m.state.as_str());
+                    show!("state: {}", m.state.as_str());
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_secs(1));
@@ -472,7 +481,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&info);
             }
-            println!("job {job} is {}", info.state.as_str());
+            show!("job {job} is {}", info.state.as_str());
             Ok(())
         }
     }
@@ -505,15 +514,6 @@ fn fetch_policy(c: &Client, m: &JobManifest) -> Result<JobPolicy> {
         bail!("the service returned a policy whose digest is {got}, not the manifest's {}", m.platform_policy);
     }
     Ok(p.policy)
-}
-
-/// Prints a line with every control character escaped: manifest names, hyper-parameter
-/// keys, policy and output names come from other parties and must not be able to move
-/// the cursor, hide text or rewrite what an approver reads.
-macro_rules! show {
-    ($($arg:tt)*) => {
-        println!("{}", crate::ui::printable(&format!($($arg)*)))
-    };
 }
 
 fn print_job(j: &JobInfo, policy: &JobPolicy) {
@@ -649,13 +649,13 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&w);
             }
-            println!("enrolled worker `{}` (EK {}, certified by {})", w.name, w.ek_digest, w.ek_issuer);
+            show!("enrolled worker `{}` (EK {}, certified by {})", w.name, w.ek_digest, w.ek_issuer);
             match w.ek_bundle_group.as_str() {
-                "" => println!(
+                "" => show!(
                     "note: no CA of the shipped TPM makers' or cloud bundle vouches for this TPM: only a policy that \
                      names its CA (`perun policy generate --ek-ca`) accepts it, and approvers are told it is development"
                 ),
-                g => println!("its TPM chains to the shipped `{g}` EK CA bundle"),
+                g => show!("its TPM chains to the shipped `{g}` EK CA bundle"),
             }
             Ok(())
         }
@@ -665,7 +665,7 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             if who.json {
                 return print_json(&w);
             }
-            println!("de-enrolled worker `{}` (EK {})", w.name, w.ek_digest);
+            show!("de-enrolled worker `{}` (EK {})", w.name, w.ek_digest);
             Ok(())
         }
     }
@@ -702,7 +702,7 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
             ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")?;
         let n = perun_trust::audit::verify_chain(&log.records, &key)?;
         if !who.json {
-            println!("audit chain verified: {n} records, each signed by the service, none missing or edited");
+            show!("audit chain verified: {n} records, each signed by the service, none missing or edited");
         }
     }
     if who.json {
@@ -710,7 +710,7 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
     }
     for r in log.records.iter().filter_map(|v| v.body.as_ref()) {
         let job = r.job.map(|j| j.to_string()[7..19].to_owned()).unwrap_or_else(|| "-".into());
-        println!("{:>5} {} {:<22} {:<16} job {job}: {}", r.seq, r.at, format!("{:?}", r.kind), r.actor, r.detail);
+        show!("{:>5} {} {:<22} {:<16} job {job}: {}", r.seq, r.at, format!("{:?}", r.kind), r.actor, r.detail);
     }
     Ok(())
 }
