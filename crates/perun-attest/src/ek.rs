@@ -105,10 +105,11 @@ impl EkPolicy {
     /// `cloud`), or of the bundle certificates named (file name without `.pem`).
     pub fn from_bundle(names: &[&str]) -> Result<Self, AttestError> {
         let mut roots = BTreeSet::new();
+        let decoded = bundle_cas()?;
         for want in names {
             let mut found = false;
-            for ca in bundle().filter(|c| c.group == *want || c.name == *want) {
-                roots.insert(Digest::of(&pem_to_der(ca.pem)?));
+            for (ca, _) in decoded.iter().zip(bundle()).filter(|(_, c)| c.group == *want || c.name == *want) {
+                roots.insert(ca.fingerprint);
                 found = true;
             }
             if !found {

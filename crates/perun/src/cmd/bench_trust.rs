@@ -27,7 +27,8 @@ struct SimWorker {
     log: Vec<u8>,
     client: Client,
     job: Digest,
-    next_nonce: Option<String>,
+    /// The nonce the last answer handed out, and until when to use it.
+    next_nonce: Option<(String, Instant)>,
 }
 
 impl SimWorker {
@@ -40,8 +41,8 @@ impl SimWorker {
     /// (the benchmark's rounds are well inside its validity), else a fresh one.
     fn attest(&mut self) -> Result<Attested> {
         let nonce = match self.next_nonce.take() {
-            Some(n) => n,
-            None => {
+            Some((n, until)) if Instant::now() < until => n,
+            _ => {
                 let n: NonceIssued =
                     self.client.call::<(), _>("POST", &format!("/v1/jobs/{}/nonce", self.job), None)?;
                 n.nonce
@@ -60,7 +61,8 @@ impl SimWorker {
         };
         let req = Attest { nonce, ephemeral_key: eph.public_bytes(), evidence };
         let a: Attested = self.client.call("POST", &format!("/v1/jobs/{}/attest", self.job), Some(&req))?;
-        self.next_nonce = Some(a.next_nonce.nonce.clone());
+        let valid = Duration::from_secs(a.next_nonce.valid_s.saturating_sub(5));
+        self.next_nonce = Some((a.next_nonce.nonce.clone(), Instant::now() + valid));
         Ok(a)
     }
 }
