@@ -40,8 +40,7 @@ fn ek_of(tpm: &Swtpm) -> (AkPublic, Vec<u8>) {
 /// certified them, and their PCRs 0-9 (all zero: no firmware ran).
 fn anchor(p: &mut PlatformPolicy) {
     let ca = LocalCa::for_process().unwrap();
-    p.ek.add_own_root(&ca.root_pem().unwrap()).unwrap();
-    p.ek.add_intermediate(&ca.issuer_pem().unwrap()).unwrap();
+    ca.trust_in(&mut p.ek).unwrap();
     p.pin_boot_pcrs(&zero_boot_pcrs()).unwrap();
 }
 

@@ -224,8 +224,7 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     policy.worker_binary = Some(exe_digest.to_string());
     policy.accept_user_space_ima = true;
     let ca = LocalCa::for_process().unwrap();
-    policy.ek.add_own_root(&ca.root_pem().unwrap()).unwrap();
-    policy.ek.add_intermediate(&ca.issuer_pem().unwrap()).unwrap();
+    ca.trust_in(&mut policy.ek).unwrap();
     {
         let mut t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
         policy.pin_boot_pcrs(&t.pcr_read(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap()).unwrap();

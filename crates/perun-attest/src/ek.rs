@@ -108,7 +108,7 @@ impl EkPolicy {
         let decoded = bundle_cas()?;
         for want in names {
             let mut found = false;
-            for (ca, _) in decoded.iter().zip(bundle()).filter(|(_, c)| c.group == *want || c.name == *want) {
+            for ca in decoded.iter().filter(|c| c.group == *want || c.name == *want) {
                 roots.insert(ca.fingerprint);
                 found = true;
             }
@@ -188,7 +188,11 @@ impl EkPolicy {
 /// The shipped bundle, decoded once per process.
 fn bundle_cas() -> Result<Vec<Ca>, AttestError> {
     static DECODED: std::sync::OnceLock<Result<Vec<Ca>, AttestError>> = std::sync::OnceLock::new();
-    DECODED.get_or_init(|| bundle().map(|ca| Ca::new(pem_to_der(ca.pem)?, ca.group)).collect()).clone()
+    DECODED
+        .get_or_init(|| {
+            bundle().map(|ca| Ok(Ca { name: ca.name.into(), ..Ca::new(pem_to_der(ca.pem)?, ca.group)? })).collect()
+        })
+        .clone()
 }
 
 /// A CA certificate with what path building needs, owning its DER.
@@ -199,6 +203,8 @@ struct Ca {
     subject: String,
     subject_raw: Vec<u8>,
     group: String,
+    /// Its file name in the shipped bundle (empty for a policy's own CA).
+    name: String,
 }
 
 impl Ca {
@@ -207,7 +213,7 @@ impl Ca {
             let c = parse(&der)?;
             (c.subject().to_string(), c.subject().as_raw().to_vec())
         };
-        Ok(Self { fingerprint: Digest::of(&der), der, subject, subject_raw, group: group.into() })
+        Ok(Self { fingerprint: Digest::of(&der), der, subject, subject_raw, group: group.into(), name: String::new() })
     }
 }
 

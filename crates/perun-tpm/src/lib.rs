@@ -29,6 +29,9 @@ pub enum TpmError {
     /// The TPM or a tool failed.
     #[error("{0}")]
     Failed(String),
+    /// A certificate or policy from the verifier side could not be used.
+    #[error("{0}")]
+    Attest(#[from] perun_attest::AttestError),
     /// An I/O error.
     #[error("{what}: {source}")]
     Io {

@@ -74,8 +74,7 @@ impl Platform {
             .map_err(|e| WorkerError::Failed(format!("reading the running executable: {e}")))?;
         policy.worker_binary = Some(perun_core::Digest::of(&exe).to_string());
         policy.accept_user_space_ima = true;
-        policy.ek.add_own_root(&ca.root_pem()?)?;
-        policy.ek.add_intermediate(&ca.issuer_pem()?)?;
+        ca.trust_in(&mut policy.ek)?;
         let bank = self.tpm().pcr_read(&BOOT_PCRS)?;
         policy.pin_boot_pcrs(&bank)?;
         Ok(policy)

@@ -7,9 +7,11 @@
 
 use std::sync::atomic::Ordering;
 
+use perun_attest::ek::{EkPolicy, EkVerdict};
 use perun_attest::evidence::Endorsement;
 use perun_attest::tpm::{make_credential, AkPublic};
 use perun_attest::verifier::{AttestationResult, TpmVerifier, Verifier as _};
+use perun_attest::AttestError;
 use perun_attest::JobPolicy;
 use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
@@ -442,7 +444,7 @@ impl<S: Store> Trust<S> {
         let (seen, policy) = self.job_and_policy(job_id)?;
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
         let ek = AkPublic::parse(&worker.ek_public);
-        let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
+        let chain = chain_of(worker);
         let appraised = match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
             (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
                 if req.ephemeral_key.len() == PUBLIC_KEY_LEN =>
@@ -755,15 +757,22 @@ pub(super) fn may_run(worker: &WorkerRecord, manifest: &JobManifest) -> Result<(
     Ok(())
 }
 
+/// The intermediates a worker's enrolment presented, as DER.
+fn chain_of(w: &WorkerRecord) -> Vec<Vec<u8>> {
+    w.ek_chain.iter().map(|c| c.0.clone()).collect()
+}
+
+/// What a worker's enrolled EK certificate chains to under `ek` roots.
+fn ek_verdict(w: &WorkerRecord, ek: &EkPolicy) -> Result<EkVerdict, AttestError> {
+    let key = AkPublic::parse(&w.ek_public)?.key;
+    perun_attest::ek::verify_ek(&w.ek_certificate, &chain_of(w), &key, ek)
+}
+
 /// Whether `worker`'s EK certificate chains to a root `policy` lists.
 fn genuine_tpm(worker: &WorkerRecord, policy: &perun_attest::policy::PlatformPolicy) -> Result<(), TrustError> {
-    let ek = AkPublic::parse(&worker.ek_public).map_err(|e| TrustError::Store(format!("stored EK: {e}")))?;
-    let chain: Vec<Vec<u8>> = worker.ek_chain.iter().map(|c| c.0.clone()).collect();
-    perun_attest::ek::verify_ek(&worker.ek_certificate, &chain, &ek.key, &policy.ek).map(|_| ()).map_err(|e| {
-        TrustError::Refused {
-            reason: format!("worker {}'s TPM is not one this job's policy trusts: {e}", worker.name),
-            failures: Vec::new(),
-        }
+    ek_verdict(worker, &policy.ek).map(|_| ()).map_err(|e| TrustError::Refused {
+        reason: format!("worker {}'s TPM is not one this job's policy trusts: {e}", worker.name),
+        failures: Vec::new(),
     })
 }
 
@@ -785,11 +794,5 @@ fn worker_info(w: &WorkerRecord) -> WorkerInfo {
 
 /// The group of the shipped bundle that vouches for a worker's TPM, or empty.
 fn bundle_group_of(w: &WorkerRecord) -> String {
-    let (Ok(ek), Ok(bundle)) =
-        (AkPublic::parse(&w.ek_public), perun_attest::ek::EkPolicy::from_bundle(&["hardware", "cloud"]))
-    else {
-        return String::new();
-    };
-    let chain: Vec<Vec<u8>> = w.ek_chain.iter().map(|c| c.0.clone()).collect();
-    perun_attest::ek::verify_ek(&w.ek_certificate, &chain, &ek.key, &bundle).map(|v| v.group).unwrap_or_default()
+    EkPolicy::from_bundle(&["hardware", "cloud"]).and_then(|b| ek_verdict(w, &b)).map(|v| v.group).unwrap_or_default()
 }
