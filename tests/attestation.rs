@@ -3,7 +3,7 @@
 //! Each attack is refused with a verdict that names the cause.
 
 use perun_attest::evidence::{appraise, Endorsement, ImaSource, TpmEvidence};
-use perun_attest::ima::ReplayState;
+use perun_attest::ima::{ReplayState, TpmBoot};
 use perun_attest::policy::PlatformPolicy;
 use perun_attest::tpm::AkPublic;
 use perun_core::Digest;
@@ -179,12 +179,18 @@ fn policy_generate_and_attest_verify_from_the_command_line() {
     let perun = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_perun")).args(args).current_dir(dir.path()).output().unwrap()
     };
-    // A policy must say which TPMs, what booted, and which worker binary proves IMA ran.
-    let out = perun(&["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--out", "policy.json"]);
+    // A policy must say which TPMs, what booted, and which worker binary proves IMA ran:
+    // one from the log alone is written (the allowlist is work to keep) but says that it
+    // refuses every worker until it names them, and the offline verifier refuses with it.
+    let out = perun(&["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--out", "bare.json"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--worker-binary"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        said.contains("INCOMPLETE")
+            && said.contains("--ek-roots hardware")
+            && said.contains("--bundle FILE")
+            && said.contains("--worker-binary"),
+        "{said}"
     );
     std::fs::write(p("perun.bin"), b"the perun worker binary").unwrap();
     let ca = LocalCa::for_process().unwrap();
@@ -193,14 +199,9 @@ fn policy_generate_and_attest_verify_from_the_command_line() {
     let pcrs: std::collections::BTreeMap<u32, String> = (0..=9).map(|i| (i, hex::encode([0u8; 32]))).collect();
     std::fs::write(p("pcrs.json"), serde_json::to_vec(&pcrs).unwrap()).unwrap();
     let base = ["policy", "generate", "--ima-log", "ima.log", "--name", "worker", "--worker-binary", "perun.bin"];
-    let out = perun(&[&base[..], &["--out", "policy.json"]].concat());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--ek-roots hardware"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = perun(&[&base[..], &["--ek-ca", "ca.pem", "--out", "policy.json"]].concat());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--bundle FILE"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = perun(&[&base[..], &["--ek-ca", "ca.pem", "--out", "no-boot.json"]].concat());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("INCOMPLETE") && said.contains("--bundle FILE") && !said.contains("--ek-roots"), "{said}");
     let out = perun(
         &[
             &base[..],
@@ -318,4 +319,95 @@ fn forged_kernel_evidence_from_a_software_tpm_is_refused_by_its_ek_certificate()
     let stolen = Endorsement { ek: &ek, certificate: &other_cert, chain: &[] };
     let a = appraise(&ev, stolen, &ak, bind.as_bytes(), &policy, &ReplayState::default());
     assert!(a.failures.iter().any(|f| f.why.contains("certifies another key")), "{:?}", a.failures);
+}
+
+/// A machine rebooted between two rounds: the TPM is power-cycled (resetCount grows),
+/// its PCRs and IMA log start over. The next round of the same job is refused naming
+/// the reboot (the worker lost the job's memory), with no replay state to continue; a
+/// new job's first round on the new boot is accepted; `perun attest verify --state`
+/// says so and verifies the new log from its start.
+#[test]
+fn a_reboot_between_rounds_is_named_and_ends_the_round() {
+    use perun_tpm::device::Tpm;
+    let Some(sw) = Swtpm::start_or_skip() else { return };
+    let boot_pcrs: Vec<u32> = (0..=9).collect();
+    let all_pcrs: Vec<u32> = (0..=10).collect();
+    let boot = |tpm: &mut Tpm| -> Vec<[u8; 32]> {
+        tpm.pcr_read(&boot_pcrs).unwrap().values.values().map(|v| v.clone().try_into().unwrap()).collect()
+    };
+    let mut tpm = Tpm::connect(&sw.tcti(), KeyAlg::Rsa).unwrap();
+    let ek = AkPublic::parse(tpm.ek_public()).unwrap();
+    let ek_cert = tpm.ek_certificate().unwrap();
+    let blob = tpm.create_ak(KeyAlg::Rsa).unwrap();
+    let ak = AkPublic::parse_tpmt(&blob.public).unwrap();
+    let b = boot(&mut tpm);
+    let mut m = UserSpaceMeasurer::start(tpm, &b).unwrap();
+    m.measure("/usr/bin/perun", b"the perun worker binary").unwrap();
+    let round = |m: &mut UserSpaceMeasurer<Tpm>, nonce: &[u8]| {
+        let bind = binding(nonce);
+        let (quote, signature) = m.tpm().quote(&all_pcrs, bind.as_bytes()).unwrap();
+        let pcrs = m.tpm().pcr_read(&all_pcrs).unwrap();
+        let ev = TpmEvidence {
+            quote,
+            signature,
+            pcrs,
+            ima_log: m.read().unwrap(),
+            ima_source: ImaSource::UserSpace,
+            event_log: Vec::new(),
+        };
+        (ev, bind)
+    };
+    let entries: Vec<_> =
+        perun_attest::ima::parse_binary(&m.read().unwrap(), 0).unwrap().into_iter().map(|(e, _)| e).collect();
+    let mut policy = PlatformPolicy::from_log("worker", &entries);
+    policy.worker_binary = Some(format!("sha256:{}", hex::encode(sha2_digest(b"the perun worker binary"))));
+    anchor(&mut policy);
+    let endorsement = Endorsement { ek: &ek, certificate: &ek_cert, chain: &[] };
+
+    let (ev1, bind1) = round(&mut m, b"boot-1");
+    let first = appraise(&ev1, endorsement, &ak, bind1.as_bytes(), &policy, &ReplayState::default());
+    assert!(first.accepted(), "{:?}", first.failures);
+    let state = first.state.unwrap();
+    let before = state.boot.unwrap();
+
+    // The reboot: power cycle, a new connection and the AK loaded again, a new log.
+    drop(m);
+    sw.reset().unwrap();
+    let mut tpm = Tpm::connect(&sw.tcti(), KeyAlg::Rsa).unwrap();
+    tpm.load_ak(&blob).unwrap();
+    let b = boot(&mut tpm);
+    let mut m = UserSpaceMeasurer::start(tpm, &b).unwrap();
+    m.measure("/usr/bin/perun", b"the perun worker binary").unwrap();
+    let (ev2, bind2) = round(&mut m, b"boot-2");
+    let again = appraise(&ev2, endorsement, &ak, bind2.as_bytes(), &policy, &state);
+    assert!(!again.accepted() && again.state.is_none());
+    let why: Vec<String> = again.failures.iter().map(ToString::to_string).collect();
+    let after = TpmBoot { reset_count: before.reset_count + 1, restart_count: 0 };
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("rebooted") && why[0].contains(&after.to_string()), "{why:?}");
+    let fresh = appraise(&ev2, endorsement, &ak, bind2.as_bytes(), &policy, &ReplayState::default());
+    assert!(fresh.accepted(), "{:?}", fresh.failures);
+    assert_eq!(fresh.state.unwrap().boot, Some(after));
+
+    // The offline verifier with the saved state of boot 1.
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f);
+    std::fs::write(p("policy.json"), serde_json::to_vec(&policy).unwrap()).unwrap();
+    std::fs::write(p("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    std::fs::write(p("evidence.json"), serde_json::to_vec(&ev2).unwrap()).unwrap();
+    std::fs::write(p("ak.pub"), &blob.public).unwrap();
+    std::fs::write(p("ek.pub"), &ek.tpmt).unwrap();
+    std::fs::write(p("ek.der"), &ek_cert).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_perun"))
+        .args(["attest", "verify", "--evidence", "evidence.json", "--ak", "ak.pub", "--ek", "ek.pub"])
+        .args(["--ek-cert", "ek.der", "--policy", "policy.json", "--state", "state.json"])
+        .args(["--qualifying-data", &bind2.to_hex()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("the TPM was reset since the saved state") && text.contains("accepted: 3 new IMA entries"), "{text}");
+    let saved: ReplayState = serde_json::from_slice(&std::fs::read(p("state.json")).unwrap()).unwrap();
+    assert_eq!(saved.boot, Some(after));
 }

@@ -53,7 +53,7 @@ fn bad_csv_input_is_named_and_nothing_is_written() {
     let s = Scratch::new();
     std::fs::write(s.path("short.csv"), "a,b,label\n1,2,x\n3,4\n").unwrap();
     let e = s.fails(&["dataset", "import", "short.csv", "--out", "o.st"]);
-    assert!(e.contains("line 3") && e.contains("expected 3 fields, found 2"), "{e}");
+    assert!(e.contains("line 3") && e.contains("expected 3 fields separated by `,`, found 2"), "{e}");
     std::fs::write(s.path("text.csv"), "a,b,label\n1,2,x\n3,four,y\n").unwrap();
     let e = s.fails(&["dataset", "import", "text.csv", "--out", "o.st"]);
     assert!(e.contains("line 3, column 2 (`b`)"), "{e}");

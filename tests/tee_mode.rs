@@ -381,6 +381,9 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     let platform = perun_attest::policy::PlatformPolicy {
         schema: perun_attest::policy::POLICY_SCHEMA,
         name: "tpm".into(),
+        ek: perun_attest::ek::EkPolicy::from_bundle(&["hardware"]).unwrap(),
+        required_pcrs: (0..=9).map(|i| (i, hex::encode([0u8; 32]))).collect(),
+        worker_binary: Some(perun_core::Digest::of(b"perun").to_string()),
         ..Default::default()
     };
     let added: PolicyInfo =

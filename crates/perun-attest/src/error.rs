@@ -32,6 +32,14 @@ pub enum AttestError {
         /// What is wrong.
         why: String,
     },
+    /// A line of an IMA log in the ASCII form is malformed.
+    #[error("IMA log line {line}: {why}")]
+    ImaLine {
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
     /// A policy is malformed.
     #[error("invalid policy: {0}")]
     Policy(String),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ek::{verify_ek, EkVerdict};
-use crate::ima::{replay_to_quote, ReplayState, IMA_PCR};
+use crate::ima::{replay_to_quote, ReplayState, TpmBoot, IMA_PCR};
 use crate::policy::{Failure, PlatformPolicy, BOOT_PCRS, USER_SPACE_MARKER};
 use crate::tpm::{verify_quote, AkPublic, PcrBank};
 
@@ -96,16 +96,22 @@ pub fn appraise(
     if let Err(e) = ak.check_attestation_key() {
         return Appraisal::refuse(e.to_string());
     }
-    if let Err(e) = verify_quote(ak, &evidence.quote, &evidence.signature, qualifying_data, &evidence.pcrs) {
-        return Appraisal::refuse(e.to_string());
+    let quote = match verify_quote(ak, &evidence.quote, &evidence.signature, qualifying_data, &evidence.pcrs) {
+        Ok(q) => q.quote,
+        Err(e) => return Appraisal::refuse(e.to_string()),
+    };
+    let boot = TpmBoot { reset_count: quote.reset_count, restart_count: quote.restart_count };
+    if let Some(why) = rebooted(state, boot) {
+        return Appraisal::refuse(why);
     }
     let Some(pcr10) = evidence.pcrs.values.get(&IMA_PCR) else {
         return Appraisal::refuse("the quote does not cover PCR 10".into());
     };
-    let (next, entries) = match replay_to_quote(state, &evidence.ima_log, pcr10) {
+    let (mut next, entries) = match replay_to_quote(state, &evidence.ima_log, pcr10) {
         Ok(r) => r,
         Err(e) => return Appraisal::refuse(e.to_string()),
     };
+    next.boot = Some(boot);
     let first_round = state.entries == 0;
     let mut failures = policy.check_pcrs(&evidence.pcrs);
     let mut ek = None;
@@ -130,6 +136,20 @@ pub fn appraise(
     failures.extend(policy.check_entries(&entries, first_round));
     let accepted = failures.is_empty();
     Appraisal { failures, state: accepted.then_some(next), new_entries: entries.len(), ek }
+}
+
+/// Why evidence quoted in `boot` cannot continue `state`: the TPM was reset or
+/// restarted since the state's round, so the machine rebooted (or resumed from
+/// hibernation), its log started over and its memory was lost. `None` when it is the
+/// same boot, or the state has no round (or predates the record).
+pub fn rebooted(state: &ReplayState, boot: TpmBoot) -> Option<String> {
+    let before = state.boot.filter(|_| state.entries > 0)?;
+    (before != boot).then(|| {
+        format!(
+            "the worker rebooted since its last accepted round (TPM {before} then, {boot} now): its IMA log \
+             started over and what it held in memory is gone"
+        )
+    })
 }
 
 /// The measured-boot event log against the quote and the policy's reference events.

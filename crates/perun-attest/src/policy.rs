@@ -146,6 +146,23 @@ impl PlatformPolicy {
         Ok(p)
     }
 
+    /// The trust anchors this policy lacks, each as what to add: a policy that lacks any
+    /// refuses every worker ([`Self::check_pcrs`], [`Self::check_entries`], the EK check).
+    /// Empty for a complete policy.
+    pub fn missing_anchors(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.ek.roots.is_empty() {
+            out.push("the TPMs it trusts (--ek-roots hardware, or --ek-ca FILE)");
+        }
+        if BOOT_PCRS.clone().any(|i| !self.required_pcrs.contains_key(&i)) {
+            out.push("what booted (--bundle FILE, --boot-log FILE or --boot-pcrs FILE)");
+        }
+        if self.worker_binary.is_none() {
+            out.push("the approved worker binary (--worker-binary FILE), whose measurement proves IMA ran");
+        }
+        out
+    }
+
     /// Whether an event of the boot references (PCR 8 or 9) measured `cmdline`.
     pub fn cmdline_measured(&self, cmdline: &str) -> bool {
         crate::bootlog::cmdline_measurements(cmdline).iter().any(|(pcr, ty, digest)| {
@@ -300,6 +317,16 @@ impl PlatformPolicy {
         }
         let want = format!("sha256:{}", hex::encode(h.finalize()));
         let got = first.file_digest.to_text();
+        if first.file_digest.algorithm == "sha1" {
+            return vec![Failure {
+                path: Some("boot_aggregate".into()),
+                digest: Some(got),
+                why: "boot_aggregate is SHA-1, as Linux kernels before 5.8 compute it (over PCRs 0-7 of the SHA-1 \
+                      bank): it does not cover PCRs 8-9 (kernel command line); Perun requires SHA-256 over PCRs 0-9 \
+                      (Linux 5.8 or later)"
+                    .into(),
+            }];
+        }
         if got != want {
             return vec![Failure {
                 path: Some("boot_aggregate".into()),
@@ -329,7 +356,9 @@ impl PlatformPolicy {
                     let bytes = std::fs::read(&p).map_err(|e| AttestError::Policy(format!("{}: {e}", p.display())))?;
                     let rel = p.strip_prefix(root).map_err(|e| AttestError::Policy(e.to_string()))?;
                     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-                    files.insert(format!("/{}", rel.display()), BTreeSet::from([digest]));
+                    use std::os::unix::ffi::OsStrExt as _;
+                    let path = [b"/", rel.as_os_str().as_bytes()].concat();
+                    files.insert(crate::ima::path_text(&path), BTreeSet::from([digest]));
                 }
             }
         }

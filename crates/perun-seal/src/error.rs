@@ -37,6 +37,9 @@ pub enum SealError {
     /// The input is not an `age` file at all.
     #[error("not a sealed file: {0}")]
     NotSealed(String),
+    /// The `age` file is sealed with a passphrase (`age -p`, scrypt), not to a key.
+    #[error("this age file is sealed with a passphrase (age -p, scrypt), not to a key: Perun opens files sealed to an age key (`age -r RECIPIENT`, `perun seal`); decrypt it with `age -d` and seal the plaintext with `perun seal`")]
+    Passphrase,
     /// None of the given keys opens the file.
     #[error("wrong key: this file was not sealed to the given key")]
     WrongKey,

@@ -26,6 +26,8 @@ const AGE_CHUNK: u64 = 64 * 1024;
 const AGE_TAG: u64 = 16;
 /// The first line of every (binary) `age` file.
 const AGE_INTRO: &[u8] = b"age-encryption.org/v1\n";
+/// The first line of an ASCII-armored `age` file (`age -a`).
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 /// Buffer size of the copy loops.
 const COPY_BUF: usize = 256 * 1024;
 
@@ -187,7 +189,7 @@ impl<R: Read> Read for Counting<R> {
 /// header as it streams; [`SealedReader::finish`] reports the verdict, and nothing read
 /// before a successful `finish` may be trusted or kept.
 pub struct SealedReader<R: Read> {
-    stream: age::stream::StreamReader<Counting<io::Chain<io::Cursor<Vec<u8>>, R>>>,
+    stream: age::stream::StreamReader<Counting<age::armor::ArmoredReader<BufReader<io::Chain<io::Cursor<Vec<u8>>, R>>>>>,
     count: Arc<AtomicU64>,
     age_header_len: u64,
     sealed_len: Option<u64>,
@@ -207,17 +209,21 @@ impl<R: Read> SealedReader<R> {
         // Look at the intro line first, so that any other file is named as such.
         let mut intro = [0u8; AGE_INTRO.len()];
         let n = read_full(&mut sealed, &mut intro).map_err(SealError::Stream)?;
-        if intro[..n] != AGE_INTRO[..n] || n == 0 {
-            let why = if intro[..n].starts_with(b"-----BEGIN AGE") {
-                "ASCII-armored age files are not supported: dearmor it with `age -d` first"
-            } else {
-                "it does not start with an age header"
-            };
-            return Err(SealError::NotSealed(why.into()));
+        let armored = n > 0 && ARMOR_BEGIN.starts_with(&intro[..n]);
+        if (intro[..n] != AGE_INTRO[..n] && !armored) || n == 0 {
+            return Err(SealError::NotSealed("it does not start with an age header".into()));
         }
+        // The armor (`age -a`, PEM-like Base64) is part of the age format: the reader
+        // takes both forms. Sizes are then of the decoded bytes, so the armored file's
+        // length cannot tell truncation from modification.
+        let sealed_len = if armored { None } else { sealed_len };
         let count = Arc::new(AtomicU64::new(0));
-        let counting = Counting { inner: io::Cursor::new(intro[..n].to_vec()).chain(sealed), count: count.clone() };
+        let inner = age::armor::ArmoredReader::new(io::Cursor::new(intro[..n].to_vec()).chain(sealed));
+        let counting = Counting { inner, count: count.clone() };
         let decryptor = age::Decryptor::new(counting).map_err(|e| age_error(e, &count))?;
+        if decryptor.is_scrypt() {
+            return Err(SealError::Passphrase);
+        }
         let age_header_len = count.load(Ordering::Relaxed);
         let stream =
             decryptor.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| age_error(e, &count))?;
@@ -615,6 +621,30 @@ mod tests {
         assert!(matches!(e, SealError::ContentMismatch { .. }), "{e}");
         // And `seal` itself refuses content that does not match its header.
         assert!(matches!(seal(&b"swapped!"[..], &h, &[key.recipient()], Vec::new()), Err(SealError::InputChanged)));
+    }
+
+    #[test]
+    fn armored_files_open_and_passphrase_files_are_named() {
+        use age::armor::{ArmoredWriter, Format};
+        let key = AssetKey::generate();
+        // A Perun asset and a plain age payload, both armored as `age -a` writes them.
+        let binary = sealed_bytes(b"armored asset", &key);
+        let mut a = ArmoredWriter::wrap_output(Vec::new(), Format::AsciiArmor).unwrap();
+        a.write_all(&binary).unwrap();
+        let armored = a.finish().unwrap();
+        assert!(armored.starts_with(ARMOR_BEGIN));
+        let (opened, content) = open_to_vec(&armored[..], Some(armored.len() as u64), key.identity(), None).unwrap();
+        assert_eq!((&content[..], opened.header.is_some()), (&b"armored asset"[..], true));
+        let e = open_to_vec(&armored[..], None, AssetKey::generate().identity(), None).unwrap_err();
+        assert!(matches!(e, SealError::WrongKey), "{e}");
+
+        let enc = age::Encryptor::with_user_passphrase(age::secrecy::SecretString::from("hunter2".to_owned()));
+        let mut w = enc.wrap_output(Vec::new()).unwrap();
+        w.write_all(b"secret").unwrap();
+        let scrypt = w.finish().unwrap();
+        let e = open_to_vec(&scrypt[..], None, key.identity(), None).unwrap_err();
+        assert!(matches!(e, SealError::Passphrase), "{e}");
+        assert!(e.to_string().contains("passphrase"), "{e}");
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl LocalCa {
 pub struct Swtpm {
     child: Child,
     port: u16,
+    ctrl: u16,
     state: tempfile::TempDir,
 }
 
@@ -146,7 +147,7 @@ impl Swtpm {
                 }
                 _ => TpmError::Io { what: "starting swtpm".into(), source: e },
             })?;
-        let mut tpm = Self { child, port, state };
+        let mut tpm = Self { child, port, ctrl, state };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() && TcpStream::connect(("127.0.0.1", ctrl)).is_ok() {
@@ -173,6 +174,25 @@ impl Swtpm {
                 None
             }
         }
+    }
+
+    /// Power-cycles the TPM, as a reboot of its machine does: `CMD_INIT` on the control
+    /// channel (`swtpm_ioctl -i`), then `TPM2_Startup(CLEAR)` (`tpm2_startup -c`). The
+    /// TPM's resetCount grows by one and its PCRs start over; its keys stay. Connections
+    /// open before must be opened again.
+    pub fn reset(&self) -> Result<(), TpmError> {
+        let run = |tool: &'static str, cmd: &mut Command| -> Result<(), TpmError> {
+            let out = cmd.output().map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => TpmError::Missing { tool, hint: "apt-get install swtpm-tools tpm2-tools" },
+                _ => TpmError::Io { what: format!("running {tool}"), source: e },
+            })?;
+            if !out.status.success() {
+                return Err(TpmError::Failed(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            }
+            Ok(())
+        };
+        run("swtpm_ioctl", Command::new("swtpm_ioctl").args(["--tcp", &format!("127.0.0.1:{}", self.ctrl), "-i"]))?;
+        run("tpm2_startup", Command::new("tpm2_startup").args(["-c", "-T", &self.tcti()]))
     }
 
     /// The server port.

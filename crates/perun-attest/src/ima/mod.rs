@@ -10,8 +10,8 @@
 mod log;
 mod replay;
 
-pub use log::{parse_ascii, parse_binary, Entry, FileDigest};
-pub use replay::{extend_all, replay_to_quote, ReplayState};
+pub use log::{parse_ascii, parse_binary, path_text, Entry, FileDigest, TEMPLATES};
+pub use replay::{extend_all, replay_to_quote, ReplayState, TpmBoot};
 
 /// The PCR that IMA extends.
 pub const IMA_PCR: u32 = 10;

@@ -19,11 +19,35 @@ pub struct ReplayState {
     pub sha1: String,
     /// PCR 10 in the SHA-256 bank after those entries (hex).
     pub sha256: String,
+    /// The TPM's boot the verified entries belong to: `resetCount` and `restartCount`
+    /// of the quote that proved them (TPM 2.0 Part 2, `TPMS_CLOCK_INFO`). A quote with
+    /// other counts comes from a later boot, whose log starts over. `None` in states
+    /// saved before Perun recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<TpmBoot>,
+}
+
+/// Which boot of a TPM a quote comes from (TPM 2.0 Part 2, section 10.11.1,
+/// `TPMS_CLOCK_INFO`): `resetCount` grows at every TPM Reset (a reboot), `restartCount` at
+/// every TPM Restart (resume from hibernation) and returns to 0 at a Reset. Either change
+/// means the PCRs, and the machine's memory, started over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TpmBoot {
+    /// `resetCount`.
+    pub reset_count: u32,
+    /// `restartCount`.
+    pub restart_count: u32,
+}
+
+impl std::fmt::Display for TpmBoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "resetCount {}, restartCount {}", self.reset_count, self.restart_count)
+    }
 }
 
 impl Default for ReplayState {
     fn default() -> Self {
-        Self { entries: 0, offset: 0, sha1: hex::encode([0u8; 20]), sha256: hex::encode([0u8; 32]) }
+        Self { entries: 0, offset: 0, sha1: hex::encode([0u8; 20]), sha256: hex::encode([0u8; 32]), boot: None }
     }
 }
 
@@ -66,13 +90,41 @@ pub fn replay_to_quote(
                 offset: state.offset + end,
                 sha1: hex::encode(pcr1),
                 sha256: hex::encode(pcr256),
+                ..state.clone()
             };
             return Ok((next, verified));
         }
     }
+    // No prefix of the log reached the quote: `verified` holds the whole tail.
+    let start = decode::<32>(&state.sha256)?;
+    if replays_padded(start, verified.iter(), quoted) {
+        return Err(AttestError::Check(
+            "the quoted SHA-256 PCR 10 was extended with the SHA-1 template hashes padded with zeros, as Linux \
+             kernels before 5.10 do: the log is genuine, but SHA-1 alone (which has practical collisions) binds it \
+             to the TPM; Perun requires a kernel that extends the SHA-256 bank with SHA-256 template hashes (Linux \
+             5.10 or later)"
+                .into(),
+        ));
+    }
     Err(AttestError::Check(
         "the IMA log does not replay to the quoted PCR 10: an entry was edited, removed, reordered or inserted, or the log was cut short".into(),
     ))
+}
+
+/// Whether extending `start` with each entry's SHA-1 template hash padded to 32 bytes
+/// (what kernels before 5.10 extended into every bank, `ima_pcr_extend`) reaches
+/// `quoted`.
+fn replays_padded<'a>(start: [u8; 32], entries: impl Iterator<Item = &'a Entry>, quoted: &[u8]) -> bool {
+    let mut pcr = start;
+    for e in entries {
+        let mut padded = [0u8; 32];
+        padded[..20].copy_from_slice(&e.sha1_extend());
+        pcr = Sha256::new().chain_update(pcr).chain_update(padded).finalize().into();
+        if pcr == quoted {
+            return true;
+        }
+    }
+    false
 }
 
 fn decode<const N: usize>(h: &str) -> Result<[u8; N], AttestError> {
@@ -108,6 +160,18 @@ mod tests {
         let quoted = extend_all([0; 32], &entries);
         let (s2, v2) = replay_to_quote(&s, &bytes, &quoted).unwrap();
         assert_eq!((s2.entries, v2.len(), s2.offset), (10, 4, bytes.len()));
+    }
+
+    #[test]
+    fn a_bank_extended_with_padded_sha1_digests_is_named() {
+        let (entries, bytes) = log(3);
+        let quoted = entries.iter().fold([0u8; 32], |pcr, e| {
+            let mut padded = [0u8; 32];
+            padded[..20].copy_from_slice(&e.template_hash);
+            Sha256::new().chain_update(pcr).chain_update(padded).finalize().into()
+        });
+        let e = replay_to_quote(&ReplayState::default(), &bytes, &quoted).unwrap_err().to_string();
+        assert!(e.contains("padded with zeros") && e.contains("5.10") && !e.contains("edited"), "{e}");
     }
 
     #[test]

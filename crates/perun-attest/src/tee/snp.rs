@@ -11,6 +11,11 @@ use sev::parser::ByteParser;
 use super::{TcbLevel, TeeClaims, TeeEvidence, TeeKind, TeeVerifier};
 use crate::AttestError;
 
+/// The `ATTESTATION_REPORT` versions the `sev` crate lays out (2; 3 and 4 add CPUID
+/// fields; 5 adds the launch mitigation vector). Later versions may move fields, so
+/// they are refused rather than read as version 5.
+const SUPPORTED_VERSIONS: std::ops::RangeInclusive<u32> = 2..=5;
+
 /// Verifies SNP reports.
 pub struct SnpVerifier;
 
@@ -24,6 +29,19 @@ impl TeeVerifier for SnpVerifier {
         let vcek_hex = evidence.collateral.get("vcek").and_then(|v| v.as_str()).unwrap_or_default();
         let vcek = hex::decode(vcek_hex).map_err(|_| bad("the collateral lacks a hex `vcek` (DER)".into()))?;
         let vcek = Certificate::from_der(&vcek).map_err(|e| bad(format!("VCEK: {e}")))?;
+        let version = evidence.report.get(..4).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+        match version {
+            Some(v) if SUPPORTED_VERSIONS.contains(&v) => {}
+            Some(v) => {
+                return Err(bad(format!(
+                    "attestation report version {v} is not supported (supported: versions {} to {}, AMD SEV-SNP \
+                     ABI specification, ATTESTATION_REPORT)",
+                    SUPPORTED_VERSIONS.start(),
+                    SUPPORTED_VERSIONS.end()
+                )))
+            }
+            None => return Err(bad(format!("the report has {} bytes, too few for a version", evidence.report.len()))),
+        }
         let report = AttestationReport::from_bytes(&evidence.report).map_err(|e| bad(format!("report: {e}")))?;
         let mut verified = false;
         for (ark, ask) in [

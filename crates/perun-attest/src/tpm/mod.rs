@@ -33,4 +33,17 @@ pub mod alg {
     pub const CFB: u16 = 0x0043;
     /// The NIST P-256 curve.
     pub const NIST_P256: u16 = 0x0003;
+
+    /// A PCR bank's hash algorithm by name (TPM 2.0 Part 2, `TPM_ALG_ID`), or its
+    /// number for one not listed.
+    pub fn bank_name(id: u16) -> String {
+        match id {
+            SHA1 => "SHA-1".into(),
+            SHA256 => "SHA-256".into(),
+            0x000C => "SHA-384".into(),
+            0x000D => "SHA-512".into(),
+            0x0012 => "SM3-256".into(),
+            other => format!("algorithm 0x{other:04x}"),
+        }
+    }
 }

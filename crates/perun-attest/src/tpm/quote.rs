@@ -119,8 +119,13 @@ pub fn verify_quote(
     let [(hash, selected)] = &quote.selection[..] else {
         return Err(AttestError::Check(format!("quote selects {} PCR banks, expected one", quote.selection.len())));
     };
-    if *hash != pcrs.hash_alg || pcrs.hash_alg != alg::SHA256 {
-        return Err(AttestError::Check(format!("quote is over bank 0x{hash:04x}, PCR values are sha256")));
+    if *hash != alg::SHA256 || pcrs.hash_alg != alg::SHA256 {
+        return Err(AttestError::Check(format!(
+            "the quote is over the {} PCR bank and the PCR values sent are of the {} bank: Perun verifies the \
+             SHA-256 bank (quote PCRs with `sha256:`, as `tpm2_quote -l sha256:0,...,10` does)",
+            alg::bank_name(*hash),
+            alg::bank_name(pcrs.hash_alg)
+        )));
     }
     let sent: Vec<u32> = pcrs.values.keys().copied().collect();
     if *selected != sent {

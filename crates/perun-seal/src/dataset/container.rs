@@ -11,6 +11,8 @@ use serde::Serialize;
 use crate::fsutil::AtomicOutput;
 use crate::SealError;
 
+use super::MAX_CLASSES;
+
 const SCHEMA_KEY: &str = "perun.schema";
 const SCHEMA: &str = "dataset/1";
 
@@ -109,6 +111,9 @@ impl Dataset {
         }
         if self.class_names.is_empty() && !self.labels.is_empty() {
             return bad("no class names".into());
+        }
+        if self.class_names.len() > MAX_CLASSES {
+            return bad(format!("{} classes, more than {MAX_CLASSES}", self.class_names.len()));
         }
         let k = self.class_names.len() as i64;
         if let Some((i, l)) = self.labels.iter().enumerate().find(|(_, l)| !(0..k).contains(*l)) {
@@ -240,7 +245,7 @@ impl Dataset {
     /// Parses `safetensors` bytes (from Perun or from Python's `safetensors`).
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self, SealError> {
         let st = |e: safetensors::SafeTensorError| SealError::Container(e.to_string());
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(st)?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| header_error(bytes, e))?;
         let tensors = SafeTensors::deserialize(bytes).map_err(st)?;
         let f = tensors.tensor("features").map_err(|_| SealError::Container("no tensor named `features`".into()))?;
         let l = tensors.tensor("labels").map_err(|_| SealError::Container("no tensor named `labels`".into()))?;
@@ -259,8 +264,16 @@ impl Dataset {
                 .chunks_exact(4)
                 .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or_default())))
                 .collect(),
-            other => return Err(SealError::Container(format!("`labels` is {other:?}, expected I64"))),
+            other => return Err(SealError::Container(format!("`labels` is {other:?}, expected I64 or I32"))),
         };
+        // Labels are class indices: a negative one (such as -100, "ignore" in training
+        // code) or one beyond the class limit is refused before it sizes anything.
+        if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| !(0..MAX_CLASSES as i64).contains(*l)) {
+            return Err(SealError::Container(format!(
+                "label {l} of sample {i} is not a class index 0..{MAX_CLASSES} (labels must be class indices, \
+                 not values such as -100 or raw ids)"
+            )));
+        }
         let (&n, sample_shape) = f
             .shape()
             .split_first()
@@ -276,8 +289,15 @@ impl Dataset {
             })
         };
         let mut class_names = list("class_names")?;
+        if class_names.len() > MAX_CLASSES {
+            return Err(SealError::Container(format!(
+                "{} class names, more than the {MAX_CLASSES} classes Perun takes",
+                class_names.len()
+            )));
+        }
         if class_names.is_empty() {
-            let k = labels.iter().copied().max().map_or(0, |m| m + 1);
+            // Bounded: every label was checked to lie in 0..MAX_CLASSES.
+            let k = labels.iter().copied().max().map_or(0, |m| m.saturating_add(1));
             class_names = (0..k).map(|i| i.to_string()).collect();
         }
         let source_digest = meta.get("source_digest").map(|d| d.parse()).transpose()?;
@@ -310,6 +330,35 @@ impl Dataset {
             other => other,
         })
     }
+}
+
+/// A safetensors header error, made specific where the crate's message is not: the
+/// format's `__metadata__` maps names to strings, and other tools write numbers or
+/// lists there.
+fn header_error(bytes: &[u8], e: safetensors::SafeTensorError) -> SealError {
+    let header = bytes
+        .get(..8)
+        .map(|n| u64::from_le_bytes([n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]]))
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| bytes.get(8..8usize.saturating_add(n)));
+    let value = header.and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok());
+    if let Some(meta) = value.as_ref().and_then(|v| v.get("__metadata__")).and_then(|m| m.as_object()) {
+        if let Some((k, v)) = meta.iter().find(|(_, v)| !v.is_string()) {
+            let kind = match v {
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Array(_) => "a list",
+                serde_json::Value::Object(_) => "an object",
+                _ => "null",
+            };
+            return SealError::Container(format!(
+                "metadata `{}` is {kind}, but safetensors metadata values must be strings (write it as a string, \
+                 for example with json.dumps)",
+                k.chars().take(64).collect::<String>()
+            ));
+        }
+    }
+    SealError::Container(e.to_string())
 }
 
 #[cfg(test)]

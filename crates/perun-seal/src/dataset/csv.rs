@@ -1,66 +1,203 @@
-//! CSV importer: a header row, numeric feature columns and one named label column.
+//! CSV importer: a header row, numeric feature columns and one named label column, read
+//! as spreadsheets and R write CSV: a UTF-8 byte-order mark (Excel's "CSV UTF-8"),
+//! quoted fields (commas, quotes and line breaks inside), CRLF line ends, and `;`, tab
+//! or `|` between fields where `,` is not the delimiter (European locales write `;`
+//! with `,` as the decimal mark).
 
 use perun_core::Digest;
 
 use super::Dataset;
 use crate::SealError;
 
-/// Imports CSV bytes. Every column but `label_column` is a feature and must hold finite
-/// numbers; labels may be integers (sorted numerically) or strings (sorted as text), and
-/// become class indices in that order. Errors name the line and the column.
-pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(bytes);
-    let headers = rdr.headers().map_err(|e| SealError::Csv(format!("cannot read the header row: {e}")))?.clone();
-    if headers.is_empty() {
-        return Err(SealError::Csv("the file has no header row".into()));
-    }
-    let label_idx = headers.iter().position(|h| h == label_column).ok_or_else(|| {
-        SealError::Csv(format!(
-            "no column named `{label_column}`; the columns are: {}",
-            headers.iter().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let feature_names: Vec<String> =
-        headers.iter().enumerate().filter(|(i, _)| *i != label_idx).map(|(_, h)| h.to_owned()).collect();
-    if feature_names.is_empty() {
-        return Err(SealError::Csv("no feature columns besides the label column".into()));
-    }
+/// The delimiters tried, in order of preference.
+const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+/// Records read to choose the delimiter.
+const SNIFF_RECORDS: usize = 50;
+/// The column taken as the label when none is named.
+pub const DEFAULT_LABEL: &str = "label";
 
-    let mut features = Vec::new();
-    let mut raw_labels = Vec::new();
-    for rec in rdr.records() {
+/// A CSV file read into text fields: its header and its records, with their line numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvTable {
+    /// The field delimiter found (`,`, `;`, tab or `|`).
+    pub delimiter: u8,
+    /// Column names, trimmed, without a byte-order mark.
+    pub headers: Vec<String>,
+    /// Each data record (every one has `headers.len()` fields) with the line it starts on.
+    pub records: Vec<(u64, Vec<String>)>,
+}
+
+fn delimiter_name(d: u8) -> &'static str {
+    match d {
+        b',' => "`,`",
+        b';' => "`;`",
+        b'\t' => "tab",
+        _ => "`|`",
+    }
+}
+
+fn reader(bytes: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .delimiter(delimiter)
+        .from_reader(bytes)
+}
+
+/// The delimiter under which the header has the most columns and the first records
+/// have as many fields as the header; `,` where none gives more than one column.
+fn sniff(bytes: &[u8]) -> u8 {
+    let mut best = (b',', 1usize);
+    for d in DELIMITERS {
+        let mut records = reader(bytes, d).into_records();
+        let Some(Ok(header)) = records.next() else { continue };
+        let width = header.len();
+        let consistent = records
+            .take(SNIFF_RECORDS)
+            .filter_map(Result::ok)
+            .filter(|r| !(r.len() == 1 && r.get(0) == Some("")))
+            .all(|r| r.len() == width);
+        if consistent && width > best.1 {
+            best = (d, width);
+        }
+    }
+    best.0
+}
+
+/// Reads CSV bytes into a [`CsvTable`].
+///
+/// Errors: [`SealError::Csv`] for text that is not UTF-8 (naming the line), a missing
+/// header, duplicate or empty column names, and records of another width (naming the
+/// line and both counts).
+pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        return Err(SealError::Csv(format!(
+            "line {line}: the file is not UTF-8 text (byte {} is not): save it as \"CSV UTF-8\"",
+            e.valid_up_to()
+        )));
+    }
+    let delimiter = sniff(bytes);
+    let mut records = reader(bytes, delimiter).into_records();
+    let headers: Vec<String> = match records.next() {
+        Some(Ok(h)) if !(h.len() == 1 && h.get(0) == Some("")) => h.iter().map(str::to_owned).collect(),
+        Some(Err(e)) => return Err(SealError::Csv(format!("cannot read the header row: {e}"))),
+        _ => return Err(SealError::Csv("the file has no header row".into())),
+    };
+    if let Some(i) = headers.iter().position(String::is_empty) {
+        return Err(SealError::Csv(format!("column {} has no name in the header row", i + 1)));
+    }
+    for (i, h) in headers.iter().enumerate() {
+        if headers[..i].contains(h) {
+            return Err(SealError::Csv(format!("two columns are named `{h}`: name each column once")));
+        }
+    }
+    let mut out = Vec::new();
+    for rec in records {
         let rec = rec.map_err(|e| SealError::Csv(format!("{e}")))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, csv::Position::line);
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // blank line
         }
         if rec.len() != headers.len() {
-            return Err(SealError::Csv(format!("line {line}: expected {} fields, found {}", headers.len(), rec.len())));
+            return Err(SealError::Csv(format!(
+                "line {line}: expected {} fields separated by {}, found {}",
+                headers.len(),
+                delimiter_name(delimiter),
+                rec.len()
+            )));
         }
+        out.push((line, rec.iter().map(str::to_owned).collect()));
+    }
+    Ok(CsvTable { delimiter, headers, records: out })
+}
+
+impl CsvTable {
+    /// A feature value: a finite number, written with `.` as the decimal mark, or with
+    /// `,` in a file whose delimiter is not `,`.
+    ///
+    /// Errors: [`SealError::Csv`] naming the line, the column and the text.
+    pub fn number(&self, line: u64, column: usize, field: &str) -> Result<f32, SealError> {
+        let parse = |s: &str| s.parse::<f32>().ok().filter(|v| v.is_finite());
+        let comma = || (self.delimiter != b',' && !field.contains('.')).then(|| field.replacen(',', ".", 1));
+        parse(field).or_else(|| comma().as_deref().and_then(parse)).ok_or_else(|| {
+            SealError::Csv(format!(
+                "line {line}, column {} (`{}`): {:?} is not a finite number",
+                column + 1,
+                self.headers.get(column).map_or("", String::as_str),
+                field.chars().take(40).collect::<String>()
+            ))
+        })
+    }
+
+    /// Every field as a number, row by row (rows to send to a served model).
+    pub fn numbers(&self) -> Result<Vec<Vec<f32>>, SealError> {
+        self.records
+            .iter()
+            .map(|(line, rec)| rec.iter().enumerate().map(|(i, f)| self.number(*line, i, f)).collect())
+            .collect()
+    }
+}
+
+/// Imports CSV bytes with `label_column` as the label. See [`import_csv_as`].
+pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError> {
+    import_csv_as(bytes, Some(label_column))
+}
+
+/// Imports CSV bytes ([`read_table`]). The label column is `label_column`, or where none
+/// is named the column named [`DEFAULT_LABEL`], else the last column. Every other column
+/// is a feature and must hold finite numbers; labels may be integers (sorted
+/// numerically) or strings (sorted as text), and become class indices in that order.
+///
+/// Errors: [`SealError::Csv`] naming the line and the column; a file with one column
+/// says so, with the delimiters Perun reads.
+pub fn import_csv_as(bytes: &[u8], label_column: Option<&str>) -> Result<Dataset, SealError> {
+    let table = read_table(bytes)?;
+    let headers = &table.headers;
+    let label_idx = match label_column {
+        Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
+            SealError::Csv(format!("no column named `{name}`; the columns are: {}", headers.join(", ")))
+        })?,
+        None => headers.iter().position(|h| h == DEFAULT_LABEL).unwrap_or(headers.len().saturating_sub(1)),
+    };
+    let label_name = &headers[label_idx];
+    if headers.len() == 1 {
+        return Err(SealError::Csv(format!(
+            "the header has a single column `{label_name}`, so there are no feature columns besides the label: Perun \
+             reads columns separated by `,`, `;`, tab or `|`"
+        )));
+    }
+    let feature_names: Vec<String> =
+        headers.iter().enumerate().filter(|(i, _)| *i != label_idx).map(|(_, h)| h.clone()).collect();
+
+    let mut features = Vec::with_capacity(table.records.len().saturating_mul(feature_names.len()));
+    let mut raw_labels = Vec::with_capacity(table.records.len());
+    for (line, rec) in &table.records {
         for (i, field) in rec.iter().enumerate() {
             if i == label_idx {
                 if field.is_empty() {
-                    return Err(SealError::Csv(format!("line {line}: the label column `{label_column}` is empty")));
+                    return Err(SealError::Csv(format!("line {line}: the label column `{label_name}` is empty")));
                 }
-                raw_labels.push(field.to_owned());
-                continue;
+                raw_labels.push(field.clone());
+            } else {
+                features.push(table.number(*line, i, field)?);
             }
-            let v: f32 = field.parse().ok().filter(|v: &f32| v.is_finite()).ok_or_else(|| {
-                SealError::Csv(format!(
-                    "line {line}, column {} (`{}`): {:?} is not a finite number",
-                    i + 1,
-                    &headers[i],
-                    field.chars().take(40).collect::<String>()
-                ))
-            })?;
-            features.push(v);
         }
     }
     if raw_labels.is_empty() {
         return Err(SealError::Csv("the file has a header but no data rows".into()));
     }
-
     let (class_names, labels) = index_labels(&raw_labels);
+    if class_names.len() > super::MAX_CLASSES {
+        return Err(SealError::Csv(format!(
+            "the label column `{label_name}` holds {} distinct values, more than the {} classes Perun takes: is it \
+             the label column? (name it with --label)",
+            class_names.len(),
+            super::MAX_CLASSES
+        )));
+    }
     Dataset::new(features, vec![feature_names.len()], labels, class_names, feature_names, Some(Digest::of(bytes)))
 }
 
@@ -114,9 +251,37 @@ mod tests {
     }
 
     #[test]
+    fn spreadsheet_exports_read_as_written() {
+        // Excel "CSV UTF-8": BOM, CRLF, quoted header names with commas inside.
+        let d = import_csv_as(b"\xef\xbb\xbflabel,\"height, cm\",weight\r\n0,150,55\r\n1,180,80\r\n", None).unwrap();
+        assert_eq!(d.feature_names, ["height, cm", "weight"]);
+        assert_eq!(d.class_names, ["0", "1"]);
+        assert_eq!(d.features, [150., 55., 180., 80.]);
+        // A European locale: `;` between fields, `,` as the decimal mark.
+        let d = import_csv_as(b"height;weight;label\n1,5;55;a\n1,8;80;b\n", None).unwrap();
+        assert_eq!(d.feature_names, ["height", "weight"]);
+        assert_eq!(d.features, [1.5, 55., 1.8, 80.]);
+        // Tabs; the last column is the label where none is named `label`.
+        let d = import_csv_as(b"x\ty\tclass\n1\t2\tp\n", None).unwrap();
+        assert_eq!((d.feature_names.len(), &d.class_names[..]), (2, &["p".to_owned()][..]));
+        // A decimal comma is no number in a `,`-separated file.
+        assert!(import_csv_as(b"a,label\n\"1,5\",0\n", None).unwrap_err().to_string().contains("not a finite number"));
+    }
+
+    #[test]
+    fn one_column_files_and_bad_text_say_why() {
+        let e = import_csv_as(b"label\n0\n1\n", None).unwrap_err().to_string();
+        assert!(e.contains("single column `label`") && e.contains("`;`"), "{e}");
+        let e = import_csv_as(b"a,label\n1,0\n\xe9,1\n", None).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("not UTF-8"), "{e}");
+        let e = import_csv_as(b"a,a,label\n1,2,0\n", None).unwrap_err().to_string();
+        assert!(e.contains("two columns are named `a`"), "{e}");
+    }
+
+    #[test]
     fn errors_name_line_and_column() {
         let e = import_csv(b"a,b,y\n1,2,p\n3,p\n", "y").unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("expected 3 fields, found 2"), "{e}");
+        assert!(e.contains("line 3") && e.contains("expected 3 fields separated by `,`, found 2"), "{e}");
         let e = import_csv(b"a,b,y\n1,2,p\n3,abc,p\n", "y").unwrap_err().to_string();
         assert!(e.contains("line 3, column 2 (`b`)") && e.contains("abc"), "{e}");
         let e = import_csv(b"a,b,y\n1,inf,p\n", "y").unwrap_err().to_string();

@@ -32,8 +32,20 @@ pub fn import_image_folder(root: &Path, resize: Option<(u32, u32)>, channels: u8
     let mut labels = Vec::new();
     let mut size: Option<(u32, u32)> = resize;
     let mut source = DigestWriter::new();
+    if classes.len() > super::MAX_CLASSES {
+        return Err(SealError::Image {
+            path: root.to_owned(),
+            why: format!("{} class folders, more than {}", classes.len(), super::MAX_CLASSES),
+        });
+    }
     for (ci, class_dir) in classes.iter().enumerate() {
-        class_names.push(file_name(class_dir));
+        let Some(name) = class_dir.file_name().and_then(|n| n.to_str()) else {
+            return Err(SealError::Image {
+                path: class_dir.clone(),
+                why: "the class folder's name is not UTF-8: rename it (class names are text)".into(),
+            });
+        };
+        class_names.push(name.to_owned());
         for file in sorted_entries(class_dir, |p| p.is_file())? {
             let ext = file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
             if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
@@ -69,13 +81,15 @@ pub fn import_image_folder(root: &Path, resize: Option<(u32, u32)>, channels: u8
     Dataset::new(features, shape, labels, class_names, Vec::new(), Some(source.finish()))
 }
 
+/// Appends the image as `[channels, height, width]` values in `0.0..=1.0`, converted
+/// from its own depth (8- or 16-bit, or float) without passing through 8 bits.
 fn push_chw(img: &image::DynamicImage, channels: u8, out: &mut Vec<f32>) {
     if channels == 1 {
-        out.extend(img.to_luma8().pixels().map(|p| f32::from(p.0[0]) / 255.0));
+        out.extend(img.to_luma32f().pixels().map(|p| p.0[0]));
     } else {
-        let rgb = img.to_rgb8();
+        let rgb = img.to_rgb32f();
         for c in 0..3 {
-            out.extend(rgb.pixels().map(|p| f32::from(p.0[c]) / 255.0));
+            out.extend(rgb.pixels().map(|p| p.0[c]));
         }
     }
 }
@@ -120,6 +134,19 @@ mod tests {
         assert_eq!(d.features[8], 0.0); // green plane
         let g = import_image_folder(dir.path(), Some((2, 2)), 1).unwrap();
         assert_eq!(g.sample_shape, [1, 2, 2]);
+    }
+
+    #[test]
+    fn sixteen_bit_images_keep_their_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("x")).unwrap();
+        // 25701 = 100.0039 * 257: between two 8-bit levels, so 8 bits would round it.
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_pixel(2, 2, image::Luma([25701]))
+            .save(dir.path().join("x").join("a.png"))
+            .unwrap();
+        let d = import_image_folder(dir.path(), None, 1).unwrap();
+        assert!((d.features[0] - 25701.0 / 65535.0).abs() < 1e-7, "{}", d.features[0]);
+        assert!((d.features[0] - 100.0 / 255.0).abs() > 1e-6, "scaled through 8 bits");
     }
 
     #[test]

@@ -12,5 +12,9 @@ mod images;
 
 pub use self::cifar::{import_cifar10, is_cifar10_dir, CifarSplit};
 pub use self::container::{ClassCount, Dataset, DatasetSummary};
-pub use self::csv::import_csv;
+pub use self::csv::{import_csv, import_csv_as, read_table, CsvTable, DEFAULT_LABEL};
 pub use self::images::import_image_folder;
+
+/// The most classes a data set may have: every importer and the container reader refuse
+/// more, so that no label or class count read from a file sizes an allocation beyond it.
+pub const MAX_CLASSES: usize = 65_536;

@@ -207,6 +207,16 @@ impl<S: Store> Trust<S> {
     pub fn add_policy(&self, owner: &Name, json: &[u8]) -> Result<PolicyInfo, TrustError> {
         self.require_role(owner, Role::Provider, "publishing a policy")?;
         let policy = JobPolicy::from_json(json).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        if let JobPolicy::Platform(p) = &policy {
+            let missing = p.missing_anchors();
+            if !missing.is_empty() {
+                return Err(TrustError::BadRequest(format!(
+                    "policy `{}` is incomplete and would refuse every worker: it does not name {}",
+                    perun_attest::ima::path_text(p.name.as_bytes()),
+                    missing.join("; ")
+                )));
+            }
+        }
         let digest = policy.digest();
         let record = PolicyRecord { digest, owner: owner.clone(), policy, added_at: self.now() };
         self.store.write(|tx| {

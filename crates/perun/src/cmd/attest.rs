@@ -29,7 +29,8 @@ pub enum PolicyCmd {
         /// A directory tree, as the measured machine sees it from `/`.
         #[arg(long, conflicts_with = "ima_log")]
         tree: Option<PathBuf>,
-        /// An IMA log (binary, or ASCII with --ascii).
+        /// An IMA log: `binary_runtime_measurements`, or `ascii_runtime_measurements`
+        /// (recognised by its first byte, or forced with --ascii).
         #[arg(long)]
         ima_log: Option<PathBuf>,
         /// The log is in the ASCII form.
@@ -86,12 +87,10 @@ pub struct AnchorArgs {
 }
 
 impl AnchorArgs {
-    /// Sets the policy's EK roots and boot references; refuses a policy without both.
+    /// Sets the policy's EK roots and boot references, where given (a policy without
+    /// them refuses every worker: [`PlatformPolicy::missing_anchors`]).
     pub fn apply(&self, policy: &mut PlatformPolicy) -> Result<()> {
         use perun_attest::policy::BOOT_PCRS;
-        if self.ek_roots.is_empty() && self.ek_ca.is_empty() {
-            bail!("name the TPMs this policy trusts: --ek-roots hardware (chip makers' CAs, shipped) or --ek-ca FILE (your own CA)");
-        }
         let names: Vec<&str> = self.ek_roots.iter().map(String::as_str).collect();
         policy.ek = perun_attest::ek::EkPolicy::from_bundle(&names)?;
         for f in &self.ek_ca {
@@ -113,10 +112,7 @@ impl AnchorArgs {
                 policy.required_pcrs = m;
                 None
             }
-            (None, None, None) => bail!(
-                "pin what booted: --bundle FILE (a reference machine's `perun attest collect`), --boot-log FILE, \
-                 or --boot-pcrs FILE"
-            ),
+            (None, None, None) => return Ok(()),
         };
         if let Some(log) = log {
             let parsed = perun_attest::bootlog::parse(&log)?;
@@ -254,18 +250,24 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         (Some(t), None) => PlatformPolicy::from_tree(&name, &t)?,
         (None, Some(l)) => {
             let bytes = read(&l)?;
+            // The binary form starts with the PCR index as 4 little-endian bytes (10 is
+            // `0a 00 00 00`); the ASCII form with the index in digits.
+            let ascii = ascii || bytes.first().is_some_and(|b| b.is_ascii_digit() || *b == b' ');
             let entries = if ascii {
-                parse_ascii(&String::from_utf8_lossy(&bytes))?
+                parse_ascii(&bytes).with_context(|| format!("reading {}", l.display()))?
             } else {
-                parse_binary(&bytes, 0)?.into_iter().map(|(e, _)| e).collect()
+                parse_binary(&bytes, 0)
+                    .with_context(|| format!("reading {}", l.display()))?
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect()
             };
             PlatformPolicy::from_log(&name, &entries)
         }
         _ => bail!("give --tree DIR or --ima-log FILE"),
     };
-    match worker_binary {
-        Some(w) => policy.worker_binary = Some(perun_core::Digest::of(&read(&w)?).to_string()),
-        None => bail!("name the approved worker binary with --worker-binary FILE: its measurement proves IMA ran"),
+    if let Some(w) = worker_binary {
+        policy.worker_binary = Some(perun_core::Digest::of(&read(&w)?).to_string());
     }
     policy.accept_user_space_ima |= accept_user_space_ima;
     anchors.apply(&mut policy)?;
@@ -273,11 +275,14 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         bail!("{} already exists: refusing to overwrite it", out.display());
     }
     std::fs::write(&out, serde_json::to_vec_pretty(&policy)?).with_context(|| format!("writing {}", out.display()))?;
+    let missing = policy.missing_anchors();
     println!(
-        "policy `{name}`: {} files, {} digests, {} EK roots, boot PCRs 0-9 pinned{}; digest {}",
+        "policy `{}`: {} files, {} digests, {} EK roots, boot PCRs 0-9 {}{}; digest {}",
+        perun_attest::ima::path_text(name.as_bytes()),
         policy.allowed_files.len(),
         policy.allowed_digests.len(),
         policy.ek.roots.len(),
+        if policy.required_pcrs.is_empty() { "not pinned" } else { "pinned" },
         if policy.boot_events.is_empty() {
             String::new()
         } else {
@@ -287,6 +292,13 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
     );
     for d in policy.development() {
         println!("DEVELOPMENT: {d}");
+    }
+    if !missing.is_empty() {
+        eprintln!("INCOMPLETE: this policy refuses every worker, and the trust service refuses to publish it, until it names:");
+        for m in &missing {
+            eprintln!("  - {m}");
+        }
+        eprintln!("  (generate it again with those options; the allowlist above is kept as it is)");
     }
     Ok(())
 }
@@ -325,10 +337,23 @@ pub fn attest(cmd: AttestCmd) -> Result<()> {
     let policy = PlatformPolicy::from_json(&read(&policy)?)?;
     let qd = hex::decode(qualifying_data.trim()).context("--qualifying-data is not hex")?;
     let started = std::time::Instant::now();
-    let prior: ReplayState = match &state {
+    let mut prior: ReplayState = match &state {
         Some(p) if p.exists() => serde_json::from_slice(&read(p)?).context("reading the replay state")?,
         _ => ReplayState::default(),
     };
+    // A quote from a later boot than the saved state's: the log started over, so it is
+    // verified from its start (the trust service refuses such evidence in a running
+    // job: the worker lost its memory).
+    if let Ok(q) = perun_attest::tpm::Quote::parse(&ev.quote) {
+        let boot = perun_attest::ima::TpmBoot { reset_count: q.reset_count, restart_count: q.restart_count };
+        if let (Some(before), Some(_)) = (prior.boot, perun_attest::evidence::rebooted(&prior, boot)) {
+            println!(
+                "the TPM was reset since the saved state ({before} then, {boot} now): the machine rebooted and its \
+                 IMA log started over; verifying the new log from its start"
+            );
+            prior = ReplayState::default();
+        }
+    }
     let endorsement = Endorsement { ek: &ek, certificate: &ek_cert, chain: &[] };
     let a = appraise(&ev, endorsement, &ak, &qd, &policy, &prior);
     if let (Some(p), Some(next)) = (&state, &a.state) {

@@ -92,21 +92,7 @@ pub fn import(
         return Ok(dataset::import_image_folder(source, resize, channels)?);
     }
     let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-    let label = match label {
-        Some(l) => l.to_owned(),
-        None => default_label_column(&bytes)?,
-    };
-    dataset::import_csv(&bytes, &label).with_context(|| format!("importing {}", source.display()))
-}
-
-fn default_label_column(bytes: &[u8]) -> Result<String> {
-    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    let header = String::from_utf8_lossy(first);
-    let cols: Vec<&str> = header.trim().split(',').map(str::trim).collect();
-    match cols.iter().find(|c| **c == "label").or(cols.last()) {
-        Some(c) if !c.is_empty() => Ok((*c).to_owned()),
-        _ => bail!("the CSV has no header row; name the label column with --label"),
-    }
+    dataset::import_csv_as(&bytes, label).with_context(|| format!("importing {}", source.display()))
 }
 
 /// Runs a dataset subcommand.

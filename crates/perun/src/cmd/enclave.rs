@@ -327,22 +327,8 @@ pub fn read_rows(path: &Path, label: Option<&str>) -> Result<(Vec<Vec<f32>>, Vec
             perun_seal::dataset::import_csv(&bytes, label).with_context(|| format!("reading {}", path.display()))?;
         return Ok((d.rows(), d.labels.clone()));
     }
-    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(&bytes[..]);
-    let header = r.headers()?.clone();
-    let mut rows = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.with_context(|| format!("{} row {}", path.display(), i + 1))?;
-        let row = rec
-            .iter()
-            .enumerate()
-            .map(|(j, v)| {
-                v.parse::<f32>().with_context(|| {
-                    format!("{} row {} column `{}`: `{v}` is not a number", path.display(), i + 1, &header[j])
-                })
-            })
-            .collect::<Result<Vec<f32>>>()?;
-        rows.push(row);
-    }
+    let table = perun_seal::dataset::read_table(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let rows = table.numbers().with_context(|| format!("reading {}", path.display()))?;
     Ok((rows, Vec::new()))
 }
 
