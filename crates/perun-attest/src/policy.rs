@@ -247,7 +247,7 @@ impl PlatformPolicy {
     pub fn check_entries(&self, entries: &[Entry], first_round: bool) -> Vec<Failure> {
         let mut out = Vec::new();
         let mut saw_worker = false;
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
             let digest = e.file_digest.to_text();
             let digest = digest.as_str();
             if e.violation {
@@ -269,7 +269,10 @@ impl PlatformPolicy {
             if self.worker_binary.as_deref() == Some(digest) {
                 saw_worker = true;
             }
-            if e.path == "boot_aggregate" || self.excludes.iter().any(|x| excluded(&e.path, x)) {
+            // Only the log's first entry is IMA's boot_aggregate; an entry of that name
+            // anywhere else (an `ima-buf` key or buffer so named) is checked like any.
+            let boot_aggregate = first_round && i == 0 && e.path == "boot_aggregate";
+            if boot_aggregate || self.excludes.iter().any(|x| excluded(&e.path, x)) {
                 continue;
             }
             let allowed = self.allowed_digests.contains(digest)
@@ -369,7 +372,8 @@ impl PlatformPolicy {
     pub fn from_log(name: &str, entries: &[Entry]) -> Self {
         let mut files: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let mut user_space = false;
-        for e in entries.iter().filter(|e| !e.violation && e.path != "boot_aggregate") {
+        let first_is_aggregate = entries.first().is_some_and(|e| e.path == "boot_aggregate");
+        for e in entries.iter().skip(usize::from(first_is_aggregate)).filter(|e| !e.violation) {
             if e.path == USER_SPACE_MARKER {
                 user_space = true;
                 continue;
@@ -404,6 +408,16 @@ mod tests {
         assert_eq!(f[0].path.as_deref(), Some("/tmp/exfiltrate"));
         assert_eq!(f[0].why, "file not in the policy");
         assert_eq!(f[1].why, "digest not allowed for this path");
+        // Only the log's first entry may be boot_aggregate: one later in the log (or in a
+        // later round) is checked like any other entry.
+        let aggregate = Entry::ima_ng("boot_aggregate", "sha256", &[4; 32]);
+        let ok = Entry::ima_ng("/usr/bin/perun", "sha256", &[1; 32]);
+        let f = policy.check_entries(&[ok.clone(), aggregate.clone()], false);
+        assert_eq!((f.len(), f[0].path.as_deref()), (1, Some("boot_aggregate")));
+        assert_eq!(policy.check_entries(std::slice::from_ref(&aggregate), false).len(), 1);
+        let mut with_worker = policy.clone();
+        with_worker.worker_binary = Some(ok.file_digest.to_text());
+        assert!(with_worker.check_entries(&[aggregate, ok], true).is_empty());
     }
 
     #[test]

@@ -131,3 +131,20 @@ fn collateral_time_is_read_from_its_tcb_info_and_malformed_collateral_is_refused
         assert!(perun_attest::tee::dcap::collateral_issued_at(&bad).is_err());
     }
 }
+
+#[test]
+fn snp_reports_of_a_version_not_laid_out_here_are_refused_by_version() {
+    let ev = snp();
+    let found = u32::from_le_bytes(ev.report[..4].try_into().unwrap());
+    assert!((2..=5).contains(&found), "the sample is version {found}");
+    let v = verifier(TeeKind::SevSnp).unwrap();
+    for version in [0u32, 1, 6, 0xffff_ffff] {
+        let mut e = ev.clone();
+        e.report[..4].copy_from_slice(&version.to_le_bytes());
+        let why = v.verify(&e, 0).unwrap_err().to_string();
+        assert!(why.contains(&format!("version {version} is not supported")) && why.contains("2 to 5"), "{why}");
+    }
+    let mut short = ev.clone();
+    short.report.truncate(3);
+    assert!(v.verify(&short, 0).unwrap_err().to_string().contains("too few"));
+}
