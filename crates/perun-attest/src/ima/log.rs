@@ -184,7 +184,7 @@ impl Entry {
         d.extend_from_slice(digest);
         let mut n = path.as_bytes().to_vec();
         n.push(0);
-        let template_data = length_prefixed(&[d, n]);
+        let template_data = length_prefixed(&[&d, &n]);
         let template_hash = Sha1::digest(&template_data).into();
         Self {
             pcr: super::IMA_PCR,
@@ -214,21 +214,28 @@ impl Entry {
     }
 
     /// Builds an entry from its raw template fields (as the binary form holds them) and
-    /// checks its template hash.
-    fn from_fields(pcr: u32, template: &str, template_hash: [u8; 20], raw: Vec<Vec<u8>>) -> Result<Self, String> {
+    /// checks its template hash. `data` is the template data the fields were split from,
+    /// where the caller has it (the binary form), else it is built from them.
+    fn from_fields(
+        pcr: u32,
+        template: &str,
+        template_hash: [u8; 20],
+        raw: &[&[u8]],
+        data: Option<&[u8]>,
+    ) -> Result<Self, String> {
         let kinds = fields_of(template).ok_or_else(|| unsupported(template))?;
         if raw.len() != kinds.len() {
             return Err(format!("template {template} has {} fields, expected {}", raw.len(), kinds.len()));
         }
         let violation = template_hash == [0u8; 20];
         let (mut file_digest, mut path, mut signature, mut buffer) = (None, None, None, None);
-        for (kind, value) in kinds.iter().zip(&raw) {
+        for (kind, &value) in kinds.iter().zip(raw) {
             match kind {
                 D => {
                     if value.len() != 20 {
                         return Err(format!("the legacy digest has {} bytes, expected 20", value.len()));
                     }
-                    file_digest = Some(FileDigest { algorithm: "sha1".into(), digest: value.clone() });
+                    file_digest = Some(FileDigest { algorithm: "sha1".into(), digest: value.to_vec() });
                 }
                 N => path = Some(path_text(value)),
                 NameNg => path = Some(path_text(value.strip_suffix(&[0]).unwrap_or(value))),
@@ -242,21 +249,18 @@ impl Entry {
                     file_digest = Some(FileDigest { algorithm: algorithm.to_owned(), digest: value[sep + 1..].to_vec() });
                 }
                 DigestWithAlgo => {} // d-modsig: the digest without the appended signature
-                Sig if !value.is_empty() => signature = Some(value.clone()),
-                Buf => buffer = Some(value.clone()),
+                Sig if !value.is_empty() => signature = Some(value.to_vec()),
+                Buf => buffer = Some(value.to_vec()),
                 Sig | Modsig => {}
             }
         }
         let (Some(file_digest), Some(path)) = (file_digest, path) else {
             return Err(format!("template {template} lacks a digest or a name"));
         };
-        let template_data = if template == "ima" {
-            let mut d = raw[0].clone();
-            d.extend_from_slice(&len32(raw[1].len()));
-            d.extend_from_slice(&raw[1]);
-            d
-        } else {
-            length_prefixed(&raw)
+        let template_data = match data {
+            Some(d) => d.to_vec(),
+            None if template == "ima" => [raw[0], &len32(raw[1].len()), raw[1]].concat(),
+            None => length_prefixed(raw),
         };
         let e = Self {
             pcr,
@@ -278,7 +282,7 @@ fn len32(n: usize) -> [u8; 4] {
     u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes()
 }
 
-fn length_prefixed(fields: &[Vec<u8>]) -> Vec<u8> {
+fn length_prefixed(fields: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 4).sum());
     for f in fields {
         out.extend_from_slice(&len32(f.len()));
@@ -325,7 +329,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Splits template data into its length-prefixed fields.
-fn split_fields(data: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+fn split_fields(data: &[u8], count: usize) -> Result<Vec<&[u8]>, String> {
     let mut out = Vec::with_capacity(count);
     let mut p = 0usize;
     while p < data.len() {
@@ -337,7 +341,7 @@ fn split_fields(data: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
         if out.len() == count {
             return Err(format!("more than the {count} fields of its template"));
         }
-        out.push(f.to_vec());
+        out.push(f);
         p += 4 + n;
     }
     Ok(out)
@@ -362,16 +366,19 @@ pub fn parse_binary(log: &[u8], first_index: usize) -> Result<Vec<(Entry, usize)
         }
         let template = String::from_utf8_lossy(c.take(name_len)?).into_owned();
         let kinds = fields_of(&template).ok_or_else(|| c.err(unsupported(&template)))?;
-        let raw = if template == "ima" {
+        let entry = if template == "ima" {
             // Legacy: the digest with no length, then the name with its length and no NUL.
-            let digest = c.take(20)?.to_vec();
+            let digest = c.take(20)?;
             let n = c.len(IMA_LEGACY_NAME_LEN, "legacy name")?;
-            vec![digest, c.take(n)?.to_vec()]
+            let name = c.take(n)?;
+            Entry::from_fields(pcr, &template, template_hash, &[digest, name], None)
         } else {
             let n = c.len(MAX_TEMPLATE_DATA, "template data")?;
-            split_fields(c.take(n)?, kinds.len()).map_err(|why| c.err(why))?
-        };
-        let entry = Entry::from_fields(pcr, &template, template_hash, raw).map_err(|why| c.err(why))?;
+            let data = c.take(n)?;
+            let raw = split_fields(data, kinds.len()).map_err(|why| c.err(why))?;
+            Entry::from_fields(pcr, &template, template_hash, &raw, Some(data))
+        }
+        .map_err(|why| c.err(why))?;
         out.push((entry, c.pos));
         c.index += 1;
     }
@@ -471,7 +478,8 @@ fn parse_ascii_entry(line: &[u8]) -> Result<Entry, String> {
             }
         });
     }
-    Entry::from_fields(pcr, &template, template_hash, raw)
+    let raw: Vec<&[u8]> = raw.iter().map(Vec::as_slice).collect();
+    Entry::from_fields(pcr, &template, template_hash, &raw, None)
 }
 
 fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -482,6 +490,10 @@ fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slices(v: &[Vec<u8>]) -> Vec<&[u8]> {
+        v.iter().map(Vec::as_slice).collect()
+    }
 
     fn ascii_of(e: &Entry, fields: &str) -> Vec<u8> {
         format!("10 {} {} {fields}\n", hex::encode(e.template_hash), e.template).into_bytes()
@@ -519,8 +531,8 @@ mod tests {
             let mut d = b"sha256:\0".to_vec();
             d.extend_from_slice(&[3u8; 32]);
             let raw = vec![d, [name, &[0][..]].concat(), Vec::new()];
-            let hash: [u8; 20] = Sha1::digest(length_prefixed(&raw)).into();
-            let e = Entry::from_fields(10, "ima-sig", hash, raw).unwrap();
+            let hash: [u8; 20] = Sha1::digest(length_prefixed(&slices(&raw))).into();
+            let e = Entry::from_fields(10, "ima-sig", hash, &slices(&raw), None).unwrap();
             let bin = parse_binary(&e.to_binary(), 0).unwrap();
             let mut line = format!("10 {} ima-sig sha256:{} ", hex::encode(hash), hex::encode([3u8; 32])).into_bytes();
             line.extend_from_slice(name);
@@ -538,8 +550,8 @@ mod tests {
         let mut d = b"sha256:\0".to_vec();
         d.extend_from_slice(&Sha256::digest(&buf));
         let raw = vec![d, b"kexec-cmdline\0".to_vec(), buf.clone()];
-        let hash: [u8; 20] = Sha1::digest(length_prefixed(&raw)).into();
-        let e = Entry::from_fields(10, "ima-buf", hash, raw).unwrap();
+        let hash: [u8; 20] = Sha1::digest(length_prefixed(&slices(&raw))).into();
+        let e = Entry::from_fields(10, "ima-buf", hash, &slices(&raw), None).unwrap();
         assert_eq!(e.buffer.as_deref(), Some(&buf[..]));
         let line = ascii_of(&e, &format!("sha256:{} kexec-cmdline {}", hex::encode(Sha256::digest(&buf)), hex::encode(&buf)));
         assert_eq!(parse_ascii(&line).unwrap()[0], e);
@@ -550,7 +562,7 @@ mod tests {
         padded.extend_from_slice(b"/init");
         padded.resize(20 + IMA_LEGACY_NAME_LEN, 0);
         let hash: [u8; 20] = Sha1::digest(&padded).into();
-        let e = Entry::from_fields(10, "ima", hash, raw).unwrap();
+        let e = Entry::from_fields(10, "ima", hash, &slices(&raw), None).unwrap();
         assert_eq!(e.path, "/init");
         let line = ascii_of(&e, &format!("{} /init", hex::encode([2u8; 20])));
         assert_eq!(parse_ascii(&line).unwrap()[0], e);

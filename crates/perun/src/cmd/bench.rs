@@ -278,7 +278,9 @@ fn bench_attest(n: usize, more: usize, quotes: usize) -> Result<()> {
         )
     };
     let entries: Vec<Entry> = (0..n + more).map(entry).collect();
-    let policy = PlatformPolicy::from_log("bench", &entries);
+    let mut policy = PlatformPolicy::from_log("bench", &entries);
+    // The first round must find the worker binary: the log's first file stands for it.
+    policy.worker_binary = entries.first().map(|e| e.file_digest.to_text());
     let log: Vec<u8> = entries[..n].iter().flat_map(Entry::to_binary).collect();
     let quoted = extend_all([0; 32], &entries[..n]);
     println!(
@@ -292,7 +294,8 @@ fn bench_attest(n: usize, more: usize, quotes: usize) -> Result<()> {
     let failures = policy.check_entries(&verified, true);
     let full = t.elapsed();
     if verified.len() != n || !failures.is_empty() {
-        bail!("the benchmark log did not verify");
+        let why: Vec<String> = failures.iter().take(3).map(ToString::to_string).collect();
+        bail!("the benchmark log did not verify: {}", why.join("; "));
     }
     let mut log2 = log.clone();
     log2.extend(entries[n..].iter().flat_map(Entry::to_binary));
