@@ -387,7 +387,18 @@ fn a_reboot_between_rounds_is_named_and_ends_the_round() {
     assert!(why[0].contains("rebooted") && why[0].contains(&after.to_string()), "{why:?}");
     let fresh = appraise(&ev2, endorsement, &ak, bind2.as_bytes(), &policy, &ReplayState::default());
     assert!(fresh.accepted(), "{:?}", fresh.failures);
-    assert_eq!(fresh.state.unwrap().boot, Some(after));
+    let fresh_state = fresh.state.unwrap();
+    assert_eq!(fresh_state.boot, Some(after));
+    // The saved state names the AK that proved it: a quote by another key (another TPM,
+    // or a key the worker never activated) cannot continue it.
+    let other = m.tpm().create_ak(KeyAlg::Rsa).unwrap();
+    let other_ak = AkPublic::parse_tpmt(&other.public).unwrap();
+    m.tpm().load_ak(&other).unwrap();
+    let (ev3, bind3) = round(&mut m, b"other-key");
+    let e = appraise(&ev3, endorsement, &other_ak, bind3.as_bytes(), &policy, &fresh_state);
+    let why: Vec<String> = e.failures.iter().map(ToString::to_string).collect();
+    assert!(!e.accepted() && why[0].contains("attestation key") && why[0].contains("saved state"), "{why:?}");
+    m.tpm().load_ak(&blob).unwrap();
 
     // The offline verifier with the saved state of boot 1.
     let dir = tempfile::tempdir().unwrap();

@@ -104,6 +104,15 @@ pub fn appraise(
     if let Some(why) = rebooted(state, boot) {
         return Appraisal::refuse(why);
     }
+    let ak_name = hex::encode(&ak.name);
+    if let Some(before) = state.ak.as_deref().filter(|_| state.entries > 0) {
+        if before != ak_name {
+            return Appraisal::refuse(format!(
+                "the quote is signed by attestation key {ak_name}, not by {before}, whose quotes proved the saved \
+                 state: evidence from another TPM or key cannot continue it"
+            ));
+        }
+    }
     let Some(pcr10) = evidence.pcrs.values.get(&IMA_PCR) else {
         return Appraisal::refuse("the quote does not cover PCR 10".into());
     };
@@ -112,6 +121,7 @@ pub fn appraise(
         Err(e) => return Appraisal::refuse(e.to_string()),
     };
     next.boot = Some(boot);
+    next.ak = Some(ak_name);
     let first_round = state.entries == 0;
     let mut failures = policy.check_pcrs(&evidence.pcrs);
     let mut ek = None;
@@ -138,13 +148,14 @@ pub fn appraise(
     Appraisal { failures, state: accepted.then_some(next), new_entries: entries.len(), ek }
 }
 
-/// Why evidence quoted in `boot` cannot continue `state`: the TPM was reset or
-/// restarted since the state's round, so the machine rebooted (or resumed from
-/// hibernation), its log started over and its memory was lost. `None` when it is the
-/// same boot, or the state has no round (or predates the record).
+/// Why evidence quoted in `boot` cannot continue `state`: the TPM was reset since the
+/// state's round (its `resetCount` changed), so the machine rebooted, its log started over
+/// and its memory was lost. A changed `restartCount` alone (a resume from suspend or
+/// hibernation) is not a reboot: the replay decides whether the log carries on. `None`
+/// when it is the same boot, or the state has no round (or predates the record).
 pub fn rebooted(state: &ReplayState, boot: TpmBoot) -> Option<String> {
     let before = state.boot.filter(|_| state.entries > 0)?;
-    (before != boot).then(|| {
+    (before.reset_count != boot.reset_count).then(|| {
         format!(
             "the worker rebooted since its last accepted round (TPM {before} then, {boot} now): its IMA log \
              started over and what it held in memory is gone"

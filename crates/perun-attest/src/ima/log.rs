@@ -237,8 +237,16 @@ impl Entry {
                     }
                     file_digest = Some(FileDigest { algorithm: "sha1".into(), digest: value.to_vec() });
                 }
-                N => path = Some(path_text(value)),
-                NameNg => path = Some(path_text(value.strip_suffix(&[0]).unwrap_or(value))),
+                N | NameNg => {
+                    let name = if *kind == NameNg { value.strip_suffix(&[0]).unwrap_or(value) } else { value };
+                    if name.contains(&0) {
+                        return Err("the name holds a NUL byte, which no kernel writes".into());
+                    }
+                    if *kind == N && name.len() > IMA_LEGACY_NAME_LEN - 1 {
+                        return Err(format!("the legacy name has {} bytes (at most 255)", name.len()));
+                    }
+                    path = Some(path_text(name));
+                }
                 DigestWithAlgo if file_digest.is_none() => {
                     let sep = value.iter().position(|&b| b == 0).ok_or("digest field has no `algorithm:` prefix")?;
                     let algorithm = std::str::from_utf8(&value[..sep])
@@ -246,7 +254,12 @@ impl Entry {
                         .and_then(|a| a.strip_suffix(':'))
                         .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b' '))
                         .ok_or("bad digest algorithm name")?;
-                    file_digest = Some(FileDigest { algorithm: algorithm.to_owned(), digest: value[sep + 1..].to_vec() });
+                    let digest = &value[sep + 1..];
+                    let bare = algorithm.rsplit(':').next().unwrap_or(algorithm);
+                    if let Some(n) = digest_len(bare).filter(|&n| n != digest.len()) {
+                        return Err(format!("a {bare} digest of {} bytes (expected {n})", digest.len()));
+                    }
+                    file_digest = Some(FileDigest { algorithm: algorithm.to_owned(), digest: digest.to_vec() });
                 }
                 DigestWithAlgo => {} // d-modsig: the digest without the appended signature
                 Sig if !value.is_empty() => signature = Some(value.to_vec()),
@@ -276,6 +289,19 @@ impl Entry {
         e.check_template_hash()?;
         Ok(e)
     }
+}
+
+/// The digest length of the hash algorithms IMA names (`hash_algo_name`), in bytes.
+fn digest_len(algorithm: &str) -> Option<usize> {
+    Some(match algorithm {
+        "md5" => 16,
+        "sha1" | "rmd160" => 20,
+        "sha224" => 28,
+        "sha256" | "sm3" | "streebog256" => 32,
+        "sha384" => 48,
+        "sha512" | "streebog512" => 64,
+        _ => return None,
+    })
 }
 
 fn len32(n: usize) -> [u8; 4] {
@@ -391,7 +417,8 @@ pub fn parse_binary(log: &[u8], first_index: usize) -> Result<Vec<(Entry, usize)
 /// (spaces and non-UTF-8 bytes included), signatures and buffers as hex, an empty field
 /// as nothing (so `ima-sig` without a signature ends in a space). A name may hold a
 /// newline: an entry whose line does not check is tried with the lines that follow it,
-/// and the template hash decides.
+/// and the template hash decides. A violation entry (zero template hash) proves nothing
+/// of where it ends, so a log holding one is refused in this form.
 ///
 /// Errors: [`AttestError::ImaLine`] naming the line (from 1) and what is wrong.
 pub fn parse_ascii(text: &[u8]) -> Result<Vec<Entry>, AttestError> {
@@ -429,6 +456,18 @@ pub fn parse_ascii(text: &[u8]) -> Result<Vec<Entry>, AttestError> {
             }
             return Err(AttestError::ImaLine { line: i + 1, why });
         };
+        if entry.violation {
+            // A violation's template hash is zeros: nothing proves where its name ends, so
+            // lines after it could be its name (a file name with newlines) or entries.
+            return Err(AttestError::ImaLine {
+                line: i + 1,
+                why: format!(
+                    "a violation entry ({}): in the ASCII form nothing proves where its name ends, so the lines \
+                     after it cannot be told from entries; use binary_runtime_measurements",
+                    entry.path
+                ),
+            });
+        }
         out.push(entry);
         i += extra + 1;
     }
@@ -579,6 +618,24 @@ mod tests {
         let err = parse_ascii(&crlf).unwrap_err().to_string();
         assert!(err.contains("carriage return"), "{err}");
         assert!(parse_ascii(b"10 zz ima-ng\n").is_err());
+        // A violation line (zero hash) with an entry-shaped line after it: refused, since
+        // that line could be the violation's file name, not an entry.
+        let fake = Entry::ima_ng("/usr/bin/sudo", "sha256", &[0xee; 32]);
+        let mut log = format!("10 {} ima-ng sha256:{} /tmp/x\n", "0".repeat(40), "0".repeat(64)).into_bytes();
+        log.extend(ascii_of(&fake, &format!("sha256:{} /usr/bin/sudo", hex::encode([0xeeu8; 32]))));
+        let e = parse_ascii(&log).unwrap_err().to_string();
+        assert!(e.contains("violation") && e.contains("binary_runtime_measurements"), "{e}");
+        // Digests of the wrong length for their algorithm, and NULs inside names.
+        let mut d = b"sha256:\0".to_vec();
+        d.extend_from_slice(&[6u8; 3]);
+        let raw: Vec<&[u8]> = vec![&d, b"/x\0"];
+        let h: [u8; 20] = Sha1::digest(length_prefixed(&raw)).into();
+        assert!(Entry::from_fields(10, "ima-ng", h, &raw, None).unwrap_err().contains("3 bytes (expected 32)"));
+        let mut d = b"sha256:\0".to_vec();
+        d.extend_from_slice(&[6u8; 32]);
+        let raw: Vec<&[u8]> = vec![&d, b"/init\0\0"];
+        let h: [u8; 20] = Sha1::digest(length_prefixed(&raw)).into();
+        assert!(Entry::from_fields(10, "ima-ng", h, &raw, None).unwrap_err().contains("NUL"));
         assert!(parse_ascii(b"\n\n").unwrap().is_empty());
     }
 }

@@ -25,12 +25,18 @@ pub struct ReplayState {
     /// saved before Perun recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<TpmBoot>,
+    /// The name (hex) of the attestation key whose quotes proved the verified entries: a
+    /// later round must be quoted by the same AK. `None` in states saved before Perun
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ak: Option<String>,
 }
 
 /// Which boot of a TPM a quote comes from (TPM 2.0 Part 2, section 10.11.1,
 /// `TPMS_CLOCK_INFO`): `resetCount` grows at every TPM Reset (a reboot), `restartCount` at
-/// every TPM Restart (resume from hibernation) and returns to 0 at a Reset. Either change
-/// means the PCRs, and the machine's memory, started over.
+/// every TPM Restart or Resume (resume from hibernation or from suspend to RAM, where the
+/// machine's memory carries on) and returns to 0 at a Reset. A changed `resetCount` means
+/// the machine rebooted: its PCRs, its IMA log and its memory started over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TpmBoot {
     /// `resetCount`.
@@ -47,7 +53,7 @@ impl std::fmt::Display for TpmBoot {
 
 impl Default for ReplayState {
     fn default() -> Self {
-        Self { entries: 0, offset: 0, sha1: hex::encode([0u8; 20]), sha256: hex::encode([0u8; 32]), boot: None }
+        Self { entries: 0, offset: 0, sha1: hex::encode([0u8; 20]), sha256: hex::encode([0u8; 32]), boot: None, ak: None }
     }
 }
 

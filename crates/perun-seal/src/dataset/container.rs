@@ -13,6 +13,9 @@ use crate::SealError;
 
 use super::MAX_CLASSES;
 
+/// The most values one sample may hold (2^28: a 16,384 x 16,384 image).
+const MAX_SAMPLE_VALUES: usize = 1 << 28;
+
 const SCHEMA_KEY: &str = "perun.schema";
 const SCHEMA: &str = "dataset/1";
 
@@ -84,9 +87,10 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Values per sample.
+    /// Values per sample (`usize::MAX` where the shape's product overflows, which
+    /// [`Dataset::validate`] refuses).
     pub fn sample_len(&self) -> usize {
-        self.sample_shape.iter().product()
+        self.sample_shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX)
     }
 
     /// The samples as rows of [`Dataset::sample_len`] values (a copy; the way a client
@@ -101,7 +105,10 @@ impl Dataset {
         if self.sample_shape.is_empty() || self.sample_len() == 0 {
             return bad(format!("sample shape {:?} is empty", self.sample_shape));
         }
-        if self.features.len() != self.len() * self.sample_len() {
+        if self.sample_len() > MAX_SAMPLE_VALUES {
+            return bad(format!("sample shape {:?} holds more than {MAX_SAMPLE_VALUES} values", self.sample_shape));
+        }
+        if Some(self.features.len()) != self.len().checked_mul(self.sample_len()) {
             return bad(format!(
                 "{} feature values do not fill {} samples of shape {:?}",
                 self.features.len(),
@@ -114,6 +121,10 @@ impl Dataset {
         }
         if self.class_names.len() > MAX_CLASSES {
             return bad(format!("{} classes, more than {MAX_CLASSES}", self.class_names.len()));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.class_names.len());
+        if let Some(dup) = self.class_names.iter().find(|n| !seen.insert(n.as_str())) {
+            return bad(format!("two classes are named `{dup}`"));
         }
         let k = self.class_names.len() as i64;
         if let Some((i, l)) = self.labels.iter().enumerate().find(|(_, l)| !(0..k).contains(*l)) {
@@ -281,7 +292,11 @@ impl Dataset {
         if n != labels.len() {
             return Err(SealError::Container(format!("{n} feature rows but {} labels", labels.len())));
         }
-        let features = f.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let features: Vec<f32> =
+            f.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        if let Some(i) = features.iter().position(|v| !v.is_finite()) {
+            return Err(SealError::Container(format!("feature value {i} is {} (features must be finite)", features[i])));
+        }
         let meta = meta.metadata().clone().unwrap_or_default();
         let list = |key: &str| -> Result<Vec<String>, SealError> {
             meta.get(key).map_or(Ok(Vec::new()), |v| {

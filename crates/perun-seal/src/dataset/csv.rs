@@ -47,8 +47,12 @@ fn reader(bytes: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
 
 /// The delimiter under which the header has the most columns and the first records
 /// have as many fields as the header; `,` where none gives more than one column.
-fn sniff(bytes: &[u8]) -> u8 {
+///
+/// Errors: two delimiters that read the file as the same number of columns (`a, b;c`):
+/// which one the file means cannot be told.
+fn sniff(bytes: &[u8]) -> Result<u8, SealError> {
     let mut best = (b',', 1usize);
+    let mut tie = None;
     for d in DELIMITERS {
         let mut records = reader(bytes, d).into_records();
         let Some(Ok(header)) = records.next() else { continue };
@@ -60,9 +64,21 @@ fn sniff(bytes: &[u8]) -> u8 {
             .all(|r| r.len() == width);
         if consistent && width > best.1 {
             best = (d, width);
+            tie = None;
+        } else if consistent && width == best.1 && width > 1 {
+            tie = Some(d);
         }
     }
-    best.0
+    if let Some(other) = tie {
+        return Err(SealError::Csv(format!(
+            "the file reads as {} columns separated by {} and as many separated by {}: quote the fields that hold \
+             the other character, so that the delimiter is clear",
+            best.1,
+            delimiter_name(best.0),
+            delimiter_name(other)
+        )));
+    }
+    Ok(best.0)
 }
 
 /// Reads CSV bytes into a [`CsvTable`].
@@ -79,7 +95,7 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
             e.valid_up_to()
         )));
     }
-    let delimiter = sniff(bytes);
+    let delimiter = sniff(bytes)?;
     let mut records = reader(bytes, delimiter).into_records();
     let headers: Vec<String> = match records.next() {
         Some(Ok(h)) if !(h.len() == 1 && h.get(0) == Some("")) => h.iter().map(str::to_owned).collect(),
@@ -89,10 +105,9 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
     if let Some(i) = headers.iter().position(String::is_empty) {
         return Err(SealError::Csv(format!("column {} has no name in the header row", i + 1)));
     }
-    for (i, h) in headers.iter().enumerate() {
-        if headers[..i].contains(h) {
-            return Err(SealError::Csv(format!("two columns are named `{h}`: name each column once")));
-        }
+    let mut seen = std::collections::HashSet::with_capacity(headers.len());
+    if let Some(h) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+        return Err(SealError::Csv(format!("two columns are named `{h}`: name each column once")));
     }
     let mut out = Vec::new();
     for rec in records {
@@ -147,7 +162,7 @@ pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError
 }
 
 /// Imports CSV bytes ([`read_table`]). The label column is `label_column`, or where none
-/// is named the column named [`DEFAULT_LABEL`], else the last column. Every other column
+/// is named the column named [`DEFAULT_LABEL`] (in any case), else the last column. Every other column
 /// is a feature and must hold finite numbers; labels may be integers (sorted
 /// numerically) or strings (sorted as text), and become class indices in that order.
 ///
@@ -160,7 +175,10 @@ pub fn import_csv_as(bytes: &[u8], label_column: Option<&str>) -> Result<Dataset
         Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
             SealError::Csv(format!("no column named `{name}`; the columns are: {}", headers.join(", ")))
         })?,
-        None => headers.iter().position(|h| h == DEFAULT_LABEL).unwrap_or(headers.len().saturating_sub(1)),
+        None => headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(DEFAULT_LABEL))
+            .unwrap_or(headers.len().saturating_sub(1)),
     };
     let label_name = &headers[label_idx];
     if headers.len() == 1 {
@@ -264,6 +282,12 @@ mod tests {
         // Tabs; the last column is the label where none is named `label`.
         let d = import_csv_as(b"x\ty\tclass\n1\t2\tp\n", None).unwrap();
         assert_eq!((d.feature_names.len(), &d.class_names[..]), (2, &["p".to_owned()][..]));
+        // `Label` is the label column too; a header that reads the same under two
+        // delimiters is refused, not guessed.
+        let d = import_csv_as(b"x,Label,y\n1,a,2\n", None).unwrap();
+        assert_eq!(d.feature_names, ["x", "y"]);
+        let e = import_csv_as(b"Preis, EUR;label\n1,5;billig\n2,25;teuer\n", None).unwrap_err().to_string();
+        assert!(e.contains("2 columns separated by `,` and as many separated by `;`"), "{e}");
         // A decimal comma is no number in a `,`-separated file.
         assert!(import_csv_as(b"a,label\n\"1,5\",0\n", None).unwrap_err().to_string().contains("not a finite number"));
     }

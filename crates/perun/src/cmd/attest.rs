@@ -252,7 +252,11 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
             let bytes = read(&l)?;
             // The binary form starts with the PCR index as 4 little-endian bytes (10 is
             // `0a 00 00 00`); the ASCII form with the index in digits.
-            let ascii = ascii || bytes.first().is_some_and(|b| b.is_ascii_digit() || *b == b' ');
+            if bytes.is_empty() {
+                bail!("{} is empty: an IMA log holds at least boot_aggregate", l.display());
+            }
+            let first = bytes.iter().find(|b| !matches!(b, b'\n' | b'\r'));
+            let ascii = ascii || first.is_some_and(|b| b.is_ascii_digit() || *b == b' ');
             let entries = if ascii {
                 parse_ascii(&bytes).with_context(|| format!("reading {}", l.display()))?
             } else {
@@ -372,7 +376,7 @@ pub fn attest(cmd: AttestCmd) -> Result<()> {
     } else {
         println!("refused:");
         for f in &a.failures {
-            println!("  - {f}");
+            println!("  - {}", crate::ui::printable(&f.to_string()));
         }
     }
     if !a.accepted() {
