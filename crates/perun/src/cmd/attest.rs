@@ -302,7 +302,11 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         for m in &missing {
             eprintln!("  - {m}");
         }
-        eprintln!("  (generate it again with those options; the allowlist above is kept as it is)");
+        eprintln!(
+            "  (generate it again with the same --ima-log or --tree and those options, into a new --out file or \
+             after removing {})",
+            out.display()
+        );
     }
     Ok(())
 }
