@@ -418,7 +418,10 @@ fn a_reboot_between_rounds_is_named_and_ends_the_round() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("the TPM was reset since the saved state") && text.contains("accepted: 3 new IMA entries"), "{text}");
+    assert!(
+        text.contains("the TPM was reset since the saved state") && text.contains("accepted: 3 new IMA entries"),
+        "{text}"
+    );
     let saved: ReplayState = serde_json::from_slice(&std::fs::read(p("state.json")).unwrap()).unwrap();
     assert_eq!(saved.boot, Some(after));
 }

@@ -112,7 +112,8 @@ fn a_pcr_bank_extended_the_pre_5_10_way_is_named_as_such() {
 #[test]
 fn quotes_from_two_boots_are_told_apart_by_their_clock_info() {
     let quote_of = |f: &str| {
-        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(case("08-tpm-reboot-state", f)).unwrap()).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case("08-tpm-reboot-state", f)).unwrap()).unwrap();
         let q = hex::decode(b["evidence"]["quote"].as_str().unwrap()).unwrap();
         perun_attest::tpm::Quote::parse(&q).unwrap()
     };

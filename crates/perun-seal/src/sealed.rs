@@ -189,7 +189,8 @@ impl<R: Read> Read for Counting<R> {
 /// header as it streams; [`SealedReader::finish`] reports the verdict, and nothing read
 /// before a successful `finish` may be trusted or kept.
 pub struct SealedReader<R: Read> {
-    stream: age::stream::StreamReader<Counting<age::armor::ArmoredReader<BufReader<io::Chain<io::Cursor<Vec<u8>>, R>>>>>,
+    stream:
+        age::stream::StreamReader<Counting<age::armor::ArmoredReader<BufReader<io::Chain<io::Cursor<Vec<u8>>, R>>>>>,
     count: Arc<AtomicU64>,
     age_header_len: u64,
     sealed_len: Option<u64>,

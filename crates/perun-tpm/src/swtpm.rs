@@ -183,7 +183,9 @@ impl Swtpm {
     pub fn reset(&self) -> Result<(), TpmError> {
         let run = |tool: &'static str, cmd: &mut Command| -> Result<(), TpmError> {
             let out = cmd.output().map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => TpmError::Missing { tool, hint: "apt-get install swtpm-tools tpm2-tools" },
+                std::io::ErrorKind::NotFound => {
+                    TpmError::Missing { tool, hint: "apt-get install swtpm-tools tpm2-tools" }
+                }
                 _ => TpmError::Io { what: format!("running {tool}"), source: e },
             })?;
             if !out.status.success() {

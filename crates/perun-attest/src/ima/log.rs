@@ -491,13 +491,15 @@ fn parse_ascii_entry(line: &[u8]) -> Result<Entry, String> {
     // Each field follows one space. The name (second field) is the only one that may
     // hold spaces: the first field ends at the first space, the fields after the name
     // start after the last spaces.
-    let (first, rest) = split_space(rest).ok_or_else(|| format!("template {template} has 1 field, expected {}", kinds.len()))?;
+    let (first, rest) =
+        split_space(rest).ok_or_else(|| format!("template {template} has 1 field, expected {}", kinds.len()))?;
     let mut tail: Vec<&[u8]> = Vec::with_capacity(kinds.len());
     let mut name = rest;
     for _ in 2..kinds.len() {
-        let at = name.iter().rposition(|&b| b == b' ').ok_or_else(|| {
-            format!("template {template} needs {} fields after the name", kinds.len() - 2)
-        })?;
+        let at = name
+            .iter()
+            .rposition(|&b| b == b' ')
+            .ok_or_else(|| format!("template {template} needs {} fields after the name", kinds.len() - 2))?;
         tail.push(&name[at + 1..]);
         name = &name[..at];
     }
@@ -592,7 +594,8 @@ mod tests {
         let hash: [u8; 20] = Sha1::digest(length_prefixed(&slices(&raw))).into();
         let e = Entry::from_fields(10, "ima-buf", hash, &slices(&raw), None).unwrap();
         assert_eq!(e.buffer.as_deref(), Some(&buf[..]));
-        let line = ascii_of(&e, &format!("sha256:{} kexec-cmdline {}", hex::encode(Sha256::digest(&buf)), hex::encode(&buf)));
+        let line =
+            ascii_of(&e, &format!("sha256:{} kexec-cmdline {}", hex::encode(Sha256::digest(&buf)), hex::encode(&buf)));
         assert_eq!(parse_ascii(&line).unwrap()[0], e);
         assert_eq!(parse_binary(&e.to_binary(), 0).unwrap()[0].0, e);
 

@@ -53,7 +53,14 @@ impl std::fmt::Display for TpmBoot {
 
 impl Default for ReplayState {
     fn default() -> Self {
-        Self { entries: 0, offset: 0, sha1: hex::encode([0u8; 20]), sha256: hex::encode([0u8; 32]), boot: None, ak: None }
+        Self {
+            entries: 0,
+            offset: 0,
+            sha1: hex::encode([0u8; 20]),
+            sha256: hex::encode([0u8; 32]),
+            boot: None,
+            ak: None,
+        }
     }
 }
 

@@ -295,7 +295,10 @@ impl Dataset {
         let features: Vec<f32> =
             f.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
         if let Some(i) = features.iter().position(|v| !v.is_finite()) {
-            return Err(SealError::Container(format!("feature value {i} is {} (features must be finite)", features[i])));
+            return Err(SealError::Container(format!(
+                "feature value {i} is {} (features must be finite)",
+                features[i]
+            )));
         }
         let meta = meta.metadata().clone().unwrap_or_default();
         let list = |key: &str| -> Result<Vec<String>, SealError> {

@@ -212,7 +212,7 @@ impl<S: Store> Trust<S> {
             if !missing.is_empty() {
                 return Err(TrustError::BadRequest(format!(
                     "policy `{}` is incomplete and would refuse every worker: it does not name {}",
-                    perun_attest::ima::path_text(p.name.as_bytes()),
+                    p.name,
                     missing.join("; ")
                 )));
             }

@@ -250,11 +250,11 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
         (Some(t), None) => PlatformPolicy::from_tree(&name, &t)?,
         (None, Some(l)) => {
             let bytes = read(&l)?;
-            // The binary form starts with the PCR index as 4 little-endian bytes (10 is
-            // `0a 00 00 00`); the ASCII form with the index in digits.
             if bytes.is_empty() {
                 bail!("{} is empty: an IMA log holds at least boot_aggregate", l.display());
             }
+            // The binary form starts with the PCR index as 4 little-endian bytes (10 is
+            // `0a 00 00 00`); the ASCII form with the index in digits.
             let first = bytes.iter().find(|b| !matches!(b, b'\n' | b'\r'));
             let ascii = ascii || first.is_some_and(|b| b.is_ascii_digit() || *b == b' ');
             let entries = if ascii {
@@ -282,7 +282,7 @@ pub fn policy(cmd: PolicyCmd, home: &crate::home::Home) -> Result<()> {
     let missing = policy.missing_anchors();
     println!(
         "policy `{}`: {} files, {} digests, {} EK roots, boot PCRs 0-9 {}{}; digest {}",
-        perun_attest::ima::path_text(name.as_bytes()),
+        crate::ui::printable(&name),
         policy.allowed_files.len(),
         policy.allowed_digests.len(),
         policy.ek.roots.len(),

@@ -151,7 +151,11 @@ fn inspect(file: &Path, json: bool) -> Result<()> {
         println!("  {:>3} {:<20} {:>7}", c.index, crate::ui::printable(&c.name), c.count);
     }
     if !summary.feature_names.is_empty() {
-        println!("features ({}): {}", summary.feature_names.len(), crate::ui::printable(&summary.feature_names.join(", ")));
+        println!(
+            "features ({}): {}",
+            summary.feature_names.len(),
+            crate::ui::printable(&summary.feature_names.join(", "))
+        );
     }
     Ok(())
 }
