@@ -542,15 +542,24 @@ fn reqwest_free_replay(w: &World) -> String {
     use perun_trust::service::stakeholders::RequestParts;
     let p = &w.people[HOSPITAL_A];
     let t = w.clock.load(Ordering::SeqCst);
-    let sh = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t);
+    let us = w.trust.keys().tls_fingerprint();
+    let sh = SignedHeaders::sign(p.signing_key(), p.name(), &us, "GET", "/v1/assets", b"", t);
     let parts = RequestParts { method: "GET", path: "/v1/assets", body: b"" };
     w.trust.authenticate(&sh, parts).unwrap();
     let replay = w.trust.authenticate(&sh, parts).unwrap_err().to_string();
-    let stale = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t - 301);
+    // The same nonce in upper case is the same nonce.
+    let mut upper = sh.clone();
+    upper.nonce = upper.nonce.to_ascii_uppercase();
+    assert!(w.trust.authenticate(&upper, parts).is_err());
+    let stale = SignedHeaders::sign(p.signing_key(), p.name(), &us, "GET", "/v1/assets", b"", t - 301);
     assert!(w.trust.authenticate(&stale, parts).unwrap_err().to_string().contains("clock"));
     let other_path = RequestParts { method: "GET", path: "/v1/assets/bc-a", body: b"" };
-    let fresh = SignedHeaders::sign(p.signing_key(), p.name(), "GET", "/v1/assets", b"", t);
+    let fresh = SignedHeaders::sign(p.signing_key(), p.name(), &us, "GET", "/v1/assets", b"", t);
     assert!(w.trust.authenticate(&fresh, other_path).unwrap_err().to_string().contains("does not verify"));
+    // A request signed for another Perun service does not verify at this one.
+    let elsewhere = perun_core::Digest::of(b"another service's certificate");
+    let other = SignedHeaders::sign(p.signing_key(), p.name(), &elsewhere, "GET", "/v1/assets", b"", t);
+    assert!(w.trust.authenticate(&other, parts).unwrap_err().to_string().contains("does not verify"));
     replay
 }
 

@@ -1,5 +1,8 @@
 //! Signed requests. A stakeholder signs each request with its Ed25519 key over the
-//! method, the path (with query), the SHA-256 of the body, the time and a random nonce:
+//! audience (the service the request is for: the SHA-256 fingerprint of its pinned TLS
+//! certificate, or a serving job's id), the method, the path (with query), the SHA-256 of
+//! the body, the time and a random nonce, so that a request cannot be replayed to another
+//! service within its time window:
 //!
 //! ```text
 //! Perun-Identity: hospital-a
@@ -34,10 +37,19 @@ pub const H_SIGNATURE: &str = "perun-signature";
 /// Header naming the calling worker.
 pub const H_WORKER: &str = "perun-worker";
 
-/// The digest a request signature covers.
-pub fn request_digest(method: &str, path_and_query: &str, body: &[u8], time: u64, nonce: &str) -> Digest {
+/// The digest a request signature covers: over `audience` (the service the request is
+/// for), method, path with query, the body's SHA-256, the time (Unix seconds) and the nonce.
+pub fn request_digest(
+    audience: &Digest,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    time: u64,
+    nonce: &str,
+) -> Digest {
     let body = Digest::of(body);
     Digest::of_parts(&[
+        audience.as_bytes(),
         method.as_bytes(),
         path_and_query.as_bytes(),
         body.to_string().as_bytes(),
@@ -60,10 +72,18 @@ pub struct SignedHeaders {
 }
 
 impl SignedHeaders {
-    /// Signs a request.
-    pub fn sign(key: &SigningKey, identity: &Name, method: &str, path: &str, body: &[u8], time: u64) -> Self {
+    /// Signs a request for `audience` (see [`request_digest`]).
+    pub fn sign(
+        key: &SigningKey,
+        identity: &Name,
+        audience: &Digest,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        time: u64,
+    ) -> Self {
         let nonce = hex::encode(rand::random::<[u8; 16]>());
-        let d = request_digest(method, path, body, time, &nonce);
+        let d = request_digest(audience, method, path, body, time, &nonce);
         Self { identity: identity.clone(), time, nonce, signature: sign_digest(key, REQUEST_CONTEXT, &d) }
     }
 
@@ -84,11 +104,13 @@ mod tests {
 
     #[test]
     fn every_part_of_the_request_is_covered() {
-        let base = request_digest("POST", "/v1/jobs", b"{}", 10, "aa");
-        assert_ne!(base, request_digest("PUT", "/v1/jobs", b"{}", 10, "aa"));
-        assert_ne!(base, request_digest("POST", "/v1/jobz", b"{}", 10, "aa"));
-        assert_ne!(base, request_digest("POST", "/v1/jobs", b"{ }", 10, "aa"));
-        assert_ne!(base, request_digest("POST", "/v1/jobs", b"{}", 11, "aa"));
-        assert_ne!(base, request_digest("POST", "/v1/jobs", b"{}", 10, "ab"));
+        let (a, b) = (Digest::of(b"service a"), Digest::of(b"service b"));
+        let base = request_digest(&a, "POST", "/v1/jobs", b"{}", 10, "aa");
+        assert_ne!(base, request_digest(&b, "POST", "/v1/jobs", b"{}", 10, "aa"));
+        assert_ne!(base, request_digest(&a, "PUT", "/v1/jobs", b"{}", 10, "aa"));
+        assert_ne!(base, request_digest(&a, "POST", "/v1/jobz", b"{}", 10, "aa"));
+        assert_ne!(base, request_digest(&a, "POST", "/v1/jobs", b"{ }", 10, "aa"));
+        assert_ne!(base, request_digest(&a, "POST", "/v1/jobs", b"{}", 11, "aa"));
+        assert_ne!(base, request_digest(&a, "POST", "/v1/jobs", b"{}", 10, "ab"));
     }
 }

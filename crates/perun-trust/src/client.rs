@@ -174,7 +174,10 @@ impl Client {
         match &self.caller {
             Caller::Anonymous => {}
             Caller::Stakeholder { name, key } => {
-                let sh = SignedHeaders::sign(key, name, method, path, &body, unix_now());
+                // The audience is the pinned certificate: a request signed for this
+                // service verifies at no other.
+                let audience = self.verifier.fingerprint.unwrap_or_else(|| Digest::from_bytes([0; 32]));
+                let sh = SignedHeaders::sign(key, name, &audience, method, path, &body, unix_now());
                 for (k, v) in sh.pairs() {
                     req = req.header(k, v);
                 }

@@ -253,6 +253,10 @@ pub struct Claimed {
     pub policy: JobPolicy,
     /// The receivers' `age` recipients, by name.
     pub receivers: Vec<(Name, String)>,
+    /// The receivers' public identities as registered here (their Ed25519 keys let a
+    /// serving enclave authenticate their prediction requests), in the manifest's order.
+    #[serde(default)]
+    pub receiver_identities: Vec<perun_core::PublicIdentity>,
     /// The first attestation nonce.
     pub nonce: String,
 }

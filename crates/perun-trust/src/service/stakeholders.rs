@@ -54,11 +54,13 @@ impl<S: Store> Trust<S> {
         if sh.nonce.len() < 16 || sh.nonce.len() > 64 || !sh.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TrustError::Unauthenticated("the request nonce must be 16 to 64 hex digits".into()));
         }
-        let d = request_digest(req.method, req.path, req.body, sh.time, &sh.nonce);
+        let d = request_digest(&self.keys.tls_fingerprint(), req.method, req.path, req.body, sh.time, &sh.nonce);
         verify_digest(key, REQUEST_CONTEXT, &d, &sh.signature).map_err(|_| {
             TrustError::Unauthenticated(format!("the request signature of {} does not verify", sh.identity))
         })?;
-        let record = RequestNonceRecord { key: format!("{}/{}", sh.identity, sh.nonce) };
+        // Kept as the bytes the nonce spells (lower-case hex): one nonce in another case
+        // is the same nonce.
+        let record = RequestNonceRecord { key: format!("{}/{}", sh.identity, sh.nonce.to_ascii_lowercase()) };
         let fresh = self.store.write(|tx| tx.insert(&record, Some(now + 2 * MAX_SKEW_S)))?;
         if !fresh {
             return Err(TrustError::Unauthenticated("replayed request: this nonce was already used".into()));

@@ -347,10 +347,12 @@ impl<S: Store> Trust<S> {
             });
         }
         let mut receivers = Vec::new();
+        let mut receiver_identities = Vec::new();
         for r in &job.manifest.receivers {
             let s: StakeholderRecord =
                 tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
-            receivers.push((r.clone(), s.identity.age_recipient));
+            receivers.push((r.clone(), s.identity.age_recipient.clone()));
+            receiver_identities.push(s.identity);
         }
         job.state = JobState::Running;
         job.worker = Some(worker.clone());
@@ -363,6 +365,7 @@ impl<S: Store> Trust<S> {
             assets,
             policy: policy.policy,
             receivers,
+            receiver_identities,
             nonce,
         })
     }
