@@ -159,6 +159,17 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     assert!(audit.contains("audit chain verified"), "{audit}");
     assert_eq!(audit.matches("KeyReleased").count(), 3, "{audit}");
     assert_eq!(audit.matches("AttestationAccepted").count(), 3, "{audit}");
+
+    // Whoever holds the host deletes the last records from the store: the chain that is
+    // left verifies on its own, but not against the checkpoint hospital-a kept.
+    let addr = svc.kill();
+    let db = rusqlite::Connection::open(s.path("trust/perun.db")).unwrap();
+    let cut = db.execute("DELETE FROM audit WHERE seq > (SELECT MAX(seq) - 2 FROM audit)", []).unwrap();
+    assert_eq!(cut, 2);
+    drop(db);
+    let svc = Service::start(&s, &addr);
+    let err = s.fails(&["audit", "verify", "--as", "hospital-a"]);
+    assert!(err.contains("the audit log was cut"), "{err}");
     let _ = svc.kill();
 
     // No plaintext of any sealed asset in any file the service or the users wrote.

@@ -329,11 +329,15 @@ fn approval_violations_are_refused_with_nothing_released() {
     assert_eq!(w.job(&edited_id).state, JobState::Proposed);
     w.assert_refused_and_audited(&edited_id, "does not cover");
 
-    // An approval by someone who owns nothing in the job.
-    let r = w.approve(MALLORY, &job);
+    // An approval by a party that owns nothing in the job (its provider): refused and
+    // audited; by a stakeholder of no part in it: the job does not exist for it.
+    let r = w.approve(INFRA, &job);
     assert!(refused_reason(r).contains("owns no asset"));
-    let seen = w.audit(MALLORY);
+    let seen = w.audit(INFRA);
     assert!(seen.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("owns no asset")));
+    let r = w.approve(MALLORY, &job);
+    assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+    assert!(!w.audit(MALLORY).iter().any(|(_, d)| d.contains("owns no asset")));
     assert!(!w.job(&job).released);
 }
 
@@ -369,7 +373,7 @@ fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
         ek_chain: Vec::new(),
     };
     let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
-    let _: CredentialChallenge = w
+    let ch2: CredentialChallenge = w
         .anon
         .call(
             "POST",
@@ -382,8 +386,8 @@ fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
     let r: Result<Claimed, _> = guessed.call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None);
     assert!(refused_reason(r).contains("no activated AK"));
     // A wrong answer to the credential challenge does not activate it.
-    let r: Result<(), _> =
-        w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&ActivateAk { credential: vec![7; 32] }));
+    let wrong = ActivateAk { credential: vec![7; 32], ak_public: ak2.public.clone(), issued_at: ch2.issued_at };
+    let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&wrong));
     assert!(refused_reason(r).contains("did not recover"));
 
     // gpu-1 quotes with a new AK that was never activated: the quote does not verify
@@ -511,10 +515,31 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
 #[test]
 fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let Some(w) = World::new() else { return };
-    // Another's asset: refused and audited.
+    // Another's asset answers as a missing one: its owner is not told.
     let r: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/bc-a", None);
-    assert!(refused_reason(r).contains("belongs to hospital-a"));
-    assert!(w.audit(HOSPITAL_B).iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("bc-a")));
+    let Err(TrustError::NotFound(why)) = r else { panic!("expected not found, got {r:?}") };
+    assert!(!why.contains("hospital-a"), "{why}");
+    let missing: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/no-such", None);
+    let Err(TrustError::NotFound(why_missing)) = missing else { panic!("{missing:?}") };
+    assert_eq!(why.replace("bc-a", "no-such"), why_missing, "an existing asset must read as a missing one");
+    // A proposer learns nothing of a registration from a manifest that misstates it.
+    let mut m = w.manifest("misstated");
+    m.data[0].content_digest = Digest::of(b"a guess");
+    let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+    let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+    assert!(why.contains("content digest differ") && !why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
+    // Approving a job one is no party of answers as for a missing job, and writes no
+    // record that would show its parties to the caller.
+    let private = w.ready_job("unseen");
+    let sig = sign_digest(w.people[MALLORY].signing_key(), APPROVAL_CONTEXT, &private);
+    let r: Result<JobInfo, _> = w.client(MALLORY).call(
+        "POST",
+        &format!("/v1/jobs/{private}/approve"),
+        Some(&ApproveJob { signature: sig }),
+    );
+    assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+    let log: AuditLog = w.client(MALLORY).call::<(), _>("GET", "/v1/audit", None).unwrap();
+    assert!(log.records.iter().filter_map(|v| v.body.as_ref()).all(|b| b.job != Some(private)), "mallory sees the job");
     let mine: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
     assert_eq!(mine.owner, name("hospital-a"));
     // A job one is not party to does not exist for one.
@@ -728,4 +753,90 @@ fn boot_state_other_than_the_policys_releases_nothing() {
     );
     let r = w.client(INFRA).call::<(), PolicyInfo>("GET", &format!("/v1/policies/{}", policy.digest()), None);
     assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+}
+
+/// Anonymous callers (the enrolment steps need no account) can neither change a worker's
+/// state nor grow the audit log with text of their choosing.
+#[test]
+fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
+    let Some(w) = World::new() else { return };
+    let audit_len = |w: &World| {
+        let log: AuditLog = w.client(INFRA).call::<(), _>("GET", "/v1/audit", None).unwrap();
+        log.records.len()
+    };
+    // A second TPM is enrolled by its provider; its real activation is under way.
+    let tpm2 = Swtpm::start().unwrap();
+    let mut t2 = Tpm::connect(&tpm2.tcti(), KeyAlg::Rsa).unwrap();
+    let ak2 = t2.create_ak(KeyAlg::Rsa).unwrap();
+    let body = EnrolWorker {
+        name: name("gpu-2"),
+        ek_public: t2.ek_public().to_vec(),
+        ek_certificate: t2.ek_certificate().unwrap(),
+        ek_chain: Vec::new(),
+    };
+    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    let present = PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: ak2.public.clone() };
+    let ch: CredentialChallenge = w.anon.call("POST", "/v1/workers/gpu-2/ak", Some(&present)).unwrap();
+
+    // Meanwhile an attacker presents its own AK under gpu-2's (public) EK, and sends a
+    // junk activation: neither touches what the real activation needs.
+    let rogue_tpm = Swtpm::start().unwrap();
+    let mut rogue = Tpm::connect(&rogue_tpm.tcti(), KeyAlg::Rsa).unwrap();
+    let rogue_ak = rogue.create_ak(KeyAlg::Rsa).unwrap();
+    let theirs = PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: rogue_ak.public.clone() };
+    let rogue_ch: CredentialChallenge = w.anon.call("POST", "/v1/workers/gpu-2/ak", Some(&theirs)).unwrap();
+    // It cannot recover that credential: only gpu-2's TPM holds the EK.
+    assert!(rogue.activate_credential(&rogue_ch.credential_blob, &rogue_ch.secret).is_err());
+    let junk = ActivateAk { credential: vec![0; 32], ak_public: rogue_ak.public.clone(), issued_at: rogue_ch.issued_at };
+    let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk));
+    assert!(refused_reason(r).contains("did not recover"));
+    let junk = ActivateAk { credential: vec![0; 32], ak_public: ak2.public.clone(), issued_at: ch.issued_at };
+    let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk));
+    assert!(refused_reason(r).contains("did not recover"));
+    // The real worker's activation still succeeds, and its token works.
+    let credential = t2.activate_credential(&ch.credential_blob, &ch.secret).unwrap();
+    let real = ActivateAk { credential: credential.clone(), ak_public: ak2.public.clone(), issued_at: ch.issued_at };
+    w.anon.call::<_, ()>("POST", "/v1/workers/gpu-2/activate", Some(&real)).unwrap();
+    let as_gpu2 = w.anon.with_caller(Caller::Worker { name: name("gpu-2"), token: zeroize::Zeroizing::new(credential) });
+    let _: Vec<OfferedJob> = as_gpu2.call::<(), _>("GET", "/v1/worker/jobs", None).unwrap();
+    // A challenge answered with another AK than the one it was made for is refused.
+    let swapped = ActivateAk { ak_public: rogue_ak.public.clone(), ..real };
+    let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&swapped));
+    assert!(refused_reason(r).contains("did not recover"));
+
+    // 300 requests naming workers with 60,000-character names: refused as malformed,
+    // nothing written.
+    let before = audit_len(&w);
+    let long = "x".repeat(60_000);
+    for _ in 0..300 {
+        let r: Result<CredentialChallenge, _> = w.anon.call("POST", &format!("/v1/workers/{long}/ak"), Some(&present));
+        assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+    }
+    let r: Result<(), _> = w.anon.call("POST", &format!("/v1/workers/{long}/activate"), Some(&junk_for(&ch)));
+    assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+    // Unknown (valid) names are refused without a record either.
+    for i in 0..50 {
+        let r: Result<CredentialChallenge, _> =
+            w.anon.call("POST", &format!("/v1/workers/nobody-{i}/ak"), Some(&present));
+        assert!(refused_reason(r).contains("not enrolled"));
+    }
+    assert_eq!(audit_len(&w), before, "no anonymous refusal of an unknown name may be audited");
+
+    // Refusals naming a real worker are audited for its provider, but at most 60 a
+    // minute: past that they answer 429 and write nothing.
+    let mut limited = 0;
+    for _ in 0..100 {
+        let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk_for(&ch)));
+        match r {
+            Err(TrustError::TooManyRequests(_)) => limited += 1,
+            other => assert!(refused_reason(other).contains("did not recover")),
+        }
+    }
+    assert!(limited >= 30, "the rate limit must answer 429 past its quota ({limited} of 100)");
+    let grown = audit_len(&w) - before;
+    assert!(grown <= 70, "audited anonymous refusals are bounded by the rate limit: {grown}");
+}
+
+fn junk_for(ch: &CredentialChallenge) -> ActivateAk {
+    ActivateAk { credential: vec![1; 32], ak_public: vec![0; 8], issued_at: ch.issued_at }
 }

@@ -75,13 +75,20 @@ impl JobPolicy {
             Self::Platform(p) => p.development(),
             Self::Tee(p) => {
                 let sim = !p.sim_keys.is_empty() || p.allowed.iter().any(|a| a.kind == Some(crate::tee::TeeKind::Sim));
+                let mut out = Vec::new();
                 if sim {
-                    vec!["it accepts the `sim` TEE: software that anyone holding its key can run, with no hardware \
-                          protecting the assets"
-                        .to_owned()]
-                } else {
-                    Vec::new()
+                    out.push(
+                        "it accepts the `sim` TEE: software that anyone holding its key can run, with no hardware \
+                         protecting the assets"
+                            .to_owned(),
+                    );
                 }
+                if p.allow_debug {
+                    out.push(
+                        "it accepts debug TEEs: their memory, and the assets in it, are the host's to read".to_owned(),
+                    );
+                }
+                out
             }
         }
     }
@@ -157,6 +164,10 @@ impl JobPolicy {
                     line("allowed", format!("{kind}: {}", m.join(" ")));
                 }
                 line("minimum TCB", format!("{:?}", p.min_tcb));
+                for (component, floor) in &p.min_svn {
+                    line("minimum SVN", format!("{component} {floor}"));
+                }
+                line("debug TEEs", if p.allow_debug { "accepted".into() } else { "refused".into() });
                 for k in &p.sim_keys {
                     line("sim TEE key", k.clone());
                 }
@@ -194,6 +205,8 @@ mod tests {
             }],
             min_tcb: TcbLevel::UpToDate,
             sim_keys: Default::default(),
+            min_svn: Default::default(),
+            allow_debug: false,
         };
         let parsed = JobPolicy::from_json(&serde_json::to_vec(&tee).unwrap()).unwrap();
         assert_eq!(parsed, JobPolicy::Tee(tee.clone()));

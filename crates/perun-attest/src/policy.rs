@@ -71,6 +71,11 @@ pub struct PlatformPolicy {
 /// Whether `path` lies under the exclude `prefix`, by whole path components (`/tmp`
 /// covers `/tmp/x`, not `/tmpfoo`).
 fn excluded(path: &str, prefix: &str) -> bool {
+    // `from_json` refuses relative excludes; one built in code that is not absolute
+    // excludes nothing.
+    if !prefix.starts_with('/') {
+        return false;
+    }
     let prefix = prefix.trim_end_matches('/');
     path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
@@ -131,6 +136,13 @@ impl PlatformPolicy {
             }
         }
         p.ek.check()?;
+        if let Some(x) = p.excludes.iter().find(|x| !x.starts_with('/') || x.split('/').any(|c| c == "." || c == ".."))
+        {
+            return Err(AttestError::Policy(format!(
+                "exclude `{x}`: an exclude is an absolute path without `.` or `..` (`/var/log`), matched by whole \
+                 path components"
+            )));
+        }
         if p.boot_events.values().flatten().any(|e| !e.text.is_empty()) {
             return Err(AttestError::Policy(
                 "boot_events carry event types and digests only (texts are not covered by the digests)".into(),
@@ -517,6 +529,14 @@ mod tests {
         assert!(p.development().is_empty());
         assert!(excluded("/var/log/x", "/var/log") && excluded("/var/log", "/var/log/"));
         assert!(!excluded("/var/logfoo", "/var/log"));
+        assert!(!excluded("/tmpX/a", "/tmp") && excluded("/tmp/a", "/tmp"));
+        assert!(!excluded("/etc/passwd", "") && !excluded("/etc/passwd", "etc"));
+        for bad in ["", "var/log", "/var/../etc"] {
+            let mut json = serde_json::to_value(&p).unwrap();
+            json["excludes"] = serde_json::json!([bad]);
+            let e = PlatformPolicy::from_json(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+            assert!(e.to_string().contains("absolute path"), "{bad}: {e}");
+        }
         p.excludes.clear();
         p.accept_user_space_ima = true;
         assert_eq!(p.development().len(), 1);

@@ -38,6 +38,8 @@ fn policy_for(ev: &TeeEvidence, now: u64) -> (TeePolicy, Vec<u8>) {
         allowed: vec![AllowedTee { kind: Some(ev.kind), measurements: claims.measurements.clone() }],
         min_tcb: TcbLevel::OutOfDate,
         sim_keys: Default::default(),
+        min_svn: claims.svns.clone(),
+        allow_debug: claims.debug,
     };
     (policy, hex::decode(&claims.report_data).unwrap())
 }
@@ -104,6 +106,8 @@ fn sim_evidence_is_refused_unless_the_policy_names_its_key() {
         allowed: vec![AllowedTee { kind: None, measurements: Default::default() }],
         min_tcb: TcbLevel::UpToDate,
         sim_keys: Default::default(),
+        min_svn: Default::default(),
+        allow_debug: false,
     };
     let refused = appraise_tee(&ev, &rd, &policy, 0).unwrap_err();
     assert!(refused.iter().any(|f| f.why.contains("sim TEE")));
@@ -129,6 +133,47 @@ fn collateral_time_is_read_from_its_tcb_info_and_malformed_collateral_is_refused
         serde_json::json!({ "tcb_info": "{\"issueDate\": \"yesterday\"}" }),
     ] {
         assert!(perun_attest::tee::dcap::collateral_issued_at(&bad).is_err());
+    }
+}
+
+#[test]
+fn snp_policies_set_a_tcb_floor_and_refuse_debug_guests() {
+    let ev = snp();
+    let claims = verifier(TeeKind::SevSnp).unwrap().verify(&ev, 0).unwrap();
+    let why = |r: Result<_, Vec<perun_attest::policy::Failure>>| -> String {
+        r.err().map(|f| f.iter().map(|f| f.why.clone()).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+    };
+    // The guest policy reads as a policy writes it (16 hex digits), so it can be pinned.
+    let guest = &claims.measurements["policy"];
+    assert!(guest.len() == 16 && guest.bytes().all(|b| b.is_ascii_hexdigit()), "{guest}");
+    let (policy, rd) = policy_for(&ev, 0);
+    let json = serde_json::to_vec(&policy).unwrap();
+    assert_eq!(TeePolicy::from_json(&json).unwrap(), policy);
+    assert!(appraise_tee(&ev, &rd, &policy, 0).is_ok());
+    // Without a floor SNP evidence is refused: the report states no vendor TCB level.
+    let mut no_floor = policy.clone();
+    no_floor.min_svn.clear();
+    assert!(why(appraise_tee(&ev, &rd, &no_floor, 0)).contains("must set a floor"));
+    // A floor one above the sample's reported TCB, per component: refused; at it: accepted.
+    assert_eq!(claims.svns.len(), 4, "{:?}", claims.svns);
+    for component in perun_attest::tee::SNP_TCB_COMPONENTS {
+        let mut above = policy.clone();
+        *above.min_svn.get_mut(component).unwrap() += 1;
+        let w = why(appraise_tee(&ev, &rd, &above, 0));
+        assert!(w.contains(&format!("TCB component {component}")) && w.contains("below the policy's floor"), "{w}");
+        let mut below = policy.clone();
+        let v = below.min_svn.get_mut(component).unwrap();
+        *v = v.saturating_sub(1);
+        assert!(appraise_tee(&ev, &rd, &below, 0).is_ok());
+    }
+    // The debug bit of the guest policy decides with the policy's allow_debug.
+    let mut strict = policy.clone();
+    strict.allow_debug = false;
+    let refused = why(appraise_tee(&ev, &rd, &strict, 0));
+    assert_eq!(claims.debug, refused.contains("allows debugging"), "debug {}: {refused}", claims.debug);
+    if claims.debug {
+        strict.allow_debug = true;
+        assert!(appraise_tee(&ev, &rd, &strict, 0).is_ok());
     }
 }
 

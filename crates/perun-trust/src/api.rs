@@ -25,13 +25,25 @@ use crate::TrustError;
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// Largest evidence body (IMA logs grow): 64 MiB.
+/// Largest TPM evidence body (IMA logs grow): 64 MiB, read only once the worker has
+/// authenticated.
 const MAX_EVIDENCE_BODY: usize = 64 << 20;
+/// Largest TEE evidence body (a report with its certificate chain and collateral): 4 MiB.
+const MAX_TEE_EVIDENCE_BODY: usize = 4 << 20;
+/// Largest policy body (a platform policy lists the digests of a tree): 16 MiB.
+const MAX_POLICY_BODY: usize = 16 << 20;
+/// Largest body of any other request: 1 MiB.
+const MAX_BODY: usize = 1 << 20;
+/// Evidence bodies read and appraised at once, per kind; more TPM evidence waits its
+/// turn, more anonymous TEE evidence is answered 429.
+const EVIDENCE_AT_ONCE: usize = 4;
 
 type Shared<S> = Arc<Trust<S>>;
 
 /// The service's router.
 pub fn router<S: Store>(trust: Shared<S>) -> Router {
+    let tpm_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
+    let tee_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
     Router::new()
         .route("/v1/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
@@ -40,7 +52,7 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/stakeholders", post(register_stakeholder::<S>))
         .route("/v1/assets", get(list_assets::<S>).post(register_asset::<S>))
         .route("/v1/assets/{name}", get(get_asset::<S>))
-        .route("/v1/policies", post(add_policy::<S>))
+        .route("/v1/policies", post(add_policy::<S>).layer(DefaultBodyLimit::max(MAX_POLICY_BODY)))
         .route("/v1/policies/{digest}", get(get_policy::<S>))
         .route("/v1/jobs", get(list_jobs::<S>).post(propose::<S>))
         .route("/v1/jobs/{id}", get(get_job::<S>))
@@ -49,7 +61,13 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/jobs/{id}/metrics", get(job_metrics::<S>).post(report_metrics::<S>))
         .route("/v1/jobs/{id}/claim", post(claim::<S>))
         .route("/v1/jobs/{id}/nonce", post(nonce::<S>))
-        .route("/v1/jobs/{id}/attest", post(attest::<S>).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BODY)))
+        .route(
+            "/v1/jobs/{id}/attest",
+            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+                attest::<S>(st, p, h, b, tpm_evidence.clone())
+            })
+            .layer(DefaultBodyLimit::disable()),
+        )
         .route("/v1/jobs/{id}/finish", post(finish::<S>))
         .route("/v1/jobs/{id}/fail", post(fail::<S>))
         .route("/v1/workers", get(list_workers::<S>).post(enrol_worker::<S>))
@@ -60,9 +78,13 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/enclave/jobs/{id}/nonce", post(enclave_nonce::<S>))
         .route(
             "/v1/enclave/jobs/{id}/attest",
-            post(attest_enclave::<S>).layer(DefaultBodyLimit::max(MAX_EVIDENCE_BODY)),
+            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+                attest_enclave::<S>(st, p, h, b, tee_evidence.clone())
+            })
+            .layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/audit", get(audit::<S>))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(trust)
 }
 
@@ -133,14 +155,19 @@ impl Req {
 
     /// Authenticates the calling worker by its bearer token.
     fn worker<S: Store>(&self, t: &Trust<S>) -> Result<WorkerRecord, TrustError> {
-        let name = header(&self.headers, H_WORKER)?;
-        let auth = header(&self.headers, "authorization")?;
-        let token = auth
-            .strip_prefix("Bearer ")
-            .and_then(|t| hex::decode(t.trim()).ok())
-            .ok_or_else(|| TrustError::Unauthenticated("expected `Authorization: Bearer <hex token>`".into()))?;
-        t.authenticate_worker(name, &token)
+        worker_of(t, &self.headers)
     }
+}
+
+/// Authenticates the calling worker by its bearer token, from the headers alone.
+fn worker_of<S: Store>(t: &Trust<S>, headers: &HeaderMap) -> Result<WorkerRecord, TrustError> {
+    let name = header(headers, H_WORKER)?;
+    let auth = header(headers, "authorization")?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .and_then(|t| hex::decode(t.trim()).ok())
+        .ok_or_else(|| TrustError::Unauthenticated("expected `Authorization: Bearer <hex token>`".into()))?;
+    t.authenticate_worker(name, &token)
 }
 
 macro_rules! handler {
@@ -159,7 +186,16 @@ macro_rules! handler {
     };
 }
 
-async fn metrics<S: Store>(State(t): State<Shared<S>>) -> Response {
+/// `/metrics`, for a scraper holding the token `perun serve` was given; off without one.
+async fn metrics<S: Store>(State(t): State<Shared<S>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().as_bytes());
+    if let Err(e) = t.check_metrics_token(token) {
+        return e.into_response();
+    }
     ([("content-type", "text/plain; version=0.0.4")], t.metrics().render()).into_response()
 }
 
@@ -245,13 +281,15 @@ handler!(deenrol_worker, |t, r, name: String| {
 });
 
 handler!(present_ak, |t, r, name: String| {
+    let name = path_name(&name)?;
     let body: PresentAk = parse(&r.body)?;
     t.present_ak(&name, &body.ek_public, &body.ak_public)
 });
 
 handler!(activate, |t, r, name: String| {
+    let name = path_name(&name)?;
     let body: ActivateAk = parse(&r.body)?;
-    t.activate(&name, &body.credential)
+    t.activate(&name, &body)
 });
 
 handler!(offered, |t, r| {
@@ -269,23 +307,93 @@ handler!(nonce, |t, r, id: String| {
     t.nonce(&w, &id)
 });
 
-handler!(attest, |t, r, id: String| {
-    let w = r.worker(t)?;
-    let body: Attest = parse(&r.body)?;
-    t.attest(&w, &id, body)
-});
+/// `POST /v1/jobs/{id}/attest`: the worker is authenticated from its headers before its
+/// body (up to 64 MiB) is read, and at most [`EVIDENCE_AT_ONCE`] bodies are read at once.
+async fn attest<S: Store>(
+    State(t): State<Shared<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Response {
+    let (t2, h) = (t.clone(), headers.clone());
+    let worker = match tokio::task::spawn_blocking(move || worker_of(&t2, &h)).await {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+    };
+    let Ok(_slot) = slots.acquire_owned().await else {
+        return TrustError::Store("the evidence queue closed".into()).into_response();
+    };
+    let bytes = match read_body(body, MAX_EVIDENCE_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    blocking(t, move |t| {
+        let body: Attest = parse(&bytes)?;
+        t.attest(&worker, &id, body)
+    })
+    .await
+}
+
+/// `POST /v1/enclave/jobs/{id}/attest`: anonymous for a ready job (the report is the
+/// credential); a running job's enclave sends its token. The job must exist and take
+/// TEE evidence before the body (up to 4 MiB) is read; at most [`EVIDENCE_AT_ONCE`] are
+/// read at once, more are answered 429.
+async fn attest_enclave<S: Store>(
+    State(t): State<Shared<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Response {
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return TrustError::TooManyRequests("too much TEE evidence at once: send it again in a second".into())
+            .into_response();
+    };
+    let (t2, h, id2) = (t.clone(), headers.clone(), id.clone());
+    let caller = match tokio::task::spawn_blocking(move || {
+        t2.takes_enclave_evidence(&id2)?;
+        if h.contains_key(H_WORKER) {
+            worker_of(&t2, &h).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+    };
+    let bytes = match read_body(body, MAX_TEE_EVIDENCE_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    blocking(t, move |t| {
+        let body: AttestEnclave = parse(&bytes)?;
+        t.attest_enclave(caller.as_ref(), &id, body)
+    })
+    .await
+}
+
+/// Reads a body of at most `limit` bytes, or answers 413.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        let msg = format!("request body: larger than {} MiB, or cut off", limit >> 20);
+        (StatusCode::PAYLOAD_TOO_LARGE, Json(TrustError::BadRequest(msg).to_body())).into_response()
+    })
+}
+
+/// A worker or enclave name from a URL: a valid [`perun_core::Name`] (at most 64
+/// characters), else refused before anything else happens.
+fn path_name(name: &str) -> Result<perun_core::Name, TrustError> {
+    perun_core::Name::new(name).map_err(|e| TrustError::BadRequest(format!("worker name: {e}")))
+}
 
 handler!(enclave_nonce, |t, r, id: String| {
     let body: EnclaveNonce = parse(&r.body)?;
     t.enclave_nonce(&id, &body.enclave)
-});
-
-handler!(attest_enclave, |t, r, id: String| {
-    // Anonymous for a ready job (the report is the credential); a running job's
-    // enclave sends its token.
-    let caller = if r.headers.contains_key(H_WORKER) { Some(r.worker(t)?) } else { None };
-    let body: AttestEnclave = parse(&r.body)?;
-    t.attest_enclave(caller.as_ref(), &id, body)
 });
 
 handler!(report_metrics, |t, r, id: String| {

@@ -225,6 +225,54 @@ pub fn verify_chain(views: &[AuditView], service_key: &VerifyingKey) -> Result<u
     Ok(views.len())
 }
 
+/// The point of the chain a stakeholder last verified: the head record's sequence number
+/// and hash (the service signed that hash). A later chain must extend it: records at or
+/// before it cannot vanish or change unnoticed, whatever happens to the service's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The head's sequence number (0: the empty chain).
+    pub seq: u64,
+    /// The head's hash (zeros for the empty chain).
+    pub head: Digest,
+}
+
+/// [`verify_chain`], and that the chain extends `since` (the checkpoint of an earlier
+/// verification): it holds at least `since.seq` records and record `since.seq` has hash
+/// `since.head`. Returns the chain's new checkpoint.
+///
+/// Errors: [`TrustError::Crypto`] naming the first record that fails, or the cut.
+pub fn verify_extends(
+    views: &[AuditView],
+    service_key: &VerifyingKey,
+    since: Option<&Checkpoint>,
+) -> Result<Checkpoint, TrustError> {
+    verify_chain(views, service_key)?;
+    let head = views
+        .last()
+        .map_or(Checkpoint { seq: 0, head: Digest::from_bytes([0; 32]) }, |v| Checkpoint { seq: v.seq, head: v.hash });
+    if let Some(c) = since {
+        let at = usize::try_from(c.seq).ok().and_then(|i| i.checked_sub(1)).and_then(|i| views.get(i));
+        match at {
+            _ if c.seq == 0 => {}
+            Some(v) if v.hash == c.head => {}
+            Some(_) => {
+                return Err(TrustError::Crypto(format!(
+                    "audit record {} is not the one verified before (hash {}): the service's history was rewritten",
+                    c.seq, c.head
+                )))
+            }
+            None => {
+                return Err(TrustError::Crypto(format!(
+                    "the audit log was cut: it ends at record {}, but record {} (hash {}) was verified before",
+                    head.seq, c.seq, c.head
+                )))
+            }
+        }
+    }
+    Ok(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +322,28 @@ mod tests {
 
         let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
         assert!(verify_chain(&views, &other).unwrap_err().to_string().contains("signature"));
+    }
+
+    #[test]
+    fn a_chain_must_extend_the_last_verified_checkpoint() {
+        let (key, recs) = chain(5);
+        let vk = key.verifying_key();
+        let a = Name::new("hospital-a").unwrap();
+        let views = view_for(&recs, &a);
+        let at3 = verify_extends(&views[..3], &vk, None).unwrap();
+        assert_eq!(at3.seq, 3);
+        // Growing on from it is fine.
+        let at5 = verify_extends(&views, &vk, Some(&at3)).unwrap();
+        assert_eq!((at5.seq, at5.head), (5, recs[4].hash));
+        // The tail cut: the chain verifies on its own, but not against the checkpoint.
+        assert!(verify_chain(&views[..4], &vk).is_ok());
+        let e = verify_extends(&views[..4], &vk, Some(&at5)).unwrap_err().to_string();
+        assert!(e.contains("cut") && e.contains("record 5"), "{e}");
+        // A different history of the same length (another service, the same key).
+        let (_, other) = chain(5);
+        let e = verify_extends(&view_for(&other, &a), &vk, Some(&at5)).unwrap_err().to_string();
+        assert!(e.contains("signature") || e.contains("rewritten"), "{e}");
+        // The empty chain is a checkpoint too.
+        assert_eq!(verify_extends(&[], &vk, None).unwrap().seq, 0);
     }
 }

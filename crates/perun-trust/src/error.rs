@@ -31,6 +31,10 @@ pub enum TrustError {
         /// Each failed check of the evidence.
         failures: Vec<Failure>,
     },
+    /// Too many requests of this kind (anonymous refusals, concurrent evidence): try
+    /// again later.
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     /// The job was revoked: the worker must stop, wipe and report.
     #[error("job revoked, abort: {0}")]
     Revoked(String),
@@ -65,6 +69,7 @@ impl TrustError {
             Self::Forbidden(_) | Self::Refused { .. } => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) | Self::Revoked(_) => 409,
+            Self::TooManyRequests(_) => 429,
             Self::Store(_) | Self::Crypto(_) | Self::Io(_) | Self::Transport(_) | Self::CertificateMismatch { .. } => {
                 500
             }
@@ -79,6 +84,7 @@ impl TrustError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::Refused { .. } => "refused",
             Self::Revoked(_) => "revoked",
             Self::Store(_) | Self::Crypto(_) | Self::Io(_) => "internal",
@@ -96,6 +102,7 @@ impl TrustError {
             "forbidden" => Self::Forbidden(m),
             "not_found" => Self::NotFound(m),
             "conflict" => Self::Conflict(m),
+            "too_many_requests" => Self::TooManyRequests(m),
             "refused" => Self::Refused { reason: m, failures: body.failures },
             "revoked" => Self::Revoked(m),
             _ => Self::Transport(format!("the service answered {status}: {m}")),
@@ -111,6 +118,7 @@ impl TrustError {
             | Self::Forbidden(m)
             | Self::NotFound(m)
             | Self::Conflict(m)
+            | Self::TooManyRequests(m)
             | Self::Revoked(m) => m.clone(),
             Self::Refused { reason, .. } => reason.clone(),
             _ => "internal error; the service log has the details".into(),

@@ -85,6 +85,12 @@ impl ServiceKeys {
         Ok(())
     }
 
+    /// The audit signing key as clients pin it: standard base64 of the Ed25519 public key.
+    pub fn audit_key(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.signing.verifying_key().as_bytes())
+    }
+
     /// The fingerprint clients pin: SHA-256 of the certificate.
     pub fn tls_fingerprint(&self) -> Digest {
         Digest::of(&self.tls_cert)

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub requests_refused: AtomicU64,
     /// HTTP requests served.
     pub http_requests: AtomicU64,
+    /// Refusals of anonymous requests not audited because of the rate limit.
+    pub anonymous_refusals_dropped: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_micros: AtomicU64,
@@ -51,6 +53,11 @@ impl Metrics {
             ("perun_jobs_revoked_total", "Jobs revoked.", &self.jobs_revoked),
             ("perun_requests_refused_total", "Requests refused and audited.", &self.requests_refused),
             ("perun_http_requests_total", "HTTP requests served.", &self.http_requests),
+            (
+                "perun_anonymous_refusals_dropped_total",
+                "Anonymous requests refused past the audit rate limit (not audited).",
+                &self.anonymous_refusals_dropped,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));

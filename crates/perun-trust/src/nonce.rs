@@ -13,9 +13,10 @@ const TIME: usize = 8;
 const RANDOM: usize = 16;
 const TAG: usize = 32;
 
-/// Issues and checks nonces.
+/// Issues and checks nonces, and derives credential-activation secrets.
 pub struct NonceIssuer {
     key: [u8; 32],
+    credential_key: [u8; 32],
 }
 
 impl std::fmt::Debug for NonceIssuer {
@@ -27,7 +28,26 @@ impl std::fmt::Debug for NonceIssuer {
 impl NonceIssuer {
     /// An issuer keyed by `secret` (the service derives it from its signing key).
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: *Digest::of_parts(&[b"perun/nonce-key/v1", secret]).as_bytes() }
+        Self {
+            key: *Digest::of_parts(&[b"perun/nonce-key/v1", secret]).as_bytes(),
+            credential_key: *Digest::of_parts(&[b"perun/credential-key/v1", secret]).as_bytes(),
+        }
+    }
+
+    /// The secret a credential challenge (TPM 2.0 Part 1, section 24: MakeCredential /
+    /// ActivateCredential) for AK `ak_public` of `worker`, whose enrolled EK is
+    /// `ek_public`, issued at `issued_at` (Unix seconds), protects: an HMAC over all four
+    /// under a key only this service holds. The service keeps no state for a challenge:
+    /// it recomputes the secret when the worker answers, so an anonymous request can
+    /// neither store nor replace anything a real worker's activation depends on.
+    pub fn credential_secret(&self, worker: &Name, ek_public: &[u8], ak_public: &[u8], issued_at: u64) -> [u8; 32] {
+        // allow-panic: HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&self.credential_key).unwrap_or_else(|_| unreachable!());
+        for part in [worker.as_str().as_bytes(), ek_public, ak_public, &issued_at.to_be_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     fn tag(&self, body: &[u8], job: &Digest, worker: &Name) -> [u8; 32] {
@@ -70,7 +90,8 @@ impl NonceIssuer {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` and `b` are equal, in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

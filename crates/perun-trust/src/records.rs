@@ -106,9 +106,6 @@ pub struct WorkerRecord {
     /// Its activated AK (`TPMT_PUBLIC`), once proven.
     #[serde(default, with = "opt_hex")]
     pub ak_public: Option<Vec<u8>>,
-    /// An AK awaiting proof of activation, with the SHA-256 of the challenge secret.
-    #[serde(default)]
-    pub pending: Option<PendingAk>,
     /// SHA-256 of the worker's access token (the activated credential).
     #[serde(default)]
     pub token_hash: Option<Digest>,
@@ -120,18 +117,6 @@ pub struct WorkerRecord {
     /// from. Enclaves have no EK or AK: their first accepted report enrols them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<perun_attest::tee::TeeKind>,
-}
-
-/// An AK that was sent a credential challenge.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PendingAk {
-    /// The AK public area.
-    #[serde(with = "hex::serde")]
-    pub ak_public: Vec<u8>,
-    /// SHA-256 of the challenge secret.
-    pub secret_hash: Digest,
-    /// When the challenge was issued.
-    pub issued_at: u64,
 }
 
 impl Record for WorkerRecord {

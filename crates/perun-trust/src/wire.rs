@@ -209,6 +209,8 @@ pub struct CredentialChallenge {
     /// `TPM2B_ENCRYPTED_SECRET` contents (hex).
     #[serde(with = "hex::serde")]
     pub secret: Vec<u8>,
+    /// When the challenge was issued (Unix seconds): the answer sends it back.
+    pub issued_at: u64,
 }
 
 /// `POST /v1/workers/{name}/activate`: the credential the TPM recovered.
@@ -218,6 +220,11 @@ pub struct ActivateAk {
     /// The recovered credential (hex). It is also the worker's access token.
     #[serde(with = "hex::serde")]
     pub credential: Vec<u8>,
+    /// The AK public area the challenge was made for (hex).
+    #[serde(with = "hex::serde")]
+    pub ak_public: Vec<u8>,
+    /// The challenge's `issued_at`.
+    pub issued_at: u64,
 }
 
 /// A ready job offered to workers.

@@ -1,5 +1,6 @@
 //! The worker's conversation with the trust service.
 
+use perun_attest::evidence::TpmEvidence;
 use perun_core::{Digest, Name};
 use perun_seal::release::{release_info, EphemeralKey};
 use perun_seal::AssetKey;
@@ -12,10 +13,16 @@ use zeroize::Zeroizing;
 
 use crate::{Platform, WorkerError};
 
-/// A worker enrolled with a trust service: its platform and its authenticated client.
+/// A worker enrolled with a trust service: its platform and its authenticated session.
 pub struct Agent {
-    name: Name,
     platform: Platform,
+    session: Session,
+}
+
+/// A worker's authenticated session with the trust service, whatever makes its evidence:
+/// the protocol an [`Agent`] on a TPM and a simulated worker (`crate::sim`) share.
+pub struct Session {
+    name: Name,
     client: Client,
     token: Zeroizing<Vec<u8>>,
     /// The nonce the last accepted attestation handed out for the next one, and until
@@ -29,23 +36,29 @@ pub struct ReleasedKeys {
     pub keys: Vec<(Name, AssetKey)>,
 }
 
-impl Agent {
-    /// Proves the worker's TPM to the service: creates an AK under the EK, presents both,
-    /// answers the credential challenge with ActivateCredential. `client` may be
-    /// anonymous; the returned agent speaks with the activated credential as its token.
-    pub fn enrol(client: &Client, name: Name, mut platform: Platform, ak_alg: KeyAlg) -> Result<Self, WorkerError> {
-        let ak = platform.tpm().create_ak(ak_alg)?;
-        let ek_public = platform.tpm().ek_public().to_vec();
+impl Session {
+    /// Proves a TPM's AK to the service: presents the EK and AK public areas, has
+    /// `recover` answer the credential challenge (ActivateCredential in that TPM, on the
+    /// credential blob and encrypted secret), and sends the credential back. `client`
+    /// may be anonymous; the session speaks with the activated credential as its token.
+    pub fn activate(
+        client: &Client,
+        name: Name,
+        ek_public: Vec<u8>,
+        ak_public: Vec<u8>,
+        recover: impl FnOnce(&[u8], &[u8]) -> Result<Vec<u8>, WorkerError>,
+    ) -> Result<Self, WorkerError> {
         let path = format!("/v1/workers/{name}/ak");
         let challenge: CredentialChallenge =
-            client.call("POST", &path, Some(&PresentAk { ek_public, ak_public: ak.public.clone() }))?;
-        let credential =
-            Zeroizing::new(platform.tpm().activate_credential(&challenge.credential_blob, &challenge.secret)?);
+            client.call("POST", &path, Some(&PresentAk { ek_public, ak_public: ak_public.clone() }))?;
+        let issued_at = challenge.issued_at;
+        let credential = Zeroizing::new(recover(&challenge.credential_blob, &challenge.secret)?);
         let path = format!("/v1/workers/{name}/activate");
-        client.call::<_, ()>("POST", &path, Some(&ActivateAk { credential: credential.to_vec() }))?;
+        let answer = ActivateAk { credential: credential.to_vec(), ak_public, issued_at };
+        client.call::<_, ()>("POST", &path, Some(&answer))?;
         let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential.clone() });
         tracing::info!(worker = %name, "enrolled: AK activated");
-        Ok(Self { name, platform, client, token: credential, next_nonce: None })
+        Ok(Self { name, client, token: credential, next_nonce: None })
     }
 
     /// Speaks through a new connection (after the service restarted), with the same
@@ -57,11 +70,6 @@ impl Agent {
     /// The worker's name.
     pub fn name(&self) -> &Name {
         &self.name
-    }
-
-    /// The platform (to measure files, or for tests to tamper with).
-    pub fn platform(&mut self) -> &mut Platform {
-        &mut self.platform
     }
 
     /// The authenticated client.
@@ -85,14 +93,20 @@ impl Agent {
         Ok(n.nonce)
     }
 
-    /// Makes evidence bound to `nonce`, `job` and a fresh ephemeral key, and sends it.
-    /// Returns the ephemeral key (to open released keys) and the service's answer.
-    pub fn attest(&mut self, job: &Digest, nonce: &str) -> Result<(EphemeralKey, Attested), WorkerError> {
+    /// Has `evidence` make evidence over the binding of `nonce`, `job` and a fresh
+    /// ephemeral key (its qualifying data), and sends it. Returns the ephemeral key (to
+    /// open released keys) and the service's answer.
+    pub fn attest(
+        &mut self,
+        job: &Digest,
+        nonce: &str,
+        evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
+    ) -> Result<(EphemeralKey, Attested), WorkerError> {
         let eph = EphemeralKey::generate();
         let nonce_bytes =
             hex::decode(nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
         let binding = Digest::evidence_binding(&nonce_bytes, job, &eph.public_bytes());
-        let evidence = self.platform.evidence(binding.as_bytes())?;
+        let evidence = evidence(binding.as_bytes())?;
         let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
         let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
         // Keep the next nonce, with a margin, so the next round needs one request.
@@ -102,13 +116,82 @@ impl Agent {
     }
 
     /// A continuous attestation: with the nonce the last answer handed out while it is
-    /// still valid, else with a fresh one.
-    pub fn reattest(&mut self, job: &Digest) -> Result<(EphemeralKey, Attested), WorkerError> {
+    /// still valid, else with a fresh one. A nonce is used once: after a failed attempt
+    /// the next one asks for a fresh nonce.
+    pub fn reattest(
+        &mut self,
+        job: &Digest,
+        evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
+    ) -> Result<(EphemeralKey, Attested), WorkerError> {
         let nonce = match self.next_nonce.take() {
             Some((j, n, until)) if j == *job && std::time::Instant::now() < until => n,
             _ => self.nonce(job)?,
         };
-        self.attest(job, &nonce)
+        self.attest(job, &nonce, evidence)
+    }
+}
+
+impl Agent {
+    /// Proves the worker's TPM to the service: creates an AK under the EK, presents both,
+    /// answers the credential challenge with ActivateCredential. `client` may be
+    /// anonymous; the returned agent speaks with the activated credential as its token.
+    pub fn enrol(client: &Client, name: Name, mut platform: Platform, ak_alg: KeyAlg) -> Result<Self, WorkerError> {
+        let ak = platform.tpm().create_ak(ak_alg)?;
+        let ek_public = platform.tpm().ek_public().to_vec();
+        let session = Session::activate(client, name, ek_public, ak.public, |blob, secret| {
+            Ok(platform.tpm().activate_credential(blob, secret)?)
+        })?;
+        Ok(Self { platform, session })
+    }
+
+    /// Speaks through a new connection (after the service restarted), with the same
+    /// token.
+    pub fn reconnect(&mut self, base: &Client) {
+        self.session.reconnect(base);
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &Name {
+        self.session.name()
+    }
+
+    /// The platform (to measure files, or for tests to tamper with).
+    pub fn platform(&mut self) -> &mut Platform {
+        &mut self.platform
+    }
+
+    /// The authenticated client.
+    pub fn client(&self) -> &Client {
+        self.session.client()
+    }
+
+    /// Ready jobs this worker could claim.
+    pub fn offered(&self) -> Result<Vec<OfferedJob>, WorkerError> {
+        self.session.offered()
+    }
+
+    /// Claims a job.
+    pub fn claim(&self, job: &Digest) -> Result<Claimed, WorkerError> {
+        self.session.claim(job)
+    }
+
+    /// A fresh nonce for the next attestation.
+    pub fn nonce(&self, job: &Digest) -> Result<String, WorkerError> {
+        self.session.nonce(job)
+    }
+
+    /// Makes evidence bound to `nonce`, `job` and a fresh ephemeral key, and sends it.
+    /// Returns the ephemeral key (to open released keys) and the service's answer.
+    pub fn attest(&mut self, job: &Digest, nonce: &str) -> Result<(EphemeralKey, Attested), WorkerError> {
+        let platform = &mut self.platform;
+        self.session.attest(job, nonce, |qualifying_data| platform.evidence(qualifying_data))
+    }
+
+    /// A continuous attestation: with the nonce the last answer handed out while it is
+    /// still valid, else with a fresh one.
+    pub fn reattest(&mut self, job: &Digest) -> Result<(EphemeralKey, Attested), WorkerError> {
+        let platform = &mut self.platform;
+        self.session.reattest(job, |qualifying_data| platform.evidence(qualifying_data))
     }
 
     /// Opens the keys of an accepted attestation with its ephemeral key.

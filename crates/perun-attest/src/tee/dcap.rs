@@ -41,12 +41,17 @@ impl TeeVerifier for DcapVerifier {
             .verify(&evidence.report, &collateral, now)
             .map_err(|e| AttestError::Check(format!("DCAP quote: {e}")))?;
         let mut m = BTreeMap::new();
+        let mut svns = BTreeMap::new();
+        let debug: bool;
         let report_data = match (&v.report, self.kind) {
             (Report::SgxEnclave(r), TeeKind::Sgx) => {
                 m.insert("mr_enclave".to_owned(), hex::encode(r.mr_enclave));
                 m.insert("mr_signer".to_owned(), hex::encode(r.mr_signer));
                 m.insert("isv_prod_id".to_owned(), r.isv_prod_id.to_string());
                 m.insert("isv_svn".to_owned(), r.isv_svn.to_string());
+                svns.insert("isv_svn".to_owned(), u64::from(r.isv_svn));
+                // ATTRIBUTES.FLAGS bit 1: DEBUG (Intel SDM vol. 3D, SECS).
+                debug = r.attributes[0] & 0x02 != 0;
                 r.report_data
             }
             (Report::TD10(r), TeeKind::Tdx) => {
@@ -54,6 +59,8 @@ impl TeeVerifier for DcapVerifier {
                 for (i, rt) in [r.rt_mr0, r.rt_mr1, r.rt_mr2, r.rt_mr3].iter().enumerate() {
                     m.insert(format!("rtmr{i}"), hex::encode(rt));
                 }
+                // TD_ATTRIBUTES bit 0: DEBUG (Intel TDX module ABI, TDREPORT).
+                debug = r.td_attributes[0] & 0x01 != 0;
                 r.report_data
             }
             (Report::TD15(r), TeeKind::Tdx) => {
@@ -62,6 +69,7 @@ impl TeeVerifier for DcapVerifier {
                 for (i, rt) in [b.rt_mr0, b.rt_mr1, b.rt_mr2, b.rt_mr3].iter().enumerate() {
                     m.insert(format!("rtmr{i}"), hex::encode(rt));
                 }
+                debug = b.td_attributes[0] & 0x01 != 0;
                 b.report_data
             }
             _ => return Err(AttestError::Check(format!("the quote is not a {:?} quote", self.kind))),
@@ -73,6 +81,8 @@ impl TeeVerifier for DcapVerifier {
             tcb: TcbLevel::from_intel(&v.status),
             tcb_status: v.status.clone(),
             advisories: v.advisory_ids.clone(),
+            svns,
+            debug,
         })
     }
 }

@@ -93,6 +93,15 @@ pub struct TeeClaims {
     pub tcb_status: String,
     /// Security advisories that apply.
     pub advisories: Vec<String>,
+    /// Security version numbers of the TCB's components, where the evidence states them
+    /// (SEV-SNP: `bootloader`, `tee`, `snp`, `microcode` of the reported TCB; SGX:
+    /// `isv_svn`), checked against [`TeePolicy::min_svn`].
+    #[serde(default)]
+    pub svns: BTreeMap<String, u64>,
+    /// Whether the TEE lets a debugger in (SGX `ATTRIBUTES.DEBUG`, TDX `TD_ATTRIBUTES.DEBUG`,
+    /// SEV-SNP guest policy `DEBUG`): its memory is then the host's to read.
+    #[serde(default)]
+    pub debug: bool,
 }
 
 /// Verifies one kind of TEE evidence (signatures, certificate chains, collateral).
@@ -126,7 +135,21 @@ pub struct TeePolicy {
     /// Sim TEE keys (hex) this policy accepts; empty: sim evidence is refused.
     #[serde(default)]
     pub sim_keys: BTreeSet<String>,
+    /// The lowest security version number of each named TCB component
+    /// ([`TeeClaims::svns`]). SEV-SNP evidence carries no vendor TCB level (AMD's
+    /// current TCB is not in the report), so a policy accepting it must name all of
+    /// `bootloader`, `tee`, `snp` and `microcode` (AMD SEV-SNP ABI specification,
+    /// `TCB_VERSION`); evidence below any floor is refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_svn: BTreeMap<String, u64>,
+    /// Accept TEEs that let a debugger in. Off (the default), debug enclaves, TDs and
+    /// guests are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_debug: bool,
 }
+
+/// The SEV-SNP TCB components a policy's [`TeePolicy::min_svn`] must name.
+pub const SNP_TCB_COMPONENTS: [&str; 4] = ["bootloader", "tee", "snp", "microcode"];
 
 impl TeePolicy {
     /// Parses and checks a TEE policy: at least one measurement set, each value hex digits
@@ -203,6 +226,33 @@ pub fn appraise_tee(
     if !policy.allowed.iter().any(matches) {
         let shown: Vec<String> = claims.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
         failures.push(failure(format!("measurements not in the policy: {}", shown.join(", "))));
+    }
+    if claims.debug && !policy.allow_debug {
+        failures.push(failure(format!(
+            "the {:?} TEE allows debugging (its memory is readable by the host): this policy does not allow debug TEEs",
+            claims.kind
+        )));
+    }
+    if claims.kind == TeeKind::SevSnp {
+        let missing: Vec<&str> =
+            SNP_TCB_COMPONENTS.iter().copied().filter(|c| !policy.min_svn.contains_key(*c)).collect();
+        if !missing.is_empty() {
+            failures.push(failure(format!(
+                "SEV-SNP evidence states no vendor TCB level: the policy must set a floor (`min_svn`) for {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    for (component, floor) in &policy.min_svn {
+        match claims.svns.get(component) {
+            Some(v) if v >= floor => {}
+            Some(v) => {
+                failures.push(failure(format!("TCB component {component} is at {v}, below the policy's floor {floor}")))
+            }
+            None => failures.push(failure(format!(
+                "the evidence states no TCB component {component}, which the policy's floor names"
+            ))),
+        }
     }
     if claims.tcb == TcbLevel::Revoked || claims.tcb > policy.min_tcb {
         failures.push(failure(format!(

@@ -79,6 +79,8 @@ impl TeeVerifier for SimVerifier {
             tcb: TcbLevel::UpToDate,
             tcb_status: "sim (no hardware)".into(),
             advisories: Vec::new(),
+            svns: BTreeMap::new(),
+            debug: false,
         })
     }
 }

@@ -67,12 +67,22 @@ impl TeeVerifier for SnpVerifier {
             measurements: BTreeMap::from([
                 ("measurement".to_owned(), hex::encode(report.measurement)),
                 ("host_data".to_owned(), hex::encode(report.host_data)),
-                ("policy".to_owned(), format!("{:#x}", u64::from(report.policy))),
+                // Hex digits as a policy writes them (16, no `0x`).
+                ("policy".to_owned(), format!("{:016x}", u64::from(report.policy))),
             ]),
             report_data: hex::encode(report.report_data),
+            // The report states versions, not a vendor verdict: the policy's `min_svn`
+            // floor decides (appraise_tee requires one for SNP evidence).
             tcb: TcbLevel::UpToDate,
             tcb_status: status,
             advisories: Vec::new(),
+            svns: BTreeMap::from([
+                ("bootloader".to_owned(), u64::from(t.bootloader)),
+                ("tee".to_owned(), u64::from(t.tee)),
+                ("snp".to_owned(), u64::from(t.snp)),
+                ("microcode".to_owned(), u64::from(t.microcode)),
+            ]),
+            debug: report.policy.debug_allowed(),
         })
     }
 }

@@ -44,6 +44,17 @@ impl<S: Store> Trust<S> {
         Ok(NonceIssued { nonce: self.nonces.issue(&job.id, enclave, self.now()), valid_s: self.config.nonce_valid_s })
     }
 
+    /// Whether job `job_id` exists and takes TEE evidence now (a ready or running `tee`
+    /// job): checked before an anonymous report's body is read.
+    pub fn takes_enclave_evidence(&self, job_id: &str) -> Result<(), TrustError> {
+        let job = self.job_record(job_id)?;
+        tee_job(&job)?;
+        match job.state {
+            JobState::Ready | JobState::Running => Ok(()),
+            _ => Err(live_error(&job)),
+        }
+    }
+
     /// Appraises an enclave's TEE report for a `tee` job. `caller` is the enclave as
     /// authenticated by its token, required once the job runs on it.
     pub fn attest_enclave(
@@ -65,6 +76,15 @@ impl<S: Store> Trust<S> {
             return Err(TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")));
         }
         let nonce = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("the nonce is not hex".into()))?;
+        // A report is appraised (certificate chains, signatures: the expensive part) only
+        // with a nonce this service issued for this job and enclave lately.
+        if let Err(why) = self.nonces.check(&req.nonce, &seen.id, &req.enclave, now, self.config.nonce_valid_s) {
+            let e = TrustError::Refused { reason: why, failures: Vec::new() };
+            return Err(match caller {
+                None => self.refused_anonymous(&actor, Some(&seen), Vec::new(), e),
+                Some(_) => self.refused(&actor, Some(&seen), e),
+            });
+        }
         let binding = Digest::evidence_binding(&nonce, &seen.id, &req.ephemeral_key);
         let (result, accepted) = TeeReportVerifier { policy: &policy, now }.appraise(&req.evidence, binding.as_bytes());
 
@@ -135,7 +155,6 @@ impl<S: Store> Trust<S> {
                     ek_certificate: Vec::new(),
                     ek_chain: Vec::new(),
                     ak_public: None,
-                    pending: None,
                     token_hash: Some(Digest::of(&token)),
                     state: WorkerState::Active,
                     enrolled_at: now,
@@ -166,6 +185,7 @@ impl<S: Store> Trust<S> {
                 tracing::warn!(job = %job_id, enclave = %req.enclave, reason = %e, "TEE evidence refused");
                 Err(e)
             }
+            Err((job, e)) if caller.is_none() => Err(self.refused_anonymous(&actor, Some(&job), Vec::new(), e)),
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
         }
     }

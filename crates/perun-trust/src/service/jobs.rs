@@ -39,12 +39,23 @@ impl<S: Store> Trust<S> {
                     .get(a.asset.as_str())?
                     .ok_or_else(|| TrustError::BadRequest(format!("asset `{}` is not registered", a.asset)))?;
                 if rec.owner != a.owner || rec.kind != a.kind || rec.content_digest != a.content_digest {
+                    // What the registration says is its owner's to tell, not the proposer's
+                    // to learn: the answer names only the fields that differ.
+                    let mut differ = Vec::new();
+                    if rec.owner != a.owner {
+                        differ.push("owner");
+                    }
+                    if rec.kind != a.kind {
+                        differ.push("kind");
+                    }
+                    if rec.content_digest != a.content_digest {
+                        differ.push("content digest");
+                    }
                     return Err(TrustError::BadRequest(format!(
-                        "asset `{}` is registered as a {} of {} with content {}, not as the manifest says",
+                        "asset `{}` is not registered as the manifest says ({} differ): its owner's \
+                         `perun asset list` shows its registration",
                         a.asset,
-                        rec.kind.as_str(),
-                        rec.owner,
-                        rec.content_digest
+                        differ.join(", ")
                     )));
                 }
             }
@@ -121,7 +132,9 @@ impl<S: Store> Trust<S> {
         job_id: &str,
         signature: perun_core::Signature,
     ) -> Result<JobInfo, TrustError> {
-        let mut job = self.job_record(job_id)?;
+        // A job the caller is no party of answers as a missing one: its parties and assets
+        // are not told, nor written to a record the caller may read.
+        let mut job = self.job_for(approver, job_id)?;
         if !job.manifest.required_approvers().contains(approver) {
             let err =
                 TrustError::Forbidden(format!("{approver} owns no asset of job {job_id}: its approval is not asked"));

@@ -17,7 +17,7 @@ pub mod workers;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use perun_core::Name;
+use perun_core::{Digest, Name};
 
 use crate::audit::{self, AuditKind, Event};
 use crate::keys::ServiceKeys;
@@ -60,13 +60,27 @@ pub struct TrustConfig {
     /// Extra seconds past twice a job's attestation interval before a missed
     /// attestation revokes it.
     pub attestation_grace_s: u64,
+    /// Refusals of anonymous requests written to the audit log per minute, at most; past
+    /// it, such requests answer 429 and are only counted (`perun_anonymous_refusals_dropped`).
+    pub anonymous_audits_per_minute: u32,
+    /// SHA-256 of the bearer token `/metrics` requires; `None` turns `/metrics` off.
+    pub metrics_token: Option<perun_core::Digest>,
 }
 
 impl Default for TrustConfig {
     fn default() -> Self {
-        Self { nonce_valid_s: 60, challenge_valid_s: 300, attestation_grace_s: 5 }
+        Self {
+            nonce_valid_s: 60,
+            challenge_valid_s: 300,
+            attestation_grace_s: 5,
+            anonymous_audits_per_minute: 60,
+            metrics_token: None,
+        }
     }
 }
+
+/// How many refusals of anonymous requests may be audited in a minute (a GCRA limiter).
+type AnonymousLimiter = governor::DefaultDirectRateLimiter;
 
 /// The trust service.
 pub struct Trust<S: Store> {
@@ -76,13 +90,17 @@ pub struct Trust<S: Store> {
     config: TrustConfig,
     metrics: Metrics,
     nonces: crate::nonce::NonceIssuer,
+    anonymous: AnonymousLimiter,
 }
 
 impl<S: Store> Trust<S> {
     /// A service over `store` with `keys`.
     pub fn new(store: S, keys: ServiceKeys, clock: Clock, config: TrustConfig) -> Self {
         let nonces = crate::nonce::NonceIssuer::new(keys.signing.as_bytes());
-        Self { store, keys, clock, config, metrics: Metrics::default(), nonces }
+        let per_minute =
+            std::num::NonZeroU32::new(config.anonymous_audits_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        let anonymous = governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
+        Self { store, keys, clock, config, metrics: Metrics::default(), nonces, anonymous }
     }
 
     /// The service's keys (public halves are served; private halves never leave).
@@ -93,6 +111,19 @@ impl<S: Store> Trust<S> {
     /// The service's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Checks the bearer token of a `/metrics` request.
+    pub fn check_metrics_token(&self, token: Option<&[u8]>) -> Result<(), TrustError> {
+        let Some(expected) = self.config.metrics_token else {
+            return Err(TrustError::NotFound(
+                "metrics are off: start `perun serve` with PERUN_METRICS_TOKEN set to serve them".into(),
+            ));
+        };
+        match token {
+            Some(t) if crate::nonce::constant_time_eq(Digest::of(t).as_bytes(), expected.as_bytes()) => Ok(()),
+            _ => Err(TrustError::Unauthenticated("`/metrics` needs `Authorization: Bearer <metrics token>`".into())),
+        }
     }
 
     /// The store.
@@ -129,6 +160,34 @@ impl<S: Store> Trust<S> {
             tracing::error!(error = %e, "could not write the audit record of a refusal");
         }
         err
+    }
+
+    /// Records the refusal of an anonymous (not yet authenticated) request, at most
+    /// [`TrustConfig::anonymous_audits_per_minute`] a minute: past that, nothing is written
+    /// and the caller is told to wait. `actor` and `parties` must be names the service
+    /// already knew (an enrolled worker, a job's enclave name), never text the caller chose
+    /// freely.
+    fn refused_anonymous(
+        &self,
+        actor: &str,
+        job: Option<&JobRecord>,
+        parties: Vec<Name>,
+        err: TrustError,
+    ) -> TrustError {
+        if self.anonymous.check().is_err() {
+            self.metrics.anonymous_refusals_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(actor, reason = %err, "anonymous request refused (not audited: rate limit)");
+            return TrustError::TooManyRequests(format!(
+                "{err} (and too many refused anonymous requests: try again in a minute)"
+            ));
+        }
+        self.refused_to(actor, job, parties, err)
+    }
+
+    /// [`Self::refused_anonymous`] for a request naming enrolled worker `w` (its provider
+    /// sees the record).
+    fn refused_worker(&self, w: &crate::records::WorkerRecord, err: TrustError) -> TrustError {
+        self.refused_anonymous(&worker_actor(&w.name), None, vec![w.enrolled_by.clone()], err)
     }
 
     /// Moves a job to `state` (revoked or expired) with `reason`, audited, inside `tx`.

@@ -27,10 +27,9 @@ pub struct RequestParts<'a> {
 impl<S: Store> Trust<S> {
     /// Who the service is.
     pub fn info(&self) -> ServiceInfo {
-        use base64::Engine as _;
         ServiceInfo {
             version: env!("CARGO_PKG_VERSION").into(),
-            audit_key: base64::engine::general_purpose::STANDARD.encode(self.keys.signing.verifying_key().as_bytes()),
+            audit_key: self.keys.audit_key(),
             wrap_recipient: self.keys.wrap_recipient(),
             tls_fingerprint: self.keys.tls_fingerprint(),
         }
@@ -61,7 +60,7 @@ impl<S: Store> Trust<S> {
         // Kept as the bytes the nonce spells (lower-case hex): one nonce in another case
         // is the same nonce.
         let record = RequestNonceRecord { key: format!("{}/{}", sh.identity, sh.nonce.to_ascii_lowercase()) };
-        let fresh = self.store.write(|tx| tx.insert(&record, Some(now + 2 * MAX_SKEW_S)))?;
+        let fresh = self.store.write(|tx| tx.insert(&record, Some(now.saturating_add(2 * MAX_SKEW_S))))?;
         if !fresh {
             return Err(TrustError::Unauthenticated("replayed request: this nonce was already used".into()));
         }
@@ -189,13 +188,10 @@ impl<S: Store> Trust<S> {
     /// An asset's descriptor, for its owner only.
     pub fn asset(&self, caller: &Name, name: &str) -> Result<AssetInfo, TrustError> {
         let rec: Option<AssetRecord> = self.store.read(|tx| tx.get(name))?;
+        // Another owner's asset answers as a missing one: who owns what is not told.
         match rec {
             Some(r) if &r.owner == caller => Ok(asset_info(&r)),
-            Some(r) => {
-                let err = TrustError::Forbidden(format!("asset `{name}` belongs to {}, not to {caller}", r.owner));
-                Err(self.refused(caller.as_str(), None, err))
-            }
-            None => Err(TrustError::NotFound(format!("no asset `{name}`"))),
+            _ => Err(TrustError::NotFound(format!("you own no asset `{name}` (`perun asset list` shows yours)"))),
         }
     }
 

@@ -15,18 +15,19 @@ use perun_attest::AttestError;
 use perun_attest::JobPolicy;
 use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
+use zeroize::Zeroizing;
 
 use super::jobs::job_in;
 use super::{worker_actor, Trust};
 use crate::audit::{AuditKind, Event};
 use crate::records::{
-    AssetRecord, JobRecord, JobState, MetricRecord, OutputRecord, PendingAk, PolicyRecord, ReleaseRecord,
-    SessionRecord, StakeholderRecord, WorkerRecord, WorkerState,
+    AssetRecord, JobRecord, JobState, MetricRecord, OutputRecord, PolicyRecord, ReleaseRecord, SessionRecord,
+    StakeholderRecord, WorkerRecord, WorkerState,
 };
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{
-    AssetLocation, Attest, Attested, Claimed, CredentialChallenge, EnrolWorker, NonceIssued, OfferedJob, ReleasedKey,
-    WorkerInfo,
+    ActivateAk, AssetLocation, Attest, Attested, Claimed, CredentialChallenge, EnrolWorker, NonceIssued, OfferedJob,
+    ReleasedKey, WorkerInfo,
 };
 use crate::TrustError;
 
@@ -76,7 +77,6 @@ impl<S: Store> Trust<S> {
             ek_certificate: certificate,
             ek_chain: chain,
             ak_public: None,
-            pending: None,
             token_hash: None,
             state: WorkerState::Enrolled,
             enrolled_at: self.now(),
@@ -123,7 +123,6 @@ impl<S: Store> Trust<S> {
                 .ok_or_else(|| TrustError::NotFound(format!("`{by}` enrolled no worker `{name}`")))?;
             w.state = WorkerState::Deenrolled;
             w.token_hash = None;
-            w.pending = None;
             tx.put(&w)?;
             for mut job in tx.list::<JobRecord>("")? {
                 if job.state == JobState::Running && job.worker.as_ref() == Some(&w.name) {
@@ -144,82 +143,80 @@ impl<S: Store> Trust<S> {
     }
 
     /// A worker presents its EK and AK; the answer is a credential only the enrolled TPM
-    /// can recover, and only for that AK.
+    /// can recover, and only for that AK. Anonymous, so it writes nothing: the secret is
+    /// derived from the worker, its EK, the AK and the time
+    /// ([`crate::nonce::NonceIssuer::credential_secret`]) and recomputed on activation.
     pub fn present_ak(
         &self,
-        name: &str,
+        name: &Name,
         ek_public: &[u8],
         ak_public: &[u8],
     ) -> Result<CredentialChallenge, TrustError> {
-        let actor = format!("worker:{name}");
-        let worker = self.store.read(|tx| tx.get::<WorkerRecord>(name))?;
-        let Some(worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
-            let err = TrustError::Forbidden(format!(
-                "worker `{name}` is not enrolled: the infrastructure provider must run `perun worker enrol` first"
-            ));
-            return Err(self.refused(&actor, None, err));
-        };
+        let worker = self.enrolled_tpm(name)?;
         let ek = AkPublic::parse(ek_public).map_err(|e| TrustError::BadRequest(format!("EK public area: {e}")))?;
         if ek.tpmt != worker.ek_public {
             let err = TrustError::Forbidden(format!("worker `{name}` presented an EK other than the enrolled one"));
-            return Err(self.refused_to(&actor, None, vec![worker.enrolled_by], err));
+            return Err(self.refused_worker(&worker, err));
         }
         let ak = AkPublic::parse(ak_public).map_err(|e| TrustError::BadRequest(format!("AK public area: {e}")))?;
         ak.check_attestation_key().map_err(|e| TrustError::BadRequest(e.to_string()))?;
-        let secret: [u8; 32] = rand::random();
-        let cred = make_credential(&ek, &ak.name, &secret).map_err(|e| TrustError::BadRequest(e.to_string()))?;
-        let pending = PendingAk { ak_public: ak.tpmt, secret_hash: Digest::of(&secret), issued_at: self.now() };
-        // Only the pending AK changes, on the record as it is now: a de-enrolment or
-        // activation that landed since the read above is kept.
+        let issued_at = self.now();
+        let secret = Zeroizing::new(self.nonces.credential_secret(name, &worker.ek_public, &ak.tpmt, issued_at));
+        let cred = make_credential(&ek, &ak.name, &secret[..]).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        Ok(CredentialChallenge { credential_blob: cred.credential_blob, secret: cred.secret, issued_at })
+    }
+
+    /// A worker proves its TPM recovered the credential: its AK is accepted, and the
+    /// credential becomes its access token. Nothing changes unless the credential is
+    /// the one [`Self::present_ak`] made for this worker's enrolled EK and this AK, less
+    /// than the challenge validity ago: a wrong answer leaves the worker as it was.
+    pub fn activate(&self, name: &Name, body: &ActivateAk) -> Result<(), TrustError> {
+        let actor = worker_actor(name);
+        let now = self.now();
+        let worker = self.enrolled_tpm(name)?;
+        let expected =
+            Zeroizing::new(self.nonces.credential_secret(name, &worker.ek_public, &body.ak_public, body.issued_at));
+        let valid = self.config.challenge_valid_s;
+        if body.issued_at > now.saturating_add(5) || now > body.issued_at.saturating_add(valid) {
+            let err = TrustError::Forbidden("the credential challenge expired: present the AK again".into());
+            return Err(self.refused_worker(&worker, err));
+        }
+        if !crate::nonce::constant_time_eq(&expected[..], &body.credential) {
+            let err = TrustError::Forbidden(format!(
+                "worker `{name}` did not recover the credential: its AK is not in the enrolled TPM"
+            ));
+            return Err(self.refused_worker(&worker, err));
+        }
         let enrolled_ek = worker.ek_public;
         self.store.write(|tx| {
-            let current = tx.get::<WorkerRecord>(name)?;
+            // On the record as it is now: a de-enrolment that landed meanwhile is kept.
+            let current = tx.get::<WorkerRecord>(name.as_str())?;
             let Some(mut current) =
                 current.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none() && w.ek_public == enrolled_ek)
             else {
                 return Err(TrustError::Forbidden(format!("worker `{name}` is not enrolled")));
             };
-            current.pending = Some(pending);
-            tx.put(&current)
-        })?;
-        Ok(CredentialChallenge { credential_blob: cred.credential_blob, secret: cred.secret })
+            current.ak_public = Some(body.ak_public.clone());
+            current.token_hash = Some(Digest::of(&body.credential));
+            current.state = WorkerState::Active;
+            tx.put(&current)?;
+            let mut e = Event::new(AuditKind::WorkerActivated, actor.as_str(), "AK proven by credential activation");
+            e.parties = vec![current.enrolled_by.clone()];
+            self.audit(tx, e)
+        })
     }
 
-    /// A worker proves its TPM recovered the credential: its AK is accepted, and the
-    /// credential becomes its access token.
-    pub fn activate(&self, name: &str, credential: &[u8]) -> Result<(), TrustError> {
-        let actor = format!("worker:{name}");
-        let now = self.now();
-        let mut provider = Vec::new();
-        let outcome = self.store.write(|tx| {
-            let worker = tx.get::<WorkerRecord>(name)?;
-            let Some(mut worker) = worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()) else {
-                return Ok(Err(TrustError::Forbidden(format!("worker `{name}` is not enrolled"))));
-            };
-            provider.push(worker.enrolled_by.clone());
-            let Some(pending) = worker.pending.take() else {
-                return Ok(Err(TrustError::Forbidden(format!("worker `{name}` has no AK awaiting activation"))));
-            };
-            if now > pending.issued_at + self.config.challenge_valid_s {
-                tx.put(&worker)?;
-                return Ok(Err(TrustError::Forbidden("the credential challenge expired: present the AK again".into())));
-            }
-            if Digest::of(credential) != pending.secret_hash {
-                tx.put(&worker)?;
-                return Ok(Err(TrustError::Forbidden(format!(
-                    "worker `{name}` did not recover the credential: its AK is not in the enrolled TPM"
-                ))));
-            }
-            worker.ak_public = Some(pending.ak_public);
-            worker.token_hash = Some(Digest::of(credential));
-            worker.state = WorkerState::Active;
-            tx.put(&worker)?;
-            let mut e = Event::new(AuditKind::WorkerActivated, actor.as_str(), "AK proven by credential activation");
-            e.parties = vec![worker.enrolled_by.clone()];
-            self.audit(tx, e)?;
-            Ok(Ok(()))
-        })?;
-        outcome.map_err(|e| self.refused_to(&actor, None, provider, e))
+    /// The enrolled TPM worker `name`, for an anonymous enrolment step. An unknown name
+    /// is refused without an audit record: nothing an anonymous caller chooses is
+    /// written.
+    fn enrolled_tpm(&self, name: &Name) -> Result<WorkerRecord, TrustError> {
+        let worker = self.store.read(|tx| tx.get::<WorkerRecord>(name.as_str()))?;
+        worker.filter(|w| w.state != WorkerState::Deenrolled && w.tee.is_none()).ok_or_else(|| {
+            self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
+            TrustError::Forbidden(format!(
+                "worker `{name}` is not enrolled: the infrastructure provider must run `perun worker enrol` first"
+            ))
+        })
     }
 
     /// Authenticates a worker by its access token.
@@ -237,11 +234,11 @@ impl<S: Store> Trust<S> {
                 let err = TrustError::Unauthenticated(format!(
                     "worker `{name}` has no activated AK: present the AK and activate the credential first"
                 ));
-                Err(self.refused_to(&worker_actor(&worker.name), None, vec![worker.enrolled_by.clone()], err))
+                Err(self.refused_worker(&worker, err))
             }
             _ => {
                 let err = TrustError::Unauthenticated(format!("worker `{name}` presented a wrong access token"));
-                Err(self.refused_to(&worker_actor(&worker.name), None, vec![worker.enrolled_by.clone()], err))
+                Err(self.refused_worker(&worker, err))
             }
         }
     }
@@ -448,9 +445,15 @@ impl<S: Store> Trust<S> {
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
         let ek = AkPublic::parse(&worker.ek_public);
         let chain = chain_of(worker);
+        // Cheap checks first: evidence is appraised only for the job's own worker, with a
+        // nonce this service issued to it lately (the write below decides and spends it).
+        let cheap = seen.state == JobState::Running
+            && seen.worker.as_ref() == Some(&worker.name)
+            && req.ephemeral_key.len() == PUBLIC_KEY_LEN
+            && self.nonces.check(&req.nonce, &seen.id, &worker.name, self.now(), self.config.nonce_valid_s).is_ok();
         let appraised = match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
             (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
-                if req.ephemeral_key.len() == PUBLIC_KEY_LEN =>
+                if cheap =>
             {
                 let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
                 let state = seen.replay.clone().unwrap_or_default();
@@ -486,7 +489,12 @@ impl<S: Store> Trust<S> {
                 return Ok(Err((job, e)));
             }
             let Some((appraised_from, (result, next))) = appraised else {
-                return Err(TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)));
+                // Every cheap check passed in this transaction, so one failed at the read
+                // before: the job changed meanwhile.
+                let e = TrustError::Conflict(
+                    "the job changed while the evidence arrived: send new evidence with a new nonce".into(),
+                );
+                return Ok(Err((job, e)));
             };
             if appraised_from != job.replay {
                 let e = TrustError::Conflict(
@@ -582,7 +590,7 @@ impl<S: Store> Trust<S> {
                     issued_at,
                     used: true,
                 };
-                if tx.insert(&s, Some(issued_at + valid + 60))? {
+                if tx.insert(&s, Some(issued_at.saturating_add(valid).saturating_add(60)))? {
                     Ok(())
                 } else {
                     Err("the nonce was already used".to_owned())
@@ -667,6 +675,7 @@ impl<S: Store> Trust<S> {
         values: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), TrustError> {
         let now = self.now();
+        check_metrics(epoch, &values)?;
         // The outer result fails the transaction; the inner one refuses the call after
         // committing what the clock did to the job (a revocation must stick).
         self.store.write(|tx| {
@@ -716,6 +725,35 @@ impl<S: Store> Trust<S> {
             Ok(())
         })
     }
+}
+
+/// The highest epoch a worker may report metrics for (one record per epoch).
+pub const MAX_METRIC_EPOCH: u32 = 100_000;
+/// The most values one epoch's metrics may hold.
+pub const MAX_METRIC_VALUES: usize = 16;
+
+/// Bounds one epoch's metrics: an epoch up to [`MAX_METRIC_EPOCH`], at most
+/// [`MAX_METRIC_VALUES`] values, each named by 1 to 64 of `a-z0-9_` and a finite number.
+fn check_metrics(epoch: u32, values: &serde_json::Map<String, serde_json::Value>) -> Result<(), TrustError> {
+    let bad = |why: String| Err(TrustError::BadRequest(format!("metrics: {why}")));
+    if epoch > MAX_METRIC_EPOCH {
+        return bad(format!("epoch {epoch} is past {MAX_METRIC_EPOCH}"));
+    }
+    if values.len() > MAX_METRIC_VALUES {
+        return bad(format!("{} values, at most {MAX_METRIC_VALUES} per epoch", values.len()));
+    }
+    for (k, v) in values {
+        let named = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !named {
+            return bad("a value's name must be 1 to 64 of a-z, 0-9 and _".into());
+        }
+        if !v.as_f64().is_some_and(f64::is_finite) {
+            return bad(format!("`{k}` must be a finite number"));
+        }
+    }
+    Ok(())
 }
 
 /// The error for a job that is no longer live.

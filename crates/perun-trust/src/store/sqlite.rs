@@ -84,9 +84,17 @@ impl SqliteStore {
         Ok(Self { conn: Mutex::new(conn), readers: Vec::new(), next_reader: Default::default() })
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, TrustError> {
-        self.conn.lock().map_err(|_| TrustError::Store("store lock poisoned by an earlier failure".into()))
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        recover(&self.conn)
     }
+}
+
+/// Locks a connection, also after a request panicked while holding it: the panic
+/// unwound through the request's `rusqlite::Transaction`, whose drop rolled it back, so
+/// the connection is as it was before that request and the service carries on (a
+/// poisoned lock must not answer every later request with an error).
+fn recover(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct SqliteTx<'a> {
@@ -147,7 +155,7 @@ impl Tx for SqliteTx<'_> {
 
 impl Store for SqliteStore {
     fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
-        let mut conn = self.lock()?;
+        let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&mut SqliteTx { tx: &tx })?;
         tx.commit()?;
@@ -156,10 +164,10 @@ impl Store for SqliteStore {
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
         let mut conn = match self.readers.len() {
-            0 => self.lock()?,
+            0 => self.lock(),
             n => {
                 let i = self.next_reader.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
-                self.readers[i].lock().map_err(|_| TrustError::Store("store lock poisoned".into()))?
+                recover(&self.readers[i])
             }
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -200,6 +208,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.read(|tx| tx.list_raw(Table::Approvals, "j1/")).unwrap(), vec![b"x".to_vec(), b"y".to_vec()]);
+    }
+
+    #[test]
+    fn a_request_that_panics_inside_a_transaction_leaves_nothing_and_no_poisoned_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<(), _> = s.write(|tx| {
+                tx.put_raw(Table::Jobs, "half", b"1", None)?;
+                panic!("a bug in a request handler");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(s.conn.is_poisoned(), "the test must poison the lock to mean anything");
+        // The store carries on: writes and reads work, and the panicked write left nothing.
+        s.write(|tx| tx.put_raw(Table::Jobs, "next", b"2", None)).unwrap();
+        assert_eq!(s.read(|tx| tx.get_raw(Table::Jobs, "half")).unwrap(), None);
+        assert_eq!(s.read(|tx| tx.get_raw(Table::Jobs, "next")).unwrap(), Some(b"2".to_vec()));
     }
 
     #[test]

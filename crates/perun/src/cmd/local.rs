@@ -85,6 +85,7 @@ impl LocalWorld {
         std::fs::create_dir_all(&trust_dir)?;
         let keys = ServiceKeys::load_or_create(&trust_dir.join("keys"), &[])?;
         let fingerprint = keys.tls_fingerprint();
+        let audit_key = keys.audit_key();
         let store = SqliteStore::open(&trust_dir.join("perun.db"))?;
         let service = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
         let server = Running::start(service.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2)?;
@@ -92,7 +93,7 @@ impl LocalWorld {
         std::fs::create_dir_all(home.root())?;
         std::fs::write(
             home.root().join("remote.json"),
-            serde_json::to_vec_pretty(&crate::cmd::remote::Remote { url: server.url(), fingerprint })?,
+            serde_json::to_vec_pretty(&crate::cmd::remote::Remote { url: server.url(), fingerprint, audit_key })?,
         )?;
         let mut parties = Vec::new();
         let provider = [PROVIDER];
@@ -236,6 +237,8 @@ impl LocalWorld {
             }],
             min_tcb: TcbLevel::UpToDate,
             sim_keys: [sim.public_key()].into(),
+            min_svn: Default::default(),
+            allow_debug: false,
         };
         let added: PolicyInfo =
             self.provider()?.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;

@@ -33,6 +33,15 @@ pub struct Remote {
     pub url: String,
     /// The pinned certificate fingerprint.
     pub fingerprint: Digest,
+    /// The service's audit signing key (Ed25519, standard base64), pinned when the
+    /// remote was added: `perun audit verify` checks the chain against it, never against
+    /// a key fetched anew.
+    #[serde(default)]
+    pub audit_key: String,
+}
+
+fn checkpoint_file(home: &Home) -> PathBuf {
+    home.root().join("audit-checkpoint.json")
 }
 
 fn remote_file(home: &Home) -> PathBuf {
@@ -106,12 +115,15 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
             if fp != presented {
                 bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
             }
+            // The audit key comes over the connection just pinned.
+            let info: ServiceInfo = Client::new(&url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
+            audit_key(&info.audit_key)?;
             std::fs::create_dir_all(home.root())?;
-            std::fs::write(
-                remote_file(home),
-                serde_json::to_vec_pretty(&Remote { url: url.clone(), fingerprint: fp })?,
-            )?;
-            show!("pinned {url} ({fp})");
+            let remote = Remote { url: url.clone(), fingerprint: fp, audit_key: info.audit_key.clone() };
+            std::fs::write(remote_file(home), serde_json::to_vec_pretty(&remote)?)?;
+            // A new service starts a new history.
+            let _ = std::fs::remove_file(checkpoint_file(home));
+            show!("pinned {url} ({fp}), audit key ed25519:{}", info.audit_key);
             Ok(())
         }
         RemoteCmd::Show { json } => {
@@ -686,6 +698,13 @@ pub enum AuditCmd {
     },
 }
 
+/// The service's audit key from its base64 form.
+fn audit_key(b64: &str) -> Result<ed25519_dalek::VerifyingKey> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).context("the service's audit key is not base64")?;
+    ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")
+}
+
 /// Runs `perun audit`.
 pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
     let (who, verify) = match cmd {
@@ -695,14 +714,43 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
     let c = client(home, Some(&who.who))?;
     let log: AuditLog = c.call::<(), _>("GET", "/v1/audit", None)?;
     if verify {
+        let remote = load_remote(home)?;
+        if remote.audit_key.is_empty() {
+            bail!(
+                "no audit key was pinned for {} (a remote added by an older perun): run `perun remote add {} \
+                 --fingerprint {}` again",
+                remote.url,
+                remote.url,
+                remote.fingerprint
+            );
+        }
+        let key = audit_key(&remote.audit_key)?;
         let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
-        use base64::Engine as _;
-        let raw = base64::engine::general_purpose::STANDARD.decode(&info.audit_key)?;
-        let key =
-            ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")?;
-        let n = perun_trust::audit::verify_chain(&log.records, &key)?;
+        if info.audit_key != remote.audit_key {
+            bail!(
+                "the service now signs its audit log with ed25519:{}, not the key pinned by `perun remote add` \
+                 (ed25519:{}): its records cannot be trusted",
+                info.audit_key,
+                remote.audit_key
+            );
+        }
+        let file = checkpoint_file(home);
+        let since: Option<perun_trust::audit::Checkpoint> = match std::fs::read(&file) {
+            Ok(b) => Some(serde_json::from_slice(&b).with_context(|| format!("{} is not a checkpoint", file.display()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        let head = perun_trust::audit::verify_extends(&log.records, &key, since.as_ref())?;
+        std::fs::write(&file, serde_json::to_vec_pretty(&head)?).with_context(|| format!("writing {}", file.display()))?;
         if !who.json {
-            show!("audit chain verified: {n} records, each signed by the service, none missing or edited");
+            let extends = match since {
+                Some(c) => format!(", extending the one verified before (record {})", c.seq),
+                None => String::new(),
+            };
+            show!(
+                "audit chain verified: {} records, each signed by the service's pinned key, none missing or edited{extends}",
+                head.seq
+            );
         }
     }
     if who.json {

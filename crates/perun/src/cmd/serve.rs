@@ -32,7 +32,15 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let keys = ServiceKeys::load_or_create(&a.data.join("keys"), &a.hosts)?;
     let store = SqliteStore::open(&a.data.join("perun.db"))?;
     let fingerprint = keys.tls_fingerprint();
-    let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
+    let mut config = TrustConfig::default();
+    if let Ok(token) = std::env::var("PERUN_METRICS_TOKEN") {
+        anyhow::ensure!(
+            token.len() >= 16,
+            "PERUN_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 16`), or unset to turn /metrics off"
+        );
+        config.metrics_token = Some(perun_core::Digest::of(token.as_bytes()));
+    }
+    let trust = Arc::new(Trust::new(store, keys, Clock::System, config));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
         .enable_all()
