@@ -1,9 +1,11 @@
 //! `tee` mode as users run it, every party a `perun` process: the model owner trains
 //! locally and seals the trained model, writes a TEE policy naming a sim TEE key and
 //! publishes it, proposes a serving job that a hospital must co-approve; the enclave
-//! (`perun enclave serve`, sim TEE) claims it; a clinic (`perun predict --remote`) gets
-//! predictions under that policy, and is refused under a policy that does not name the
-//! sim key. Nothing the clinic sends or receives is readable on the wire.
+//! (`perun enclave serve`, sim TEE) claims it; the job's receiver (`perun predict
+//! --remote --job J --as model-owner`) gets predictions under that policy, and is refused
+//! under a policy that does not name the sim key. Nobody else is answered: not the host's
+//! operator, not an approver, and `perun predict` names no job for you. Nothing the
+//! receiver sends or receives is readable on the wire.
 
 mod common;
 
@@ -152,41 +154,62 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     // The enclave.
     let (mut enclave, url) = spawn_enclave(&s, &serve_args);
 
-    // The clinic: rows with their labels, predicted privately.
+    // The receiver: rows with their labels, predicted privately.
     let rows: Vec<&str> = std::str::from_utf8(&csv).unwrap().lines().take(101).collect();
     std::fs::write(s.path("rows.csv"), rows.join("\n")).unwrap();
-    let out = s.perun(&[
-        "predict",
-        "--remote",
-        &url,
-        "--policy",
-        "production.json",
-        "--input",
-        "rows.csv",
-        "--label",
-        "diagnosis",
-    ]);
+    let predict = |policy: &str, who: &str| {
+        s.perun(&[
+            "predict",
+            "--remote",
+            &url,
+            "--policy",
+            policy,
+            "--job",
+            &job,
+            "--as",
+            who,
+            "--input",
+            "rows.csv",
+            "--label",
+            "diagnosis",
+            "--batch",
+            "32",
+        ])
+    };
+    let out = predict("production.json", "model-owner");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("does not name that key"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = s.perun(&[
-        "predict",
-        "--remote",
-        &url,
-        "--policy",
-        "dev.json",
-        "--job",
-        &job,
-        "--input",
-        "rows.csv",
-        "--label",
-        "diagnosis",
-        "--batch",
-        "32",
-    ]);
+    // Issue 14, finding 8: `perun predict` takes no job on the enclave's word...
+    let err =
+        s.fails(&["predict", "--remote", &url, "--policy", "dev.json", "--as", "model-owner", "--input", "rows.csv"]);
+    assert!(err.contains("--job"), "{err}");
+    let help = s.ok(&["predict", "--help"]);
+    assert!(help.contains("perun job list") && help.contains("--as"), "{help}");
+    // ... and the enclave answers only the job's receivers: not the host's operator, not
+    // the approving hospital (both registered stakeholders), nor an identity never made.
+    for who in ["tee-host", "hospital-a"] {
+        let out = predict("dev.json", who);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "{stdout}");
+        assert!(
+            stderr.contains("the enclave refused the request")
+                && stderr.contains(&format!("`{who}` is not a receiver of job")),
+            "{stderr}"
+        );
+        assert!(!stdout.contains("row,class"), "{stdout}");
+    }
+    // The identity's key is read from the Perun home: $PERUN_HOME, or `--home`.
+    let base = ["predict", "--remote", &url, "--policy", "dev.json", "--job", &job, "--input", "rows.csv", "--as"];
+    let err = s.fails(&[&base[..], &["nobody"]].concat());
+    assert!(err.contains("no identity `nobody`"), "{err}");
+    let elsewhere = s.path("elsewhere");
+    let err = s.fails(&[&["--home", elsewhere.to_str().unwrap()][..], &base[..], &["model-owner"]].concat());
+    assert!(err.contains(&format!("no identity `model-owner` in {}", elsewhere.display())), "{err}");
+    let out = predict("dev.json", "model-owner");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("enclave verified: Sim"), "{stderr}");

@@ -3,8 +3,11 @@
 //! mounted and shown to release nothing: sim evidence under a policy that does not name
 //! its key, a real quote whose measurement is not in the policy, report data bound to
 //! another key, a TCB below the policy's floor, and a private request sealed to a key no
-//! evidence vouched for. Then serving ends when its job is revoked, and a `tee` training
-//! job runs the same engine as an attested worker.
+//! evidence vouched for. Only the serving job's receivers are answered: unsigned,
+//! replayed, mis-addressed requests and those of other stakeholders (the host's operator
+//! among them) get nothing, and a request of too many rows is refused before they are all
+//! read. Then serving ends when its job is revoked, and a `tee` training job runs the
+//! same engine as an attested worker.
 
 mod common;
 
@@ -18,11 +21,12 @@ use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode,
 use perun_enclave::enclave::Enclave;
 use perun_enclave::serve::{RunningEnclave, Serving};
 use perun_enclave::source::{EvidenceSource, SimTee};
-use perun_enclave::{EnclaveError, RemoteModel};
+use perun_enclave::{EnclaveError, Querier, RemoteModel};
 use perun_ml::backend::Compute;
 use perun_seal::release::{request_info, seal_request, EphemeralKey};
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_trust::audit::AuditKind;
+use perun_trust::auth::SignedHeaders;
 use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::wire::*;
@@ -84,6 +88,11 @@ impl World {
 
     fn now(&self) -> u64 {
         self.clock.load(Ordering::SeqCst)
+    }
+
+    /// `who` querying a serving enclave.
+    fn querier(&self, who: usize) -> Querier {
+        Querier { name: self.people[who].name().clone(), key: self.people[who].signing_key().clone() }
     }
 
     /// Seals `plain` as asset `asset` of `who` and registers it.
@@ -201,6 +210,8 @@ fn sim_policy(sim: &SimTee, name: &str, named: bool) -> TeePolicy {
         }],
         min_tcb: TcbLevel::UpToDate,
         sim_keys: if named { [sim.public_key()].into() } else { Default::default() },
+        min_svn: Default::default(),
+        allow_debug: false,
     }
 }
 
@@ -219,9 +230,48 @@ fn trained_model() -> (Vec<u8>, perun_seal::Dataset) {
 }
 
 fn post_raw(url: &str, body: &serde_json::Value) -> (u16, String) {
+    post_bytes(url, &serde_json::to_vec(body).unwrap(), None)
+}
+
+/// Posts `body`, with the headers of `signed` if any.
+fn post_bytes(url: &str, body: &[u8], signed: Option<&SignedHeaders>) -> (u16, String) {
     let http = perun_worker::job::http_client().unwrap();
-    let r = http.post(url).json(body).send().unwrap();
+    let mut req = http.post(url).header("content-type", "application/json").body(body.to_vec());
+    for (k, v) in signed.map(|s| s.pairs()).into_iter().flatten() {
+        req = req.header(k, v);
+    }
+    let r = req.send().unwrap();
     (r.status().as_u16(), r.text().unwrap())
+}
+
+/// Sends the head of a `POST /v1/predict` that declares a body of `length` bytes, and
+/// none of the body; returns the answer.
+fn declare_length(url: &str, length: usize) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The headers `who` signs a `POST /v1/predict` of `body` with, for `audience`.
+fn signed_by(who: &StakeholderKeys, audience: &Digest, body: &[u8]) -> SignedHeaders {
+    SignedHeaders::sign(who.signing_key(), who.name(), audience, "POST", "/v1/predict", body, perun_trust::unix_now())
+}
+
+/// A private request of `rows_json` (the plaintext), sealed to the enclave's attested key.
+fn sealed_body(url: &str, job: &Digest, rows_json: &[u8]) -> Vec<u8> {
+    let (status, text) = post_raw(&format!("{url}/v1/attestation"), &serde_json::json!({ "nonce": "ab".repeat(32) }));
+    assert_eq!(status, 200, "{text}");
+    let answer: perun_enclave::api::EvidenceAnswer = serde_json::from_str(&text).unwrap();
+    let (sealed, _) = seal_request(&answer.public_key, &request_info(job), rows_json).unwrap();
+    serde_json::to_vec(&serde_json::json!({ "sealed": sealed })).unwrap()
 }
 
 #[test]
@@ -274,11 +324,13 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let url = running.url();
 
     // A client whose policy does not name the sim key refuses the enclave.
-    let r = RemoteModel::connect(&url, &sim_policy(&sim(1), "production", false), Some(job), w.now());
+    let r = RemoteModel::connect(&url, &sim_policy(&sim(1), "production", false), job, w.querier(OWNER), w.now());
     assert!(matches!(&r, Err(EnclaveError::Refused(why)) if why.contains("sim TEE")), "{r:?}");
     // ... and one that expects another job refuses it too.
-    assert!(RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(Digest::of(b"other")), w.now()).is_err());
-    let remote = RemoteModel::connect(&url, &sim_policy(&sim(1), "dev", true), Some(job), w.now()).unwrap();
+    let dev = sim_policy(&sim(1), "dev", true);
+    assert!(RemoteModel::connect(&url, &dev, Digest::of(b"other"), w.querier(OWNER), w.now()).is_err());
+    let remote = RemoteModel::connect(&url, &dev, job, w.querier(OWNER), w.now()).unwrap();
+    assert_eq!(remote.max_rows(), perun_enclave::api::MAX_ROWS);
     let rows = held_out.rows();
     let got = remote.predict(&rows).unwrap();
     let local = perun_ml::Predictor::from_model(&weights, Compute::Cpu).unwrap().predict(&held_out.features).unwrap();
@@ -290,18 +342,102 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert!(hits * 10 >= rows.len() * 9, "{hits} of {}", rows.len());
 
     // A request sealed to a key no evidence vouched for does not open; rows in the
-    // clear are refused by default; malformed rows are refused, not a crash.
-    let body = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
-    let (sealed, _) = seal_request(&EphemeralKey::generate().public_bytes(), &request_info(&job), &body).unwrap();
-    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "sealed": sealed }));
+    // clear are refused by default; malformed rows are refused, not a crash (each
+    // request signed by the receiver, so that these are the checks that refuse it).
+    let predict = format!("{url}/v1/predict");
+    let owner = &w.people[OWNER];
+    let post_as_owner = |body: &[u8]| post_bytes(&predict, body, Some(&signed_by(owner, &job, body)));
+    let one_row = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
+    let (sealed, _) = seal_request(&EphemeralKey::generate().public_bytes(), &request_info(&job), &one_row).unwrap();
+    let (status, text) = post_as_owner(&serde_json::to_vec(&serde_json::json!({ "sealed": sealed })).unwrap());
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("does not open with this enclave's attested key"), "{text}");
-    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "rows": [rows[0].clone()] }));
+    let (status, text) = post_as_owner(&one_row);
     assert_eq!(status, 403, "{text}");
-    let (status, text) = post_raw(&format!("{url}/v1/predict"), &serde_json::json!({ "rows": "x", "more": 1 }));
+    assert!(text.contains("rows in the clear are refused"), "{text}");
+    let (status, text) = post_as_owner(br#"{"sealed": "x", "more": 1}"#);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("expected"), "{text}");
     assert!(remote.predict(&[vec![1.0; 3]]).is_err());
+
+    // Only the job's receivers are answered (issue 14, finding 8). A receiver's own
+    // signed private request is answered...
+    let good = sealed_body(&url, &job, &one_row);
+    let signed = signed_by(owner, &job, &good);
+    let (status, text) = post_bytes(&predict, &good, Some(&signed));
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("sealed"), "{text}");
+    // ... but not twice: the same request replayed is refused.
+    let (status, text) = post_bytes(&predict, &good, Some(&signed));
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("replayed request"), "{text}");
+    // Unsigned, sealed or plain: refused, saying what to do.
+    for body in [&sealed_body(&url, &job, &one_row), &one_row] {
+        let (status, text) = post_bytes(&predict, body, None);
+        assert_eq!(status, 401, "{text}");
+        assert!(text.contains("must be signed by a receiver") && text.contains("perun predict --job"), "{text}");
+        assert!(!text.contains("predictions"), "{text}");
+    }
+    // Signed by registered stakeholders who are not receivers: the host's operator (the
+    // job's provider) and the approving hospital.
+    for who in [PROVIDER, HOSPITAL] {
+        let body = sealed_body(&url, &job, &one_row);
+        let (status, text) = post_bytes(&predict, &body, Some(&signed_by(&w.people[who], &job, &body)));
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("is not a receiver of job"), "{text}");
+    }
+    // The host's operator through the client: evidence is open to all, answers are not.
+    let host = RemoteModel::connect(&url, &dev, job, w.querier(PROVIDER), w.now()).unwrap();
+    let r = host.predict(&rows[..1]);
+    assert!(matches!(&r, Err(EnclaveError::Denied(m)) if m.contains("403") && m.contains("not a receiver")), "{r:?}");
+    // The receiver's name with another key; the receiver's signature over another body,
+    // or for another audience (the trust service, another job).
+    let body = sealed_body(&url, &job, &one_row);
+    let forged = SignedHeaders::sign(
+        w.people[HOSPITAL].signing_key(),
+        owner.name(),
+        &job,
+        "POST",
+        "/v1/predict",
+        &body,
+        perun_trust::unix_now(),
+    );
+    let (status, text) = post_bytes(&predict, &body, Some(&forged));
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("does not verify"), "{text}");
+    let (status, text) = post_bytes(&predict, &body, Some(&signed_by(owner, &job, &one_row)));
+    assert_eq!((status, text.contains("does not verify")), (401, true), "{text}");
+    for audience in [Digest::of(b"the trust service's certificate"), other] {
+        let (status, text) = post_bytes(&predict, &body, Some(&signed_by(owner, &audience, &body)));
+        assert_eq!((status, text.contains("does not verify")), (401, true), "{text}");
+    }
+    // A stale request (signed 10 minutes ago) is refused.
+    let stale = SignedHeaders::sign(
+        owner.signing_key(),
+        owner.name(),
+        &job,
+        "POST",
+        "/v1/predict",
+        &body,
+        perun_trust::unix_now() - 600,
+    );
+    let (status, text) = post_bytes(&predict, &body, Some(&stale));
+    assert_eq!((status, text.contains("from the enclave's clock")), (401, true), "{text}");
+
+    // Too many rows: refused at the row past the limit, before the rest is read (here
+    // the rest is not even JSON), and a body larger than the limit is not read at all.
+    let max = remote.max_rows();
+    let row = serde_json::to_string(&rows[0]).unwrap();
+    let many = format!("{{\"rows\": [{}, not json at all", vec![row.as_str(); max + 1].join(", "));
+    let body = sealed_body(&url, &job, many.as_bytes());
+    let (status, text) = post_as_owner(&body);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains(&format!("at most {max} rows per request")), "{text}");
+    let text = declare_length(&url, 8 << 20);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("request body is over") && text.contains(&format!("at most {max} rows")), "{text}");
+    let r = remote.predict(&vec![rows[0].clone(); max + 1]);
+    assert_eq!(r.unwrap().len(), max + 1, "the client splits what one request cannot hold");
     let (status, _) = post_raw(&format!("{url}/v1/attestation"), &serde_json::json!({ "nonce": "00" }));
     assert_eq!(status, 400);
 
@@ -339,6 +475,8 @@ fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
         allowed: vec![AllowedTee { kind: Some(TeeKind::Sgx), measurements }],
         min_tcb,
         sim_keys: Default::default(),
+        min_svn: Default::default(),
+        allow_debug: false,
     };
     let other_enclave = [("mr_enclave".to_owned(), "00".repeat(32))].into();
     for (policy, why) in [

@@ -279,3 +279,40 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     assert!(acc >= 0.95, "accuracy {acc}");
     let _ = svc.kill();
 }
+
+/// Anonymous and unauthenticated bodies cost the service no memory beyond their route's
+/// limit: eight concurrent 59 MiB bodies to the anonymous TEE evidence route (for no
+/// job), to the TPM evidence route (no worker token) and to the policy route (unsigned)
+/// are answered without being held, and the service's peak memory barely moves.
+#[test]
+fn large_anonymous_bodies_are_refused_before_they_are_read() {
+    let s = Scratch::new();
+    let svc = Service::start_env(&s, "127.0.0.1:0", &[("PERUN_METRICS_TOKEN", "a-scraper-token-0123456789")]);
+    let anon = Client::new(&svc.url, svc.fingerprint, Caller::Anonymous).unwrap();
+    let _: serde_json::Value = anon.call::<(), _>("GET", "/v1/health", None).unwrap();
+    let before = svc.peak_rss_kib();
+    let job = Digest::of(b"no such job");
+    let routes =
+        [format!("/v1/enclave/jobs/{job}/attest"), format!("/v1/jobs/{job}/attest"), "/v1/policies".to_owned()];
+    for route in &routes {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let (anon, route) = (&anon, route.as_str());
+                scope.spawn(move || {
+                    let body = vec![b' '; 59 << 20];
+                    let r: Result<serde_json::Value, _> = anon.call_raw("POST", route, body);
+                    // Refused (or the connection closed on the unread body): never accepted.
+                    assert!(r.is_err(), "{route}: {r:?}");
+                });
+            }
+        });
+    }
+    let grown_mib = svc.peak_rss_kib().saturating_sub(before) / 1024;
+    println!("peak memory grew by {grown_mib} MiB over 24 bodies of 59 MiB");
+    assert!(grown_mib < 100, "the service held the bodies: its peak memory grew by {grown_mib} MiB");
+    // The service is still there, and /metrics answers only to the scraper's token.
+    let _: serde_json::Value = anon.call::<(), _>("GET", "/v1/health", None).unwrap();
+    let r: Result<serde_json::Value, _> = anon.call::<(), _>("GET", "/metrics", None);
+    assert!(matches!(r, Err(perun_trust::TrustError::Unauthenticated(_))), "{r:?}");
+    let _ = svc.kill();
+}

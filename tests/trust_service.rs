@@ -532,11 +532,8 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     // record that would show its parties to the caller.
     let private = w.ready_job("unseen");
     let sig = sign_digest(w.people[MALLORY].signing_key(), APPROVAL_CONTEXT, &private);
-    let r: Result<JobInfo, _> = w.client(MALLORY).call(
-        "POST",
-        &format!("/v1/jobs/{private}/approve"),
-        Some(&ApproveJob { signature: sig }),
-    );
+    let r: Result<JobInfo, _> =
+        w.client(MALLORY).call("POST", &format!("/v1/jobs/{private}/approve"), Some(&ApproveJob { signature: sig }));
     assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
     let log: AuditLog = w.client(MALLORY).call::<(), _>("GET", "/v1/audit", None).unwrap();
     assert!(log.records.iter().filter_map(|v| v.body.as_ref()).all(|b| b.job != Some(private)), "mallory sees the job");
@@ -787,7 +784,8 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let rogue_ch: CredentialChallenge = w.anon.call("POST", "/v1/workers/gpu-2/ak", Some(&theirs)).unwrap();
     // It cannot recover that credential: only gpu-2's TPM holds the EK.
     assert!(rogue.activate_credential(&rogue_ch.credential_blob, &rogue_ch.secret).is_err());
-    let junk = ActivateAk { credential: vec![0; 32], ak_public: rogue_ak.public.clone(), issued_at: rogue_ch.issued_at };
+    let junk =
+        ActivateAk { credential: vec![0; 32], ak_public: rogue_ak.public.clone(), issued_at: rogue_ch.issued_at };
     let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk));
     assert!(refused_reason(r).contains("did not recover"));
     let junk = ActivateAk { credential: vec![0; 32], ak_public: ak2.public.clone(), issued_at: ch.issued_at };
@@ -797,7 +795,8 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let credential = t2.activate_credential(&ch.credential_blob, &ch.secret).unwrap();
     let real = ActivateAk { credential: credential.clone(), ak_public: ak2.public.clone(), issued_at: ch.issued_at };
     w.anon.call::<_, ()>("POST", "/v1/workers/gpu-2/activate", Some(&real)).unwrap();
-    let as_gpu2 = w.anon.with_caller(Caller::Worker { name: name("gpu-2"), token: zeroize::Zeroizing::new(credential) });
+    let as_gpu2 =
+        w.anon.with_caller(Caller::Worker { name: name("gpu-2"), token: zeroize::Zeroizing::new(credential) });
     let _: Vec<OfferedJob> = as_gpu2.call::<(), _>("GET", "/v1/worker/jobs", None).unwrap();
     // A challenge answered with another AK than the one it was made for is refused.
     let swapped = ActivateAk { ak_public: rogue_ak.public.clone(), ..real };
@@ -839,4 +838,50 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
 
 fn junk_for(ch: &CredentialChallenge) -> ActivateAk {
     ActivateAk { credential: vec![1; 32], ak_public: vec![0; 8], issued_at: ch.issued_at }
+}
+
+/// Times and sizes from input cannot overflow a deadline or grow the store without
+/// bound: a manifest with a huge attestation interval is refused at proposal (it once
+/// overflowed the deadline sweep inside the store's write lock and poisoned it), and
+/// a worker's metric records are bounded in epochs, count, names and values.
+#[test]
+fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
+    let Some(mut w) = World::new() else { return };
+    for interval in [u64::MAX, u64::MAX / 2, 0] {
+        let mut m = w.manifest(&format!("interval-{interval}"));
+        m.attestation_interval_s = interval;
+        let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+        let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+        assert!(why.contains("attestation_interval_s"), "{why}");
+    }
+    let mut m = w.manifest("far-future");
+    m.expires_at = u64::MAX;
+    let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+    assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+    // The sweep and every later request still work.
+    w.trust.sweep().unwrap();
+    let job = w.ready_job("after");
+    let claimed = w.worker().claim(&job).unwrap();
+    w.worker().attest(&job, &claimed.nonce).unwrap();
+
+    let report = |w: &mut World, epoch: u32, values: serde_json::Value| -> Result<(), TrustError> {
+        let values = values.as_object().unwrap().clone();
+        w.worker().client().call("POST", &format!("/v1/jobs/{job}/metrics"), Some(&ReportMetrics { epoch, values }))
+    };
+    report(&mut w, 1, serde_json::json!({ "train_loss": 0.5 })).unwrap();
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..17).map(|i| (format!("m{i}"), serde_json::json!(1.0))).collect();
+    for (epoch, values, needle) in [
+        (100_001, serde_json::json!({ "train_loss": 0.5 }), "epoch"),
+        (2, serde_json::Value::Object(many), "at most 16"),
+        (2, serde_json::json!({ "x".repeat(65): 1.0 }), "name"),
+        (2, serde_json::json!({ "Loss Value": 1.0 }), "name"),
+        (2, serde_json::json!({ "train_loss": "a long text" }), "finite number"),
+    ] {
+        let r = report(&mut w, epoch, values);
+        let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+        assert!(why.contains(needle), "{needle}: {why}");
+    }
+    let m: JobMetrics = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
+    assert_eq!(m.epochs.len(), 1);
 }

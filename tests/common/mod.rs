@@ -108,8 +108,14 @@ pub struct Service {
 
 impl Service {
     pub fn start(s: &Scratch, listen: &str) -> Self {
+        Self::start_env(s, listen, &[])
+    }
+
+    /// [`Service::start`] with extra environment variables (`PERUN_LOG`...).
+    pub fn start_env(s: &Scratch, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_perun"))
             .args(["serve", "--data", s.path("trust").to_str().unwrap(), "--listen", listen])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -124,11 +130,27 @@ impl Service {
         Service { child, url, fingerprint }
     }
 
+    /// The service's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     pub fn kill(mut self) -> String {
         // SIGKILL: no shutdown code runs.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         self.url.trim_start_matches("https://").to_owned()
+    }
+
+    /// Stops it as an operator does (SIGTERM) and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "perun serve exited with {status} on SIGTERM");
     }
 }
 

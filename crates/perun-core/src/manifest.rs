@@ -179,6 +179,17 @@ impl JobManifest {
         if self.workers.len() > MAX_WORKERS || self.workers.iter().any(|w| w.is_empty() || w.len() > 128) {
             return bad(&format!("workers: at most {MAX_WORKERS} names or EK digests of 1 to 128 characters"));
         }
+        // Workers are matched as text: an EK digest must be written as the service
+        // writes it (lower-case hex), a name as a name.
+        let canonical = |w: &str| match w.parse::<Digest>() {
+            Ok(d) => d.to_string() == w,
+            Err(_) => Name::new(w).is_ok(),
+        };
+        if let Some(w) = self.workers.iter().find(|w| !canonical(w)) {
+            return bad(&format!(
+                "workers: `{w}` is neither a worker name nor an EK digest in lower-case hex (sha256:...)"
+            ));
+        }
         if self.hyperparameters.len() > 64
             || self.receivers.len() > 64
             || self.approvers.len() > 64
@@ -296,6 +307,15 @@ mod tests {
         m.expires_at = u64::MAX;
         assert!(m.validate().is_err());
         let mut m = manifest();
+        m.workers.insert(String::new());
+        assert!(m.validate().is_err());
+        m.workers.clear();
+        m.workers.insert(Digest::of(b"ek").to_string().to_uppercase().replace("SHA256:", "sha256:"));
+        assert!(m.validate().unwrap_err().to_string().contains("lower-case"));
+        m.workers.clear();
+        m.workers.insert(Digest::of(b"ek").to_string());
+        m.workers.insert("gpu-1".into());
+        assert!(m.validate().is_ok());
         m.workers.insert(String::new());
         assert!(m.validate().is_err());
     }

@@ -8,15 +8,23 @@
 //!   its answer sealed with the key both ends export from that HPKE context, so the host
 //!   sees neither and cannot forge one; or [`PredictRequest`] -> [`PredictAnswer`], rows
 //!   in the clear, answered only by an enclave started with `--allow-plain` (for callers
-//!   that trust the host).
+//!   that trust the host). Either envelope is answered only to a receiver of the serving
+//!   job: the request carries the headers of a signed request
+//!   ([`perun_trust::auth::SignedHeaders`], the audience the job's id; see
+//!   [`crate::access`]). At most [`EvidenceAnswer::max_rows`] rows per request.
 
 use perun_attest::tee::TeeEvidence;
 use perun_core::Digest;
 use perun_seal::release::SealedSecret;
 use serde::{Deserialize, Serialize};
 
-/// Most rows in one request.
-pub const MAX_ROWS: usize = 10_000;
+/// Most rows in one request (fewer for a model whose rows are very wide: see
+/// [`EvidenceAnswer::max_rows`]).
+pub const MAX_ROWS: usize = 1024;
+
+fn default_max_rows() -> usize {
+    MAX_ROWS
+}
 
 /// `POST /v1/attestation`: the client's challenge.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,6 +45,9 @@ pub struct EvidenceAnswer {
     pub input_len: usize,
     /// Number of classes.
     pub classes: usize,
+    /// Most rows the enclave takes in one request.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
     /// The serving HPKE public key (hex) private requests are sealed to.
     #[serde(with = "hex::serde")]
     pub public_key: Vec<u8>,

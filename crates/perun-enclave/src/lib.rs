@@ -8,21 +8,28 @@
 //!   report claims a `tee` job and receives the keys and an access token sealed to the
 //!   key the report binds; later reports keep the job alive;
 //! - [`api`]: the prediction API's bodies, and the private-request envelope;
+//! - [`access`]: who may query: requests signed by one of the serving job's receivers,
+//!   fresh and never replayed;
+//! - [`body`]: a request's body read within bounds, its rows counted as they are parsed;
 //! - [`serve`]: `perun enclave serve`: the trained model opened in memory behind
-//!   `POST /v1/predict`, plain or HPKE-private, with fresh evidence for each client;
+//!   `POST /v1/predict`, plain or HPKE-private, answered only to the job's receivers,
+//!   with fresh evidence for each client;
 //! - [`client`]: what `perun predict --remote` does: verify the enclave's evidence
-//!   against the client's own policy, then send rows only it can read.
+//!   against the client's own policy, then send rows only it can read, signed as a
+//!   receiver of the job.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
+pub mod body;
 pub mod client;
 pub mod enclave;
 pub mod serve;
 pub mod source;
 
-pub use client::RemoteModel;
+pub use client::{Querier, RemoteModel};
 pub use enclave::Enclave;
 pub use source::EvidenceSource;
 
@@ -43,6 +50,10 @@ pub enum EnclaveError {
     /// The enclave's evidence was refused by the client's policy.
     #[error("the enclave's evidence is refused: {0}")]
     Refused(String),
+    /// The serving enclave refused to answer this client (not signed as a receiver of
+    /// the job, replayed, or too many requests).
+    #[error("the enclave refused the request: {0}")]
+    Denied(String),
     /// The trust service refused or could not be reached.
     #[error("trust service: {0}")]
     Trust(#[from] perun_trust::TrustError),

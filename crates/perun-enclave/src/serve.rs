@@ -6,6 +6,13 @@
 //! requests and their answers are sealed to keys only the enclave and the client hold.
 //! The enclave re-attests at the job's interval; a refused report (or a revoked job)
 //! stops serving, wipes the model, and every later request is answered 503.
+//!
+//! Only the serving job's receivers may query the model: each `POST /v1/predict`, sealed
+//! or plain, must be signed by one of them for this job (see [`crate::access`]); an
+//! unsigned or replayed request is answered 401, one signed by anyone else 403, and
+//! nothing is predicted. `POST /v1/attestation` stays open: it is how a client checks
+//! the enclave before it sends anything. A body is read only up to the size its rows
+//! may take, and its rows are counted as they are parsed (see [`crate::body`]).
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -13,8 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,12 +32,14 @@ use perun_ml::backend::Compute;
 use perun_ml::Predictor;
 use perun_seal::release::{request_info, EphemeralKey};
 
+use crate::access::{signed_headers, AccessError, NonceBook, Receivers};
 use crate::api::*;
+use crate::body::{parse_body, parse_rows, Body, BodyError, Limits, Rows};
 use crate::enclave::{Claim, Enclave};
 use crate::EnclaveError;
 
-/// Largest request body: 16 MiB.
-const MAX_BODY: usize = 16 << 20;
+/// Largest body of the other requests (an evidence request is a nonce).
+const MAX_SMALL_BODY: usize = 64 << 10;
 
 /// A model being served, and everything that guards it.
 pub struct Serving {
@@ -36,8 +47,11 @@ pub struct Serving {
     model: String,
     input_len: usize,
     classes: usize,
+    limits: Limits,
     interval: Duration,
     allow_plain: bool,
+    receivers: Receivers,
+    nonces: Mutex<NonceBook>,
     predictor: Mutex<Option<Predictor>>,
     key: EphemeralKey,
     enclave: Mutex<Enclave>,
@@ -61,6 +75,38 @@ impl ServeError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
+
+    /// Its HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    /// What went wrong and what to do.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+impl From<AccessError> for ServeError {
+    fn from(e: AccessError) -> Self {
+        Self::new(status(e.status()), e.to_string())
+    }
+}
+
+impl From<BodyError> for ServeError {
+    fn from(e: BodyError) -> Self {
+        Self::new(status(e.status()), e.to_string())
+    }
 }
 
 impl IntoResponse for ServeError {
@@ -77,7 +123,9 @@ impl Serving {
     /// Opens the model asset of a claimed serving job with its released key (a trained
     /// model: weights that carry their spec) and makes the serving key. `allow_plain`
     /// opens `POST /v1/predict` to rows in the clear; off, only private requests are
-    /// served.
+    /// served. Either way only the job's receivers (their keys came with the claim) are
+    /// answered; a job that names none, or names its provider (the host's operator), is
+    /// not served.
     pub fn open(claim: Claim, compute: Compute, allow_plain: bool) -> Result<Arc<Self>, EnclaveError> {
         let Claim { enclave, claimed, keys, .. } = claim;
         let manifest = &claimed.job.manifest;
@@ -87,6 +135,9 @@ impl Serving {
                 claimed.job.id
             )));
         }
+        let receivers =
+            Receivers::for_job(claimed.job.id, &manifest.receivers, &claimed.receiver_identities, &manifest.provider)
+                .map_err(EnclaveError::Failed)?;
         let model = claimed
             .assets
             .iter()
@@ -102,13 +153,17 @@ impl Serving {
         })?;
         drop(plain);
         let classes = predictor.spec().classes()?;
+        let input_len = predictor.input_len();
         Ok(Arc::new(Self {
             job: claimed.job.id,
             model: predictor.spec().name.clone(),
-            input_len: predictor.input_len(),
+            input_len,
             classes,
+            limits: Limits::for_model(input_len),
             interval: Duration::from_secs(manifest.attestation_interval_s),
             allow_plain,
+            receivers,
+            nonces: Mutex::new(NonceBook::default()),
             predictor: Mutex::new(Some(predictor)),
             key: EphemeralKey::generate(),
             enclave: Mutex::new(enclave),
@@ -172,29 +227,58 @@ impl Serving {
             model: self.model.clone(),
             input_len: self.input_len,
             classes: self.classes,
+            max_rows: self.limits.max_rows,
             public_key,
             evidence,
         })
     }
 
+    /// What one request may hold.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Lets a `POST /v1/predict` in, or says why not: its `headers` must sign `method`,
+    /// `path` and `body` for this job as one of its receivers, at a time near `now`,
+    /// with a nonce not seen before (which is then remembered). Returns the receiver.
+    pub fn admit(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<perun_core::Name, ServeError> {
+        let sh = signed_headers(self.job, |name| headers.get(name).and_then(|v| v.to_str().ok()))?;
+        let who = self.receivers.check(&sh, method, path, body, now)?;
+        lock(&self.nonces).record(&sh, now)?;
+        Ok(who)
+    }
+
     /// Predicts the classes of `rows`.
     pub fn predict(&self, rows: &[Vec<f32>]) -> Result<PredictAnswer, ServeError> {
+        if rows.len() > self.limits.max_rows {
+            return Err(BodyError::TooManyRows { max: self.limits.max_rows }.into());
+        }
+        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != self.input_len) {
+            return Err(BodyError::RowLength { row, got: r.len(), want: self.input_len }.into());
+        }
+        let flat = zeroize::Zeroizing::new(rows.concat());
+        self.predict_rows(&Rows { flat, count: rows.len() })
+    }
+
+    /// Predicts the classes of rows read by [`crate::body`] (counted, of the model's
+    /// width).
+    fn predict_rows(&self, rows: &Rows) -> Result<PredictAnswer, ServeError> {
         self.live()?;
-        if rows.len() > MAX_ROWS {
-            return Err(ServeError::new(StatusCode::BAD_REQUEST, format!("at most {MAX_ROWS} rows per request")));
+        if rows.count == 0 {
+            return Ok(PredictAnswer { predictions: Vec::new() });
         }
-        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != self.input_len) {
-            return Err(ServeError::new(
-                StatusCode::BAD_REQUEST,
-                format!("row {i} has {} values; the model takes {}", r.len(), self.input_len),
-            ));
-        }
-        let flat: zeroize::Zeroizing<Vec<f32>> = zeroize::Zeroizing::new(rows.concat());
         let guard = lock(&self.predictor);
         let p = guard
             .as_ref()
             .ok_or_else(|| ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "not serving: the model was wiped"))?;
-        let probs = p.predict(&flat).map_err(|e| ServeError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let probs = p.predict(&rows.flat).map_err(|e| ServeError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
         Ok(PredictAnswer::from_probabilities(probs))
     }
 
@@ -208,10 +292,13 @@ impl Serving {
                 "the request does not open with this enclave's attested key: fetch its evidence again and seal to the key it vouches for",
             )
         })?;
-        let body: PredictRequest = serde_json::from_slice(&plain)
-            .map_err(|e| ServeError::new(StatusCode::BAD_REQUEST, format!("sealed request: {e}")))?;
+        let rows = parse_rows(&plain, self.limits).map_err(|e| match e {
+            BodyError::Malformed(m) => ServeError::new(StatusCode::BAD_REQUEST, format!("sealed request: {m}")),
+            e => e.into(),
+        })?;
         drop(plain);
-        let answer = self.predict(&body.rows)?;
+        let answer = self.predict_rows(&rows)?;
+        drop(rows);
         let json = zeroize::Zeroizing::new(serde_json::to_vec(&answer).unwrap_or_default());
         let sealed =
             answer_key.seal(&json).map_err(|e| ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -223,8 +310,8 @@ impl Serving {
         Router::new()
             .route("/v1/health", get(health))
             .route("/v1/attestation", post(attestation))
-            .route("/v1/predict", post(predict))
-            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .route("/v1/predict", post(predict).layer(DefaultBodyLimit::max(self.limits.body_limit())))
+            .layer(DefaultBodyLimit::max(MAX_SMALL_BODY))
             .with_state(self.clone())
     }
 }
@@ -258,21 +345,39 @@ async fn attestation(State(s): Shared, body: Bytes) -> Response {
     run(s, move |s| s.evidence(&parse(&body)?)).await
 }
 
-async fn predict(State(s): Shared, body: Bytes) -> Response {
+/// `POST /v1/predict`: the body no larger than its rows may take (a larger declared
+/// length is refused before a byte of it is read), the request signed by a receiver,
+/// then the rows, counted as they are read.
+async fn predict(State(s): Shared, req: Request) -> Response {
+    let limit = s.limits.body_limit();
+    let too_large = || {
+        let Limits { max_rows, input_len } = s.limits;
+        ServeError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over {limit} bytes: at most {max_rows} rows of {input_len} values per request; send the rest in further requests"
+            ),
+        )
+        .into_response()
+    };
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (uri, headers) = (req.uri().clone(), req.headers().clone());
+    let body = match Bytes::from_request(req, &()).await {
+        Ok(b) => b,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => return too_large(),
+        Err(e) => return ServeError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")).into_response(),
+    };
     run(s, move |s| {
-        let body: PredictBody = serde_json::from_slice(&body).map_err(|_| {
-            ServeError::new(
-                StatusCode::BAD_REQUEST,
-                "request body: expected {\"sealed\": ...} (rows sealed to the attested key) or {\"rows\": [[...]]}",
-            )
-        })?;
-        match body {
-            PredictBody::Private(req) => s.predict_private(&req).map(PredictReply::Private),
-            PredictBody::Plain(_) if !s.allow_plain => Err(ServeError::new(
-                StatusCode::FORBIDDEN,
-                "rows in the clear are refused here: seal them to the attested key (`perun predict --remote`), or start the enclave with --allow-plain",
-            )),
-            PredictBody::Plain(req) => s.predict(&req.rows).map(PredictReply::Plain),
+        s.live()?;
+        let path = uri.path_and_query().map_or("/v1/predict", |p| p.as_str());
+        let who = s.admit(&headers, "POST", path, &body, perun_trust::unix_now())?;
+        tracing::debug!(job = %s.job, receiver = %who, "prediction request admitted");
+        match parse_body(&body, s.limits, s.allow_plain)? {
+            Body::Sealed(sealed) => s.predict_private(&PrivateRequest { sealed }).map(PredictReply::Private),
+            Body::Rows(rows) => s.predict_rows(&rows).map(PredictReply::Plain),
         }
     })
     .await

@@ -28,6 +28,8 @@ fn any_tcb(kind: TeeKind, claims: &perun_attest::tee::TeeClaims) -> TeePolicy {
         allowed: vec![AllowedTee { kind: Some(kind), measurements: claims.measurements.clone() }],
         min_tcb: TcbLevel::OutOfDate,
         sim_keys: Default::default(),
+        min_svn: Default::default(),
+        allow_debug: false,
     }
 }
 
@@ -114,6 +116,8 @@ fn sim_reports_say_sim_and_need_a_policy_that_names_the_key() {
         }],
         min_tcb: TcbLevel::UpToDate,
         sim_keys: Default::default(),
+        min_svn: Default::default(),
+        allow_debug: false,
     };
     let refused = appraise_tee(&ev, b"binding", &policy, 0).unwrap_err();
     assert!(refused.iter().any(|f| f.why.contains("sim TEE")), "{refused:?}");

@@ -58,7 +58,11 @@ pub(crate) fn to_bytes(
         store = store.metadata(STANDARDIZE_KEY, serde_json::to_string(s).unwrap_or_default());
     }
     net.save_into(&mut store).map_err(|e| MlError::Weights(e.to_string()))?;
-    store.get_bytes().map(Zeroizing::new).map_err(|e| MlError::Weights(e.to_string()))
+    let bytes = Zeroizing::new(store.get_bytes().map_err(|e| MlError::Weights(e.to_string()))?);
+    // The same weights are the same bytes (and digest) whatever order the metadata map had.
+    perun_seal::canonical::canonical_safetensors(&bytes)
+        .map(Zeroizing::new)
+        .map_err(|e| MlError::Weights(e.to_string()))
 }
 
 /// The spec that trained weights carry (`perun.spec`), checked against the digest they

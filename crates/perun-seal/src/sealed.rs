@@ -342,13 +342,20 @@ impl<R: Read> SealedReader<R> {
                 // A chunk failed authentication: it was modified, or the file was cut
                 // inside a chunk. The declared length tells which.
                 if let (Some(h), Some(actual)) = (&self.header, self.sealed_len) {
-                    let plain = self.prefix_len + h.content_len;
-                    let chunks = plain.div_ceil(AGE_CHUNK).max(1);
-                    let expected = self.age_header_len + plain + chunks * AGE_TAG;
-                    if actual < expected {
-                        return SealError::Truncated { actual, expected: format!(", {expected} expected") };
-                    }
-                    return SealError::PayloadTampered { offset };
+                    // The declared length is the sender's: a sum past u64 means no file
+                    // can be that long, so this one was cut short of it.
+                    let expected = self.prefix_len.checked_add(h.content_len).and_then(|plain| {
+                        let chunks = plain.div_ceil(AGE_CHUNK).max(1);
+                        self.age_header_len.checked_add(plain)?.checked_add(chunks.checked_mul(AGE_TAG)?)
+                    });
+                    return match expected {
+                        Some(expected) if actual >= expected => SealError::PayloadTampered { offset },
+                        Some(expected) => SealError::Truncated { actual, expected: format!(", {expected} expected") },
+                        None => SealError::Truncated {
+                            actual,
+                            expected: format!(", {} bytes of content declared", h.content_len),
+                        },
+                    };
                 }
                 // Without the header (the first chunk failed) and so without the
                 // declared length, the two cannot be told apart.

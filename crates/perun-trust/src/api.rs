@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth::{SignedHeaders, H_IDENTITY, H_NONCE, H_SIGNATURE, H_TIME, H_WORKER};
+use crate::auth::{SignedHeaders, H_WORKER};
 use crate::records::{StakeholderRecord, WorkerRecord};
 use crate::service::stakeholders::RequestParts;
 use crate::service::Trust;
@@ -44,6 +44,7 @@ type Shared<S> = Arc<Trust<S>>;
 pub fn router<S: Store>(trust: Shared<S>) -> Router {
     let tpm_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
     let tee_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
+    let policy_slots = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
     Router::new()
         .route("/v1/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
@@ -52,7 +53,13 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/stakeholders", post(register_stakeholder::<S>))
         .route("/v1/assets", get(list_assets::<S>).post(register_asset::<S>))
         .route("/v1/assets/{name}", get(get_asset::<S>))
-        .route("/v1/policies", post(add_policy::<S>).layer(DefaultBodyLimit::max(MAX_POLICY_BODY)))
+        .route(
+            "/v1/policies",
+            post(move |st: State<Shared<S>>, m: Method, u: Uri, h: HeaderMap, b: axum::body::Body| {
+                add_policy::<S>(st, m, u, h, b, policy_slots.clone())
+            })
+            .layer(DefaultBodyLimit::disable()),
+        )
         .route("/v1/policies/{digest}", get(get_policy::<S>))
         .route("/v1/jobs", get(list_jobs::<S>).post(propose::<S>))
         .route("/v1/jobs/{id}", get(get_job::<S>))
@@ -122,13 +129,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, TrustError> {
 }
 
 fn signed_headers(h: &HeaderMap) -> Result<SignedHeaders, TrustError> {
-    let bad = |what: &str| TrustError::Unauthenticated(format!("malformed `{what}` header"));
-    Ok(SignedHeaders {
-        identity: header(h, H_IDENTITY)?.parse().map_err(|_| bad(H_IDENTITY))?,
-        time: header(h, H_TIME)?.parse().map_err(|_| bad(H_TIME))?,
-        nonce: header(h, H_NONCE)?.to_owned(),
-        signature: header(h, H_SIGNATURE)?.parse().map_err(|_| bad(H_SIGNATURE))?,
-    })
+    SignedHeaders::from_headers(|name| h.get(name).and_then(|v| v.to_str().ok())).map_err(TrustError::Unauthenticated)
 }
 
 /// The parts of a request a stakeholder signature covers.
@@ -221,10 +222,42 @@ handler!(get_asset, |t, r, name: String| {
     t.asset(&who.identity.name, &name)
 });
 
-handler!(add_policy, |t, r| {
-    let who = r.stakeholder(t)?;
-    t.add_policy(&who.identity.name, &r.body)
-});
+/// `POST /v1/policies`: its body (up to 16 MiB) is read only once the headers name a
+/// registered provider, at most [`EVIDENCE_AT_ONCE`] at a time; the signature over it is
+/// checked after.
+async fn add_policy<S: Store>(
+    State(t): State<Shared<S>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Response {
+    let (t2, h) = (t.clone(), headers.clone());
+    let named = tokio::task::spawn_blocking(move || {
+        let sh = signed_headers(&h)?;
+        t2.require_role(&sh.identity, perun_core::Role::Provider, "publishing a policy")
+    })
+    .await;
+    match named {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+    }
+    let Ok(_slot) = slots.acquire_owned().await else {
+        return TrustError::Store("the policy queue closed".into()).into_response();
+    };
+    let body = match read_body(body, MAX_POLICY_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let r = Req { method, uri, headers, body };
+    blocking(t, move |t| {
+        let who = r.stakeholder(t)?;
+        t.add_policy(&who.identity.name, &r.body)
+    })
+    .await
+}
 
 handler!(get_policy, |t, r, digest: String| {
     r.stakeholder(t)?;

@@ -87,6 +87,19 @@ impl SignedHeaders {
         Self { identity: identity.clone(), time, nonce, signature: sign_digest(key, REQUEST_CONTEXT, &d) }
     }
 
+    /// Reads the headers of a signed request; `get` looks a header up by its lower-case
+    /// name. Errors: which header is missing or malformed.
+    pub fn from_headers<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, String> {
+        let header = |name: &str| get(name).ok_or_else(|| format!("missing header `{name}`: requests must be signed"));
+        let malformed = |name: &str| format!("malformed `{name}` header");
+        Ok(Self {
+            identity: header(H_IDENTITY)?.parse().map_err(|_| malformed(H_IDENTITY))?,
+            time: header(H_TIME)?.parse().map_err(|_| malformed(H_TIME))?,
+            nonce: header(H_NONCE)?.to_owned(),
+            signature: header(H_SIGNATURE)?.parse().map_err(|_| malformed(H_SIGNATURE))?,
+        })
+    }
+
     /// The header name/value pairs.
     pub fn pairs(&self) -> [(&'static str, String); 4] {
         [

@@ -4,7 +4,9 @@
 //! - [`agent`]: enrolment with the trust service (EK, AK, credential activation),
 //!   claiming jobs, attesting for them, and opening the keys released to it;
 //! - [`job`]: running a claimed job: fetch, open in memory, train under continuous
-//!   attestation, seal the model to its receivers, or abort and wipe.
+//!   attestation, seal the model to its receivers, or abort and wipe;
+//! - [`sim`] (feature `sim`): simulated workers on software TPMs, to load a trust
+//!   service in benchmarks and tests.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -12,8 +14,10 @@
 pub mod agent;
 pub mod job;
 pub mod platform;
+#[cfg(feature = "sim")]
+pub mod sim;
 
-pub use agent::Agent;
+pub use agent::{Agent, Session};
 pub use platform::Platform;
 
 /// Everything that can go wrong in the worker.

@@ -87,6 +87,12 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PERUN_LOG").unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .init();
+    // A command whose output is piped into `head` ends quietly when the pipe closes, as
+    // Unix tools do (Rust ignores SIGPIPE, and println! would panic on the closed pipe).
+    // Services keep going instead: they write with errors ignored.
+    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_) | Command::Enclave(_)) {
+        sigpipe::reset();
+    }
     let home = home::Home::resolve(cli.home);
     let result = match cli.command {
         Command::Id(c) => cmd::id::run(c, &home),

@@ -250,7 +250,8 @@ impl Dataset {
         if let Some(d) = self.source_digest {
             meta.insert("source_digest".into(), d.to_string());
         }
-        safetensors::tensor::serialize([("features", fview), ("labels", lview)], Some(meta)).map_err(st)
+        let bytes = safetensors::tensor::serialize([("features", fview), ("labels", lview)], Some(meta)).map_err(st)?;
+        crate::canonical::canonical_safetensors(&bytes)
     }
 
     /// Parses `safetensors` bytes (from Perun or from Python's `safetensors`).

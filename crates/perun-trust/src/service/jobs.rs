@@ -268,9 +268,14 @@ impl<S: Store> Trust<S> {
     }
 }
 
-/// A job by id inside a transaction.
+/// A job by id inside a transaction. The id is read as a digest, so that its hex in any
+/// case names the same job.
 pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustError> {
-    tx.get(job_id)?.ok_or_else(|| TrustError::NotFound(format!("no job {job_id}")))
+    let id: perun_core::Digest = job_id.parse().map_err(|_| {
+        let shown: String = job_id.chars().take(80).collect();
+        TrustError::NotFound(format!("no job {shown}: a job id is sha256: and 64 hex digits"))
+    })?;
+    tx.get(&id.to_string())?.ok_or_else(|| TrustError::NotFound(format!("no job {id}")))
 }
 
 /// Whether `who` is a party of `job`: its proposer, an asset owner, an approver, a

@@ -261,3 +261,43 @@ impl<S: Store> Trust<S> {
 pub(crate) fn worker_actor(name: &Name) -> String {
     format!("worker:{name}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn service(config: TrustConfig) -> Trust<SqliteStore> {
+        let keys = ServiceKeys::generate(&[]).unwrap();
+        Trust::new(SqliteStore::in_memory().unwrap(), keys, Clock::Manual(Default::default()), config)
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_need_the_token_when_on() {
+        assert!(matches!(
+            service(TrustConfig::default()).check_metrics_token(Some(b"x")),
+            Err(TrustError::NotFound(_))
+        ));
+        let config = TrustConfig { metrics_token: Some(Digest::of(b"scraper-token")), ..TrustConfig::default() };
+        let t = service(config);
+        assert!(t.check_metrics_token(Some(b"scraper-token")).is_ok());
+        assert!(matches!(t.check_metrics_token(Some(b"scraper-tokeN")), Err(TrustError::Unauthenticated(_))));
+        assert!(matches!(t.check_metrics_token(None), Err(TrustError::Unauthenticated(_))));
+    }
+
+    #[test]
+    fn credential_secrets_bind_worker_ek_ak_and_time() {
+        let t = service(TrustConfig::default());
+        let w = Name::new("gpu-1").unwrap();
+        let base = t.nonces.credential_secret(&w, b"ek", b"ak", 10);
+        assert_eq!(base, t.nonces.credential_secret(&w, b"ek", b"ak", 10));
+        assert_ne!(base, t.nonces.credential_secret(&Name::new("gpu-2").unwrap(), b"ek", b"ak", 10));
+        assert_ne!(base, t.nonces.credential_secret(&w, b"ek2", b"ak", 10));
+        assert_ne!(base, t.nonces.credential_secret(&w, b"ek", b"ak2", 10));
+        assert_ne!(base, t.nonces.credential_secret(&w, b"ek", b"ak", 11));
+        // Parts are length-prefixed: moving a byte from one to the next changes the secret.
+        assert_ne!(base, t.nonces.credential_secret(&w, b"e", b"kak", 10));
+        // Another service's secrets differ.
+        assert_ne!(base, service(TrustConfig::default()).nonces.credential_secret(&w, b"ek", b"ak", 10));
+    }
+}

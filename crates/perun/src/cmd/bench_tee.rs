@@ -2,7 +2,7 @@
 //!
 //! - `perun bench predict`: the breast-cancer model behind `perun enclave serve` (sim
 //!   TEE, private requests: fresh evidence verified by the client, HPKE-sealed rows,
-//!   sealed answers, over loopback HTTP) against the same model evaluated in-process
+//!   requests signed by the job's receiver, sealed answers, over loopback HTTP) against the same model evaluated in-process
 //!   with no protection; predictions per second and p50/p99 latency, one row per
 //!   request and in batches.
 //! - `perun bench tee-train`: seconds per training sample of the same job in `tee` mode
@@ -51,11 +51,15 @@ pub fn predict(requests: usize, batch: usize) -> Result<()> {
 
     let root = tempfile::tempdir()?;
     let world = LocalWorld::start(root.path(), &["model-owner", "clinic"])?;
-    let [owner, _] = &world.parties[..] else { bail!("two parties") };
+    // The model owner, the clinic and the provider `LocalWorld` adds.
+    let [owner, _clinic, _infra] = &world.parties[..] else { bail!("three parties") };
     let served = world.serve_on_sim(owner, &[], "mlp-trained", &out.weights, sim()?, &mut |_, _| {})?;
     let url = served.running.url();
     let t = Instant::now();
-    let remote = perun_enclave::RemoteModel::connect(&url, &served.policy, Some(served.job), perun_trust::unix_now())?;
+    // The serving job's receiver (the model owner) queries it; each request is signed.
+    let querier = perun_enclave::Querier { name: owner.name().clone(), key: owner.keys.signing_key().clone() };
+    let remote =
+        perun_enclave::RemoteModel::connect(&url, &served.policy, served.job, querier, perun_trust::unix_now())?;
     let connect_ms = t.elapsed().as_secs_f64() * 1e3;
     let local = perun_ml::Predictor::from_model(&out.weights, perun_ml::backend::Compute::Cpu)?;
 
@@ -104,8 +108,9 @@ pub fn predict(requests: usize, batch: usize) -> Result<()> {
         println!("of which HPKE seal/open of a {b}-row request and its sealed answer, in process: {ms:.3} ms (p50)");
     }
     println!(
-        "\n(private requests add: JSON, HPKE seal/open and answer AEAD, one loopback HTTP round trip; the sim TEE"
+        "\n(private requests add: JSON, HPKE seal/open and answer AEAD, the receiver's Ed25519 request signature and"
     );
+    println!(" its check, one loopback HTTP round trip; the sim TEE");
     println!(" has no hardware cost; an SGX enclave adds its transitions, a TDX/SNP guest its virtualisation)");
     served.running.finish()?;
     Ok(())

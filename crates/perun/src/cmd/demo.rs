@@ -353,7 +353,7 @@ fn forged_worker(world: &LocalWorld, stakeholder: &Party, infra: &Party, job: &D
 fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset) -> Result<()> {
     use perun_enclave::source::SimTee;
 
-    let [hospital_a, hospital_b, model_owner, _infra] = &world.parties[..] else { bail!("four parties") };
+    let [hospital_a, hospital_b, model_owner, infra] = &world.parties[..] else { bail!("four parties") };
     let sim = SimTee::for_this_binary(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))?;
     let sim_key = sim.public_key();
     let served = world.serve_on_sim(
@@ -383,21 +383,33 @@ fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset)
     let url = served.running.url();
     println!("  serving at {url} (private requests only)");
 
+    // The job's receiver (the model owner) queries it, each request signed with its key.
+    let querier =
+        |p: &super::local::Party| perun_enclave::Querier { name: p.name().clone(), key: p.keys.signing_key().clone() };
     let now = perun_trust::unix_now();
     let mut production = served.policy.clone();
-    production.name = "clinic production (hardware TEEs only)".into();
+    production.name = "production (hardware TEEs only)".into();
     production.sim_keys.clear();
-    let refused = perun_enclave::RemoteModel::connect(&url, &production, Some(served.job), now);
+    let refused = perun_enclave::RemoteModel::connect(&url, &production, served.job, querier(model_owner), now);
     println!(
-        "  the clinic's production policy: {}",
+        "  the receiver's production policy: {}",
         match refused {
             Err(e) => format!("refused ({e})"),
             Ok(_) => "accepted (must never happen)".into(),
         }
     );
-    let remote = perun_enclave::RemoteModel::connect(&url, &served.policy, Some(served.job), now)?;
-    println!("  with the demo policy: evidence verified (fresh nonce, job, serving key bound); the rows go sealed");
+    // The host's operator is no receiver: the enclave answers it nothing.
+    let host = perun_enclave::RemoteModel::connect(&url, &served.policy, served.job, querier(infra), now)?;
     let rows = held_out.rows();
+    match host.predict(rows.get(..1).unwrap_or(&[])) {
+        Err(e) => println!("  {} (the host's operator) queries the model: refused ({e})", infra.name()),
+        Ok(_) => bail!("the host's operator got a prediction: this must never happen"),
+    }
+    let remote = perun_enclave::RemoteModel::connect(&url, &served.policy, served.job, querier(model_owner), now)?;
+    println!(
+        "  {} (the job's receiver), with the demo policy: evidence verified (fresh nonce, job, serving key bound); the rows go sealed, the requests signed",
+        model_owner.name()
+    );
     let t = std::time::Instant::now();
     let mut predictions = Vec::new();
     for chunk in rows.chunks(64) {
@@ -406,7 +418,8 @@ fn serve_act(world: &LocalWorld, weights: &[u8], held_out: &perun_seal::Dataset)
     let elapsed = t.elapsed();
     let hits = predictions.iter().zip(&held_out.labels).filter(|(p, &l)| p.class as i64 == l).count();
     println!(
-        "  clinic: {} private predictions in {:.0} ms, {hits} match the held-out labels ({:.2}%)",
+        "  {}: {} private predictions in {:.0} ms, {hits} match the held-out labels ({:.2}%)",
+        model_owner.name(),
         predictions.len(),
         elapsed.as_secs_f64() * 1e3,
         100.0 * hits as f64 / predictions.len().max(1) as f64

@@ -11,7 +11,7 @@ use perun_core::{Digest, Name};
 use perun_enclave::enclave::Enclave;
 use perun_enclave::serve::{RunningEnclave, Serving};
 use perun_enclave::source::{ConfigfsTsm, EvidenceSource, Gramine, SimTee};
-use perun_enclave::RemoteModel;
+use perun_enclave::{Querier, RemoteModel};
 use perun_worker::job::{Progress, RunOptions};
 
 use crate::home::Home;
@@ -253,6 +253,15 @@ pub struct TeePolicyArgs {
     /// Accept the sim TEE with this public key (development only).
     #[arg(long)]
     pub sim_key: Vec<String>,
+    /// The lowest security version of a TCB component, `component=N`: SEV-SNP policies
+    /// need all of `bootloader`, `tee`, `snp` and `microcode` (the report states no
+    /// vendor TCB level); SGX may set `isv_svn`.
+    #[arg(long = "min-svn")]
+    pub min_svn: Vec<String>,
+    /// Accept TEEs that allow debugging (their memory is the host's to read; development
+    /// only).
+    #[arg(long)]
+    pub allow_debug: bool,
     /// Where to write the policy (JSON).
     #[arg(long)]
     pub out: PathBuf,
@@ -264,6 +273,12 @@ pub fn tee_policy(a: TeePolicyArgs) -> Result<()> {
     for m in &a.measurements {
         let (k, v) = m.split_once('=').with_context(|| format!("`{m}`: expected name=hex"))?;
         measurements.insert(k.to_owned(), v.to_ascii_lowercase());
+    }
+    let mut min_svn = std::collections::BTreeMap::new();
+    for m in &a.min_svn {
+        let (k, v) = m.split_once('=').with_context(|| format!("`{m}`: expected component=N"))?;
+        let v: u64 = v.parse().with_context(|| format!("`{m}`: the version must be a number"))?;
+        min_svn.insert(k.to_owned(), v);
     }
     let kind = match a.kind {
         KindArg::Sim => TeeKind::Sim,
@@ -281,7 +296,22 @@ pub fn tee_policy(a: TeePolicyArgs) -> Result<()> {
             TcbArg::OutOfDate => TcbLevel::OutOfDate,
         },
         sim_keys: a.sim_key.into_iter().collect(),
+        min_svn,
+        allow_debug: a.allow_debug,
     };
+    if kind == TeeKind::SevSnp {
+        let missing: Vec<&str> = perun_attest::tee::SNP_TCB_COMPONENTS
+            .iter()
+            .copied()
+            .filter(|c| !policy.min_svn.contains_key(*c))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "an SEV-SNP policy needs a TCB floor: add --min-svn for {} (e.g. --min-svn bootloader=3; the \
+             values of a known-good report are in its reported TCB)",
+            missing.join(", ")
+        );
+    }
     let json = serde_json::to_vec_pretty(&policy)?;
     TeePolicy::from_json(&json)?;
     if a.out.exists() {
@@ -304,18 +334,27 @@ pub struct PredictArgs {
     /// The TEE policy this client trusts (JSON).
     #[arg(long)]
     pub policy: PathBuf,
-    /// The job the enclave must serve.
-    #[arg(long)]
-    pub job: Option<Digest>,
+    /// The serving job you are a receiver of (its id, `sha256:...`: `perun job list
+    /// --as NAME` lists your jobs, `perun job show JOB --as NAME` shows one); the enclave
+    /// must serve it, and answers only the job's receivers.
+    #[arg(long, value_name = "JOB_ID")]
+    pub job: Digest,
+    /// The identity to query as: a receiver of the job (see `perun id new`); requests
+    /// are signed with its key.
+    #[arg(long = "as", value_name = "NAME")]
+    pub who: Name,
     /// Rows to predict (CSV with a header; every column a number).
     #[arg(long)]
     pub input: PathBuf,
     /// A label column to leave out of the rows (and to score the predictions against).
     #[arg(long)]
     pub label: Option<String>,
-    /// Rows per request.
+    /// Rows per request (at most what the enclave takes, 1024 for most models).
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// The Perun home (`--home` or `$PERUN_HOME`), where the identity's key is.
+    #[arg(from_global)]
+    pub home: Option<PathBuf>,
 }
 
 /// Reads the rows to predict: every column a number; with `label`, that column is the
@@ -334,10 +373,14 @@ pub fn read_rows(path: &Path, label: Option<&str>) -> Result<(Vec<Vec<f32>>, Vec
 
 /// Runs `perun predict`.
 pub fn predict(a: PredictArgs) -> Result<()> {
+    let home = Home::resolve(a.home.clone());
+    let keys = home.load_identity(&a.who)?;
+    let querier = Querier { name: a.who.clone(), key: keys.signing_key().clone() };
+    drop(keys);
     let bytes = std::fs::read(&a.policy).with_context(|| format!("reading {}", a.policy.display()))?;
     let policy = TeePolicy::from_json(&bytes).with_context(|| format!("{} is not a TEE policy", a.policy.display()))?;
     let (rows, labels) = read_rows(&a.input, a.label.as_deref())?;
-    let remote = RemoteModel::connect(&a.remote, &policy, a.job, perun_trust::unix_now())
+    let remote = RemoteModel::connect(&a.remote, &policy, a.job, querier, perun_trust::unix_now())
         .with_context(|| format!("verifying the enclave at {}", a.remote))?;
     let c = remote.claims();
     eprintln!(
@@ -351,8 +394,8 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         eprintln!("warning: the sim TEE is software: your policy names its key, so accept this for development only");
     }
     let mut predictions = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(a.batch.max(1)) {
-        predictions.extend(remote.predict(chunk)?);
+    for chunk in rows.chunks(a.batch.clamp(1, remote.max_rows())) {
+        predictions.extend(remote.predict(chunk).with_context(|| format!("predicting as `{}`", a.who))?);
     }
     println!("row,class,probabilities");
     for (i, p) in predictions.iter().enumerate() {

@@ -116,7 +116,8 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
             }
             // The audit key comes over the connection just pinned.
-            let info: ServiceInfo = Client::new(&url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
+            let info: ServiceInfo =
+                Client::new(&url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
             audit_key(&info.audit_key)?;
             std::fs::create_dir_all(home.root())?;
             let remote = Remote { url: url.clone(), fingerprint: fp, audit_key: info.audit_key.clone() };
@@ -736,12 +737,15 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
         }
         let file = checkpoint_file(home);
         let since: Option<perun_trust::audit::Checkpoint> = match std::fs::read(&file) {
-            Ok(b) => Some(serde_json::from_slice(&b).with_context(|| format!("{} is not a checkpoint", file.display()))?),
+            Ok(b) => {
+                Some(serde_json::from_slice(&b).with_context(|| format!("{} is not a checkpoint", file.display()))?)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
         let head = perun_trust::audit::verify_extends(&log.records, &key, since.as_ref())?;
-        std::fs::write(&file, serde_json::to_vec_pretty(&head)?).with_context(|| format!("writing {}", file.display()))?;
+        std::fs::write(&file, serde_json::to_vec_pretty(&head)?)
+            .with_context(|| format!("writing {}", file.display()))?;
         if !who.json {
             let extends = match since {
                 Some(c) => format!(", extending the one verified before (record {})", c.seq),
