@@ -164,6 +164,27 @@ fn stakeholders_on_the_command_line_and_a_service_that_survives_sigkill() {
     // left verifies on its own, but not against the checkpoint hospital-a kept.
     let addr = svc.kill();
     let db = rusqlite::Connection::open(s.path("trust/perun.db")).unwrap();
+    // First the host drops hospital-a from the parties of a record it was shown (the
+    // release of its key, by the service): the record keeps its hash and signature, but
+    // is hidden from hospital-a now.
+    let seq: i64 = db
+        .query_row(
+            "SELECT MIN(seq) FROM audit WHERE CAST(body AS TEXT) LIKE '%\"actor\":\"service\"%\"parties\":[\"hospital-a\",%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let edit = |from: &str, to: &str| {
+        let sql = "UPDATE audit SET body = CAST(replace(CAST(body AS TEXT), ?1, ?2) AS BLOB) WHERE seq = ?3";
+        assert_eq!(db.execute(sql, rusqlite::params![from, to, seq]).unwrap(), 1);
+    };
+    edit("\"parties\":[\"hospital-a\",", "\"parties\":[");
+    let svc = Service::start(&s, &addr);
+    let err = s.fails(&["audit", "verify", "--as", "hospital-a"]);
+    assert!(err.contains(&format!("audit record {seq}")) && err.contains("hidden from you"), "{err}");
+    let addr = svc.kill();
+    edit("\"parties\":[", "\"parties\":[\"hospital-a\",");
+    // Then the host deletes the last records.
     let cut = db.execute("DELETE FROM audit WHERE seq > (SELECT MAX(seq) - 2 FROM audit)", []).unwrap();
     assert_eq!(cut, 2);
     drop(db);
@@ -310,6 +331,20 @@ fn large_anonymous_bodies_are_refused_before_they_are_read() {
     let grown_mib = svc.peak_rss_kib().saturating_sub(before) / 1024;
     println!("peak memory grew by {grown_mib} MiB over 24 bodies of 59 MiB");
     assert!(grown_mib < 100, "the service held the bodies: its peak memory grew by {grown_mib} MiB");
+    // A connection that sends nothing is closed after the handshake timeout (10 s), so
+    // idle connections cannot pile up; the store is the service user's alone.
+    let mut idle = std::net::TcpStream::connect(svc.url.trim_start_matches("https://")).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = std::io::Read::read(&mut idle, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the service sent something to a silent client");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "idle connection kept {:?}", started.elapsed());
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in ["trust/perun.db", "trust/keys"] {
+        let mode = std::fs::metadata(s.path(f)).unwrap().permissions().mode() & 0o077;
+        assert_eq!(mode, 0, "{f} is readable by others");
+    }
     // The service is still there, and /metrics answers only to the scraper's token.
     let _: serde_json::Value = anon.call::<(), _>("GET", "/v1/health", None).unwrap();
     let r: Result<serde_json::Value, _> = anon.call::<(), _>("GET", "/metrics", None);

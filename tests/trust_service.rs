@@ -527,7 +527,16 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     m.data[0].content_digest = Digest::of(b"a guess");
     let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
     let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
-    assert!(why.contains("content digest differ") && !why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
+    assert!(!why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
+    // The same answer for a wrong owner, and for an asset that does not exist.
+    for (asset, owner) in [("bc-a", "hospital-b"), ("zz-none", "hospital-a")] {
+        let mut m = w.manifest("misstated");
+        m.data[0].asset = name(asset);
+        m.data[0].owner = name(owner);
+        let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+        let Err(TrustError::BadRequest(other)) = r else { panic!("{r:?}") };
+        assert_eq!(other.replace(asset, "bc-a"), why, "the answer tells {asset} of {owner} apart");
+    }
     // Approving a job one is no party of answers as for a missing job, and writes no
     // record that would show its parties to the caller.
     let private = w.ready_job("unseen");
@@ -884,4 +893,59 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
     }
     let m: JobMetrics = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
     assert_eq!(m.epochs.len(), 1);
+}
+
+/// Anyone may register, but not without bound: past 60 registrations a minute the
+/// service answers 429 and stores nothing more.
+#[test]
+fn registrations_are_rate_limited() {
+    let Some(w) = World::new() else { return };
+    let mut limited = 0;
+    for i in 0..80 {
+        let p = StakeholderKeys::generate(name(&format!("spam-{i}")));
+        let body = RegisterStakeholder { identity: p.public(), roles: [Role::Provider].into() };
+        match w.as_person(&p).call::<_, ()>("POST", "/v1/stakeholders", Some(&body)) {
+            Ok(()) => {}
+            Err(TrustError::TooManyRequests(_)) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // The world registered five already; a second or two refills one or two more.
+    assert!(limited >= 20, "{limited} of 80 registrations were limited");
+}
+
+/// A manifest or policy edited in the store (by whoever holds the service's disk) no
+/// longer hashes to the digest approvals signed: nothing is decided on it, nothing released.
+#[test]
+fn records_edited_in_the_store_are_refused() {
+    let Some(mut w) = World::new() else { return };
+    use perun_trust::store::{Table, Tx as _};
+    let edit = |w: &World, table: Table, key: &str, from: &str, to: &str| {
+        w.trust
+            .store()
+            .write(|tx| {
+                let raw = String::from_utf8(tx.get_raw(table, key)?.unwrap()).unwrap();
+                assert!(raw.contains(from), "{raw}");
+                tx.put_raw(table, key, raw.replace(from, to).as_bytes(), None)
+            })
+            .unwrap();
+    };
+    // An approved job whose stored manifest is edited (another receiver) is not claimed.
+    let job = w.ready_job("edited");
+    edit(&w, Table::Jobs, &job.to_string(), "\"receivers\":[\"model-owner\"]", "\"receivers\":[\"mallory\"]");
+    let r = w.worker().claim(&job);
+    assert!(r.is_err(), "a job with an edited manifest was claimed");
+    let released = w.trust.store().read(|tx| {
+        use perun_trust::store::TxExt as _;
+        tx.list::<perun_trust::records::ReleaseRecord>(&format!("{job}/"))
+    });
+    assert!(released.unwrap().is_empty());
+    // An edited policy is neither served nor used.
+    let policy = w.policy.to_string();
+    edit(&w, Table::Policies, &policy, "swtpm dev worker", "edited on disk");
+    let r: Result<PolicyInfo, _> = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/policies/{policy}"), None);
+    assert!(r.is_err(), "an edited policy was served: {r:?}");
+    let r: Result<JobInfo, _> =
+        w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: w.manifest("after-edit") }));
+    assert!(r.is_err(), "a job was proposed on an edited policy");
 }

@@ -34,16 +34,24 @@ const MAX_TEE_EVIDENCE_BODY: usize = 4 << 20;
 const MAX_POLICY_BODY: usize = 16 << 20;
 /// Largest body of any other request: 1 MiB.
 const MAX_BODY: usize = 1 << 20;
-/// Evidence bodies read and appraised at once, per kind; more TPM evidence waits its
-/// turn, more anonymous TEE evidence is answered 429.
+/// Evidence bodies read and appraised at once, per kind; more TPM evidence (and more TEE
+/// evidence from enclaves holding a token) waits its turn, more anonymous TEE evidence is
+/// answered 429.
 const EVIDENCE_AT_ONCE: usize = 4;
+/// Time a request body may take to arrive: 60 s (64 MiB at about 1 MiB/s).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Time a whole request may take, body and decision.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 type Shared<S> = Arc<Trust<S>>;
 
 /// The service's router.
 pub fn router<S: Store>(trust: Shared<S>) -> Router {
     let tpm_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
-    let tee_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
+    let tee_evidence = Arc::new(TeeSlots {
+        anonymous: tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE),
+        enclaves: tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE),
+    });
     let policy_slots = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
     Router::new()
         .route("/v1/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
@@ -92,6 +100,7 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         )
         .route("/v1/audit", get(audit::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(within_time))
         .with_state(trust)
 }
 
@@ -369,20 +378,39 @@ async fn attest<S: Store>(
     .await
 }
 
+/// Slots for TEE evidence: anonymous first reports, and reports of running enclaves
+/// (which hold a token), apart, so that anonymous callers cannot keep a running job from
+/// attesting.
+struct TeeSlots {
+    anonymous: tokio::sync::Semaphore,
+    enclaves: tokio::sync::Semaphore,
+}
+
 /// `POST /v1/enclave/jobs/{id}/attest`: anonymous for a ready job (the report is the
 /// credential); a running job's enclave sends its token. The job must exist and take
-/// TEE evidence before the body (up to 4 MiB) is read; at most [`EVIDENCE_AT_ONCE`] are
-/// read at once, more are answered 429.
+/// TEE evidence before the body (up to 4 MiB) is read; at most [`EVIDENCE_AT_ONCE`]
+/// anonymous reports are read at once (more are answered 429), and as many reports of
+/// enclaves with a token (more wait).
 async fn attest_enclave<S: Store>(
     State(t): State<Shared<S>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<TeeSlots>,
 ) -> Response {
-    let Ok(_slot) = slots.try_acquire_owned() else {
-        return TrustError::TooManyRequests("too much TEE evidence at once: send it again in a second".into())
-            .into_response();
+    let _slot = if headers.contains_key(H_WORKER) {
+        match slots.enclaves.acquire().await {
+            Ok(s) => s,
+            Err(_) => return TrustError::Store("the evidence queue closed".into()).into_response(),
+        }
+    } else {
+        match slots.anonymous.try_acquire() {
+            Ok(s) => s,
+            Err(_) => {
+                return TrustError::TooManyRequests("too much TEE evidence at once: send it again in a second".into())
+                    .into_response()
+            }
+        }
     };
     let (t2, h, id2) = (t.clone(), headers.clone(), id.clone());
     let caller = match tokio::task::spawn_blocking(move || {
@@ -410,12 +438,29 @@ async fn attest_enclave<S: Store>(
     .await
 }
 
-/// Reads a body of at most `limit` bytes, or answers 413.
+/// Reads a body of at most `limit` bytes within [`BODY_TIMEOUT`], or answers 413 (408
+/// for a body that trickles in).
 async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        let msg = format!("request body: larger than {} MiB, or cut off", limit >> 20);
-        (StatusCode::PAYLOAD_TOO_LARGE, Json(TrustError::BadRequest(msg).to_body())).into_response()
-    })
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => {
+            let msg = format!("request body: larger than {} MiB, or cut off", limit >> 20);
+            Err((StatusCode::PAYLOAD_TOO_LARGE, Json(TrustError::BadRequest(msg).to_body())).into_response())
+        }
+        Err(_) => Err(timed_out("the request body did not arrive within 60 s")),
+    }
+}
+
+/// Ends a request that takes longer than [`REQUEST_TIMEOUT`] (a body that trickles in).
+async fn within_time(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => timed_out("the request took longer than 90 s"),
+    }
+}
+
+fn timed_out(why: &str) -> Response {
+    (StatusCode::REQUEST_TIMEOUT, Json(TrustError::BadRequest(why.into()).to_body())).into_response()
 }
 
 /// A worker or enclave name from a URL: a valid [`perun_core::Name`] (at most 64

@@ -226,51 +226,63 @@ pub fn verify_chain(views: &[AuditView], service_key: &VerifyingKey) -> Result<u
 }
 
 /// The point of the chain a stakeholder last verified: the head record's sequence number
-/// and hash (the service signed that hash). A later chain must extend it: records at or
-/// before it cannot vanish or change unnoticed, whatever happens to the service's store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// and hash (the service signed that hash), and which records it was shown in full. A
+/// later chain must extend it: records at or before it cannot vanish, change or be
+/// hidden from it unnoticed, whatever happens to the service's store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// The head's sequence number (0: the empty chain).
     pub seq: u64,
     /// The head's hash (zeros for the empty chain).
     pub head: Digest,
+    /// The sequence numbers of the records whose bodies the stakeholder was shown.
+    #[serde(default)]
+    pub seen: Vec<u64>,
 }
 
 /// [`verify_chain`], and that the chain extends `since` (the checkpoint of an earlier
-/// verification): it holds at least `since.seq` records and record `since.seq` has hash
-/// `since.head`. Returns the chain's new checkpoint.
+/// verification): it holds at least `since.seq` records, record `since.seq` has hash
+/// `since.head`, and every record shown in full then is shown in full now (a store edit
+/// that drops the stakeholder from a record's parties keeps the record's hash and
+/// signature, but not its visibility). Returns the chain's new checkpoint.
 ///
-/// Errors: [`TrustError::Crypto`] naming the first record that fails, or the cut.
+/// Errors: [`TrustError::Crypto`] naming the first record that fails, the cut, or the
+/// record hidden since.
 pub fn verify_extends(
     views: &[AuditView],
     service_key: &VerifyingKey,
     since: Option<&Checkpoint>,
 ) -> Result<Checkpoint, TrustError> {
     verify_chain(views, service_key)?;
-    let head = views
-        .last()
-        .map_or(Checkpoint { seq: 0, head: Digest::from_bytes([0; 32]) }, |v| Checkpoint { seq: v.seq, head: v.hash });
-    if let Some(c) = since {
-        let at = usize::try_from(c.seq).ok().and_then(|i| i.checked_sub(1)).and_then(|i| views.get(i));
-        match at {
-            _ if c.seq == 0 => {}
-            Some(v) if v.hash == c.head => {}
-            Some(_) => {
-                return Err(TrustError::Crypto(format!(
-                    "audit record {} is not the one verified before (hash {}): the service's history was rewritten",
-                    c.seq, c.head
-                )))
-            }
-            None => {
-                return Err(TrustError::Crypto(format!(
-                    "the audit log was cut: it ends at record {}, but record {} (hash {}) was verified before",
-                    head.seq, c.seq, c.head
-                )))
-            }
+    let seen: Vec<u64> = views.iter().filter(|v| v.body.is_some()).map(|v| v.seq).collect();
+    let (seq, head) = views.last().map_or((0, Digest::from_bytes([0; 32])), |v| (v.seq, v.hash));
+    let Some(c) = since else { return Ok(Checkpoint { seq, head, seen }) };
+    // Sequence numbers run from 1 without gaps (verify_chain): record n is views[n - 1].
+    let record = |n: u64| usize::try_from(n).ok().and_then(|i| i.checked_sub(1)).and_then(|i| views.get(i));
+    match record(c.seq) {
+        _ if c.seq == 0 => {}
+        Some(v) if v.hash == c.head => {}
+        Some(_) => {
+            return Err(TrustError::Crypto(format!(
+                "audit record {} is not the one verified before (hash {}): the service's history was rewritten",
+                c.seq, c.head
+            )))
+        }
+        None => {
+            return Err(TrustError::Crypto(format!(
+                "the audit log was cut: it ends at record {seq}, but record {} (hash {}) was verified before",
+                c.seq, c.head
+            )))
         }
     }
-    Ok(head)
+    if let Some(n) = c.seen.iter().find(|n| record(**n).is_none_or(|v| v.body.is_none())) {
+        return Err(TrustError::Crypto(format!(
+            "audit record {n} concerned you when you last verified, and is now hidden from you: the service's \
+             store was edited"
+        )));
+    }
+    Ok(Checkpoint { seq, head, seen })
 }
 
 #[cfg(test)]
@@ -343,6 +355,11 @@ mod tests {
         let (_, other) = chain(5);
         let e = verify_extends(&view_for(&other, &a), &vk, Some(&at5)).unwrap_err().to_string();
         assert!(e.contains("signature") || e.contains("rewritten"), "{e}");
+        // A record once shown that is hidden later (its parties edited in the store).
+        let mut hidden = views.clone();
+        hidden[0].body = None;
+        let e = verify_extends(&hidden, &vk, Some(&at5)).unwrap_err().to_string();
+        assert!(e.contains("audit record 1") && e.contains("hidden"), "{e}");
         // The empty chain is a checkpoint too.
         assert_eq!(verify_extends(&[], &vk, None).unwrap().seq, 0);
     }

@@ -138,6 +138,9 @@ impl Client {
         let http = reqwest::blocking::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(Duration::from_secs(120))
+            // Before the service's 30 s wait for the next request on an idle connection
+            // ends: the client closes first, never racing a request against the close.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| TrustError::Transport(e.to_string()))?;
         Ok(Self { base, http, verifier, caller })

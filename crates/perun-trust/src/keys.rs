@@ -73,6 +73,11 @@ impl ServiceKeys {
 
     fn save(&self, dir: &Path) -> Result<(), TrustError> {
         std::fs::create_dir_all(dir).map_err(|e| TrustError::Io(format!("{}: {e}", dir.display())))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| TrustError::Io(format!("{}: {e}", dir.display())))?;
+        }
         let pem = self
             .signing
             .to_pkcs8_pem(Default::default())

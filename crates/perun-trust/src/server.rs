@@ -30,7 +30,20 @@ pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<rustls::ServerConfi
         .map_err(|e| TrustError::Crypto(format!("TLS certificate: {e}")))
 }
 
+/// Connections served at once; past it, new ones wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 2048;
+/// Seconds a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Seconds a client has to send a request's headers, also while a kept-alive connection
+/// waits for its next request (clients close idle connections sooner).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `trust` on `listener` until `shutdown` completes.
+///
+/// No anonymous peer can hold the service: at most [`MAX_CONNECTIONS`] connections at
+/// once, a handshake within 10 s, headers within 30 s, a body within the route's time
+/// (`crate::api`), and a failing `accept` (out of file descriptors) backs off instead of
+/// spinning.
 pub async fn serve<S: Store>(
     trust: Arc<Trust<S>>,
     listener: TcpListener,
@@ -54,14 +67,25 @@ pub async fn serve<S: Store>(
             }
         })
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Typically out of file descriptors: wait for some to close rather
+                    // than spin (and log) at full speed.
+                    tracing::warn!(error = %e, "accept failed; pausing 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -70,14 +94,22 @@ pub async fn serve<S: Store>(
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(t) => t,
-                Err(e) => {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

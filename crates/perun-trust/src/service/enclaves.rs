@@ -81,7 +81,7 @@ impl<S: Store> Trust<S> {
         if let Err(why) = self.nonces.check(&req.nonce, &seen.id, &req.enclave, now, self.config.nonce_valid_s) {
             let e = TrustError::Refused { reason: why, failures: Vec::new() };
             return Err(match caller {
-                None => self.refused_anonymous(&actor, Some(&seen), Vec::new(), e),
+                None => self.refused_anonymous("anonymous", Some(&seen), Vec::new(), e),
                 Some(_) => self.refused(&actor, Some(&seen), e),
             });
         }
@@ -185,7 +185,7 @@ impl<S: Store> Trust<S> {
                 tracing::warn!(job = %job_id, enclave = %req.enclave, reason = %e, "TEE evidence refused");
                 Err(e)
             }
-            Err((job, e)) if caller.is_none() => Err(self.refused_anonymous(&actor, Some(&job), Vec::new(), e)),
+            Err((job, e)) if caller.is_none() => Err(self.refused_anonymous("anonymous", Some(&job), Vec::new(), e)),
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
         }
     }

@@ -35,31 +35,20 @@ impl<S: Store> Trust<S> {
                 return Err(TrustError::Conflict(format!("job {id} was already proposed")));
             }
             for a in manifest.assets() {
-                let rec: AssetRecord = tx
-                    .get(a.asset.as_str())?
-                    .ok_or_else(|| TrustError::BadRequest(format!("asset `{}` is not registered", a.asset)))?;
-                if rec.owner != a.owner || rec.kind != a.kind || rec.content_digest != a.content_digest {
-                    // What the registration says is its owner's to tell, not the proposer's
-                    // to learn: the answer names only the fields that differ.
-                    let mut differ = Vec::new();
-                    if rec.owner != a.owner {
-                        differ.push("owner");
-                    }
-                    if rec.kind != a.kind {
-                        differ.push("kind");
-                    }
-                    if rec.content_digest != a.content_digest {
-                        differ.push("content digest");
-                    }
+                // One answer whether the asset is missing or registered otherwise: who
+                // owns what, and what it holds, is its owner's to tell.
+                let registered = tx.get::<AssetRecord>(a.asset.as_str())?;
+                if !registered
+                    .is_some_and(|r| r.owner == a.owner && r.kind == a.kind && r.content_digest == a.content_digest)
+                {
                     return Err(TrustError::BadRequest(format!(
-                        "asset `{}` is not registered as the manifest says ({} differ): its owner's \
-                         `perun asset list` shows its registration",
-                        a.asset,
-                        differ.join(", ")
+                        "asset `{}` is not registered with the owner, kind and content digest the manifest names: \
+                         its owner's `perun asset list` shows its registration",
+                        a.asset
                     )));
                 }
             }
-            let policy = tx.get::<PolicyRecord>(&manifest.platform_policy.to_string())?.ok_or_else(|| {
+            let policy = policy_in(tx, &manifest.platform_policy)?.ok_or_else(|| {
                 TrustError::BadRequest(format!(
                     "policy {} is not published here: `perun policy add` it first",
                     manifest.platform_policy
@@ -275,7 +264,29 @@ pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustEr
         let shown: String = job_id.chars().take(80).collect();
         TrustError::NotFound(format!("no job {shown}: a job id is sha256: and 64 hex digits"))
     })?;
-    tx.get(&id.to_string())?.ok_or_else(|| TrustError::NotFound(format!("no job {id}")))
+    let job: JobRecord = tx.get(&id.to_string())?.ok_or_else(|| TrustError::NotFound(format!("no job {id}")))?;
+    // Approvals sign the manifest's digest: a stored manifest that no longer hashes to
+    // its id was edited in the store, and nothing may be decided on it.
+    if job.manifest.digest() != job.id {
+        return Err(TrustError::Store(format!(
+            "the stored manifest of job {id} does not hash to its id: the store was edited"
+        )));
+    }
+    Ok(job)
+}
+
+/// The published policy `digest` inside a transaction, checked to hash to its digest
+/// (the one manifests and approvals name).
+pub(crate) fn policy_in(tx: &mut dyn Tx, digest: &perun_core::Digest) -> Result<Option<PolicyRecord>, TrustError> {
+    let policy: Option<PolicyRecord> = tx.get(&digest.to_string())?;
+    if let Some(p) = &policy {
+        if p.policy.digest() != *digest || p.digest != *digest {
+            return Err(TrustError::Store(format!(
+                "the stored policy {digest} does not hash to its digest: the store was edited"
+            )));
+        }
+    }
+    Ok(policy)
 }
 
 /// Whether `who` is a party of `job`: its proposer, an asset owner, an approver, a

@@ -79,9 +79,6 @@ impl Default for TrustConfig {
     }
 }
 
-/// How many refusals of anonymous requests may be audited in a minute (a GCRA limiter).
-type AnonymousLimiter = governor::DefaultDirectRateLimiter;
-
 /// The trust service.
 pub struct Trust<S: Store> {
     store: S,
@@ -90,7 +87,8 @@ pub struct Trust<S: Store> {
     config: TrustConfig,
     metrics: Metrics,
     nonces: crate::nonce::NonceIssuer,
-    anonymous: AnonymousLimiter,
+    anonymous: governor::DefaultKeyedRateLimiter<String>,
+    registrations: governor::DefaultDirectRateLimiter,
 }
 
 impl<S: Store> Trust<S> {
@@ -99,8 +97,9 @@ impl<S: Store> Trust<S> {
         let nonces = crate::nonce::NonceIssuer::new(keys.signing.as_bytes());
         let per_minute =
             std::num::NonZeroU32::new(config.anonymous_audits_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
-        let anonymous = governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
-        Self { store, keys, clock, config, metrics: Metrics::default(), nonces, anonymous }
+        let anonymous = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
+        let registrations = governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
+        Self { store, keys, clock, config, metrics: Metrics::default(), nonces, anonymous, registrations }
     }
 
     /// The service's keys (public halves are served; private halves never leave).
@@ -163,10 +162,10 @@ impl<S: Store> Trust<S> {
     }
 
     /// Records the refusal of an anonymous (not yet authenticated) request, at most
-    /// [`TrustConfig::anonymous_audits_per_minute`] a minute: past that, nothing is written
-    /// and the caller is told to wait. `actor` and `parties` must be names the service
-    /// already knew (an enrolled worker, a job's enclave name), never text the caller chose
-    /// freely.
+    /// [`TrustConfig::anonymous_audits_per_minute`] a minute for what it concerns (a worker,
+    /// a job: one cannot spend another's budget): past that, nothing is written and the
+    /// caller is told to wait. `actor` and `parties` must be names the service already
+    /// knew (an enrolled worker, or `anonymous`), never text the caller chose.
     fn refused_anonymous(
         &self,
         actor: &str,
@@ -174,7 +173,8 @@ impl<S: Store> Trust<S> {
         parties: Vec<Name>,
         err: TrustError,
     ) -> TrustError {
-        if self.anonymous.check().is_err() {
+        let key = job.map_or_else(|| actor.to_owned(), |j| j.id.to_string());
+        if self.anonymous.check_key(&key).is_err() {
             self.metrics.anonymous_refusals_dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(actor, reason = %err, "anonymous request refused (not audited: rate limit)");
             return TrustError::TooManyRequests(format!(
@@ -250,6 +250,7 @@ impl<S: Store> Trust<S> {
                     ended += 1;
                 }
             }
+            self.anonymous.retain_recent();
             tx.prune(crate::store::Table::Sessions, now)?;
             tx.prune(crate::store::Table::RequestNonces, now)?;
             Ok(ended)

@@ -24,6 +24,9 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
+/// The most policies one provider may publish.
+pub const MAX_POLICIES_PER_PROVIDER: usize = 64;
+
 impl<S: Store> Trust<S> {
     /// Who the service is.
     pub fn info(&self) -> ServiceInfo {
@@ -88,6 +91,11 @@ impl<S: Store> Trust<S> {
         req: RequestParts<'_>,
         body: RegisterStakeholder,
     ) -> Result<(), TrustError> {
+        // Anyone may register (the signature is by the key registered): registrations
+        // are rate-limited so that none can fill the store and every party's audit view.
+        if self.registrations.check().is_err() {
+            return Err(TrustError::TooManyRequests("too many registrations: try again in a minute".into()));
+        }
         let id = body.identity;
         id.check().map_err(|e| TrustError::BadRequest(e.to_string()))?;
         if body.roles.is_empty() {
@@ -221,6 +229,12 @@ impl<S: Store> Trust<S> {
             if tx.get::<PolicyRecord>(&digest.to_string())?.is_some() {
                 return Ok(());
             }
+            let published = tx.list::<PolicyRecord>("")?.iter().filter(|p| &p.owner == owner).count();
+            if published >= MAX_POLICIES_PER_PROVIDER {
+                return Err(TrustError::Conflict(format!(
+                    "`{owner}` has published {published} policies, the most one provider may keep here"
+                )));
+            }
             tx.put(&record)?;
             let mut e =
                 Event::new(AuditKind::PolicyAdded, owner.as_str(), format!("{} ({digest})", record.policy.name()));
@@ -233,7 +247,10 @@ impl<S: Store> Trust<S> {
     /// A policy by digest (every registered stakeholder may read policies: owners must
     /// see what they approve).
     pub fn policy(&self, digest: &str) -> Result<PolicyInfo, TrustError> {
-        let rec: Option<PolicyRecord> = self.store.read(|tx| tx.get(digest))?;
+        let parsed: perun_core::Digest = digest
+            .parse()
+            .map_err(|_| TrustError::NotFound(format!("no policy {digest}: a policy is named by its digest")))?;
+        let rec = self.store.read(|tx| super::jobs::policy_in(tx, &parsed))?;
         let r = rec.ok_or_else(|| TrustError::NotFound(format!("no policy {digest}")))?;
         Ok(PolicyInfo { digest: r.digest, owner: r.owner, policy: r.policy })
     }

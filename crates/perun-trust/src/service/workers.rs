@@ -17,7 +17,7 @@ use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
 use zeroize::Zeroizing;
 
-use super::jobs::job_in;
+use super::jobs::{job_in, policy_in};
 use super::{worker_actor, Trust};
 use crate::audit::{AuditKind, Event};
 use crate::records::{
@@ -259,7 +259,7 @@ impl<S: Store> Trust<S> {
                     && now < j.manifest.expires_at
                     && may_run(worker, &j.manifest).is_ok()
                 {
-                    let p = tx.get::<PolicyRecord>(&j.manifest.platform_policy.to_string())?;
+                    let p = policy_in(tx, &j.manifest.platform_policy)?;
                     out.push((j, p));
                 }
             }
@@ -307,7 +307,7 @@ impl<S: Store> Trust<S> {
             // A TPM whose EK certificate the job's policy does not accept claims nothing
             // (checked again, with everything else, on the first attestation).
             if let Some(PolicyRecord { policy: JobPolicy::Platform(p), .. }) =
-                tx.get::<PolicyRecord>(&job.manifest.platform_policy.to_string())?
+                policy_in(tx, &job.manifest.platform_policy)?
             {
                 if let Err(e) = genuine_tpm(worker, &p) {
                     return Ok(Err((job, e)));
@@ -329,8 +329,7 @@ impl<S: Store> Trust<S> {
         worker: &Name,
         nonce: String,
     ) -> Result<Claimed, TrustError> {
-        let policy: PolicyRecord = tx
-            .get(&job.manifest.platform_policy.to_string())?
+        let policy: PolicyRecord = policy_in(tx, &job.manifest.platform_policy)?
             .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
         let mut assets = Vec::new();
         for a in job.manifest.assets() {
@@ -563,7 +562,7 @@ impl<S: Store> Trust<S> {
     pub(super) fn job_and_policy(&self, job_id: &str) -> Result<(JobRecord, Option<PolicyRecord>), TrustError> {
         self.store.read(|tx| {
             let job = job_in(tx, job_id)?;
-            let policy = tx.get(&job.manifest.platform_policy.to_string())?;
+            let policy = policy_in(tx, &job.manifest.platform_policy)?;
             Ok((job, policy))
         })
     }

@@ -44,6 +44,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and migrates its schema.
     pub fn open(path: &Path) -> Result<Self, TrustError> {
+        // The store holds wrapped keys and the whole audit log: only the service's user
+        // reads it (SQLite gives its -wal and -shm files the database file's mode).
+        {
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let io = |e: std::io::Error| TrustError::Store(format!("cannot create store {}: {e}", path.display()));
+            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
         let open = || {
             Connection::open(path).map_err(|e| TrustError::Store(format!("cannot open store {}: {e}", path.display())))
         };

@@ -40,8 +40,9 @@ pub struct Remote {
     pub audit_key: String,
 }
 
-fn checkpoint_file(home: &Home) -> PathBuf {
-    home.root().join("audit-checkpoint.json")
+/// Where `who`'s audit checkpoint is kept (each stakeholder is shown other records).
+fn checkpoint_file(home: &Home, who: &Name) -> PathBuf {
+    home.root().join("audit").join(format!("{who}.json"))
 }
 
 fn remote_file(home: &Home) -> PathBuf {
@@ -123,7 +124,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
             let remote = Remote { url: url.clone(), fingerprint: fp, audit_key: info.audit_key.clone() };
             std::fs::write(remote_file(home), serde_json::to_vec_pretty(&remote)?)?;
             // A new service starts a new history.
-            let _ = std::fs::remove_file(checkpoint_file(home));
+            let _ = std::fs::remove_dir_all(home.root().join("audit"));
             show!("pinned {url} ({fp}), audit key ed25519:{}", info.audit_key);
             Ok(())
         }
@@ -735,7 +736,7 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
                 remote.audit_key
             );
         }
-        let file = checkpoint_file(home);
+        let file = checkpoint_file(home, &who.who);
         let since: Option<perun_trust::audit::Checkpoint> = match std::fs::read(&file) {
             Ok(b) => {
                 Some(serde_json::from_slice(&b).with_context(|| format!("{} is not a checkpoint", file.display()))?)
@@ -744,8 +745,10 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
         let head = perun_trust::audit::verify_extends(&log.records, &key, since.as_ref())?;
-        std::fs::write(&file, serde_json::to_vec_pretty(&head)?)
-            .with_context(|| format!("writing {}", file.display()))?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&file, serde_json::to_vec(&head)?).with_context(|| format!("writing {}", file.display()))?;
         if !who.json {
             let extends = match since {
                 Some(c) => format!(", extending the one verified before (record {})", c.seq),

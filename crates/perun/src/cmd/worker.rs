@@ -81,12 +81,22 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
             Progress::Delivered { path } => say!("  model sealed to the receivers: {}", path.display()),
             _ => {}
         });
-        match r {
-            Ok(report) => say!("job {id} finished ({} continuous attestations)", report.reattestations),
-            Err(e) => say!("job {id} aborted, keys and data wiped: {e}"),
-        }
+        let aborted = match r {
+            Ok(report) => {
+                say!("job {id} finished ({} continuous attestations)", report.reattestations);
+                None
+            }
+            Err(e) => {
+                say!("job {id} aborted, keys and data wiped: {e}");
+                Some(e)
+            }
+        };
         if a.once {
-            return Ok(());
+            // One job was asked for: its abort is the command's failure.
+            return match aborted {
+                Some(e) => Err(anyhow::anyhow!("job {id} aborted: {e}")),
+                None => Ok(()),
+            };
         }
     }
 }
