@@ -919,7 +919,7 @@ fn registrations_are_rate_limited() {
 #[test]
 fn records_edited_in_the_store_are_refused() {
     let Some(mut w) = World::new() else { return };
-    use perun_trust::store::{Table, Tx as _};
+    use perun_trust::store::Table;
     let edit = |w: &World, table: Table, key: &str, from: &str, to: &str| {
         w.trust
             .store()
