@@ -131,6 +131,17 @@ impl World {
         self.anon.with_caller(Caller::Stakeholder { name: p.name().clone(), key: p.signing_key().clone() })
     }
 
+    /// The provider enrols `tpm` as worker `worker` (EK and its certificate).
+    fn enrol_by_infra(&self, worker: &str, tpm: &mut Tpm) {
+        let body = EnrolWorker {
+            name: name(worker),
+            ek_public: tpm.ek_public().to_vec(),
+            ek_certificate: tpm.ek_certificate().unwrap(),
+            ek_chain: Vec::new(),
+        };
+        let _: WorkerInfo = self.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    }
+
     fn client(&self, who: usize) -> Client {
         self.as_person(&self.people[who])
     }
@@ -366,13 +377,7 @@ fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
     assert!(refused_reason(r).contains("EK other than the enrolled"));
 
     // A worker enrolled but whose AK was never activated has no token: refused.
-    let body = EnrolWorker {
-        name: name("gpu-2"),
-        ek_public: t2.ek_public().to_vec(),
-        ek_certificate: t2.ek_certificate().unwrap(),
-        ek_chain: Vec::new(),
-    };
-    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    w.enrol_by_infra("gpu-2", &mut t2);
     let ch2: CredentialChallenge = w
         .anon
         .call(
@@ -774,13 +779,7 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let tpm2 = Swtpm::start().unwrap();
     let mut t2 = Tpm::connect(&tpm2.tcti(), KeyAlg::Rsa).unwrap();
     let ak2 = t2.create_ak(KeyAlg::Rsa).unwrap();
-    let body = EnrolWorker {
-        name: name("gpu-2"),
-        ek_public: t2.ek_public().to_vec(),
-        ek_certificate: t2.ek_certificate().unwrap(),
-        ek_chain: Vec::new(),
-    };
-    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    w.enrol_by_infra("gpu-2", &mut t2);
     let present = PresentAk { ek_public: t2.ek_public().to_vec(), ak_public: ak2.public.clone() };
     let ch: CredentialChallenge = w.anon.call("POST", "/v1/workers/gpu-2/ak", Some(&present)).unwrap();
 
