@@ -120,11 +120,27 @@ async fn blocking<S: Store, T: Serialize + Send + 'static>(
     f: impl FnOnce(&Trust<S>) -> Result<T, TrustError> + Send + 'static,
 ) -> Response {
     t.metrics().http_requests.fetch_add(1, Ordering::Relaxed);
-    match tokio::task::spawn_blocking(move || f(&t)).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => TrustError::Store("a request handler failed".into()).into_response(),
+    match on_pool(&t, f).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r,
     }
+}
+
+/// Runs `f` on the blocking pool: its value, or the answer its error gives.
+async fn on_pool<S: Store, T: Send + 'static>(
+    t: &Shared<S>,
+    f: impl FnOnce(&Trust<S>) -> Result<T, TrustError> + Send + 'static,
+) -> Result<T, Response> {
+    let t = t.clone();
+    match tokio::task::spawn_blocking(move || f(&t)).await {
+        Ok(r) => r.map_err(IntoResponse::into_response),
+        Err(_) => Err(TrustError::Store("a request handler failed".into()).into_response()),
+    }
+}
+
+/// Waits for one of `slots`.
+async fn slot(slots: &tokio::sync::Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
+    slots.acquire().await.map_err(|_| TrustError::Store("the request queue closed".into()).into_response())
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, TrustError> {
@@ -242,19 +258,17 @@ async fn add_policy<S: Store>(
     body: axum::body::Body,
     slots: Arc<tokio::sync::Semaphore>,
 ) -> Response {
-    let (t2, h) = (t.clone(), headers.clone());
-    let named = tokio::task::spawn_blocking(move || {
+    let h = headers.clone();
+    let named = on_pool(&t, move |t| {
         let sh = signed_headers(&h)?;
-        t2.require_role(&sh.identity, perun_core::Role::Provider, "publishing a policy")
-    })
-    .await;
-    match named {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return e.into_response(),
-        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+        t.require_role(&sh.identity, perun_core::Role::Provider, "publishing a policy")
+    });
+    if let Err(r) = named.await {
+        return r;
     }
-    let Ok(_slot) = slots.acquire_owned().await else {
-        return TrustError::Store("the policy queue closed".into()).into_response();
+    let _slot = match slot(&slots).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let body = match read_body(body, MAX_POLICY_BODY).await {
         Ok(b) => b,
@@ -358,14 +372,14 @@ async fn attest<S: Store>(
     body: axum::body::Body,
     slots: Arc<tokio::sync::Semaphore>,
 ) -> Response {
-    let (t2, h) = (t.clone(), headers.clone());
-    let worker = match tokio::task::spawn_blocking(move || worker_of(&t2, &h)).await {
-        Ok(Ok(w)) => w,
-        Ok(Err(e)) => return e.into_response(),
-        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+    let h = headers.clone();
+    let worker = match on_pool(&t, move |t| worker_of(t, &h)).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
-    let Ok(_slot) = slots.acquire_owned().await else {
-        return TrustError::Store("the evidence queue closed".into()).into_response();
+    let _slot = match slot(&slots).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let bytes = match read_body(body, MAX_EVIDENCE_BODY).await {
         Ok(b) => b,
@@ -388,9 +402,9 @@ struct TeeSlots {
 
 /// `POST /v1/enclave/jobs/{id}/attest`: anonymous for a ready job (the report is the
 /// credential); a running job's enclave sends its token. The job must exist and take
-/// TEE evidence before the body (up to 4 MiB) is read; at most [`EVIDENCE_AT_ONCE`]
-/// anonymous reports are read at once (more are answered 429), and as many reports of
-/// enclaves with a token (more wait).
+/// TEE evidence, and a token sent must check, before the body (up to 4 MiB) is read; at
+/// most [`EVIDENCE_AT_ONCE`] anonymous reports are read at once (more are answered 429),
+/// and as many reports of enclaves with a token (more wait).
 async fn attest_enclave<S: Store>(
     State(t): State<Shared<S>>,
     Path(id): Path<String>,
@@ -398,34 +412,32 @@ async fn attest_enclave<S: Store>(
     body: axum::body::Body,
     slots: Arc<TeeSlots>,
 ) -> Response {
-    let _slot = if headers.contains_key(H_WORKER) {
-        match slots.enclaves.acquire().await {
-            Ok(s) => s,
-            Err(_) => return TrustError::Store("the evidence queue closed".into()).into_response(),
+    let (h, id2) = (headers.clone(), id.clone());
+    let caller = on_pool(&t, move |t| {
+        t.takes_enclave_evidence(&id2)?;
+        if h.contains_key(H_WORKER) {
+            worker_of(t, &h).map(Some)
+        } else {
+            Ok(None)
         }
-    } else {
-        match slots.anonymous.try_acquire() {
+    });
+    let caller = match caller.await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // Only an enclave whose token checked waits for the enclaves' slots.
+    let _slot = match &caller {
+        Some(_) => match slot(&slots.enclaves).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        },
+        None => match slots.anonymous.try_acquire() {
             Ok(s) => s,
             Err(_) => {
                 return TrustError::TooManyRequests("too much TEE evidence at once: send it again in a second".into())
                     .into_response()
             }
-        }
-    };
-    let (t2, h, id2) = (t.clone(), headers.clone(), id.clone());
-    let caller = match tokio::task::spawn_blocking(move || {
-        t2.takes_enclave_evidence(&id2)?;
-        if h.contains_key(H_WORKER) {
-            worker_of(&t2, &h).map(Some)
-        } else {
-            Ok(None)
-        }
-    })
-    .await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return e.into_response(),
-        Err(_) => return TrustError::Store("a request handler failed".into()).into_response(),
+        },
     };
     let bytes = match read_body(body, MAX_TEE_EVIDENCE_BODY).await {
         Ok(b) => b,

@@ -9,7 +9,7 @@ use super::Trust;
 use crate::audit::{self, AuditKind, AuditRecord, Event};
 use crate::auth::{request_digest, SignedHeaders, MAX_SKEW_S, REQUEST_CONTEXT};
 use crate::records::{AssetRecord, PolicyRecord, RequestNonceRecord, StakeholderRecord};
-use crate::store::{Store, TxExt as _};
+use crate::store::{Store, Table, TxExt as _};
 use crate::wire::{AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, ServiceInfo};
 use crate::TrustError;
 
@@ -229,7 +229,16 @@ impl<S: Store> Trust<S> {
             if tx.get::<PolicyRecord>(&digest.to_string())?.is_some() {
                 return Ok(());
             }
-            let published = tx.list::<PolicyRecord>("")?.iter().filter(|p| &p.owner == owner).count();
+            // Only each record's owner is read, not the policies (up to 16 MiB each).
+            #[derive(serde::Deserialize)]
+            struct Owner {
+                owner: Name,
+            }
+            let mut published = 0;
+            for raw in tx.list_raw(Table::Policies, "")? {
+                let o: Owner = serde_json::from_slice(&raw).map_err(|e| TrustError::Store(e.to_string()))?;
+                published += usize::from(&o.owner == owner);
+            }
             if published >= MAX_POLICIES_PER_PROVIDER {
                 return Err(TrustError::Conflict(format!(
                     "`{owner}` has published {published} policies, the most one provider may keep here"
