@@ -7,6 +7,10 @@
 //! received is recorded once and no (job, asset) is released twice or to two workers,
 //! and the audit chain verifies end to end with one record per approval and release.
 //!
+//! The same load runs against two replicas of `perun serve` on one PostgreSQL database,
+//! clients failing over between them: each replica is killed with SIGKILL in turn while
+//! the other goes on, and the same invariants are checked in the shared store.
+//!
 //! `PERUN_LOAD_ROUNDS` sets the re-attestations per worker after its first (default 2).
 
 mod common;
@@ -24,11 +28,13 @@ use perun_trust::audit::{verify_chain, AuditKind, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::store::{Store as _, TxExt as _};
 use perun_trust::wire::{AuditLog, ServiceInfo};
-use perun_trust::{Caller, Client, SqliteStore, TrustError};
+use perun_trust::{AnyStore, Caller, Client, TrustError};
 use perun_worker::sim::{self, Parties, SimWorker};
 use perun_worker::{Agent, WorkerError};
 
 const WORKERS: usize = 1000;
+/// Workers of the replicas' run (its invariants are the same; CI time is not).
+const REPLICA_WORKERS: usize = 300;
 /// Threads driving the simulated workers (each a share of them, round robin).
 const WORKER_THREADS: usize = 8;
 /// Threads of stakeholders proposing and approving jobs.
@@ -171,6 +177,7 @@ impl Sim {
 /// and hand each ready job to its worker's thread. Returns the approvals answered OK.
 fn stakeholders(
     k: usize,
+    n_workers: usize,
     parties: &Parties,
     anon: &Client,
     to_workers: &[mpsc::Sender<(usize, Digest)>],
@@ -180,7 +187,7 @@ fn stakeholders(
     let approvers: Vec<(&StakeholderKeys, Client)> =
         parties.approvers().into_iter().map(|a| (a, Parties::client_of(anon, a))).collect();
     let mut ok = Vec::new();
-    for i in (k..WORKERS).step_by(STAKEHOLDER_THREADS) {
+    for i in (k..n_workers).step_by(STAKEHOLDER_THREADS) {
         let manifest = parties.manifest(&format!("load job {i}"), &worker_name(i));
         let id = manifest.digest();
         let (r, unanswered) = answered(st, "proposal", || Parties::propose(&oc, manifest.clone()));
@@ -243,12 +250,64 @@ fn workers(
 
 #[test]
 fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_twice() {
+    run(Deployment::Restarted, WORKERS);
+}
+
+#[test]
+fn workers_keep_attesting_while_each_of_two_postgres_replicas_is_killed_in_turn() {
+    run(Deployment::Replicas, REPLICA_WORKERS);
+}
+
+/// How the service runs under the load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Deployment {
+    /// One `perun serve` on SQLite, killed and restarted on its store twice.
+    Restarted,
+    /// Two `perun serve` replicas on one PostgreSQL database with shared keys; each is
+    /// killed in turn (and restarted) while the other serves.
+    Replicas,
+}
+
+/// The `perun serve` arguments of a deployment's replicas, and the store they share.
+struct Replicas {
+    args: Vec<String>,
+    store: String,
+}
+
+impl Replicas {
+    fn start(&self, s: &Scratch, addr: &str, env: &[(&str, &str)]) -> Service {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Service::start_with(s, addr, &args, env)
+    }
+}
+
+fn run(deployment: Deployment, n_workers: usize) {
     let rounds: usize = std::env::var("PERUN_LOAD_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
     let t0 = Instant::now();
     let s = Scratch::new();
     let quiet = [("PERUN_LOG", "warn")];
-    let svc = Service::start_env(&s, "127.0.0.1:0", &quiet);
-    let anon = Client::new(&svc.url, svc.fingerprint, Caller::Anonymous).unwrap();
+    let plan = match deployment {
+        Deployment::Restarted => {
+            Replicas { args: Vec::new(), store: s.path("trust").join("perun.db").to_string_lossy().into_owned() }
+        }
+        Deployment::Replicas => {
+            let Some(url) = common::postgres_database() else { return };
+            let keys = s.path("keys");
+            let made = s.perun(&["serve", "--keys", keys.to_str().unwrap(), "--make-keys"]);
+            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+            Replicas {
+                args: vec!["--store".into(), url.clone(), "--keys".into(), keys.to_string_lossy().into_owned()],
+                store: url,
+            }
+        }
+    };
+    let mut replicas = vec![plan.start(&s, "127.0.0.1:0", &quiet)];
+    if deployment == Deployment::Replicas {
+        replicas.push(plan.start(&s, "127.0.0.1:0", &quiet));
+        assert_eq!(replicas[0].fingerprint, replicas[1].fingerprint, "replicas present one certificate");
+    }
+    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let anon = Client::replicated(&urls, replicas[0].fingerprint, Caller::Anonymous).unwrap();
     let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
     let parties = Parties::register(&anon).unwrap();
 
@@ -259,7 +318,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
             .map(|t| {
                 let (ic, anon, ca) = (&ic, &anon, &parties.ca);
                 sc.spawn(move || {
-                    (t..WORKERS)
+                    (t..n_workers)
                         .step_by(WORKER_THREADS)
                         .map(|i| Sim {
                             w: SimWorker::enrol(ic, anon, worker_name(i), ca).unwrap(),
@@ -278,7 +337,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let enrolled = t0.elapsed();
-    println!("{WORKERS} workers enrolled and activated in {:.1} s", enrolled.as_secs_f64());
+    println!("{n_workers} workers enrolled and activated in {:.1} s ({deployment:?})", enrolled.as_secs_f64());
 
     // Load: stakeholders propose and approve one job per worker; each worker claims its
     // job as it is ready and attests 1 + rounds times (its first acceptance releases the
@@ -288,7 +347,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     let load = Instant::now();
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..WORKER_THREADS).map(|_| mpsc::channel()).unzip();
     let kills = Mutex::new(Vec::new());
-    let (svc, approvals, received, lost) = std::thread::scope(|sc| {
+    let (replicas, approvals, received, lost) = std::thread::scope(|sc| {
         let fleet: Vec<_> = receivers
             .into_iter()
             .zip(shares)
@@ -300,24 +359,38 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
         let owners: Vec<_> = (0..STAKEHOLDER_THREADS)
             .map(|k| {
                 let (parties, anon, senders, st) = (&parties, &anon, senders.clone(), &st);
-                sc.spawn(move || stakeholders(k, parties, anon, &senders, st))
+                sc.spawn(move || stakeholders(k, n_workers, parties, anon, &senders, st))
             })
             .collect();
         drop(senders);
         let killer = sc.spawn(|| {
-            let mut svc = svc;
+            let mut replicas = replicas;
             for n in 1..=2 {
-                while st.approvals.load(SeqCst) < n * 2 * WORKERS / 3 {
+                while st.approvals.load(SeqCst) < n * 2 * n_workers / 3 {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 let (at, in_flight) = (st.attestations.load(SeqCst), st.in_flight.load(SeqCst));
                 let t = Instant::now();
-                let addr = svc.kill();
-                svc = Service::start_env(&s, &addr, &quiet);
+                // One replica, in turn: the first, then the second.
+                let victim = (n - 1) % replicas.len();
+                let addr = replicas.remove(victim).kill();
+                let mut alone_n = None;
+                if replicas.len() == 1 {
+                    // The other replica serves alone for a while: the workers go on.
+                    let then = st.attestations.load(SeqCst);
+                    let until = Instant::now() + Duration::from_secs(20);
+                    while st.attestations.load(SeqCst) < then + 50 && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let alone = st.attestations.load(SeqCst) - then;
+                    assert!(alone >= 50, "with one replica killed, the other accepted {alone} attestations in 20 s");
+                    alone_n = Some(alone);
+                }
+                replicas.insert(victim, plan.start(&s, &addr, &quiet));
                 let down = t.elapsed();
-                kills.lock().unwrap().push((st.approvals.load(SeqCst), at, in_flight, down));
+                kills.lock().unwrap().push((st.approvals.load(SeqCst), at, in_flight, down, alone_n));
             }
-            svc
+            replicas
         });
         let approvals: Vec<_> = owners.into_iter().flat_map(|h| h.join().unwrap()).collect();
         let (mut received, mut lost) = (Vec::new(), Vec::new());
@@ -341,11 +414,13 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     let audit_key = ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).unwrap();
     let n_api = verify_chain(&log.records, &audit_key).unwrap();
     let api_released = log.records.iter().filter_map(|v| v.body.as_ref()).filter(|b| b.kind == AuditKind::KeyReleased);
-    assert_eq!(api_released.count(), 2 * WORKERS, "KeyReleased records the model owner sees");
-    svc.stop();
+    assert_eq!(api_released.count(), 2 * n_workers, "KeyReleased records the model owner sees");
+    for r in replicas {
+        r.stop();
+    }
 
     // From the store, after a clean stop.
-    let store = SqliteStore::open(&s.path("trust").join("perun.db")).unwrap();
+    let store = AnyStore::open(&plan.store, 2).unwrap();
     let (jobs, stored_approvals, releases, audit) = store
         .read(|tx| {
             let jobs: Vec<JobRecord> = tx.list("")?;
@@ -357,7 +432,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     let audit: Vec<AuditRecord> = audit.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
 
     // Every job proposed once, claimed by its worker, running, its keys released.
-    assert_eq!(jobs.len(), WORKERS);
+    assert_eq!(jobs.len(), n_workers);
     let worker_of: BTreeMap<Digest, Name> = jobs
         .iter()
         .map(|j| {
@@ -372,7 +447,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     // Approvals: exactly those answered OK, each once.
     let ok: BTreeSet<(Digest, Name)> = approvals.iter().cloned().collect();
     assert_eq!(ok.len(), approvals.len(), "an approval was answered OK twice");
-    assert_eq!(ok.len(), 2 * WORKERS);
+    assert_eq!(ok.len(), 2 * n_workers);
     let stored: BTreeSet<(Digest, Name)> = stored_approvals.iter().map(|a| (a.job, a.approver.clone())).collect();
     assert_eq!(stored.len(), stored_approvals.len(), "an approval is stored twice");
     assert_eq!(stored, ok, "the stored approvals are not those answered OK");
@@ -382,7 +457,7 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     let by_key: BTreeMap<(Digest, Name), &ReleaseRecord> =
         releases.iter().map(|r| ((r.job, r.asset.clone()), r)).collect();
     assert_eq!(by_key.len(), releases.len(), "a (job, asset) is released twice");
-    assert_eq!(releases.len(), 2 * WORKERS);
+    assert_eq!(releases.len(), 2 * n_workers);
     let mut per_job: BTreeMap<Digest, BTreeSet<(Name, String)>> = BTreeMap::new();
     for r in &releases {
         assert_eq!(Some(&r.worker), worker_of.get(&r.job), "job {}'s key of {} went to another worker", r.job, r.asset);
@@ -452,31 +527,42 @@ fn a_thousand_workers_attest_while_jobs_are_approved_and_the_service_is_killed_t
     assert_eq!(approved.keys().cloned().collect::<BTreeSet<_>>(), ok, "audited approvals");
     assert!(released.values().all(|&n| n == 1), "a release is audited twice");
     assert_eq!(released.keys().collect::<Vec<_>>(), by_key.keys().collect::<Vec<_>>(), "audited releases");
-    assert!(proposed.len() == WORKERS && proposed.values().all(|&n| n == 1), "proposals audited: {}", proposed.len());
-    assert!(claimed.len() == WORKERS && claimed.values().all(|&n| n == 1), "claims audited: {}", claimed.len());
+    assert!(proposed.len() == n_workers && proposed.values().all(|&n| n == 1), "proposals audited: {}", proposed.len());
+    assert!(claimed.len() == n_workers && claimed.values().all(|&n| n == 1), "claims audited: {}", claimed.len());
     let accepted_ok = st.attestations.load(SeqCst);
     let accepted = kinds.get("AttestationAccepted").copied().unwrap_or(0);
     let unanswered = st.attestations_unanswered.load(SeqCst);
-    assert_eq!(accepted_ok, WORKERS * (1 + rounds));
+    assert_eq!(accepted_ok, n_workers * (1 + rounds));
     assert!(
         (accepted_ok..=accepted_ok + unanswered).contains(&accepted),
         "{accepted} attestations audited as accepted; {accepted_ok} answered so, {unanswered} retried after no answer"
     );
-    assert!(st.retries.load(SeqCst) >= 2, "the kills interrupted no request");
+    match deployment {
+        Deployment::Restarted => assert!(st.retries.load(SeqCst) >= 2, "the kills interrupted no request"),
+        // Replicas: a request that could not connect went to the other replica unseen;
+        // the kills still hit requests in flight.
+        Deployment::Replicas => {
+            assert!(kills.iter().map(|k| k.2).sum::<usize>() > 0, "the kills interrupted no request")
+        }
+    }
 
     println!("load and faults, {:.1} s in all ({:.1} s under load):", t0.elapsed().as_secs_f64(), load.as_secs_f64());
     println!(
-        "  workers: {WORKERS}, attestations accepted: {accepted_ok} (1 + {rounds} rounds each; {accepted} audited)"
+        "  workers: {n_workers}, attestations accepted: {accepted_ok} (1 + {rounds} rounds each; {accepted} audited)"
     );
-    for (n, (approvals_then, attested_then, in_flight, down)) in kills.iter().enumerate() {
+    for (n, (approvals_then, attested_then, in_flight, down, alone)) in kills.iter().enumerate() {
+        let meanwhile = match alone {
+            Some(a) => format!(", the other replica accepting {a} attestations meanwhile"),
+            None => String::new(),
+        };
         println!(
-            "  SIGKILL {}: after {approvals_then} approvals and {attested_then} attestations, {in_flight} requests in flight; back in {:.2} s",
+            "  SIGKILL {}: after {approvals_then} approvals and {attested_then} attestations, {in_flight} requests in flight; back in {:.2} s{meanwhile}",
             n + 1,
             down.as_secs_f64()
         );
     }
     println!(
-        "  approvals: {} (stored once each); key releases: {} ({} received, {} lost with their answer); jobs: {WORKERS}",
+        "  approvals: {} (stored once each); key releases: {} ({} received, {} lost with their answer); jobs: {n_workers}",
         ok.len(),
         releases.len(),
         received.len(),

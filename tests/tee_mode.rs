@@ -30,7 +30,7 @@ use perun_trust::auth::SignedHeaders;
 use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::wire::*;
-use perun_trust::{Caller, Client, SqliteStore, Trust, TrustError};
+use perun_trust::{AnyStore, Caller, Client, Trust, TrustError};
 
 const BC: &[u8] = include_bytes!("../examples/datasets/breast_cancer_wisconsin.csv");
 const BC_MLP: &[u8] = include_bytes!("../examples/models/breast-cancer-mlp.json");
@@ -42,7 +42,7 @@ fn name(s: &str) -> Name {
 struct World {
     dir: tempfile::TempDir,
     clock: Arc<AtomicU64>,
-    _trust: Arc<Trust<SqliteStore>>,
+    _trust: Arc<Trust<AnyStore>>,
     _server: Running,
     anon: Client,
     people: Vec<StakeholderKeys>,

@@ -20,7 +20,7 @@ use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::store::Store as _;
 use perun_trust::wire::*;
-use perun_trust::{Caller, Client, SqliteStore, Trust, TrustError};
+use perun_trust::{AnyStore, Caller, Client, Trust, TrustError};
 use perun_worker::{Agent, Platform};
 
 fn name(s: &str) -> Name {
@@ -47,7 +47,7 @@ struct World {
     _dir: tempfile::TempDir,
     _tpm: Swtpm,
     clock: Arc<AtomicU64>,
-    trust: Arc<Trust<SqliteStore>>,
+    trust: Arc<Trust<AnyStore>>,
     _server: Running,
     anon: Client,
     people: Vec<StakeholderKeys>,

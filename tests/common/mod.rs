@@ -113,8 +113,14 @@ impl Service {
 
     /// [`Service::start`] with extra environment variables (`PERUN_LOG`...).
     pub fn start_env(s: &Scratch, listen: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(s, listen, &[], env)
+    }
+
+    /// [`Service::start`] with extra arguments of `perun serve` and environment variables.
+    pub fn start_with(s: &Scratch, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_perun"))
             .args(["serve", "--data", s.path("trust").to_str().unwrap(), "--listen", listen])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -154,12 +160,52 @@ impl Service {
     }
 }
 
-/// A trust service in-process on loopback (TLS, SQLite store in a folder of its own)
-/// whose clock the test moves.
+/// The throwaway PostgreSQL cluster of this test binary (one for all its tests, each
+/// test on a database of its own), or `None` with a message where PostgreSQL is not
+/// installed. Under CI a missing PostgreSQL fails the test instead: there it must run.
+pub fn postgres_or_skip() -> Option<&'static perun_trust::store::local_cluster::LocalCluster> {
+    use perun_trust::store::local_cluster::LocalCluster;
+    static CLUSTER: std::sync::OnceLock<Option<LocalCluster>> = std::sync::OnceLock::new();
+    let c = CLUSTER.get_or_init(|| {
+        if LocalCluster::binaries().is_none() && std::env::var_os("CI").is_none() {
+            eprintln!("SKIP: PostgreSQL is not installed (Debian: apt-get install postgresql); CI runs this test");
+            return None;
+        }
+        Some(LocalCluster::start(false).unwrap_or_else(|e| panic!("cannot start a local PostgreSQL: {e}")))
+    });
+    c.as_ref()
+}
+
+/// A fresh, empty PostgreSQL database on this binary's cluster: its URL.
+pub fn postgres_database() -> Option<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let cluster = postgres_or_skip()?;
+    Some(cluster.create_database(&format!("t{}", N.fetch_add(1, Ordering::Relaxed))).unwrap())
+}
+
+/// The store the in-process service runs on: SQLite in `dir`, or with
+/// `PERUN_TEST_STORE=postgres` a fresh PostgreSQL database (the trust-service suite runs
+/// on both; `scripts/test` runs it twice).
+pub fn test_store(dir: &Path) -> perun_trust::AnyStore {
+    use perun_trust::AnyStore;
+    match std::env::var("PERUN_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let url = postgres_database()
+                .unwrap_or_else(|| panic!("PERUN_TEST_STORE=postgres, but PostgreSQL is not installed"));
+            AnyStore::open(&url, 4).unwrap()
+        }
+        Ok("sqlite") | Err(_) => AnyStore::Sqlite(perun_trust::SqliteStore::open(&dir.join("perun.db")).unwrap()),
+        Ok(other) => panic!("PERUN_TEST_STORE={other}: say sqlite or postgres"),
+    }
+}
+
+/// A trust service in-process on loopback (TLS; the store [`test_store`] picks, in a
+/// folder of its own) whose clock the test moves.
 pub struct InProcess {
     pub dir: tempfile::TempDir,
     pub clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    pub trust: std::sync::Arc<perun_trust::Trust<perun_trust::SqliteStore>>,
+    pub trust: std::sync::Arc<perun_trust::Trust<perun_trust::AnyStore>>,
     pub server: perun_trust::server::Running,
     pub anon: perun_trust::Client,
 }
@@ -167,13 +213,14 @@ pub struct InProcess {
 impl InProcess {
     /// Starts it with its clock at `now`.
     pub fn start(now: u64) -> Self {
-        use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+        use perun_trust::{Caller, Client, Clock, ServiceKeys, Trust, TrustConfig};
         let dir = tempfile::tempdir().unwrap();
         let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
-        let store = SqliteStore::open(&dir.path().join("perun.db")).unwrap();
+        let store = test_store(dir.path());
         let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
         let fingerprint = keys.tls_fingerprint();
         let trust = std::sync::Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
+        trust.bind_identity().unwrap();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let server = perun_trust::server::Running::start(trust.clone(), addr, 2).unwrap();
         let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();

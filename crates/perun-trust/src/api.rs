@@ -57,6 +57,9 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/health", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], OPENAPI) }))
         .route("/metrics", get(metrics::<S>))
+        // Probes of an orchestrator (Kubernetes): alive, and able to decide (store answers).
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz::<S>))
         .route("/v1/service", get(service_info::<S>))
         .route("/v1/stakeholders", post(register_stakeholder::<S>))
         .route("/v1/assets", get(list_assets::<S>).post(register_asset::<S>))
@@ -223,6 +226,15 @@ async fn metrics<S: Store>(State(t): State<Shared<S>>, headers: HeaderMap) -> Re
         return e.into_response();
     }
     ([("content-type", "text/plain; version=0.0.4")], t.metrics().render()).into_response()
+}
+
+/// Ready when the store answers a read: 200, else 503 with the store's error.
+async fn readyz<S: Store>(State(t): State<Shared<S>>) -> Response {
+    match on_pool(&t, |t| t.ready()).await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "store unavailable" })))
+            .into_response(),
+    }
 }
 
 handler!(service_info, |t, _r| Ok(t.info()));

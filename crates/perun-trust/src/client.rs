@@ -91,9 +91,12 @@ pub enum Caller {
     },
 }
 
-/// A connection to one trust service.
+/// A connection to one trust service, reached at one address or at any of its
+/// replicas' (every replica presents the same pinned certificate).
 pub struct Client {
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// The replica that answered last: requests go there first.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     http: reqwest::blocking::Client,
     verifier: Arc<Pinned>,
     caller: Caller,
@@ -101,7 +104,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Client({})", self.base)
+        write!(f, "Client({})", self.bases.join(" "))
     }
 }
 
@@ -109,22 +112,39 @@ impl Client {
     /// A client of the service at `base` (`https://host:port`) that trusts only the
     /// certificate with `fingerprint`.
     pub fn new(base: &str, fingerprint: Digest, caller: Caller) -> Result<Self, TrustError> {
-        Self::build(base, Some(fingerprint), caller)
+        Self::build(&[base], Some(fingerprint), caller)
+    }
+
+    /// A client of the replicas at `bases` (one service: each must present the
+    /// certificate with `fingerprint`). A request that cannot connect to one replica goes
+    /// to the next (it was never sent, so nothing was done twice); one whose connection
+    /// broke after it was sent fails with [`TrustError::Transport`], since it may have
+    /// been done, and the caller's retry then goes to a replica that answers. The release
+    /// rule's invariants hold whatever reaches which replica: each decision is made once,
+    /// in the shared store.
+    ///
+    /// Errors: [`TrustError::BadRequest`] for no address or one not `https://`.
+    pub fn replicated<S: AsRef<str>>(bases: &[S], fingerprint: Digest, caller: Caller) -> Result<Self, TrustError> {
+        Self::build(bases, Some(fingerprint), caller)
     }
 
     /// Connects without a pinned certificate, only to read the fingerprint the service
     /// presents (for `perun remote add` to show the user, who compares it with the one
     /// `perun serve` printed).
     pub fn presented_fingerprint(base: &str) -> Result<Digest, TrustError> {
-        let c = Self::build(base, None, Caller::Anonymous)?;
-        let _ = c.http.get(format!("{}/v1/health", c.base)).send().map_err(|e| TrustError::Transport(e.to_string()))?;
+        let c = Self::build(&[base], None, Caller::Anonymous)?;
+        let _ =
+            c.http.get(format!("{}/v1/health", c.base())).send().map_err(|e| TrustError::Transport(e.to_string()))?;
         let seen = c.verifier.seen.lock().ok().and_then(|s| *s);
         seen.ok_or_else(|| TrustError::Transport("the service presented no certificate".into()))
     }
 
-    fn build(base: &str, fingerprint: Option<Digest>, caller: Caller) -> Result<Self, TrustError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !base.starts_with("https://") {
+    fn build<S: AsRef<str>>(bases: &[S], fingerprint: Option<Digest>, caller: Caller) -> Result<Self, TrustError> {
+        let bases: Vec<String> = bases.iter().map(|b| b.as_ref().trim_end_matches('/').to_owned()).collect();
+        if bases.is_empty() {
+            return Err(TrustError::BadRequest("no trust service address given".into()));
+        }
+        if let Some(base) = bases.iter().find(|b| !b.starts_with("https://")) {
             return Err(TrustError::BadRequest(format!("`{base}`: the trust service is reached over https:// only")));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -143,17 +163,29 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| TrustError::Transport(e.to_string()))?;
-        Ok(Self { base, http, verifier, caller })
+        Ok(Self { bases: Arc::new(bases), current: Default::default(), http, verifier, caller })
     }
 
     /// The same connection speaking as another caller.
     pub fn with_caller(&self, caller: Caller) -> Self {
-        Self { base: self.base.clone(), http: self.http.clone(), verifier: self.verifier.clone(), caller }
+        Self {
+            bases: self.bases.clone(),
+            current: self.current.clone(),
+            http: self.http.clone(),
+            verifier: self.verifier.clone(),
+            caller,
+        }
     }
 
-    /// The service's base URL.
+    /// The base URL of the replica that answered last (the first one before any did).
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len();
+        &self.bases[i]
+    }
+
+    /// Every address this client tries, in order.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
     }
 
     /// Sends a request and decodes the JSON answer.
@@ -173,14 +205,42 @@ impl Client {
     /// Sends a request with a raw JSON body and decodes the JSON answer.
     pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, TrustError> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TrustError::BadRequest(e.to_string()))?;
-        let mut req = self.http.request(m, format!("{}{path}", self.base));
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..self.bases.len() {
+            let at = (first + i) % self.bases.len();
+            match self.request(m.clone(), &self.bases[at], method, path, &body).send() {
+                Ok(resp) => {
+                    self.current.store(at, std::sync::atomic::Ordering::Relaxed);
+                    return Self::answer(resp);
+                }
+                // This replica cannot be reached: the request was never sent, so the
+                // next one may decide it, from the same store. An answer lost after the
+                // request went out is the caller's to retry: it may have been done.
+                Err(e) if e.is_connect() => last = Some(self.transport_error(e, at)),
+                Err(e) => return Err(self.transport_error(e, at)),
+            }
+        }
+        Err(last.unwrap_or_else(|| TrustError::Transport("no trust service address".into())))
+    }
+
+    /// One try of a request at `base`, signed (or authorised) for this try.
+    fn request(
+        &self,
+        m: reqwest::Method,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> reqwest::blocking::RequestBuilder {
+        let mut req = self.http.request(m, format!("{base}{path}"));
         match &self.caller {
             Caller::Anonymous => {}
             Caller::Stakeholder { name, key } => {
                 // The audience is the pinned certificate: a request signed for this
                 // service verifies at no other.
                 let audience = self.verifier.fingerprint.unwrap_or_else(|| Digest::from_bytes([0; 32]));
-                let sh = SignedHeaders::sign(key, name, &audience, method, path, &body, unix_now());
+                let sh = SignedHeaders::sign(key, name, &audience, method, path, body, unix_now());
                 for (k, v) in sh.pairs() {
                     req = req.header(k, v);
                 }
@@ -192,9 +252,13 @@ impl Client {
             }
         }
         if !body.is_empty() {
-            req = req.header("content-type", "application/json").body(body);
+            req = req.header("content-type", "application/json").body(body.to_vec());
         }
-        let resp = req.send().map_err(|e| self.transport_error(e))?;
+        req
+    }
+
+    /// Decodes an answer: its JSON, or the error its body states.
+    fn answer<T: DeserializeOwned>(resp: reqwest::blocking::Response) -> Result<T, TrustError> {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().map_err(|e| TrustError::Transport(e.to_string()))?;
         if (200..300).contains(&status) {
@@ -207,7 +271,7 @@ impl Client {
         }
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> TrustError {
+    fn transport_error(&self, e: reqwest::Error, at: usize) -> TrustError {
         let seen = self.verifier.seen.lock().ok().and_then(|s| *s);
         match (self.verifier.fingerprint, seen) {
             (Some(pinned), Some(presented)) if pinned != presented => {
@@ -221,7 +285,7 @@ impl Client {
                     msg.push_str(&s.to_string());
                     src = s.source();
                 }
-                TrustError::Transport(format!("{msg} (is `perun serve` running at {}?)", self.base))
+                TrustError::Transport(format!("{msg} (is `perun serve` running at {}?)", self.bases[at]))
             }
         }
     }

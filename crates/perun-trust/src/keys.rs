@@ -54,11 +54,41 @@ impl ServiceKeys {
 
     /// Loads the keys from `dir`, making and saving them on first start.
     pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Self, TrustError> {
+        if !dir.join("service-signing.pem").exists() {
+            return Self::create(dir, hosts);
+        }
+        Self::load(dir)
+    }
+
+    /// Makes fresh keys and saves them in `dir` (created with mode 0700), refusing to
+    /// replace keys already there: replicas of one service share one set, made once
+    /// (`perun serve --keys DIR --make-keys`) and provisioned to each.
+    pub fn create(dir: &Path, hosts: &[String]) -> Result<Self, TrustError> {
+        if dir.join("service-signing.pem").exists() {
+            return Err(TrustError::Conflict(format!(
+                "{} holds service keys already: replacing them would orphan every wrapped asset key",
+                dir.display()
+            )));
+        }
+        let k = Self::generate(hosts)?;
+        k.save(dir)?;
+        Ok(k)
+    }
+
+    /// Loads the keys saved in `dir` (files of mode 0600 or stricter; a Kubernetes Secret
+    /// mounted with `defaultMode: 0400` qualifies).
+    ///
+    /// Errors: [`TrustError::Io`] naming the file that is missing, unreadable, too open
+    /// or not a key.
+    pub fn load(dir: &Path) -> Result<Self, TrustError> {
         let signing = dir.join("service-signing.pem");
         if !signing.exists() {
-            let k = Self::generate(hosts)?;
-            k.save(dir)?;
-            return Ok(k);
+            return Err(TrustError::Io(format!(
+                "no service keys in {}: make them once with `perun serve --keys {} --make-keys` and give every \
+                 replica a copy",
+                dir.display(),
+                dir.display()
+            )));
         }
         let pem = read_secret_file(&signing)?;
         let pem = std::str::from_utf8(&pem).map_err(|_| TrustError::Io(format!("{} is not PEM", signing.display())))?;

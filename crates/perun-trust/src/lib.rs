@@ -3,7 +3,8 @@
 //!
 //! - [`service`]: the logic (stakeholders, jobs and approvals, workers, attestation and
 //!   key release, continuous attestation, deadlines), independent of HTTP;
-//! - [`store`]: durable state behind a trait; [`store::sqlite`] is the embedded default;
+//! - [`store`]: durable state behind a trait; [`store::sqlite`] is the embedded default,
+//!   [`store::postgres`] the store of replicas;
 //! - [`audit`]: the hash-chained, signed audit log and its verification;
 //! - [`auth`]: signed stakeholder requests and worker tokens;
 //! - [`api`], [`server`]: the HTTP/JSON API over TLS; [`client`]: its blocking client;
@@ -31,4 +32,6 @@ pub use client::{Caller, Client};
 pub use error::TrustError;
 pub use keys::ServiceKeys;
 pub use service::{unix_now, Clock, Trust, TrustConfig};
+pub use store::postgres::PostgresStore;
 pub use store::sqlite::SqliteStore;
+pub use store::AnyStore;

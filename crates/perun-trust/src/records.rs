@@ -311,6 +311,27 @@ impl Record for MetricRecord {
     }
 }
 
+/// Which service a store belongs to: the public halves of the keys of whichever process
+/// first served it. Every later process (a restart, another replica) must hold the same
+/// keys, or it refuses to start (it could not unwrap the stored asset keys, and its audit
+/// records would not verify under the pinned audit key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceIdentity {
+    /// SHA-256 of the TLS certificate clients pin.
+    pub tls_fingerprint: Digest,
+    /// The audit signing key (base64 Ed25519).
+    pub audit_key: String,
+    /// The `age` recipient asset keys are wrapped to.
+    pub wrap_recipient: String,
+}
+
+impl Record for ServiceIdentity {
+    const TABLE: Table = Table::Service;
+    fn key(&self) -> String {
+        "identity".into()
+    }
+}
+
 mod opt_hex {
     use serde::{Deserialize as _, Deserializer, Serializer};
 

@@ -64,7 +64,7 @@ impl Session {
     /// Speaks through a new connection (after the service restarted), with the same
     /// token.
     pub fn reconnect(&mut self, base: &Client) {
-        self.client = base.with_caller(Caller::Worker { name: self.name.clone(), token: self.token.clone() });
+        self.client = self.client_at(base);
     }
 
     /// The worker's name.
@@ -102,17 +102,35 @@ impl Session {
         nonce: &str,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attested), WorkerError> {
+        let (eph, req) = Self::attestation(job, nonce, evidence)?;
+        let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
+        // Keep the next nonce, with a margin, so the next round needs one request.
+        let valid = std::time::Duration::from_secs(answer.next_nonce.valid_s.saturating_sub(5));
+        self.next_nonce = Some((*job, answer.next_nonce.nonce.clone(), std::time::Instant::now() + valid));
+        Ok((eph, answer))
+    }
+
+    /// The attestation request for `job` under `nonce`, unsent: `evidence` makes evidence
+    /// over the binding of `nonce`, `job` and a fresh ephemeral key (its qualifying data).
+    ///
+    /// Errors: [`WorkerError::Failed`] for a nonce that is not hex; `evidence`'s own.
+    pub fn attestation(
+        job: &Digest,
+        nonce: &str,
+        evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
+    ) -> Result<(EphemeralKey, Attest), WorkerError> {
         let eph = EphemeralKey::generate();
         let nonce_bytes =
             hex::decode(nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
         let binding = Digest::evidence_binding(&nonce_bytes, job, &eph.public_bytes());
         let evidence = evidence(binding.as_bytes())?;
         let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
-        let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
-        // Keep the next nonce, with a margin, so the next round needs one request.
-        let valid = std::time::Duration::from_secs(answer.next_nonce.valid_s.saturating_sub(5));
-        self.next_nonce = Some((*job, answer.next_nonce.nonce.clone(), std::time::Instant::now() + valid));
-        Ok((eph, answer))
+        Ok((eph, req))
+    }
+
+    /// A client of `base`'s service (another replica, say) speaking as this worker.
+    pub fn client_at(&self, base: &Client) -> Client {
+        base.with_caller(Caller::Worker { name: self.name.clone(), token: self.token.clone() })
     }
 
     /// A continuous attestation: with the nonce the last answer handed out while it is

@@ -177,6 +177,17 @@ impl SimWorker {
         self.session.attest(job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
     }
 
+    /// The attestation request for `job` under `nonce`, unsent (a test sends it to two
+    /// replicas at once).
+    pub fn attestation(
+        &mut self,
+        job: &Digest,
+        nonce: &str,
+    ) -> Result<(EphemeralKey, perun_trust::wire::Attest), WorkerError> {
+        let (tpm, log) = (&mut self.tpm, &self.log);
+        Session::attestation(job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
+    }
+
     /// A continuous attestation for `job`, with the nonce the last answer handed out
     /// while it is valid, else a fresh one.
     pub fn reattest(&mut self, job: &Digest) -> Result<(EphemeralKey, Attested), WorkerError> {

@@ -125,6 +125,39 @@ impl<S: Store> Trust<S> {
         }
     }
 
+    /// Records this service's identity in the store on first start, and afterwards
+    /// checks that these keys are the ones recorded.
+    ///
+    /// Errors: [`TrustError::Conflict`] when the store belongs to a service with other
+    /// keys (a replica given keys of its own, or a store of another deployment).
+    pub fn bind_identity(&self) -> Result<(), TrustError> {
+        let mine = crate::records::ServiceIdentity {
+            tls_fingerprint: self.keys.tls_fingerprint(),
+            audit_key: self.keys.audit_key(),
+            wrap_recipient: self.keys.wrap_recipient(),
+        };
+        self.store.write(|tx| match tx.get::<crate::records::ServiceIdentity>("identity")? {
+            None => {
+                tx.put(&mine)?;
+                Ok(())
+            }
+            Some(theirs) if theirs == mine => Ok(()),
+            Some(theirs) => Err(TrustError::Conflict(format!(
+                "this store belongs to the service with TLS fingerprint {} and audit key {}, but these keys \
+                     are {} and {}: every replica of one service needs the same keys (copy the keys folder, \
+                     or mount the same Secret)",
+                theirs.tls_fingerprint, theirs.audit_key, mine.tls_fingerprint, mine.audit_key
+            ))),
+        })
+    }
+
+    /// Whether the store answers: a read of the audit chain's tail (for `/readyz`).
+    ///
+    /// Errors: [`TrustError::Store`] with the store's error.
+    pub fn ready(&self) -> Result<(), TrustError> {
+        self.store.read(|tx| tx.audit_tail()).map(|_| ())
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store

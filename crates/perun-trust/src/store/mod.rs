@@ -2,10 +2,15 @@
 //!
 //! A store is a set of keyed tables of JSON records plus the audit chain, changed only
 //! inside transactions: every grant or revocation and its audit record commit together,
-//! synchronously, or not at all. [`sqlite::SqliteStore`] is the embedded default; a
-//! PostgreSQL store implements the same two traits.
+//! synchronously, or not at all. [`sqlite::SqliteStore`] is the embedded default;
+//! [`postgres::PostgresStore`] serves several replicas from one database;
+//! [`AnyStore`] is whichever `perun serve --store` names.
 
+pub mod local_cluster;
+pub mod postgres;
 pub mod sqlite;
+
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,11 +40,13 @@ pub enum Table {
     Releases,
     /// Training metrics reported by workers, by `job/epoch`.
     Metrics,
+    /// Facts about the service itself (its identity), by name.
+    Service,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Stakeholders,
         Table::Assets,
         Table::Policies,
@@ -50,6 +57,7 @@ impl Table {
         Table::RequestNonces,
         Table::Releases,
         Table::Metrics,
+        Table::Service,
     ];
 
     /// The table's name in SQL.
@@ -65,6 +73,7 @@ impl Table {
             Table::RequestNonces => "request_nonces",
             Table::Releases => "releases",
             Table::Metrics => "metrics",
+            Table::Service => "service",
         }
     }
 }
@@ -137,3 +146,55 @@ pub trait TxExt: Tx {
 }
 
 impl<T: Tx + ?Sized> TxExt for T {}
+
+/// The store a deployment names: a PostgreSQL URL, or a SQLite file.
+#[derive(Debug)]
+pub enum AnyStore {
+    /// One process's embedded SQLite file.
+    Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database that replicas share.
+    Postgres(postgres::PostgresStore),
+}
+
+impl AnyStore {
+    /// Opens `spec`: a `postgres://` or `postgresql://` URL (with at most `connections`
+    /// connections), else the path of a SQLite file (created if missing).
+    ///
+    /// Errors: as [`sqlite::SqliteStore::open`] and [`postgres::PostgresStore::open`].
+    pub fn open(spec: &str, connections: u32) -> Result<Self, TrustError> {
+        if Self::is_postgres(spec) {
+            Ok(Self::Postgres(postgres::PostgresStore::open(spec, connections)?))
+        } else {
+            Ok(Self::Sqlite(sqlite::SqliteStore::open(Path::new(spec))?))
+        }
+    }
+
+    /// Whether `spec` names a PostgreSQL database.
+    pub fn is_postgres(spec: &str) -> bool {
+        spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+    }
+
+    /// The engine, for logs and benchmark tables: `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl Store for AnyStore {
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
+        match self {
+            Self::Sqlite(s) => s.write(f),
+            Self::Postgres(s) => s.write(f),
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
+        match self {
+            Self::Sqlite(s) => s.read(f),
+            Self::Postgres(s) => s.read(f),
+        }
+    }
+}

@@ -26,6 +26,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE audit (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, body BLOB NOT NULL);
      CREATE INDEX sessions_expires ON sessions(expires);
      CREATE INDEX request_nonces_expires ON request_nonces(expires);",
+    // 2: the service's identity (replicas and restarts must hold the same keys).
+    "CREATE TABLE service (key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER);",
 ];
 
 /// Read connections of a file store: WAL lets them read while the writer commits.

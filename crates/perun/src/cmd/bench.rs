@@ -54,6 +54,13 @@ pub enum BenchCmd {
         /// Service runtime threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// PostgreSQL database for the replica rows (default: a local cluster this
+        /// benchmark starts, where PostgreSQL is installed).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Only the SQLite row.
+        #[arg(long)]
+        sqlite_only: bool,
     },
     /// Security overhead: the same training job run by `perun train`'s engine with no
     /// protection, and through the whole attested flow (trust service, swtpm, worker),
@@ -108,9 +115,14 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Overhead { samples, epochs } => super::bench_overhead::run(samples.max(10), epochs.max(1)),
         BenchCmd::Predict { requests, batch } => super::bench_tee::predict(requests.max(1), batch),
         BenchCmd::TeeTrain { epochs } => super::bench_tee::tee_train(epochs.max(1)),
-        BenchCmd::Trust { workers, rounds, clients, threads } => {
-            super::bench_trust::run(workers.max(1), rounds.max(1), clients.max(1), threads.max(1))
-        }
+        BenchCmd::Trust { workers, rounds, clients, threads, postgres, sqlite_only } => super::bench_trust::run(
+            workers.max(1),
+            rounds.max(1),
+            clients.max(1),
+            threads.max(1),
+            postgres,
+            sqlite_only,
+        ),
     }
 }
 

@@ -3,7 +3,9 @@
 //! own IMA log, is enrolled and activated through the real protocol, claims its own job
 //! and attests; then every worker re-attests `rounds` times with one new IMA entry per
 //! round. Printed: verified attestations per second, p50/p99 latency of one attestation
-//! (nonce request + evidence), next to appraisal alone in process.
+//! (nonce request + evidence), next to appraisal alone in process; for one SQLite
+//! service and for one, two and three replicas on one PostgreSQL database, with the
+//! CPU the service and PostgreSQL spend per attestation (where the time goes).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,27 +15,160 @@ use anyhow::{Context as _, Result};
 use perun_attest::tpm::soft::SoftTpm;
 use perun_core::{Digest, Name};
 use perun_trust::server::Running;
-use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+use perun_trust::{AnyStore, Caller, Client, Clock, ServiceKeys, Trust, TrustConfig};
 use perun_worker::sim::{self, Parties, SimWorker};
 
-/// Runs the benchmark.
-pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Result<()> {
+/// One deployment measured: the store and how many service replicas share it.
+#[derive(Clone, Debug)]
+pub enum Deployment {
+    /// One service on a SQLite file (synchronous commits).
+    Sqlite,
+    /// `replicas` services on one PostgreSQL database.
+    Postgres {
+        /// The database URL.
+        url: String,
+        /// Service processes sharing it.
+        replicas: usize,
+    },
+}
+
+impl std::fmt::Display for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deployment::Sqlite => write!(f, "1 service, SQLite"),
+            Deployment::Postgres { replicas, .. } => write!(f, "{replicas} replica(s), PostgreSQL"),
+        }
+    }
+}
+
+/// What one deployment measured.
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Trust-service CPU per attestation (ms), all replicas together.
+    service_ms: f64,
+    /// PostgreSQL server CPU per attestation (ms).
+    postgres_ms: f64,
+    n: usize,
+    elapsed: Duration,
+    setup: Duration,
+    clients_cpu: f64,
+}
+
+/// Runs the benchmark: one SQLite service, then (where PostgreSQL is installed, or at
+/// `postgres`) one, two and three replicas on one PostgreSQL database, side by side.
+pub fn run(
+    workers: usize,
+    rounds: usize,
+    clients: usize,
+    threads: usize,
+    postgres: Option<String>,
+    sqlite_only: bool,
+) -> Result<()> {
+    let mut deployments = vec![Deployment::Sqlite];
+    // A local cluster with PostgreSQL's durable defaults (fsync, synchronous commit), as
+    // SQLite here commits synchronously.
+    let mut cluster = None;
+    if !sqlite_only {
+        let base = match postgres {
+            Some(url) => Some(url),
+            None => match perun_trust::store::local_cluster::LocalCluster::start(true) {
+                Ok(c) => {
+                    let url = c.url("postgres");
+                    println!("PostgreSQL: a local cluster on port {} (fsync and synchronous commits on)", c.port());
+                    cluster = Some(c);
+                    Some(url)
+                }
+                Err(e) => {
+                    println!("PostgreSQL rows skipped: {e}");
+                    None
+                }
+            },
+        };
+        if let Some(base) = base {
+            for replicas in 1..=3 {
+                let url = match &cluster {
+                    Some(c) => c.create_database(&format!("bench{replicas}"))?,
+                    None => base.clone(),
+                };
+                deployments.push(Deployment::Postgres { url, replicas });
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut alone = 0.0;
+    for d in &deployments {
+        println!("{d}: {workers} simulated workers, {rounds} rounds, {clients} clients");
+        let (f, a) = measure(d, workers, rounds, clients, threads)?;
+        alone = a;
+        println!(
+            "  setup {:.1} s; {} attestations in {:.2} s; the simulated workers' CPU {:.2} s",
+            f.setup.as_secs_f64(),
+            f.n,
+            f.elapsed.as_secs_f64(),
+            f.clients_cpu
+        );
+        rows.push((d.to_string(), f));
+    }
+    let base = rows.first().map(|(_, f)| f.rate).unwrap_or(1.0);
+    println!();
+    println!(
+        "| deployment | verified attestations/s | ratio to SQLite | p50 / p99 latency | service CPU per attestation | PostgreSQL CPU per attestation |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (d, f) in &rows {
+        println!(
+            "| {d} | {:.0} | {:.2}x | {:.2} / {:.2} ms | {:.3} ms | {} |",
+            f.rate,
+            f.rate / base,
+            ms(f.p50),
+            ms(f.p99),
+            f.service_ms,
+            if d.contains("PostgreSQL") { format!("{:.3} ms", f.postgres_ms) } else { "-".into() }
+        );
+    }
+    println!("| appraisal alone, in process | {alone:.0} | {:.2}x | - | {:.3} ms | - |", alone / base, 1e3 / alone);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "(one machine of {cores} cores runs the simulated workers, every replica and PostgreSQL: replicas add \
+         capacity only where they get cores of their own; the CPU columns say what each attestation costs)"
+    );
+    drop(cluster);
+    Ok(())
+}
+
+/// Measures one deployment; also returns the rate of appraisal alone, in process.
+fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, threads: usize) -> Result<(Figures, f64)> {
     let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&dir.path().join("perun.db"))?;
-    let keys = ServiceKeys::generate(&[])?;
-    let fp = keys.tls_fingerprint();
-    let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
-    let server = Running::start(trust.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), threads)?;
-    let anon = Client::new(&server.url(), fp, Caller::Anonymous)?;
-    println!("trust service on {} (SQLite, synchronous commits), {workers} simulated workers", server.url());
+    let keys_dir = dir.path().join("keys");
+    ServiceKeys::create(&keys_dir, &[])?;
+    let (spec, replicas) = match d {
+        Deployment::Sqlite => (dir.path().join("perun.db").to_string_lossy().into_owned(), 1),
+        Deployment::Postgres { url, replicas } => (url.clone(), (*replicas).max(1)),
+    };
+    let mut servers = Vec::new();
+    let mut fp = None;
+    for _ in 0..replicas {
+        let keys = ServiceKeys::load(&keys_dir)?;
+        fp = Some(keys.tls_fingerprint());
+        let store = AnyStore::open(&spec, perun_trust::store::postgres::DEFAULT_CONNECTIONS)?;
+        let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
+        trust.bind_identity()?;
+        servers.push(Running::start(trust, SocketAddr::from(([127, 0, 0, 1], 0)), threads)?);
+    }
+    let fp = fp.context("no replica")?;
+    let anons: Vec<Client> =
+        servers.iter().map(|s| Client::new(&s.url(), fp, Caller::Anonymous)).collect::<Result<_, _>>()?;
+    let anon = &anons[0];
 
     let setup = Instant::now();
-    let parties = Parties::register(&anon)?;
-    let (oc, ic) = (Parties::client_of(&anon, &parties.owner), Parties::client_of(&anon, &parties.infra));
-    let approvers = parties.approvers().map(|k| (k, Parties::client_of(&anon, k)));
+    let parties = Parties::register(anon)?;
+    let (oc, ic) = (Parties::client_of(anon, &parties.owner), Parties::client_of(anon, &parties.infra));
+    let approvers = parties.approvers().map(|k| (k, Parties::client_of(anon, k)));
     let mut sims = Vec::with_capacity(workers);
     for i in 0..workers {
-        let mut sim = SimWorker::enrol(&ic, &anon, Name::new(&format!("sim-{i:05}"))?, &parties.ca)?;
+        let mut sim = SimWorker::enrol(&ic, anon, Name::new(&format!("sim-{i:05}"))?, &parties.ca)?;
         let job = Parties::propose(&oc, parties.manifest(&format!("bench job {i}"), sim.name()))?;
         for (k, c) in &approvers {
             Parties::approve(c, k, &job.id)?;
@@ -43,21 +178,22 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         anyhow::ensure!(first.keys.len() == 2, "expected two released keys");
         sims.push((sim, job.id));
     }
-    println!(
-        "setup (enrol, activate, propose, approve, claim, first attestation and release): {:.1} s",
-        setup.elapsed().as_secs_f64()
-    );
+    let setup = setup.elapsed();
 
     // Each client thread re-attests its share of workers, round after round, on its own
-    // connection.
+    // connection to one replica (client k to replica k mod replicas: a load balancer's
+    // round robin).
     let mut shares: Vec<Vec<(SimWorker, Digest)>> = (0..clients).map(|_| Vec::new()).collect();
-    for (i, s) in sims.into_iter().enumerate() {
-        shares[i % clients].push(s);
+    for (i, mut s) in sims.into_iter().enumerate() {
+        let k = i % clients;
+        s.0.reconnect(&anons[k % anons.len()]);
+        shares[k].push(s);
     }
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(workers * rounds)));
     let client_cpu = Arc::new(Mutex::new(0.0f64));
     let cpu_before = cpu_seconds("/proc/self/stat");
     let http_client_before = cpu_of_threads("reqwest");
+    let pg_before = cpu_of_processes("postgres");
     let start = Instant::now();
     let handles: Vec<_> = shares
         .into_iter()
@@ -85,6 +221,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         h.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
     }
     let elapsed = start.elapsed();
+    let postgres_cpu = cpu_of_processes("postgres") - pg_before;
     let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     // The simulated workers' CPU: their own threads, and the HTTP client's runtime thread.
     let clients_cpu =
@@ -93,6 +230,7 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
     let mut lat = latencies.lock().map_err(|_| anyhow::anyhow!("lock"))?.clone();
     lat.sort();
     let n = lat.len();
+    anyhow::ensure!(n > 0, "no attestations measured");
     let pct = |p: f64| lat[((n as f64 * p) as usize).min(n - 1)];
     let rate = n as f64 / elapsed.as_secs_f64();
 
@@ -117,30 +255,29 @@ pub fn run(workers: usize, rounds: usize, clients: usize, threads: usize) -> Res
         anyhow::ensure!(a.accepted(), "in-process appraisal refused: {:?}", a.failures);
     }
     let alone = reps as f64 / t0.elapsed().as_secs_f64();
+    drop(servers);
+    let figures = Figures {
+        rate,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        service_ms: service_cpu / n as f64 * 1e3,
+        postgres_ms: postgres_cpu / n as f64 * 1e3,
+        n,
+        elapsed,
+        setup,
+        clients_cpu,
+    };
+    Ok((figures, alone))
+}
 
-    println!();
-    println!("| measure | trust service over TLS | appraisal alone, in process |");
-    println!("|---|---|---|");
-    println!("| verified attestations per second | {rate:.0} | {alone:.0} (quote made and verified) |");
-    println!("| ratio | {:.2}x of in-process appraisal | 1.00x |", rate / alone);
-    println!(
-        "| latency p50 / p99 (evidence with the nonce of the last answer, {clients} clients) | {:.2} / {:.2} ms | - |",
-        ms(pct(0.50)),
-        ms(pct(0.99))
-    );
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    let per_att_ms = service_cpu / n as f64 * 1e3;
-    println!(
-        "| service CPU per attestation | {per_att_ms:.3} ms: {:.0}/s per core, {:.0}/s on {cores} cores with the workers elsewhere | - |",
-        1e3 / per_att_ms,
-        cores * 1e3 / per_att_ms
-    );
-    println!(
-        "({n} attestations by {workers} workers in {:.2} s; CPU {process_cpu:.2} s in all, {clients_cpu:.2} s of it the simulated workers; goal: 1,000 per second on 2 cores)",
-        elapsed.as_secs_f64()
-    );
-    drop(server);
-    Ok(())
+/// CPU seconds of every process named `comm` (PostgreSQL's server and its backends).
+fn cpu_of_processes(comm: &str) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return 0.0 };
+    procs
+        .flatten()
+        .filter(|p| std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == comm))
+        .map(|p| cpu_seconds(&p.path().join("stat").to_string_lossy()))
+        .sum()
 }
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.

@@ -93,7 +93,12 @@ impl LocalWorld {
         std::fs::create_dir_all(home.root())?;
         std::fs::write(
             home.root().join("remote.json"),
-            serde_json::to_vec_pretty(&crate::cmd::remote::Remote { url: server.url(), fingerprint, audit_key })?,
+            serde_json::to_vec_pretty(&crate::cmd::remote::Remote {
+                url: server.url(),
+                fingerprint,
+                audit_key,
+                replicas: Vec::new(),
+            })?,
         )?;
         let mut parties = Vec::new();
         let provider = [PROVIDER];

@@ -38,6 +38,16 @@ pub struct Remote {
     /// a key fetched anew.
     #[serde(default)]
     pub audit_key: String,
+    /// More addresses of the same service (its replicas), tried in turn after `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
+}
+
+impl Remote {
+    /// Every address of the service, `url` first.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(self.url.clone()).chain(self.replicas.iter().cloned()).collect()
+    }
 }
 
 /// Where `who`'s audit checkpoint is kept (each stakeholder is shown other records).
@@ -68,7 +78,7 @@ pub fn client(home: &Home, who: Option<&Name>) -> Result<Client> {
         }
         None => Caller::Anonymous,
     };
-    Ok(Client::new(&r.url, r.fingerprint, caller)?)
+    Ok(Client::replicated(&r.urls(), r.fingerprint, caller)?)
 }
 
 /// Who runs a command, and how it prints.
@@ -85,10 +95,12 @@ pub struct As {
 /// `perun remote`.
 #[derive(Subcommand)]
 pub enum RemoteCmd {
-    /// Pin a trust service: its URL and TLS certificate fingerprint.
+    /// Pin a trust service: its URL (or its replicas' URLs) and TLS certificate
+    /// fingerprint.
     Add {
-        /// `https://host:port`.
-        url: String,
+        /// `https://host:port`; several for replicas of one service, tried in turn.
+        #[arg(required = true, num_args = 1..)]
+        urls: Vec<String>,
         /// The fingerprint `perun serve` printed. Without it, the presented one is shown
         /// and nothing is saved.
         #[arg(long)]
@@ -105,27 +117,43 @@ pub enum RemoteCmd {
 /// Runs `perun remote`.
 pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
     match cmd {
-        RemoteCmd::Add { url, fingerprint } => {
-            let presented = Client::presented_fingerprint(&url)?;
-            let Some(fp) = fingerprint else {
-                bail!(
-                    "{url} presents certificate {presented}. Compare it with the fingerprint `perun serve` printed, \
-                     then run `perun remote add {url} --fingerprint {presented}`"
-                );
-            };
-            if fp != presented {
-                bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
+        RemoteCmd::Add { urls, fingerprint } => {
+            let all = urls.join(" ");
+            let mut audit = None;
+            for url in &urls {
+                let presented = Client::presented_fingerprint(url)?;
+                let Some(fp) = fingerprint else {
+                    bail!(
+                        "{url} presents certificate {presented}. Compare it with the fingerprint `perun serve` \
+                         printed, then run `perun remote add {all} --fingerprint {presented}`"
+                    );
+                };
+                if fp != presented {
+                    bail!("{url} presents certificate {presented}, not {fp}: refusing to pin it (wrong service, or someone in between)");
+                }
+                // The audit key comes over the connection just pinned; replicas of one
+                // service sign with one key.
+                let info: ServiceInfo =
+                    Client::new(url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
+                audit_key(&info.audit_key)?;
+                match &audit {
+                    Some(k) if *k != info.audit_key => bail!(
+                        "{url} signs its audit log with another key than {}: these are not replicas of one service",
+                        urls[0]
+                    ),
+                    _ => audit = Some(info.audit_key),
+                }
             }
-            // The audit key comes over the connection just pinned.
-            let info: ServiceInfo =
-                Client::new(&url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
-            audit_key(&info.audit_key)?;
+            let (Some(fp), Some(audit_key), Some((url, replicas))) = (fingerprint, audit, urls.split_first()) else {
+                bail!("name the service's URL");
+            };
             std::fs::create_dir_all(home.root())?;
-            let remote = Remote { url: url.clone(), fingerprint: fp, audit_key: info.audit_key.clone() };
+            let remote =
+                Remote { url: url.clone(), fingerprint: fp, audit_key: audit_key.clone(), replicas: replicas.to_vec() };
             std::fs::write(remote_file(home), serde_json::to_vec_pretty(&remote)?)?;
             // A new service starts a new history.
             let _ = std::fs::remove_dir_all(home.root().join("audit"));
-            show!("pinned {url} ({fp}), audit key ed25519:{}", info.audit_key);
+            show!("pinned {all} ({fp}), audit key ed25519:{audit_key}");
             Ok(())
         }
         RemoteCmd::Show { json } => {
@@ -134,7 +162,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 return print_json(&info);
             }
             let r = load_remote(home)?;
-            show!("url:            {}", r.url);
+            show!("url:            {}", r.urls().join(" "));
             show!("fingerprint:    {}", info.tls_fingerprint);
             show!("version:        {}", info.version);
             show!("wrap recipient: {}", info.wrap_recipient);

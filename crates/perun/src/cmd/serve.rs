@@ -7,14 +7,32 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use perun_trust::{Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+use perun_trust::{AnyStore, Clock, ServiceKeys, Trust, TrustConfig};
 
 /// Arguments of `perun serve`.
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Folder of the service's state: `perun.db` (SQLite) and `keys/` (mode 0600).
+    /// Folder of the service's state: `perun.db` (SQLite) and `keys/` (mode 0600), unless
+    /// `--store` and `--keys` put them elsewhere.
     #[arg(long, default_value = "perun-trust")]
     pub data: PathBuf,
+    /// The store: a PostgreSQL URL (`postgres://user:password@host/db`: replicas share it)
+    /// or a SQLite file. Default: `DATA/perun.db`. Prefer the environment variable for a
+    /// URL with a password: command lines are visible to every user of the host.
+    #[arg(long, env = "PERUN_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// PostgreSQL connections this process keeps, at most.
+    #[arg(long, default_value_t = perun_trust::store::postgres::DEFAULT_CONNECTIONS)]
+    pub store_connections: u32,
+    /// Folder of the service's keys (TLS, audit signing, key wrapping), shared by every
+    /// replica of one service. Default: `DATA/keys`, made on first start; a folder given
+    /// here must hold keys already (see `--make-keys`).
+    #[arg(long, env = "PERUN_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// Make the service's keys in `--keys` (or `DATA/keys`), print their fingerprints,
+    /// and exit: do it once, then give every replica a copy.
+    #[arg(long)]
+    pub make_keys: bool,
     /// Address to listen on (TLS).
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub listen: SocketAddr,
@@ -28,9 +46,30 @@ pub struct ServeArgs {
 
 /// Runs the service until SIGINT or SIGTERM.
 pub fn run(a: ServeArgs) -> Result<()> {
-    std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
-    let keys = ServiceKeys::load_or_create(&a.data.join("keys"), &a.hosts)?;
-    let store = SqliteStore::open(&a.data.join("perun.db"))?;
+    let keys_dir = a.keys.clone().unwrap_or_else(|| a.data.join("keys"));
+    if a.make_keys {
+        let keys = ServiceKeys::create(&keys_dir, &a.hosts)?;
+        println!("service keys made in {}", keys_dir.display());
+        println!("TLS fingerprint: {}", keys.tls_fingerprint());
+        println!("audit key:       {}", keys.audit_key());
+        return Ok(());
+    }
+    let keys = match &a.keys {
+        Some(dir) => ServiceKeys::load(dir)?,
+        None => {
+            std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+            ServiceKeys::load_or_create(&keys_dir, &a.hosts)?
+        }
+    };
+    let spec = match &a.store {
+        Some(s) => s.clone(),
+        None => {
+            std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+            a.data.join("perun.db").to_string_lossy().into_owned()
+        }
+    };
+    let store = AnyStore::open(&spec, a.store_connections)?;
+    let engine = store.engine();
     let fingerprint = keys.tls_fingerprint();
     let mut config = TrustConfig::default();
     if let Ok(token) = std::env::var("PERUN_METRICS_TOKEN") {
@@ -41,6 +80,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
         config.metrics_token = Some(perun_core::Digest::of(token.as_bytes()));
     }
     let trust = Arc::new(Trust::new(store, keys, Clock::System, config));
+    // Replicas on one database must be one service: refuse keys other than the store's.
+    trust.bind_identity()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
         .enable_all()
@@ -57,6 +98,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         let _ = writeln!(out, "perun trust service listening on https://{addr}");
         let _ = writeln!(out, "TLS fingerprint: {fingerprint}");
         let _ = writeln!(out, "clients pin it:  perun remote add https://{addr} --fingerprint {fingerprint}");
+        let _ = writeln!(out, "store: {engine}");
         let _ = out.flush();
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

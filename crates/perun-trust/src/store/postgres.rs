@@ -1,0 +1,274 @@
+//! The store for replicas: PostgreSQL, shared by every `perun serve` of one deployment.
+//!
+//! Each table of [`Table`] is a `key TEXT COLLATE "C"` (byte order, as SQLite's) to
+//! `body BYTEA` map, plus the audit chain keyed by its sequence number. Schema
+//! migrations run at start-up under an advisory lock, so replicas starting together
+//! migrate once (`perun_schema.version` records how many ran).
+//!
+//! **Decisions under races.** Every write transaction first takes one transaction-scoped
+//! advisory lock (`pg_advisory_xact_lock`) and then runs at `READ COMMITTED`, so each
+//! statement sees every write committed before the lock was granted: write transactions
+//! of all replicas run one after another, exactly as on SQLite's single writer. That is
+//! what keeps the release rule's invariants across replicas with no retry logic: a key
+//! released at most once per job, no approval lost, one audit chain (its `seq` is also
+//! the primary key, so a fork cannot even be written), a nonce used once. Reads take no
+//! lock: `REPEATABLE READ, READ ONLY` snapshots. Commits are synchronous
+//! (`synchronous_commit` as the server has it, `on` by default). The one lock is also
+//! what bounds the write rate; the README's "Replicas" section gives the numbers.
+
+use std::time::Duration;
+
+use postgres::{IsolationLevel, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Store, Table, Tx};
+use crate::TrustError;
+
+/// Schema migrations, applied in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: one keyed table per entity, and the audit chain (as SQLite's migration 1).
+    r#"CREATE TABLE stakeholders (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE assets (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE policies (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE workers (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE jobs (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE approvals (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE sessions (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE request_nonces (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE releases (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE metrics (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+     CREATE TABLE audit (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, body BYTEA NOT NULL);
+     CREATE INDEX sessions_expires ON sessions(expires);
+     CREATE INDEX request_nonces_expires ON request_nonces(expires);"#,
+    // 2: the service's identity (replicas and restarts must hold the same keys).
+    r#"CREATE TABLE service (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);"#,
+];
+
+/// Advisory lock keys (any 64-bit numbers; "perun" in ASCII, then 1 and 2).
+const WRITE_LOCK: i64 = 0x7065_7275_6e00_0001;
+const MIGRATE_LOCK: i64 = 0x7065_7275_6e00_0002;
+
+/// Connections one service process keeps by default.
+pub const DEFAULT_CONNECTIONS: u32 = 8;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// A PostgreSQL store: a pool of connections to one database.
+#[derive(Debug)]
+pub struct PostgresStore {
+    /// `None` only while being dropped (see the `Drop` impl).
+    pool: Option<Pool>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The `postgres` client closes a connection by blocking on its own runtime, which
+        // panics on a thread that drives an async runtime (the last `Arc` of a service
+        // may go with the server's runtime): close them on a thread of their own.
+        if let Some(pool) = self.pool.take() {
+            let _ =
+                std::thread::Builder::new().name("perun-pg-close".into()).spawn(move || drop(pool)).map(|t| t.join());
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`, or libpq's `key=value`
+    /// form) with at most `connections` connections, and migrates the schema.
+    ///
+    /// Errors: [`TrustError::Store`] when the server cannot be reached within 10 s, the
+    /// URL does not parse, or the schema is newer than this build knows.
+    pub fn open(url: &str, connections: u32) -> Result<Self, TrustError> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| TrustError::Store(format!("`{}` is not a PostgreSQL URL: {e}", redact(url))))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(connections.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            // A connection that died with its server (restart, failover) is replaced,
+            // not handed to a request.
+            .test_on_check_out(true)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(manager)
+            .map_err(|e| {
+                TrustError::Store(format!(
+                    "cannot connect to PostgreSQL at {}: {e} (is the server running, and the URL's user, \
+                     password and database right?)",
+                    redact(url)
+                ))
+            })?;
+        let store = Self { pool: Some(pool) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), TrustError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS perun_schema (version INTEGER NOT NULL)")?;
+        let version: i32 = match tx.query_opt("SELECT version FROM perun_schema", &[])? {
+            Some(row) => row.try_get(0)?,
+            None => {
+                tx.execute("INSERT INTO perun_schema (version) VALUES (0)", &[])?;
+                0
+            }
+        };
+        let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        if version > known {
+            return Err(TrustError::Store(format!(
+                "the store has schema version {version}, newer than this build knows ({known}): run a newer perun"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            tx.batch_execute(sql)?;
+            let v = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            tx.execute("UPDATE perun_schema SET version = $1", &[&v])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, TrustError> {
+        let pool = self.pool.as_ref().ok_or_else(|| TrustError::Store("the store is closed".into()))?;
+        pool.get().map_err(|e| TrustError::Store(format!("no PostgreSQL connection: {e}")))
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    // postgres://user:password@host/...: hide what lies between the first ':' after the
+    // scheme and the '@'.
+    if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
+        if let Some((creds, _)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return url.replacen(creds, &format!("{user}:***"), 1);
+            }
+        }
+    }
+    // key=value form: hide password=...
+    url.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn to_i64(v: u64) -> Result<i64, TrustError> {
+    i64::try_from(v).map_err(|_| TrustError::Store(format!("{v} does not fit a BIGINT")))
+}
+
+struct PgTx<'a, 'b> {
+    tx: &'a mut postgres::Transaction<'b>,
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn get_raw(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, TrustError> {
+        let sql = format!("SELECT body FROM {} WHERE key = $1", table.name());
+        Ok(match self.tx.query_opt(&sql, &[&key])? {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    fn put_raw(&mut self, table: Table, key: &str, body: &[u8], expires: Option<u64>) -> Result<(), TrustError> {
+        let sql = format!(
+            "INSERT INTO {} (key, body, expires) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET body = EXCLUDED.body, expires = EXCLUDED.expires",
+            table.name()
+        );
+        let expires = expires.map(to_i64).transpose()?;
+        self.tx.execute(&sql, &[&key, &body, &expires])?;
+        Ok(())
+    }
+
+    fn insert_raw(&mut self, table: Table, key: &str, body: &[u8], expires: Option<u64>) -> Result<bool, TrustError> {
+        let sql = format!(
+            "INSERT INTO {} (key, body, expires) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+            table.name()
+        );
+        let expires = expires.map(to_i64).transpose()?;
+        Ok(self.tx.execute(&sql, &[&key, &body, &expires])? == 1)
+    }
+
+    fn list_raw(&mut self, table: Table, prefix: &str) -> Result<Vec<Vec<u8>>, TrustError> {
+        let sql = format!("SELECT body FROM {} WHERE key >= $1 AND key < $2 ORDER BY key", table.name());
+        let upper = format!("{prefix}\u{10FFFF}");
+        self.tx.query(&sql, &[&prefix, &upper])?.iter().map(|r| r.try_get(0).map_err(TrustError::from)).collect()
+    }
+
+    fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError> {
+        let sql = format!("DELETE FROM {} WHERE expires IS NOT NULL AND expires < $1", table.name());
+        let n = self.tx.execute(&sql, &[&to_i64(now)?])?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn audit_tail(&mut self) -> Result<Option<(u64, String)>, TrustError> {
+        match self.tx.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
+            Some(row) => {
+                let seq: i64 = row.try_get(0)?;
+                let seq = u64::try_from(seq).map_err(|_| TrustError::Store(format!("audit seq {seq} is negative")))?;
+                Ok(Some((seq, row.try_get(1)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn audit_append(&mut self, seq: u64, hash: &str, body: &[u8]) -> Result<(), TrustError> {
+        self.tx.execute("INSERT INTO audit (seq, hash, body) VALUES ($1, $2, $3)", &[&to_i64(seq)?, &hash, &body])?;
+        Ok(())
+    }
+
+    fn audit_since(&mut self, from_seq: u64) -> Result<Vec<Vec<u8>>, TrustError> {
+        self.tx
+            .query("SELECT body FROM audit WHERE seq >= $1 ORDER BY seq", &[&to_i64(from_seq)?])?
+            .iter()
+            .map(|r| r.try_get(0).map_err(TrustError::from))
+            .collect()
+    }
+}
+
+impl Store for PostgresStore {
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?;
+        // One writer at a time across every replica; READ COMMITTED then shows each
+        // statement all that committed before the lock was granted.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        let out = f(&mut PgTx { tx: &mut tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
+        let mut conn = self.conn()?;
+        let mut tx =
+            conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+        let out = f(&mut PgTx { tx: &mut tx });
+        // A read changes nothing; dropping the transaction rolls it back.
+        drop(tx);
+        out
+    }
+}
+
+impl From<postgres::Error> for TrustError {
+    fn from(e: postgres::Error) -> Self {
+        // The server's own message (constraint, connection lost...) says most.
+        match e.as_db_error() {
+            Some(db) => Self::Store(format!("PostgreSQL: {} ({})", db.message(), db.code().code())),
+            None => Self::Store(format!("PostgreSQL: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(redact("postgres://perun:s3cret@db:5432/perun"), "postgres://perun:***@db:5432/perun");
+        assert_eq!(redact("postgres://perun@db/perun"), "postgres://perun@db/perun");
+        assert_eq!(redact("host=db user=perun password=s3cret"), "host=db user=perun password=***");
+    }
+}

@@ -1,0 +1,241 @@
+//! Replicas of the trust service on one PostgreSQL database (a throwaway cluster of this
+//! test binary, started with `initdb` and `pg_ctl`'s server as an unprivileged user):
+//! races between replicas keep the release rule's invariants, a replica with keys of its
+//! own is refused, clients fail over, and the two stores behave alike.
+//!
+//! Outside CI these tests skip, with a message, where PostgreSQL is not installed; under
+//! CI they fail instead.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use perun_core::Name;
+use perun_trust::audit::{verify_chain, AuditRecord, AuditView};
+use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
+use perun_trust::server::Running;
+use perun_trust::store::{Store, Table, TxExt as _};
+use perun_trust::wire::{Attested, JobInfo};
+use perun_trust::{AnyStore, Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+use perun_worker::sim::{Parties, SimWorker};
+use perun_worker::Agent;
+
+/// Two replicas serving one database with one set of keys.
+struct Pair {
+    _dir: tempfile::TempDir,
+    url: String,
+    keys_dir: std::path::PathBuf,
+    trust: [Arc<Trust<AnyStore>>; 2],
+    servers: [Running; 2],
+    anon: [Client; 2],
+}
+
+fn replica(url: &str, keys: &std::path::Path) -> (Arc<Trust<AnyStore>>, Running, Client) {
+    let keys = ServiceKeys::load(keys).unwrap();
+    let fp = keys.tls_fingerprint();
+    let trust = Arc::new(Trust::new(AnyStore::open(url, 4).unwrap(), keys, Clock::System, TrustConfig::default()));
+    trust.bind_identity().unwrap();
+    let server = Running::start(trust.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
+    let anon = Client::new(&server.url(), fp, Caller::Anonymous).unwrap();
+    (trust, server, anon)
+}
+
+impl Pair {
+    fn start() -> Option<Self> {
+        let url = common::postgres_database()?;
+        let dir = tempfile::tempdir().unwrap();
+        let keys_dir = dir.path().join("keys");
+        ServiceKeys::create(&keys_dir, &[]).unwrap();
+        let (ta, sa, ca) = replica(&url, &keys_dir);
+        let (tb, sb, cb) = replica(&url, &keys_dir);
+        Some(Pair { _dir: dir, url, keys_dir, trust: [ta, tb], servers: [sa, sb], anon: [ca, cb] })
+    }
+}
+
+/// The audit chain as the store holds it, verified: its length.
+fn verified_chain(store: &impl Store, key: &ed25519_dalek::VerifyingKey) -> usize {
+    let raw = store.read(|tx| tx.audit_since(1)).unwrap();
+    let views: Vec<AuditView> = raw
+        .iter()
+        .map(|b| serde_json::from_slice::<AuditRecord>(b).unwrap())
+        .map(|r| AuditView {
+            seq: r.body.seq,
+            body: Some(r.body.clone()),
+            hash: r.hash,
+            prev: r.body.prev,
+            signature: r.signature,
+        })
+        .collect();
+    let seqs: Vec<u64> = views.iter().map(|v| v.seq).collect();
+    assert_eq!(seqs, (1..=views.len() as u64).collect::<Vec<_>>(), "the audit chain has a gap or a fork");
+    verify_chain(&views, key).unwrap()
+}
+
+#[test]
+fn two_replicas_given_the_same_attestation_at_once_release_its_keys_once() {
+    let Some(p) = Pair::start() else { return };
+    let parties = Parties::register(&p.anon[0]).unwrap();
+    let infra = Parties::client_of(&p.anon[0], &parties.infra);
+    let owner = Parties::client_of(&p.anon[0], &parties.owner);
+    let approvers: Vec<_> = parties.approvers().into_iter().collect();
+    const RACES: usize = 12;
+    let (mut released_once, mut refused) = (0, Vec::new());
+    for i in 0..RACES {
+        // Enrolled through one replica, its AK activated through the other: the
+        // credential challenge keeps no state a replica could lack.
+        let mut sim =
+            SimWorker::enrol(&infra, &p.anon[1], Name::new(&format!("race-{i:02}")).unwrap(), &parties.ca).unwrap();
+        let job = Parties::propose(&owner, parties.manifest(&format!("race {i}"), sim.name())).unwrap().id;
+
+        // The two approvals at once, one through each replica: neither is lost.
+        let barrier = Barrier::new(2);
+        let infos: Vec<JobInfo> = std::thread::scope(|sc| {
+            let hs: Vec<_> = approvers
+                .iter()
+                .enumerate()
+                .map(|(r, k)| {
+                    let (c, barrier) = (Parties::client_of(&p.anon[r], k), &barrier);
+                    sc.spawn(move || {
+                        barrier.wait();
+                        Parties::approve(&c, k, &job).unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(infos.iter().any(|i| i.approved_by.len() == 2), "an approval was lost: {infos:?}");
+        let stored: Vec<ApprovalRecord> = p.trust[0].store().read(|tx| tx.list(&format!("{job}/"))).unwrap();
+        assert_eq!(stored.len(), 2);
+
+        // One attestation, the same bytes, sent to both replicas at the same moment.
+        let claimed = sim.claim(&job).unwrap();
+        let (eph, req) = sim.attestation(&job, &claimed.nonce).unwrap();
+        let clients = [sim.session().client_at(&p.anon[0]), sim.session().client_at(&p.anon[1])];
+        let barrier = Barrier::new(2);
+        let path = format!("/v1/jobs/{job}/attest");
+        let answers: Vec<Result<Attested, TrustError>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    let (req, path, barrier) = (&req, &path, &barrier);
+                    sc.spawn(move || {
+                        barrier.wait();
+                        c.call("POST", path, Some(req))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok: Vec<&Attested> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+        assert_eq!(ok.len(), 1, "the same attestation was accepted {} times: {answers:?}", ok.len());
+        assert_eq!(ok[0].keys.len(), 2, "the accepted attestation released {} keys", ok[0].keys.len());
+        Agent::open_keys(&job, &eph, ok[0]).unwrap();
+        for e in answers.iter().filter_map(|a| a.as_ref().err()) {
+            assert!(
+                !matches!(e, TrustError::Transport(_) | TrustError::Store(_)),
+                "the loser failed instead of being refused: {e}"
+            );
+            refused.push(e.to_string());
+        }
+        let releases: Vec<ReleaseRecord> = p.trust[1].store().read(|tx| tx.list(&format!("{job}/"))).unwrap();
+        assert_eq!(releases.len(), 2, "keys released {} times for two assets", releases.len());
+        let job_rec: JobRecord = p.trust[1].store().read(|tx| tx.get(&job.to_string())).unwrap().unwrap();
+        assert_eq!(job_rec.state, JobState::Running);
+        assert!(job_rec.released);
+        released_once += 1;
+    }
+    assert_eq!(released_once, RACES);
+
+    // One audit chain, written by both replicas: no fork, no gap, every signature.
+    let key = p.trust[0].keys().signing.verifying_key();
+    let n = verified_chain(p.trust[0].store(), &key);
+    println!(
+        "{RACES} races: keys released once each; the losers were refused ({:?}); {n} audit records",
+        refused.first()
+    );
+    drop(p.servers);
+}
+
+#[test]
+fn a_replica_with_keys_of_its_own_is_refused_and_clients_fail_over() {
+    let Some(p) = Pair::start() else { return };
+    // Other keys on the same database: it could not unwrap the stored asset keys, and
+    // its audit records would not verify under the pinned key.
+    let other = ServiceKeys::generate(&[]).unwrap();
+    let rogue = Trust::new(AnyStore::open(&p.url, 1).unwrap(), other, Clock::System, TrustConfig::default());
+    match rogue.bind_identity() {
+        Err(TrustError::Conflict(m)) => assert!(m.contains("same keys"), "{m}"),
+        r => panic!("a replica with other keys was let in: {r:?}"),
+    }
+    assert!(ServiceKeys::create(&p.keys_dir, &[]).is_err(), "the keys of a running service were replaced");
+
+    // A client given a dead address first reaches the live replica, and stays with it.
+    let fp = p.trust[0].keys().tls_fingerprint();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("https://{}", l.local_addr().unwrap())
+    };
+    let live = p.servers[1].url();
+    let c = Client::replicated(&[dead.clone(), live.clone()], fp, Caller::Anonymous).unwrap();
+    let info: perun_trust::wire::ServiceInfo = c.call::<(), _>("GET", "/v1/service", None).unwrap();
+    assert_eq!(info.tls_fingerprint, fp);
+    assert_eq!(c.base(), live);
+    // Every address dead: the error names the service, nothing hangs.
+    let c = Client::replicated(&[dead.clone(), dead], fp, Caller::Anonymous).unwrap();
+    match c.call::<(), serde_json::Value>("GET", "/v1/service", None) {
+        Err(TrustError::Transport(m)) => assert!(m.contains("perun serve"), "{m}"),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn the_two_stores_agree_on_every_operation() {
+    let Some(url) = common::postgres_database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stores =
+        [AnyStore::open(&url, 2).unwrap(), AnyStore::Sqlite(SqliteStore::open(&dir.path().join("p.db")).unwrap())];
+    let outcomes: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            s.write(|tx| tx.put_raw(Table::Jobs, "a", b"1", None)).unwrap();
+            // A failed transaction leaves nothing.
+            let failed: Result<(), _> = s.write(|tx| {
+                tx.put_raw(Table::Jobs, "b", b"2", None)?;
+                Err(TrustError::Conflict("no".into()))
+            });
+            assert!(failed.is_err());
+            let insert_new = s.write(|tx| tx.insert_raw(Table::RequestNonces, "n", b"", Some(10))).unwrap();
+            let insert_again = s.write(|tx| tx.insert_raw(Table::RequestNonces, "n", b"", Some(10))).unwrap();
+            let pruned = s.write(|tx| tx.prune(Table::RequestNonces, 11)).unwrap();
+            s.write(|tx| {
+                // Key order is byte order in both.
+                for (k, v) in [("j1/b", "y"), ("j1/a", "x"), ("j1/Z", "w"), ("j2/a", "z"), ("j1", "v")] {
+                    tx.put_raw(Table::Approvals, k, v.as_bytes(), None)?;
+                }
+                tx.put_raw(Table::Approvals, "j1/a", b"x2", None)
+            })
+            .unwrap();
+            let listed = s.read(|tx| tx.list_raw(Table::Approvals, "j1/")).unwrap();
+            let got = s.read(|tx| Ok((tx.get_raw(Table::Jobs, "a")?, tx.get_raw(Table::Jobs, "b")?))).unwrap();
+            let audit = s
+                .write(|tx| {
+                    tx.audit_append(1, "h1", b"r1")?;
+                    tx.audit_append(2, "h2", b"r2")?;
+                    Ok(tx.audit_tail()?)
+                })
+                .unwrap();
+            // A second record 2 cannot be written: the chain does not fork.
+            let fork = s.write(|tx| tx.audit_append(2, "h2'", b"fork"));
+            assert!(matches!(fork, Err(TrustError::Store(_))), "{}: {fork:?}", s.engine());
+            let since = s.read(|tx| tx.audit_since(2)).unwrap();
+            (insert_new, insert_again, pruned, listed, got, audit, since)
+        })
+        .collect();
+    assert_eq!(outcomes[0], outcomes[1], "PostgreSQL and SQLite disagree");
+    let (new, again, pruned, listed, got, audit, since) = &outcomes[0];
+    assert!(*new && !*again && *pruned == 1);
+    assert_eq!(listed, &vec![b"w".to_vec(), b"x2".to_vec(), b"y".to_vec()]);
+    assert_eq!(got, &(Some(b"1".to_vec()), None));
+    assert_eq!(audit, &Some((2, "h2".to_owned())));
+    assert_eq!(since, &vec![b"r2".to_vec()]);
+}
