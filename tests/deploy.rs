@@ -42,7 +42,7 @@ fn the_trust_service_pod_runs_as_rendered_against_postgres_and_its_probes_answer
         return;
     }
     // A cluster of this test's own: stopping it must make the pod unready.
-    let cluster = LocalCluster::start(false).unwrap();
+    let cluster = LocalCluster::start_tls(false).unwrap();
     let url = cluster.create_database("perun").unwrap();
 
     let spec = &deployment["spec"]["template"]["spec"];
@@ -82,6 +82,12 @@ fn the_trust_service_pod_runs_as_rendered_against_postgres_and_its_probes_answer
     assert!(env.iter().any(|(n, _)| n == "PERUN_STORE"), "the store comes from the environment");
     let mut args = args.clone();
     args[keys_at] = keys.to_string_lossy().into_owned();
+    // The CA the Secret `perun-postgres-tls` holds: here the local cluster's.
+    let ca_at = args.iter().position(|a| a == "--store-ca").expect("the store is reached over verified TLS") + 1;
+    assert!(mounts.iter().any(|m| args[ca_at].starts_with(m)), "--store-ca {} is not mounted", args[ca_at]);
+    let ca = s.path("store-ca.crt");
+    std::fs::write(&ca, cluster.ca_pem().unwrap()).unwrap();
+    args[ca_at] = ca.to_string_lossy().into_owned();
     assert_eq!(args[0], "serve");
     // `Service` runs `perun serve --data D --listen L` and then these arguments: the
     // manifest's, but for the address (here a free loopback port) and the keys' folder.
@@ -103,10 +109,19 @@ fn the_trust_service_pod_runs_as_rendered_against_postgres_and_its_probes_answer
         let answer: Value = anon.call::<(), _>("GET", path, None).unwrap();
         assert!(answer["status"] == "ok" || answer["status"] == "ready", "{probe} {path}: {answer}");
     }
-    // The store is the PostgreSQL one: its identity record is there.
+    // The store is the PostgreSQL one (its identity record is there), reached over TLS.
     let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let n: i64 = pg.query_one("SELECT count(*) FROM service", &[]).unwrap().get(0);
     assert_eq!(n, 1);
+    let row = pg
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = 'perun' AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    let (encrypted, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 1 && encrypted == all, "{encrypted} of {all} of the service's connections use TLS");
     drop(pg);
 
     // PostgreSQL gone: alive, but not ready (the Service stops sending it requests).

@@ -420,7 +420,9 @@ fn run(deployment: Deployment, n_workers: usize) {
     }
 
     // From the store, after a clean stop.
-    let store = AnyStore::open(&plan.store, 2).unwrap();
+    let store =
+        AnyStore::open(&plan.store, 2, &perun_trust::store::postgres::StoreTls::Plaintext { allow_network: false })
+            .unwrap();
     let (jobs, stored_approvals, releases, audit) = store
         .read(|tx| {
             let jobs: Vec<JobRecord> = tx.list("")?;

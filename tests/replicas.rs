@@ -14,11 +14,16 @@ use perun_core::Name;
 use perun_trust::audit::{verify_chain, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::server::Running;
+use perun_trust::store::local_cluster::LocalCluster;
+use perun_trust::store::postgres::StoreTls;
 use perun_trust::store::{Store, Table, TxExt as _};
 use perun_trust::wire::{Attested, JobInfo};
 use perun_trust::{AnyStore, Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
 use perun_worker::sim::{Parties, SimWorker};
 use perun_worker::Agent;
+
+/// Loopback: plaintext is allowed.
+const PLAIN: &StoreTls = &StoreTls::Plaintext { allow_network: false };
 
 /// Two replicas serving one database with one set of keys.
 struct Pair {
@@ -33,7 +38,8 @@ struct Pair {
 fn replica(url: &str, keys: &std::path::Path) -> (Arc<Trust<AnyStore>>, Running, Client) {
     let keys = ServiceKeys::load(keys).unwrap();
     let fp = keys.tls_fingerprint();
-    let trust = Arc::new(Trust::new(AnyStore::open(url, 4).unwrap(), keys, Clock::System, TrustConfig::default()));
+    let trust =
+        Arc::new(Trust::new(AnyStore::open(url, 4, PLAIN).unwrap(), keys, Clock::System, TrustConfig::default()));
     trust.bind_identity().unwrap();
     let server = Running::start(trust.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
     let anon = Client::new(&server.url(), fp, Caller::Anonymous).unwrap();
@@ -162,7 +168,7 @@ fn a_replica_with_keys_of_its_own_is_refused_and_clients_fail_over() {
     // Other keys on the same database: it could not unwrap the stored asset keys, and
     // its audit records would not verify under the pinned key.
     let other = ServiceKeys::generate(&[]).unwrap();
-    let rogue = Trust::new(AnyStore::open(&p.url, 1).unwrap(), other, Clock::System, TrustConfig::default());
+    let rogue = Trust::new(AnyStore::open(&p.url, 1, PLAIN).unwrap(), other, Clock::System, TrustConfig::default());
     match rogue.bind_identity() {
         Err(TrustError::Conflict(m)) => assert!(m.contains("same keys"), "{m}"),
         r => panic!("a replica with other keys was let in: {r:?}"),
@@ -192,8 +198,10 @@ fn a_replica_with_keys_of_its_own_is_refused_and_clients_fail_over() {
 fn the_two_stores_agree_on_every_operation() {
     let Some(url) = common::postgres_database() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let stores =
-        [AnyStore::open(&url, 2).unwrap(), AnyStore::Sqlite(SqliteStore::open(&dir.path().join("p.db")).unwrap())];
+    let stores = [
+        AnyStore::open(&url, 2, PLAIN).unwrap(),
+        AnyStore::Sqlite(SqliteStore::open(&dir.path().join("p.db")).unwrap()),
+    ];
     let outcomes: Vec<_> = stores
         .iter()
         .map(|s| {
@@ -238,4 +246,41 @@ fn the_two_stores_agree_on_every_operation() {
     assert_eq!(got, &(Some(b"1".to_vec()), None));
     assert_eq!(audit, &Some((2, "h2".to_owned())));
     assert_eq!(since, &vec![b"r2".to_vec()]);
+}
+
+#[test]
+fn the_store_is_reached_over_verified_tls_and_a_server_with_another_ca_is_refused() {
+    if common::postgres_or_skip().is_none() {
+        return;
+    }
+    let cluster = LocalCluster::start_tls(false).unwrap();
+    let url = cluster.create_database("tls").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cluster.ca_pem().unwrap()).unwrap();
+    let store = AnyStore::open(&url, 2, &StoreTls::ca_file(&ca).unwrap()).unwrap();
+    store.write(|tx| tx.put_raw(Table::Jobs, "a", b"1", None)).unwrap();
+    // The server says the store's connections are encrypted.
+    let mut admin = postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls).unwrap();
+    let row = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = 'tls'",
+            &[],
+        )
+        .unwrap();
+    let (encrypted, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 1 && encrypted == all, "{encrypted} of {all} store connections use TLS");
+
+    // A server whose certificate another CA signed (someone in between) is refused.
+    let other = LocalCluster::start_tls(false).unwrap();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, other.ca_pem().unwrap()).unwrap();
+    match AnyStore::open(&url, 1, &StoreTls::ca_file(&other_ca).unwrap()) {
+        Err(TrustError::Store(m)) => assert!(m.contains("cannot connect"), "{m}"),
+        r => panic!("a server the CA did not certify was accepted: {r:?}"),
+    }
+    // No CA, a server over a network: refused before connecting.
+    let remote = url.replace("127.0.0.1", "192.0.2.1");
+    assert!(matches!(AnyStore::open(&remote, 1, PLAIN), Err(TrustError::Store(m)) if m.contains("--store-ca")));
 }

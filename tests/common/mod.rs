@@ -193,7 +193,8 @@ pub fn test_store(dir: &Path) -> perun_trust::AnyStore {
         Ok("postgres") => {
             let url = postgres_database()
                 .unwrap_or_else(|| panic!("PERUN_TEST_STORE=postgres, but PostgreSQL is not installed"));
-            AnyStore::open(&url, 4).unwrap()
+            AnyStore::open(&url, 4, &perun_trust::store::postgres::StoreTls::Plaintext { allow_network: false })
+                .unwrap()
         }
         Ok("sqlite") | Err(_) => AnyStore::Sqlite(perun_trust::SqliteStore::open(&dir.join("perun.db")).unwrap()),
         Ok(other) => panic!("PERUN_TEST_STORE={other}: say sqlite or postgres"),

@@ -9,7 +9,9 @@
 //! server (`SIGQUIT`, immediate shutdown) and removes the folder.
 //!
 //! Authentication is `trust` on 127.0.0.1 only: a cluster for one machine's tests, never
-//! a deployment (see `deploy/` for that).
+//! a deployment (see `deploy/` for that). [`LocalCluster::start_tls`] also serves TLS with
+//! a certificate for `127.0.0.1` from a CA made for it ([`LocalCluster::ca_pem`]), to
+//! test the store's verified connections.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -22,10 +24,12 @@ use crate::TrustError;
 pub const USER: &str = "perun";
 
 /// Stops the server when this process closes the pipe on the shell's stdin.
-const WATCHDOG: &str = r#"bin=$1 data=$2 port=$3 durable=$4
+const WATCHDOG: &str = r#"bin=$1 data=$2 port=$3 durable=$4 ssl=$5
 "$bin/postgres" -D "$data/db" -p "$port" -k "$data" -c listen_addresses=127.0.0.1 \
   -c max_connections=400 -c fsync="$durable" -c synchronous_commit="$durable" \
-  -c full_page_writes="$durable" </dev/null >"$data/server.log" 2>&1 &
+  -c full_page_writes="$durable" -c ssl="$ssl" \
+  -c ssl_cert_file="$data/server.crt" -c ssl_key_file="$data/server.key" \
+  </dev/null >"$data/server.log" 2>&1 &
 pid=$!
 read -r _ || true
 kill -QUIT "$pid" 2>/dev/null
@@ -39,6 +43,7 @@ pub struct LocalCluster {
     port: u16,
     dir: PathBuf,
     watchdog: Child,
+    ca_pem: Option<String>,
 }
 
 impl LocalCluster {
@@ -77,6 +82,19 @@ impl LocalCluster {
     /// Debian's `postgresql`), no unprivileged user exists to run them as root, or the
     /// server does not start within 30 s (its log is in the message).
     pub fn start(durable: bool) -> Result<Self, TrustError> {
+        Self::start_with(durable, false)
+    }
+
+    /// [`LocalCluster::start`], also serving TLS with a certificate for `127.0.0.1` and
+    /// `localhost` signed by a CA made for this cluster ([`LocalCluster::ca_pem`]).
+    ///
+    /// Errors: as [`LocalCluster::start`]; [`TrustError::Crypto`] if a certificate
+    /// cannot be made.
+    pub fn start_tls(durable: bool) -> Result<Self, TrustError> {
+        Self::start_with(durable, true)
+    }
+
+    fn start_with(durable: bool, tls: bool) -> Result<Self, TrustError> {
         let bin = Self::binaries().ok_or_else(|| {
             TrustError::Store(
                 "PostgreSQL's server programs (initdb, postgres) are missing: install Debian's `postgresql` \
@@ -113,6 +131,28 @@ impl LocalCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        let ca_pem = if tls {
+            let (ca, crt, key) = server_certificate()?;
+            std::fs::write(dir.join("server.crt"), crt).map_err(|e| io("writing server.crt", e))?;
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(dir.join("server.key"))
+                    .map_err(|e| io("writing server.key", e))?;
+                std::io::Write::write_all(&mut f, key.as_bytes()).map_err(|e| io("writing server.key", e))?;
+            }
+            if let Some((uid, gid)) = run_as {
+                for f in ["server.crt", "server.key"] {
+                    std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).map_err(|e| io("chown", e))?;
+                }
+            }
+            Some(ca)
+        } else {
+            None
+        };
         let port = free_port().map_err(|e| io("finding a free port", e))?;
         let mut sh = Command::new("sh");
         sh.args(["-c", WATCHDOG, "perun-pg"])
@@ -120,12 +160,13 @@ impl LocalCluster {
             .arg(&dir)
             .arg(port.to_string())
             .arg(if durable { "on" } else { "off" })
+            .arg(if tls { "on" } else { "off" })
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_user(&mut sh);
         let watchdog = sh.spawn().map_err(|e| io("starting the server", e))?;
-        let mut cluster = Self { port, dir, watchdog };
+        let mut cluster = Self { port, dir, watchdog, ca_pem };
         cluster.wait_ready()?;
         Ok(cluster)
     }
@@ -157,6 +198,12 @@ impl LocalCluster {
     /// The URL of database `db` on this cluster.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The PEM certificate of the CA that signed the server's TLS certificate, for a
+    /// cluster started with [`LocalCluster::start_tls`].
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The server's TCP port on 127.0.0.1.
@@ -215,6 +262,22 @@ fn unprivileged_user() -> Result<Option<(u32, u32)>, TrustError> {
                     .into(),
             )
         })
+}
+
+/// A CA (PEM), and a server certificate it signed for 127.0.0.1 and localhost with its
+/// key (PEM).
+fn server_certificate() -> Result<(String, String, String), TrustError> {
+    let e = |e: rcgen::Error| TrustError::Crypto(format!("local PostgreSQL certificate: {e}"));
+    let ca_key = rcgen::KeyPair::generate().map_err(e)?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "perun local PostgreSQL CA (tests)");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).map_err(e)?.pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().map_err(e)?;
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).map_err(e)?;
+    let crt = server.signed_by(&key, &issuer).map_err(e)?.pem();
+    Ok((ca_pem, crt, key.serialize_pem()))
 }
 
 /// A new folder only this user reads, under the temporary folder.

@@ -158,12 +158,13 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Opens `spec`: a `postgres://` or `postgresql://` URL (with at most `connections`
-    /// connections), else the path of a SQLite file (created if missing).
+    /// connections, protected as `tls` says), else the path of a SQLite file (created if
+    /// missing).
     ///
     /// Errors: as [`sqlite::SqliteStore::open`] and [`postgres::PostgresStore::open`].
-    pub fn open(spec: &str, connections: u32) -> Result<Self, TrustError> {
+    pub fn open(spec: &str, connections: u32, tls: &postgres::StoreTls) -> Result<Self, TrustError> {
         if Self::is_postgres(spec) {
-            Ok(Self::Postgres(postgres::PostgresStore::open(spec, connections)?))
+            Ok(Self::Postgres(postgres::PostgresStore::open(spec, connections, tls)?))
         } else {
             Ok(Self::Sqlite(sqlite::SqliteStore::open(Path::new(spec))?))
         }

@@ -15,11 +15,21 @@
 //! lock: `REPEATABLE READ, READ ONLY` snapshots. Commits are synchronous
 //! (`synchronous_commit` as the server has it, `on` by default). The one lock is also
 //! what bounds the write rate; the README's "Replicas" section gives the numbers.
+//!
+//! **The connection.** The store holds what the release rule decides on (stakeholders'
+//! public keys and roles, approvals, jobs): whoever can change it in transit can approve
+//! for others. So a database reached over a network is reached over TLS with its server
+//! certificate verified against the CA the operator names ([`StoreTls::Verified`]);
+//! plaintext is accepted only to loopback and Unix sockets, or where the operator says
+//! so for a network only the service reaches ([`StoreTls::Plaintext`] with
+//! `allow_network`).
 
 use std::time::Duration;
 
-use postgres::{IsolationLevel, NoTls};
+use postgres::config::{Host, SslMode};
+use postgres::IsolationLevel;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Store, Table, Tx};
 use crate::TrustError;
@@ -51,13 +61,101 @@ const MIGRATE_LOCK: i64 = 0x7065_7275_6e00_0002;
 /// Connections one service process keeps by default.
 pub const DEFAULT_CONNECTIONS: u32 = 8;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = r2d2::Pool<Manager>;
+
+/// How the store's connections are protected.
+#[derive(Clone, Debug)]
+pub enum StoreTls {
+    /// TLS, the server's certificate verified (name and chain) against these CA
+    /// certificates (DER).
+    Verified(Vec<Vec<u8>>),
+    /// No TLS: refused for a server reached over a network unless `allow_network`.
+    Plaintext {
+        /// Accept plaintext to a host that is not loopback (a network only the service
+        /// reaches; the operator's decision, named on the command line).
+        allow_network: bool,
+    },
+}
+
+impl StoreTls {
+    /// TLS verified against the CA certificates of PEM file `path`.
+    ///
+    /// Errors: [`TrustError::Store`] when the file is unreadable or holds no certificate.
+    pub fn ca_file(path: &std::path::Path) -> Result<Self, TrustError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let pem = std::fs::read(path)
+            .map_err(|e| TrustError::Store(format!("the store's CA file {}: {e}", path.display())))?;
+        let certs: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.map(|c| c.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| TrustError::Store(format!("the store's CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(TrustError::Store(format!("the store's CA file {} holds no certificate", path.display())));
+        }
+        Ok(Self::Verified(certs))
+    }
+}
+
+/// Whether `host` is this machine (loopback address, `localhost`, a Unix socket).
+fn is_local(host: &Host) -> bool {
+    match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+    }
+}
+
+/// The TLS connector for `tls`, and the SSL mode it requires of `config`.
+fn connector(tls: &StoreTls, config: &mut postgres::Config, shown: &str) -> Result<MakeRustlsConnect, TrustError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TrustError::Crypto(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    match tls {
+        StoreTls::Verified(cas) => {
+            for ca in cas {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(ca.clone()))
+                    .map_err(|e| TrustError::Store(format!("the store's CA certificate: {e}")))?;
+            }
+            config.ssl_mode(SslMode::Require);
+        }
+        StoreTls::Plaintext { allow_network } => {
+            if let Some(h) = config.get_hosts().iter().find(|h| !is_local(h)) {
+                if !allow_network {
+                    return Err(TrustError::Store(format!(
+                        "{shown}: PostgreSQL at {h:?} is reached over a network, where the store's records could be \
+                         read and changed in transit: give its CA with --store-ca FILE (TLS, server verified), or \
+                         --store-plaintext if only this service can reach that network"
+                    )));
+                }
+            }
+            config.ssl_mode(SslMode::Disable);
+        }
+    }
+    Ok(MakeRustlsConnect::new(builder.with_root_certificates(roots).with_no_client_auth()))
+}
 
 /// A PostgreSQL store: a pool of connections to one database.
-#[derive(Debug)]
 pub struct PostgresStore {
     /// `None` only while being dropped (see the `Drop` impl).
     pool: Option<Pool>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.pool.as_ref().map(|p| p.state());
+        write!(
+            f,
+            "PostgresStore({:?} connections, {:?} idle)",
+            state.as_ref().map(|s| s.connections),
+            state.as_ref().map(|s| s.idle_connections)
+        )
+    }
 }
 
 impl Drop for PostgresStore {
@@ -74,14 +172,17 @@ impl Drop for PostgresStore {
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/db`, or libpq's `key=value`
-    /// form) with at most `connections` connections, and migrates the schema.
+    /// form) with at most `connections` connections protected as `tls` says, and
+    /// migrates the schema.
     ///
-    /// Errors: [`TrustError::Store`] when the server cannot be reached within 10 s, the
-    /// URL does not parse, or the schema is newer than this build knows.
-    pub fn open(url: &str, connections: u32) -> Result<Self, TrustError> {
-        let config: postgres::Config =
+    /// Errors: [`TrustError::Store`] when the URL does not parse, names a host over a
+    /// network without TLS (see [`StoreTls`]), the server cannot be reached (or its
+    /// certificate verified) within 10 s, or the schema is newer than this build knows.
+    pub fn open(url: &str, connections: u32, tls: &StoreTls) -> Result<Self, TrustError> {
+        let mut config: postgres::Config =
             url.parse().map_err(|e| TrustError::Store(format!("`{}` is not a PostgreSQL URL: {e}", redact(url))))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let connect = connector(tls, &mut config, &redact(url))?;
+        let manager = PostgresConnectionManager::new(config, connect);
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(1))
@@ -130,7 +231,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, TrustError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, TrustError> {
         let pool = self.pool.as_ref().ok_or_else(|| TrustError::Store("the store is closed".into()))?;
         pool.get().map_err(|e| TrustError::Store(format!("no PostgreSQL connection: {e}")))
     }
@@ -264,6 +365,25 @@ impl From<postgres::Error> for TrustError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_over_a_network_is_refused_before_connecting() {
+        let plain = StoreTls::Plaintext { allow_network: false };
+        for url in
+            ["postgres://perun:pw@db.example:5432/perun", "postgres://perun@10.0.0.5/perun", "host=db user=perun"]
+        {
+            match PostgresStore::open(url, 1, &plain) {
+                Err(TrustError::Store(m)) => {
+                    assert!(m.contains("--store-ca"), "{m}");
+                    assert!(!m.contains("pw@"), "the password is shown: {m}");
+                }
+                r => panic!("{url}: {r:?}"),
+            }
+        }
+        for local in ["localhost", "127.0.0.1", "[::1]"] {
+            assert!(is_local(&Host::Tcp(local.into())), "{local}");
+        }
+    }
 
     #[test]
     fn passwords_are_not_shown() {

@@ -152,7 +152,11 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
     for _ in 0..replicas {
         let keys = ServiceKeys::load(&keys_dir)?;
         fp = Some(keys.tls_fingerprint());
-        let store = AnyStore::open(&spec, perun_trust::store::postgres::DEFAULT_CONNECTIONS)?;
+        let store = AnyStore::open(
+            &spec,
+            perun_trust::store::postgres::DEFAULT_CONNECTIONS,
+            &perun_trust::store::postgres::StoreTls::Plaintext { allow_network: false },
+        )?;
         let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
         trust.bind_identity()?;
         servers.push(Running::start(trust, SocketAddr::from(([127, 0, 0, 1], 0)), threads)?);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use perun_trust::store::postgres::StoreTls;
 use perun_trust::{AnyStore, Clock, ServiceKeys, Trust, TrustConfig};
 
 /// Arguments of `perun serve`.
@@ -21,6 +22,15 @@ pub struct ServeArgs {
     /// URL with a password: command lines are visible to every user of the host.
     #[arg(long, env = "PERUN_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// The CA certificate(s) (PEM) that signed the PostgreSQL server's certificate: the
+    /// store is then reached over TLS, the server verified. Required for a server that is
+    /// not on this machine, unless --store-plaintext.
+    #[arg(long, env = "PERUN_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
+    /// Reach a PostgreSQL server on another machine without TLS (only on a network that
+    /// no one but this service reaches: the store decides who may approve what).
+    #[arg(long)]
+    pub store_plaintext: bool,
     /// PostgreSQL connections this process keeps, at most.
     #[arg(long, default_value_t = perun_trust::store::postgres::DEFAULT_CONNECTIONS)]
     pub store_connections: u32,
@@ -68,7 +78,11 @@ pub fn run(a: ServeArgs) -> Result<()> {
             a.data.join("perun.db").to_string_lossy().into_owned()
         }
     };
-    let store = AnyStore::open(&spec, a.store_connections)?;
+    let tls = match &a.store_ca {
+        Some(ca) => StoreTls::ca_file(ca)?,
+        None => StoreTls::Plaintext { allow_network: a.store_plaintext },
+    };
+    let store = AnyStore::open(&spec, a.store_connections, &tls)?;
     let engine = store.engine();
     let fingerprint = keys.tls_fingerprint();
     let mut config = TrustConfig::default();
