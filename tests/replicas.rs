@@ -35,11 +35,10 @@ struct Pair {
     anon: [Client; 2],
 }
 
-fn replica(url: &str, keys: &std::path::Path) -> (Arc<Trust<AnyStore>>, Running, Client) {
+fn replica(url: &str, keys: &std::path::Path, config: TrustConfig) -> (Arc<Trust<AnyStore>>, Running, Client) {
     let keys = ServiceKeys::load(keys).unwrap();
     let fp = keys.tls_fingerprint();
-    let trust =
-        Arc::new(Trust::new(AnyStore::open(url, 4, PLAIN).unwrap(), keys, Clock::System, TrustConfig::default()));
+    let trust = Arc::new(Trust::new(AnyStore::open(url, 4, PLAIN).unwrap(), keys, Clock::System, config));
     trust.bind_identity().unwrap();
     let server = Running::start(trust.clone(), std::net::SocketAddr::from(([127, 0, 0, 1], 0)), 2).unwrap();
     let anon = Client::new(&server.url(), fp, Caller::Anonymous).unwrap();
@@ -48,12 +47,16 @@ fn replica(url: &str, keys: &std::path::Path) -> (Arc<Trust<AnyStore>>, Running,
 
 impl Pair {
     fn start() -> Option<Self> {
+        Self::start_with(TrustConfig::default())
+    }
+
+    fn start_with(config: TrustConfig) -> Option<Self> {
         let url = common::postgres_database()?;
         let dir = tempfile::tempdir().unwrap();
         let keys_dir = dir.path().join("keys");
         ServiceKeys::create(&keys_dir, &[]).unwrap();
-        let (ta, sa, ca) = replica(&url, &keys_dir);
-        let (tb, sb, cb) = replica(&url, &keys_dir);
+        let (ta, sa, ca) = replica(&url, &keys_dir, config.clone());
+        let (tb, sb, cb) = replica(&url, &keys_dir, config);
         Some(Pair { _dir: dir, url, keys_dir, trust: [ta, tb], servers: [sa, sb], anon: [ca, cb] })
     }
 }
@@ -283,4 +286,51 @@ fn the_store_is_reached_over_verified_tls_and_a_server_with_another_ca_is_refuse
     // No CA, a server over a network: refused before connecting.
     let remote = url.replace("127.0.0.1", "192.0.2.1");
     assert!(matches!(AnyStore::open(&remote, 1, PLAIN), Err(TrustError::Store(m)) if m.contains("--store-ca")));
+}
+
+#[test]
+fn a_missed_attestation_is_revoked_once_when_both_replicas_sweep_at_once() {
+    let Some(p) = Pair::start_with(TrustConfig { attestation_grace_s: 0, ..TrustConfig::default() }) else { return };
+    let parties = Parties::register(&p.anon[0]).unwrap();
+    let infra = Parties::client_of(&p.anon[0], &parties.infra);
+    let mut sim = SimWorker::enrol(&infra, &p.anon[1], Name::new("sleepy").unwrap(), &parties.ca).unwrap();
+    let mut m = parties.manifest("sleepy job", sim.name());
+    m.attestation_interval_s = 1;
+    let job = Parties::propose(&Parties::client_of(&p.anon[0], &parties.owner), m).unwrap().id;
+    for k in parties.approvers() {
+        Parties::approve(&Parties::client_of(&p.anon[1], k), k, &job).unwrap();
+    }
+    let claimed = sim.claim(&job).unwrap();
+    sim.attest(&job, &claimed.nonce).unwrap();
+    // The worker falls silent past twice its interval; both replicas' sweeps run at once
+    // (and their own once-a-second sweeps race with them).
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let barrier = Barrier::new(2);
+    let ended: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = p
+            .trust
+            .iter()
+            .map(|t| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    barrier.wait();
+                    t.sweep().unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(ended <= 1, "the job was ended {ended} times");
+    let rec: JobRecord = p.trust[0].store().read(|tx| tx.get(&job.to_string())).unwrap().unwrap();
+    assert_eq!(rec.state, JobState::Revoked, "{:?}", rec.reason);
+    let raw = p.trust[0].store().read(|tx| tx.audit_since(1)).unwrap();
+    let revoked = raw
+        .iter()
+        .map(|b| serde_json::from_slice::<AuditRecord>(b).unwrap())
+        .filter(|r| r.body.kind == perun_trust::audit::AuditKind::JobRevoked && r.body.job == Some(job))
+        .count();
+    assert_eq!(revoked, 1, "the revocation is audited {revoked} times");
+    verified_chain(p.trust[1].store(), &p.trust[1].keys().signing.verifying_key());
+    // The worker's next attestation is refused: it must abort and wipe.
+    assert!(sim.reattest(&job).is_err());
 }

@@ -89,6 +89,8 @@ pub struct Trust<S: Store> {
     nonces: crate::nonce::NonceIssuer,
     anonymous: governor::DefaultKeyedRateLimiter<String>,
     registrations: governor::DefaultDirectRateLimiter,
+    /// When [`Trust::sweep`] last pruned expired nonces (Unix seconds).
+    last_prune: AtomicU64,
 }
 
 impl<S: Store> Trust<S> {
@@ -99,7 +101,17 @@ impl<S: Store> Trust<S> {
             std::num::NonZeroU32::new(config.anonymous_audits_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         let anonymous = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
         let registrations = governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
-        Self { store, keys, clock, config, metrics: Metrics::default(), nonces, anonymous, registrations }
+        Self {
+            store,
+            keys,
+            clock,
+            config,
+            metrics: Metrics::default(),
+            nonces,
+            anonymous,
+            registrations,
+            last_prune: AtomicU64::new(0),
+        }
     }
 
     /// The service's keys (public halves are served; private halves never leave).
@@ -274,22 +286,50 @@ impl<S: Store> Trust<S> {
 
     /// Applies deadlines to every live job; the server runs it every second. Returns the
     /// number of jobs it ended.
+    ///
+    /// The jobs are scanned on a read snapshot; only those whose deadline passed are read
+    /// again and ended in a write transaction, so a sweep that ends nothing takes no write
+    /// lock (replicas each sweep every second). Expired nonces are pruned at most every
+    /// [`PRUNE_EVERY_S`] seconds.
     pub fn sweep(&self) -> Result<usize, TrustError> {
         let now = self.now();
-        self.store.write(|tx| {
+        let due: Vec<JobRecord> = self
+            .store
+            .read(|tx| tx.list::<JobRecord>(""))?
+            .into_iter()
+            .filter(|j| self.deadline_passed(j).is_some())
+            .collect();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        let prune = now.saturating_sub(last) >= PRUNE_EVERY_S;
+        self.anonymous.retain_recent();
+        if due.is_empty() && !prune {
+            return Ok(0);
+        }
+        let ended = self.store.write(|tx| {
             let mut ended = 0;
-            for mut job in tx.list::<JobRecord>("")? {
+            for j in &due {
+                // Read again under the lock: another replica may have ended it, or the
+                // worker attested since the snapshot.
+                let Some(mut job) = tx.get::<JobRecord>(&j.id.to_string())? else { continue };
                 if self.apply_deadlines(tx, &mut job)? {
                     ended += 1;
                 }
             }
-            self.anonymous.retain_recent();
-            tx.prune(crate::store::Table::Sessions, now)?;
-            tx.prune(crate::store::Table::RequestNonces, now)?;
+            if prune {
+                tx.prune(crate::store::Table::Sessions, now)?;
+                tx.prune(crate::store::Table::RequestNonces, now)?;
+            }
             Ok(ended)
-        })
+        })?;
+        if prune {
+            self.last_prune.store(now, Ordering::Relaxed);
+        }
+        Ok(ended)
     }
 }
+
+/// Seconds between prunings of expired attestation and request nonces.
+pub const PRUNE_EVERY_S: u64 = 10;
 
 /// An audit actor string for a worker.
 pub(crate) fn worker_actor(name: &Name) -> String {

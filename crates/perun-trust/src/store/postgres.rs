@@ -61,8 +61,34 @@ const MIGRATE_LOCK: i64 = 0x7065_7275_6e00_0002;
 /// Connections one service process keeps by default.
 pub const DEFAULT_CONNECTIONS: u32 = 8;
 
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Pool = r2d2::Pool<Manager>;
+
+/// A connection and the statements prepared on it: each statement the store runs is
+/// parsed and planned once per connection, then sent as one round trip (Bind/Execute).
+struct Conn {
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+/// `r2d2_postgres`'s manager, keeping each connection's prepared statements.
+struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn { client: self.0.connect()?, statements: Default::default() })
+    }
+
+    fn is_valid(&self, c: &mut Conn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut c.client)
+    }
+
+    fn has_broken(&self, c: &mut Conn) -> bool {
+        self.0.has_broken(&mut c.client)
+    }
+}
 
 /// How the store's connections are protected.
 #[derive(Clone, Debug)]
@@ -182,14 +208,14 @@ impl PostgresStore {
         let mut config: postgres::Config =
             url.parse().map_err(|e| TrustError::Store(format!("`{}` is not a PostgreSQL URL: {e}", redact(url))))?;
         let connect = connector(tls, &mut config, &redact(url))?;
-        let manager = PostgresConnectionManager::new(config, connect);
+        let manager = Manager(PostgresConnectionManager::new(config, connect));
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
-            // A connection that died with its server (restart, failover) is replaced,
-            // not handed to a request.
-            .test_on_check_out(true)
+            // A connection that died with its server (restart, failover) is closed, and
+            // replaced when it is returned (`has_broken`); no round trip per check-out.
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| {
@@ -206,7 +232,7 @@ impl PostgresStore {
 
     fn migrate(&self) -> Result<(), TrustError> {
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction()?;
+        let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS perun_schema (version INTEGER NOT NULL)")?;
         let version: i32 = match tx.query_opt("SELECT version FROM perun_schema", &[])? {
@@ -237,6 +263,33 @@ impl PostgresStore {
     }
 }
 
+/// What the database has done so far (PostgreSQL's `pg_stat_database`, updated by each
+/// backend within about a second of its work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Transactions committed.
+    pub commits: i64,
+    /// Rows inserted, updated or deleted.
+    pub rows_written: i64,
+}
+
+impl PostgresStore {
+    /// The database's [`Activity`] so far (for `perun bench trust`: writes per
+    /// attestation).
+    ///
+    /// Errors: [`TrustError::Store`] when the database cannot be read.
+    pub fn activity(&self) -> Result<Activity, TrustError> {
+        let mut conn = self.conn()?;
+        conn.client.batch_execute("SELECT pg_stat_clear_snapshot()")?;
+        let row = conn.client.query_one(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
+             WHERE datname = current_database()",
+            &[],
+        )?;
+        Ok(Activity { commits: row.try_get(0)?, rows_written: row.try_get(1)? })
+    }
+}
+
 /// `url` with any password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
     // postgres://user:password@host/...: hide what lies between the first ':' after the
@@ -261,12 +314,48 @@ fn to_i64(v: u64) -> Result<i64, TrustError> {
 
 struct PgTx<'a, 'b> {
     tx: &'a mut postgres::Transaction<'b>,
+    statements: &'a mut std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl PgTx<'_, '_> {
+    /// `sql` prepared on this connection (once).
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, TrustError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    fn exec(&mut self, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Result<u64, TrustError> {
+        let st = self.statement(sql)?;
+        Ok(self.tx.execute(&st, params)?)
+    }
+
+    fn rows(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, TrustError> {
+        let st = self.statement(sql)?;
+        Ok(self.tx.query(&st, params)?)
+    }
+
+    fn opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Option<postgres::Row>, TrustError> {
+        let st = self.statement(sql)?;
+        Ok(self.tx.query_opt(&st, params)?)
+    }
 }
 
 impl Tx for PgTx<'_, '_> {
     fn get_raw(&mut self, table: Table, key: &str) -> Result<Option<Vec<u8>>, TrustError> {
         let sql = format!("SELECT body FROM {} WHERE key = $1", table.name());
-        Ok(match self.tx.query_opt(&sql, &[&key])? {
+        Ok(match self.opt(&sql, &[&key])? {
             Some(row) => Some(row.try_get(0)?),
             None => None,
         })
@@ -279,7 +368,7 @@ impl Tx for PgTx<'_, '_> {
             table.name()
         );
         let expires = expires.map(to_i64).transpose()?;
-        self.tx.execute(&sql, &[&key, &body, &expires])?;
+        self.exec(&sql, &[&key, &body, &expires])?;
         Ok(())
     }
 
@@ -289,23 +378,23 @@ impl Tx for PgTx<'_, '_> {
             table.name()
         );
         let expires = expires.map(to_i64).transpose()?;
-        Ok(self.tx.execute(&sql, &[&key, &body, &expires])? == 1)
+        Ok(self.exec(&sql, &[&key, &body, &expires])? == 1)
     }
 
     fn list_raw(&mut self, table: Table, prefix: &str) -> Result<Vec<Vec<u8>>, TrustError> {
         let sql = format!("SELECT body FROM {} WHERE key >= $1 AND key < $2 ORDER BY key", table.name());
         let upper = format!("{prefix}\u{10FFFF}");
-        self.tx.query(&sql, &[&prefix, &upper])?.iter().map(|r| r.try_get(0).map_err(TrustError::from)).collect()
+        self.rows(&sql, &[&prefix, &upper])?.iter().map(|r| r.try_get(0).map_err(TrustError::from)).collect()
     }
 
     fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError> {
         let sql = format!("DELETE FROM {} WHERE expires IS NOT NULL AND expires < $1", table.name());
-        let n = self.tx.execute(&sql, &[&to_i64(now)?])?;
+        let n = self.exec(&sql, &[&to_i64(now)?])?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn audit_tail(&mut self) -> Result<Option<(u64, String)>, TrustError> {
-        match self.tx.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
+        match self.opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])? {
             Some(row) => {
                 let seq: i64 = row.try_get(0)?;
                 let seq = u64::try_from(seq).map_err(|_| TrustError::Store(format!("audit seq {seq} is negative")))?;
@@ -316,13 +405,12 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn audit_append(&mut self, seq: u64, hash: &str, body: &[u8]) -> Result<(), TrustError> {
-        self.tx.execute("INSERT INTO audit (seq, hash, body) VALUES ($1, $2, $3)", &[&to_i64(seq)?, &hash, &body])?;
+        self.exec("INSERT INTO audit (seq, hash, body) VALUES ($1, $2, $3)", &[&to_i64(seq)?, &hash, &body])?;
         Ok(())
     }
 
     fn audit_since(&mut self, from_seq: u64) -> Result<Vec<Vec<u8>>, TrustError> {
-        self.tx
-            .query("SELECT body FROM audit WHERE seq >= $1 ORDER BY seq", &[&to_i64(from_seq)?])?
+        self.rows("SELECT body FROM audit WHERE seq >= $1 ORDER BY seq", &[&to_i64(from_seq)?])?
             .iter()
             .map(|r| r.try_get(0).map_err(TrustError::from))
             .collect()
@@ -332,20 +420,24 @@ impl Tx for PgTx<'_, '_> {
 impl Store for PostgresStore {
     fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
         let mut conn = self.conn()?;
-        let mut tx = conn.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?;
+        let Conn { client, statements } = &mut *conn;
+        let mut tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?;
+        let mut ptx = PgTx { tx: &mut tx, statements };
         // One writer at a time across every replica; READ COMMITTED then shows each
         // statement all that committed before the lock was granted.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-        let out = f(&mut PgTx { tx: &mut tx })?;
+        let lock = ptx.statement("SELECT pg_advisory_xact_lock($1)")?;
+        ptx.tx.execute(&lock, &[&WRITE_LOCK])?;
+        let out = f(&mut ptx)?;
         tx.commit()?;
         Ok(out)
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
         let mut conn = self.conn()?;
+        let Conn { client, statements } = &mut *conn;
         let mut tx =
-            conn.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
-        let out = f(&mut PgTx { tx: &mut tx });
+            client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
+        let out = f(&mut PgTx { tx: &mut tx, statements });
         // A read changes nothing; dropping the transaction rolls it back.
         drop(tx);
         out

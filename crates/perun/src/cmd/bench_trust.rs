@@ -50,6 +50,9 @@ struct Figures {
     service_ms: f64,
     /// PostgreSQL server CPU per attestation (ms).
     postgres_ms: f64,
+    /// PostgreSQL transactions committed and rows written per attestation.
+    commits_per: f64,
+    rows_per: f64,
     n: usize,
     elapsed: Duration,
     setup: Duration,
@@ -114,21 +117,22 @@ pub fn run(
     let base = rows.first().map(|(_, f)| f.rate).unwrap_or(1.0);
     println!();
     println!(
-        "| deployment | verified attestations/s | ratio to SQLite | p50 / p99 latency | service CPU per attestation | PostgreSQL CPU per attestation |"
+        "| deployment | verified attestations/s | ratio to SQLite | p50 / p99 latency | service CPU per attestation | PostgreSQL CPU per attestation | PostgreSQL commits / rows written per attestation |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (d, f) in &rows {
         println!(
-            "| {d} | {:.0} | {:.2}x | {:.2} / {:.2} ms | {:.3} ms | {} |",
+            "| {d} | {:.0} | {:.2}x | {:.2} / {:.2} ms | {:.3} ms | {} | {} |",
             f.rate,
             f.rate / base,
             ms(f.p50),
             ms(f.p99),
             f.service_ms,
-            if d.contains("PostgreSQL") { format!("{:.3} ms", f.postgres_ms) } else { "-".into() }
+            if d.contains("PostgreSQL") { format!("{:.3} ms", f.postgres_ms) } else { "-".into() },
+            if d.contains("PostgreSQL") { format!("{:.2} / {:.2}", f.commits_per, f.rows_per) } else { "-".into() }
         );
     }
-    println!("| appraisal alone, in process | {alone:.0} | {:.2}x | - | {:.3} ms | - |", alone / base, 1e3 / alone);
+    println!("| appraisal alone, in process | {alone:.0} | {:.2}x | - | {:.3} ms | - | - |", alone / base, 1e3 / alone);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "(one machine of {cores} cores runs the simulated workers, every replica and PostgreSQL: replicas add \
@@ -149,6 +153,7 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
     };
     let mut servers = Vec::new();
     let mut fp = None;
+    let mut first = None;
     for _ in 0..replicas {
         let keys = ServiceKeys::load(&keys_dir)?;
         fp = Some(keys.tls_fingerprint());
@@ -159,6 +164,7 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
         )?;
         let trust = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
         trust.bind_identity()?;
+        first.get_or_insert_with(|| trust.clone());
         servers.push(Running::start(trust, SocketAddr::from(([127, 0, 0, 1], 0)), threads)?);
     }
     let fp = fp.context("no replica")?;
@@ -198,6 +204,17 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
     let cpu_before = cpu_seconds("/proc/self/stat");
     let http_client_before = cpu_of_threads("reqwest");
     let pg_before = cpu_of_processes("postgres");
+    let activity = |t: &Option<Arc<Trust<AnyStore>>>| -> Result<perun_trust::store::postgres::Activity> {
+        match t.as_ref().map(|t| t.store()) {
+            Some(AnyStore::Postgres(p)) => {
+                // Backends report their counts within a second of their work.
+                std::thread::sleep(Duration::from_millis(1500));
+                Ok(p.activity()?)
+            }
+            _ => Ok(Default::default()),
+        }
+    };
+    let act_before = activity(&first)?;
     let start = Instant::now();
     let handles: Vec<_> = shares
         .into_iter()
@@ -226,6 +243,7 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
     }
     let elapsed = start.elapsed();
     let postgres_cpu = cpu_of_processes("postgres") - pg_before;
+    let act_after = activity(&first)?;
     let process_cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     // The simulated workers' CPU: their own threads, and the HTTP client's runtime thread.
     let clients_cpu =
@@ -266,6 +284,8 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
         p99: pct(0.99),
         service_ms: service_cpu / n as f64 * 1e3,
         postgres_ms: postgres_cpu / n as f64 * 1e3,
+        commits_per: (act_after.commits - act_before.commits) as f64 / n as f64,
+        rows_per: (act_after.rows_written - act_before.rows_written) as f64 / n as f64,
         n,
         elapsed,
         setup,
