@@ -185,18 +185,22 @@ pub fn concerns(body: &AuditBody, who: &Name) -> bool {
     body.actor == who.as_str() || body.parties.contains(who)
 }
 
+impl AuditRecord {
+    /// The record as a view of the chain shows it: its body only if `shown`.
+    pub fn view(&self, shown: bool) -> AuditView {
+        AuditView {
+            seq: self.body.seq,
+            body: shown.then(|| self.body.clone()),
+            hash: self.hash,
+            prev: self.body.prev,
+            signature: self.signature,
+        }
+    }
+}
+
 /// The chain as `who` may see it.
 pub fn view_for(records: &[AuditRecord], who: &Name) -> Vec<AuditView> {
-    records
-        .iter()
-        .map(|r| AuditView {
-            seq: r.body.seq,
-            body: concerns(&r.body, who).then(|| r.body.clone()),
-            hash: r.hash,
-            prev: r.body.prev,
-            signature: r.signature,
-        })
-        .collect()
+    records.iter().map(|r| r.view(concerns(&r.body, who))).collect()
 }
 
 /// Checks a chain as a stakeholder received it: every signature by the service's key,
