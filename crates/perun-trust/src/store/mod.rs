@@ -165,14 +165,29 @@ impl AnyStore {
     pub fn open(spec: &str, connections: u32, tls: &postgres::StoreTls) -> Result<Self, TrustError> {
         if Self::is_postgres(spec) {
             Ok(Self::Postgres(postgres::PostgresStore::open(spec, connections, tls)?))
+        } else if spec.contains("://") {
+            // Never a file named like a URL (which may hold a password).
+            Err(TrustError::Store(
+                "the store names an unknown scheme: give a postgres:// URL or a SQLite file's path (the URL is not \
+                 shown, as it may hold a password)"
+                    .into(),
+            ))
         } else {
             Ok(Self::Sqlite(sqlite::SqliteStore::open(Path::new(spec))?))
         }
     }
 
-    /// Whether `spec` names a PostgreSQL database.
+    /// Whether `spec` names a PostgreSQL database: a `postgres://` or `postgresql://` URL
+    /// (any case), or libpq's `key=value` form (`host=... dbname=...`).
     pub fn is_postgres(spec: &str) -> bool {
-        spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+        let lower = spec.trim_start().to_ascii_lowercase();
+        lower.starts_with("postgres://")
+            || lower.starts_with("postgresql://")
+            || spec.split_whitespace().next().is_some_and(|kv| {
+                kv.split_once('=').is_some_and(|(k, _)| {
+                    ["host", "hostaddr", "port", "user", "dbname", "password", "sslmode"].contains(&k)
+                })
+            })
     }
 
     /// The engine, for logs and benchmark tables: `sqlite` or `postgres`.
@@ -197,5 +212,29 @@ impl Store for AnyStore {
             Self::Sqlite(s) => s.read(f),
             Self::Postgres(s) => s.read(f),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_name_postgres_or_a_file_and_nothing_else() {
+        for pg in ["postgres://perun@db/perun", "POSTGRESQL://perun@db/perun", "host=db user=perun dbname=perun"] {
+            assert!(AnyStore::is_postgres(pg), "{pg}");
+        }
+        for file in ["perun.db", "/var/lib/perun/perun.db", "./data=1/perun.db"] {
+            assert!(!AnyStore::is_postgres(file), "{file}");
+        }
+        // A mistyped scheme is refused, never opened as a file named like the URL.
+        let plain = postgres::StoreTls::Plaintext { allow_network: false };
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!("postgress://perun:s3cret@{}/db", dir.path().display());
+        match AnyStore::open(&spec, 1, &plain) {
+            Err(TrustError::Store(m)) => assert!(m.contains("unknown scheme") && !m.contains("s3cret"), "{m}"),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -68,7 +68,15 @@ type Pool = r2d2::Pool<Manager>;
 struct Conn {
     client: postgres::Client,
     statements: std::collections::HashMap<String, postgres::Statement>,
+    /// When a request last used it: one idle longer than [`IDLE_CHECK`] is checked with
+    /// an empty query before it is handed out (its server may have restarted meanwhile).
+    last_used: std::time::Instant,
+    /// Set when that check failed: the pool then discards it.
+    broken: bool,
 }
+
+/// Idle time after which a connection is checked before use.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// `r2d2_postgres`'s manager, keeping each connection's prepared statements.
 struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
@@ -78,7 +86,12 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        Ok(Conn { client: self.0.connect()?, statements: Default::default() })
+        Ok(Conn {
+            client: self.0.connect()?,
+            statements: Default::default(),
+            last_used: std::time::Instant::now(),
+            broken: false,
+        })
     }
 
     fn is_valid(&self, c: &mut Conn) -> Result<(), postgres::Error> {
@@ -86,7 +99,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, c: &mut Conn) -> bool {
-        self.0.has_broken(&mut c.client)
+        c.broken || self.0.has_broken(&mut c.client)
     }
 }
 
@@ -151,10 +164,21 @@ fn connector(tls: &StoreTls, config: &mut postgres::Config, shown: &str) -> Resu
             config.ssl_mode(SslMode::Require);
         }
         StoreTls::Plaintext { allow_network } => {
-            if let Some(h) = config.get_hosts().iter().find(|h| !is_local(h)) {
+            // `hostaddr`, where given, is where the client connects (`host` then only
+            // names the server for TLS): both must be this machine.
+            let remote = config
+                .get_hosts()
+                .iter()
+                .find(|h| !is_local(h))
+                .map(|h| match h {
+                    Host::Tcp(n) => n.clone(),
+                    Host::Unix(p) => p.display().to_string(),
+                })
+                .or_else(|| config.get_hostaddrs().iter().find(|a| !a.is_loopback()).map(|a| a.to_string()));
+            if let Some(h) = remote {
                 if !allow_network {
                     return Err(TrustError::Store(format!(
-                        "{shown}: PostgreSQL at {h:?} is reached over a network, where the store's records could be \
+                        "{shown}: PostgreSQL at {h} is reached over a network, where the store's records could be \
                          read and changed in transit: give its CA with --store-ca FILE (TLS, server verified), or \
                          --store-plaintext if only this service can reach that network"
                     )));
@@ -205,9 +229,9 @@ impl PostgresStore {
     /// network without TLS (see [`StoreTls`]), the server cannot be reached (or its
     /// certificate verified) within 10 s, or the schema is newer than this build knows.
     pub fn open(url: &str, connections: u32, tls: &StoreTls) -> Result<Self, TrustError> {
-        let mut config: postgres::Config =
-            url.parse().map_err(|e| TrustError::Store(format!("`{}` is not a PostgreSQL URL: {e}", redact(url))))?;
-        let connect = connector(tls, &mut config, &redact(url))?;
+        let mut config = parse_url(url)?;
+        let shown = describe(&config);
+        let connect = connector(tls, &mut config, &shown)?;
         let manager = Manager(PostgresConnectionManager::new(config, connect));
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
@@ -222,7 +246,7 @@ impl PostgresStore {
                 TrustError::Store(format!(
                     "cannot connect to PostgreSQL at {}: {e} (is the server running, and the URL's user, \
                      password and database right?)",
-                    redact(url)
+                    shown
                 ))
             })?;
         let store = Self { pool: Some(pool) };
@@ -259,7 +283,18 @@ impl PostgresStore {
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, TrustError> {
         let pool = self.pool.as_ref().ok_or_else(|| TrustError::Store("the store is closed".into()))?;
-        pool.get().map_err(|e| TrustError::Store(format!("no PostgreSQL connection: {e}")))
+        // A busy connection is handed out at once; one that sat idle is checked first (a
+        // round trip), so a database restart costs no request an error. At most as many
+        // tries as the pool holds connections, then a fresh one.
+        for _ in 0..=pool.max_size() {
+            let mut c = pool.get().map_err(|e| TrustError::Store(format!("no PostgreSQL connection: {e}")))?;
+            if c.last_used.elapsed() < IDLE_CHECK || c.client.simple_query("").is_ok() {
+                c.last_used = std::time::Instant::now();
+                return Ok(c);
+            }
+            c.broken = true;
+        }
+        Err(TrustError::Store("no PostgreSQL connection answers".into()))
     }
 }
 
@@ -290,22 +325,48 @@ impl PostgresStore {
     }
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    // postgres://user:password@host/...: hide what lies between the first ':' after the
-    // scheme and the '@'.
-    if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-        if let Some((creds, _)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return url.replacen(creds, &format!("{user}:***"), 1);
-            }
-        }
+/// Where `config` connects, for messages and logs: user, hosts, ports and database,
+/// never the password (nor the URL it came from, which may hold one anywhere).
+pub fn describe(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgres://{}@{}{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        if ports.is_empty() { String::new() } else { format!(":{}", ports.join(",")) },
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Parses a store URL (`postgres://` or `postgresql://`, any case, or libpq's
+/// `key=value` form), refusing what would connect somewhere other than it seems.
+///
+/// Errors: [`TrustError::Store`], never showing the URL (it may hold a password).
+pub fn parse_url(url: &str) -> Result<postgres::Config, TrustError> {
+    // The scheme in lower case, as the parser wants it.
+    let normalised = match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    };
+    let config: postgres::Config = normalised.parse().map_err(|e| {
+        TrustError::Store(format!("the store URL does not parse ({e}); it is not shown, as it may hold a password"))
+    })?;
+    if config.get_hosts().iter().any(|h| matches!(h, Host::Tcp(n) if n.contains('@'))) {
+        return Err(TrustError::Store(
+            "the store URL's host contains '@': percent-encode an '@' in the user or password as %40 (the URL is \
+             not shown, as it may hold a password)"
+                .into(),
+        ));
     }
-    // key=value form: hide password=...
-    url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
-        .collect::<Vec<_>>()
-        .join(" ")
+    Ok(config)
 }
 
 fn to_i64(v: u64) -> Result<i64, TrustError> {
@@ -420,7 +481,7 @@ impl Tx for PgTx<'_, '_> {
 impl Store for PostgresStore {
     fn write<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn { client, statements, .. } = &mut *conn;
         let mut tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start()?;
         let mut ptx = PgTx { tx: &mut tx, statements };
         // One writer at a time across every replica; READ COMMITTED then shows each
@@ -434,7 +495,7 @@ impl Store for PostgresStore {
 
     fn read<T>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<T, TrustError>) -> Result<T, TrustError> {
         let mut conn = self.conn()?;
-        let Conn { client, statements } = &mut *conn;
+        let Conn { client, statements, .. } = &mut *conn;
         let mut tx =
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()?;
         let out = f(&mut PgTx { tx: &mut tx, statements });
@@ -479,8 +540,25 @@ mod tests {
 
     #[test]
     fn passwords_are_not_shown() {
-        assert_eq!(redact("postgres://perun:s3cret@db:5432/perun"), "postgres://perun:***@db:5432/perun");
-        assert_eq!(redact("postgres://perun@db/perun"), "postgres://perun@db/perun");
-        assert_eq!(redact("host=db user=perun password=s3cret"), "host=db user=perun password=***");
+        let plain = StoreTls::Plaintext { allow_network: false };
+        for url in [
+            "postgres://perun:s3cret@db:5432/perun",
+            "postgres://perun@10.0.0.5/perun?password=s3cret",
+            "postgres://perun:p@s3cret@10.0.0.5/perun",
+            "host=db user=perun password=s3cret",
+            "postgres://perun:s3cret@127.0.0.1:1/perun?sslmode=bogus",
+        ] {
+            let e = PostgresStore::open(url, 1, &plain).map(|_| ()).unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
+        let c = parse_url("Postgres://perun:s3cret@db:5432/perun").unwrap();
+        assert_eq!(describe(&c), "postgres://perun@db:5432/perun");
+    }
+
+    #[test]
+    fn a_hostaddr_over_a_network_needs_tls_too() {
+        let plain = StoreTls::Plaintext { allow_network: false };
+        let r = PostgresStore::open("postgres://perun@localhost:5432/perun?hostaddr=192.0.2.7", 1, &plain);
+        assert!(matches!(r, Err(TrustError::Store(m)) if m.contains("192.0.2.7") && m.contains("--store-ca")));
     }
 }
