@@ -325,3 +325,28 @@ fn a_missed_attestation_is_revoked_once_when_both_replicas_sweep_at_once() {
     // The worker's next attestation is refused: it must abort and wipe.
     assert!(sim.reattest(&job).is_err());
 }
+
+#[test]
+fn stakeholders_pin_every_replica_even_one_that_is_down_and_a_replica_needs_its_store() {
+    let s = common::Scratch::new();
+    let svc = common::Service::start(&s, "127.0.0.1:0");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("https://{}", l.local_addr().unwrap())
+    };
+    let fp = svc.fingerprint.to_string();
+    // One of two down: pinned both, with a warning; the live one serves.
+    let out = s.ok(&["remote", "add", &dead, &svc.url, "--fingerprint", &fp]);
+    assert!(out.contains("warning: not reachable now") && out.contains(&dead), "{out}");
+    let shown = s.ok(&["remote", "show"]);
+    assert!(shown.contains(&dead) && shown.contains(&svc.url), "{shown}");
+    // None up: nothing pinned, each address named.
+    let err = s.fails(&["remote", "add", &dead, &dead, "--fingerprint", &fp]);
+    assert!(err.contains("none of") && err.contains(&dead), "{err}");
+    // A replica with the shared keys but no store would answer from a file of its own.
+    let keys = s.path("keys");
+    s.ok(&["serve", "--keys", keys.to_str().unwrap(), "--make-keys"]);
+    let err = s.fails(&["serve", "--keys", keys.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("PERUN_STORE"), "{err}");
+    svc.stop();
+}

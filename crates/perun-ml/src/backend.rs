@@ -44,9 +44,9 @@ pub fn device(compute: Compute) -> Result<Device, crate::MlError> {
             Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
         }
         #[cfg(not(feature = "wgpu"))]
-        Compute::Gpu => {
-            Err(crate::MlError::Backend("this build has no GPU backend: rebuild with `--features wgpu`".into()))
-        }
+        Compute::Gpu => Err(crate::MlError::Backend(
+            "this build has no GPU backend: rebuild perun with `--features gpu` (perun-ml: `wgpu`)".into(),
+        )),
     }
 }
 

@@ -133,8 +133,7 @@ impl Client {
     /// `perun serve` printed).
     pub fn presented_fingerprint(base: &str) -> Result<Digest, TrustError> {
         let c = Self::build(&[base], None, Caller::Anonymous)?;
-        let _ =
-            c.http.get(format!("{}/v1/health", c.base())).send().map_err(|e| TrustError::Transport(e.to_string()))?;
+        let _ = c.http.get(format!("{}/v1/health", c.base())).send().map_err(|e| c.transport_error(e, 0))?;
         let seen = c.verifier.seen.lock().ok().and_then(|s| *s);
         seen.ok_or_else(|| TrustError::Transport("the service presented no certificate".into()))
     }
@@ -206,7 +205,7 @@ impl Client {
     pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, TrustError> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TrustError::BadRequest(e.to_string()))?;
         let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
-        let mut last = None;
+        let mut unreachable = Vec::new();
         for i in 0..self.bases.len() {
             let at = (first + i) % self.bases.len();
             match self.request(m.clone(), &self.bases[at], method, path, &body).send() {
@@ -217,11 +216,18 @@ impl Client {
                 // This replica cannot be reached: the request was never sent, so the
                 // next one may decide it, from the same store. An answer lost after the
                 // request went out is the caller's to retry: it may have been done.
-                Err(e) if e.is_connect() => last = Some(self.transport_error(e, at)),
+                Err(e) if e.is_connect() => unreachable.push(self.transport_error(e, at)),
                 Err(e) => return Err(self.transport_error(e, at)),
             }
         }
-        Err(last.unwrap_or_else(|| TrustError::Transport("no trust service address".into())))
+        match unreachable.len() {
+            0 => Err(TrustError::Transport("no trust service address".into())),
+            1 => Err(unreachable.remove(0)),
+            n => Err(TrustError::Transport(format!(
+                "none of the {n} addresses of the trust service answered: {}",
+                unreachable.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ))),
+        }
     }
 
     /// One try of a request at `base`, signed (or authorised) for this try.

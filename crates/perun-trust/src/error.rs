@@ -41,6 +41,10 @@ pub enum TrustError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// The store cannot be reached now (its database is down or restarting): nothing was
+    /// done; try again shortly.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A cryptographic operation failed.
     #[error("crypto: {0}")]
     Crypto(String),
@@ -70,6 +74,7 @@ impl TrustError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) | Self::Revoked(_) => 409,
             Self::TooManyRequests(_) => 429,
+            Self::Unavailable(_) => 503,
             Self::Store(_) | Self::Crypto(_) | Self::Io(_) | Self::Transport(_) | Self::CertificateMismatch { .. } => {
                 500
             }
@@ -85,6 +90,7 @@ impl TrustError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::TooManyRequests(_) => "too_many_requests",
+            Self::Unavailable(_) => "unavailable",
             Self::Refused { .. } => "refused",
             Self::Revoked(_) => "revoked",
             Self::Store(_) | Self::Crypto(_) | Self::Io(_) => "internal",
@@ -103,6 +109,7 @@ impl TrustError {
             "not_found" => Self::NotFound(m),
             "conflict" => Self::Conflict(m),
             "too_many_requests" => Self::TooManyRequests(m),
+            "unavailable" => Self::Unavailable(m),
             "refused" => Self::Refused { reason: m, failures: body.failures },
             "revoked" => Self::Revoked(m),
             _ => Self::Transport(format!("the service answered {status}: {m}")),
@@ -121,6 +128,9 @@ impl TrustError {
             | Self::TooManyRequests(m)
             | Self::Revoked(m) => m.clone(),
             Self::Refused { reason, .. } => reason.clone(),
+            Self::Unavailable(_) => {
+                "the trust service's store is unavailable: nothing was done; try again shortly".into()
+            }
             _ => "internal error; the service log has the details".into(),
         };
         let failures = match self {

@@ -233,6 +233,16 @@ impl PostgresStore {
         let shown = describe(&config);
         let connect = connector(tls, &mut config, &shown)?;
         let manager = Manager(PostgresConnectionManager::new(config, connect));
+        // One connection first, to say why it fails (the server's own words: no such
+        // database, authentication failed...) instead of the pool's timeout.
+        let first = r2d2::ManageConnection::connect(&manager).map_err(|e| {
+            TrustError::Store(format!(
+                "cannot connect to PostgreSQL at {shown}: {} (is the server running, and the URL's user, password \
+                 and database right?)",
+                cause(&e)
+            ))
+        })?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(connections.max(1))
             .min_idle(Some(1))
@@ -258,7 +268,11 @@ impl PostgresStore {
         let mut conn = self.conn()?;
         let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS perun_schema (version INTEGER NOT NULL)")?;
+        // (Not IF NOT EXISTS, whose notice every later start would log.)
+        let exists: Option<String> = tx.query_one("SELECT to_regclass('perun_schema')::text", &[])?.try_get(0)?;
+        if exists.is_none() {
+            tx.batch_execute("CREATE TABLE perun_schema (version INTEGER NOT NULL)")?;
+        }
         let version: i32 = match tx.query_opt("SELECT version FROM perun_schema", &[])? {
             Some(row) => row.try_get(0)?,
             None => {
@@ -287,14 +301,14 @@ impl PostgresStore {
         // round trip), so a database restart costs no request an error. At most as many
         // tries as the pool holds connections, then a fresh one.
         for _ in 0..=pool.max_size() {
-            let mut c = pool.get().map_err(|e| TrustError::Store(format!("no PostgreSQL connection: {e}")))?;
+            let mut c = pool.get().map_err(|e| TrustError::Unavailable(format!("no PostgreSQL connection: {e}")))?;
             if c.last_used.elapsed() < IDLE_CHECK || c.client.simple_query("").is_ok() {
                 c.last_used = std::time::Instant::now();
                 return Ok(c);
             }
             c.broken = true;
         }
-        Err(TrustError::Store("no PostgreSQL connection answers".into()))
+        Err(TrustError::Unavailable("no PostgreSQL connection answers".into()))
     }
 }
 
@@ -505,12 +519,31 @@ impl Store for PostgresStore {
     }
 }
 
+/// What went wrong, in the server's words where it gave any, else the error's chain.
+fn cause(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 impl From<postgres::Error> for TrustError {
     fn from(e: postgres::Error) -> Self {
-        // The server's own message (constraint, connection lost...) says most.
-        match e.as_db_error() {
-            Some(db) => Self::Store(format!("PostgreSQL: {} ({})", db.message(), db.code().code())),
-            None => Self::Store(format!("PostgreSQL: {e}")),
+        // A lost connection or a server shutting down (SQLSTATE classes 08 and 57) is
+        // an outage, which a retry may get past; anything else is the store's error.
+        let outage =
+            e.is_closed() || e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
+        if outage {
+            Self::Unavailable(format!("PostgreSQL: {}", cause(&e)))
+        } else {
+            Self::Store(format!("PostgreSQL: {}", cause(&e)))
         }
     }
 }

@@ -120,8 +120,18 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
         RemoteCmd::Add { urls, fingerprint } => {
             let all = urls.join(" ");
             let mut audit = None;
+            let mut down = Vec::new();
             for url in &urls {
-                let presented = Client::presented_fingerprint(url)?;
+                // A replica that is down now is pinned all the same (every later
+                // connection checks the pinned certificate); at least one must answer.
+                let presented = match Client::presented_fingerprint(url) {
+                    Ok(p) => p,
+                    Err(e @ perun_trust::TrustError::Transport(_)) if urls.len() > 1 => {
+                        down.push(format!("{url}: {e}"));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let Some(fp) = fingerprint else {
                     bail!(
                         "{url} presents certificate {presented}. Compare it with the fingerprint `perun serve` \
@@ -145,7 +155,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 }
             }
             let (Some(fp), Some(audit_key), Some((url, replicas))) = (fingerprint, audit, urls.split_first()) else {
-                bail!("name the service's URL");
+                bail!("none of {all} answered, nothing pinned: {}", down.join("; "));
             };
             std::fs::create_dir_all(home.root())?;
             let remote =
@@ -154,6 +164,9 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
             // A new service starts a new history.
             let _ = std::fs::remove_dir_all(home.root().join("audit"));
             show!("pinned {all} ({fp}), audit key ed25519:{audit_key}");
+            for d in &down {
+                show!("warning: not reachable now, pinned all the same: {d}");
+            }
             Ok(())
         }
         RemoteCmd::Show { json } => {

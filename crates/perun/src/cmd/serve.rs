@@ -64,6 +64,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
         println!("audit key:       {}", keys.audit_key());
         return Ok(());
     }
+    // Shared keys mean replicas, and replicas share a store: one started without it
+    // would answer from a SQLite file of its own.
+    anyhow::ensure!(
+        a.keys.is_none() || a.store.is_some(),
+        "--keys names the shared keys of replicas: name their store too, with --store or PERUN_STORE (for one \
+         service on SQLite, use --data alone)"
+    );
     let keys = match &a.keys {
         Some(dir) => ServiceKeys::load(dir)?,
         None => {
@@ -111,7 +118,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "perun trust service listening on https://{addr}");
         let _ = writeln!(out, "TLS fingerprint: {fingerprint}");
-        let _ = writeln!(out, "clients pin it:  perun remote add https://{addr} --fingerprint {fingerprint}");
+        let others = if engine == "postgres" { " [the other replicas' URLs]" } else { "" };
+        let _ = writeln!(out, "clients pin it:  perun remote add https://{addr}{others} --fingerprint {fingerprint}");
         let _ = writeln!(out, "store: {engine}");
         let _ = out.flush();
         let shutdown = async {
