@@ -37,8 +37,7 @@ fn strings(v: &Value) -> Vec<String> {
 #[test]
 fn the_trust_service_pod_runs_as_rendered_against_postgres_and_its_probes_answer() {
     let Some(deployment) = trust_deployment() else { return };
-    if LocalCluster::binaries().is_none() && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP: PostgreSQL is not installed (Debian: apt-get install postgresql)");
+    if !common::postgres_installed_or_skip() {
         return;
     }
     // A cluster of this test's own: stopping it must make the pod unready.

@@ -167,13 +167,21 @@ pub fn postgres_or_skip() -> Option<&'static perun_trust::store::local_cluster::
     use perun_trust::store::local_cluster::LocalCluster;
     static CLUSTER: std::sync::OnceLock<Option<LocalCluster>> = std::sync::OnceLock::new();
     let c = CLUSTER.get_or_init(|| {
-        if LocalCluster::binaries().is_none() && std::env::var_os("CI").is_none() {
-            eprintln!("SKIP: PostgreSQL is not installed (Debian: apt-get install postgresql); CI runs this test");
-            return None;
-        }
-        Some(LocalCluster::start(false).unwrap_or_else(|e| panic!("cannot start a local PostgreSQL: {e}")))
+        postgres_installed_or_skip()
+            .then(|| LocalCluster::start(false).unwrap_or_else(|e| panic!("cannot start a local PostgreSQL: {e}")))
     });
     c.as_ref()
+}
+
+/// Whether PostgreSQL's server programs are here; `false` (with a message) only outside
+/// CI, where a test needing them skips. Under CI they must be there.
+pub fn postgres_installed_or_skip() -> bool {
+    let here = perun_trust::store::local_cluster::LocalCluster::binaries().is_some();
+    if !here && std::env::var_os("CI").is_none() {
+        eprintln!("SKIP: PostgreSQL is not installed (Debian: apt-get install postgresql); CI runs this test");
+        return false;
+    }
+    true
 }
 
 /// A fresh, empty PostgreSQL database on this binary's cluster: its URL.

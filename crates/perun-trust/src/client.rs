@@ -204,6 +204,7 @@ impl Client {
     /// Sends a request with a raw JSON body and decodes the JSON answer.
     pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, TrustError> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        let body = axum::body::Bytes::from(body);
         let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
         let mut unreachable = Vec::new();
         for i in 0..self.bases.len() {
@@ -237,7 +238,7 @@ impl Client {
         base: &str,
         method: &str,
         path: &str,
-        body: &[u8],
+        body: &axum::body::Bytes,
     ) -> reqwest::blocking::RequestBuilder {
         let mut req = self.http.request(m, format!("{base}{path}"));
         match &self.caller {
@@ -258,7 +259,8 @@ impl Client {
             }
         }
         if !body.is_empty() {
-            req = req.header("content-type", "application/json").body(body.to_vec());
+            // A cheap handle on the one copy of the body, whichever try this is.
+            req = req.header("content-type", "application/json").body(body.clone());
         }
         req
     }

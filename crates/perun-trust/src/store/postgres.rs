@@ -417,13 +417,13 @@ impl PgTx<'_, '_> {
         Ok(self.tx.query(&st, params)?)
     }
 
+    /// The first row (the queries it serves select by primary key).
     fn opt(
         &mut self,
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Option<postgres::Row>, TrustError> {
-        let st = self.statement(sql)?;
-        Ok(self.tx.query_opt(&st, params)?)
+        Ok(self.rows(sql, params)?.into_iter().next())
     }
 }
 
@@ -500,8 +500,7 @@ impl Store for PostgresStore {
         let mut ptx = PgTx { tx: &mut tx, statements };
         // One writer at a time across every replica; READ COMMITTED then shows each
         // statement all that committed before the lock was granted.
-        let lock = ptx.statement("SELECT pg_advisory_xact_lock($1)")?;
-        ptx.tx.execute(&lock, &[&WRITE_LOCK])?;
+        ptx.exec("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
         let out = f(&mut ptx)?;
         tx.commit()?;
         Ok(out)

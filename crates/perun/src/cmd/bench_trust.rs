@@ -112,7 +112,7 @@ pub fn run(
             f.elapsed.as_secs_f64(),
             f.clients_cpu
         );
-        rows.push((d.to_string(), f));
+        rows.push((d, f));
     }
     let base = rows.first().map(|(_, f)| f.rate).unwrap_or(1.0);
     println!();
@@ -121,6 +121,7 @@ pub fn run(
     );
     println!("|---|---|---|---|---|---|---|");
     for (d, f) in &rows {
+        let pg = matches!(d, Deployment::Postgres { .. });
         println!(
             "| {d} | {:.0} | {:.2}x | {:.2} / {:.2} ms | {:.3} ms | {} | {} |",
             f.rate,
@@ -128,8 +129,8 @@ pub fn run(
             ms(f.p50),
             ms(f.p99),
             f.service_ms,
-            if d.contains("PostgreSQL") { format!("{:.3} ms", f.postgres_ms) } else { "-".into() },
-            if d.contains("PostgreSQL") { format!("{:.2} / {:.2}", f.commits_per, f.rows_per) } else { "-".into() }
+            if pg { format!("{:.3} ms", f.postgres_ms) } else { "-".into() },
+            if pg { format!("{:.2} / {:.2}", f.commits_per, f.rows_per) } else { "-".into() }
         );
     }
     println!("| appraisal alone, in process | {alone:.0} | {:.2}x | - | {:.3} ms | - | - |", alone / base, 1e3 / alone);

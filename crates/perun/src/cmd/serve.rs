@@ -71,19 +71,17 @@ pub fn run(a: ServeArgs) -> Result<()> {
         "--keys names the shared keys of replicas: name their store too, with --store or PERUN_STORE (for one \
          service on SQLite, use --data alone)"
     );
+    // `--data` holds whatever `--keys` and `--store` do not put elsewhere.
+    if a.keys.is_none() || a.store.is_none() {
+        std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
+    }
     let keys = match &a.keys {
         Some(dir) => ServiceKeys::load(dir)?,
-        None => {
-            std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
-            ServiceKeys::load_or_create(&keys_dir, &a.hosts)?
-        }
+        None => ServiceKeys::load_or_create(&keys_dir, &a.hosts)?,
     };
     let spec = match &a.store {
         Some(s) => s.clone(),
-        None => {
-            std::fs::create_dir_all(&a.data).with_context(|| format!("creating {}", a.data.display()))?;
-            a.data.join("perun.db").to_string_lossy().into_owned()
-        }
+        None => a.data.join("perun.db").to_string_lossy().into_owned(),
     };
     let tls = match &a.store_ca {
         Some(ca) => StoreTls::ca_file(ca)?,
