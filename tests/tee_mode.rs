@@ -101,6 +101,7 @@ impl World {
         let path = self.dir.path().join(format!("{asset}.sealed"));
         let info = perun_seal::seal_bytes_to_file(plain, kind, &[key.recipient()], &path).unwrap();
         let body = RegisterAsset {
+            terms: None,
             name: name(asset),
             kind,
             content_digest: info.header.content_digest,
@@ -138,6 +139,7 @@ impl World {
             hyperparameters: Default::default(),
             receivers: vec![self.people[OWNER].name().clone()],
             approvers: [self.people[HOSPITAL].name().clone()].into(),
+            privacy: None,
             attestation_interval_s: 5,
             created_at: self.now(),
             expires_at: self.now() + 3600,

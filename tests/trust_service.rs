@@ -98,6 +98,7 @@ impl World {
         ] {
             let key = AssetKey::generate();
             let body = RegisterAsset {
+                terms: None,
                 name: name(asset),
                 kind,
                 content_digest: Digest::of(asset.as_bytes()),
@@ -170,6 +171,7 @@ impl World {
             receivers: vec![name("model-owner")],
             purpose: Default::default(),
             approvers: Default::default(),
+            privacy: None,
             attestation_interval_s: 5,
             created_at: t,
             expires_at: t + 3600,
@@ -290,11 +292,16 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
         name: "model".into(),
         sealed_digest: Digest::of(b"sealed model"),
         location: "/out/model.sealed".into(),
+        wrapped_key: None,
     };
     let _: () = w
         .worker()
         .client()
-        .call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: vec![out] }))
+        .call(
+            "POST",
+            &format!("/v1/jobs/{job}/finish"),
+            Some(&FinishJob { outputs: vec![out], model_digest: None, privacy: None }),
+        )
         .unwrap();
     assert_eq!(w.job(&job).state, JobState::Finished);
 
@@ -512,8 +519,11 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
     assert_eq!(info.state, JobState::Revoked);
     assert!(info.reason.unwrap().contains("missed attestation"));
     assert!(matches!(w.worker().nonce(&job), Err(perun_worker::WorkerError::Trust(TrustError::Revoked(_)))));
-    let r: Result<(), _> =
-        w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: vec![] }));
+    let r: Result<(), _> = w.worker().client().call(
+        "POST",
+        &format!("/v1/jobs/{job}/finish"),
+        Some(&FinishJob { outputs: vec![], model_digest: None, privacy: None }),
+    );
     assert!(matches!(r, Err(TrustError::Revoked(_))), "{r:?}");
 }
 
@@ -947,4 +957,214 @@ fn records_edited_in_the_store_are_refused() {
     let r: Result<JobInfo, _> =
         w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: w.manifest("after-edit") }));
     assert!(r.is_err(), "a job was proposed on an edited policy");
+}
+
+/// Registers `asset` (a data set of hospital-a) with `terms` signed by `signer`.
+fn register_with_terms(
+    w: &World,
+    asset: &str,
+    terms: perun_core::AssetTerms,
+    signer: usize,
+) -> Result<AssetInfo, TrustError> {
+    let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
+    let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
+    let key = AssetKey::generate();
+    let signature = sign_digest(w.people[signer].signing_key(), perun_core::terms::TERMS_CONTEXT, &terms.digest());
+    let body = RegisterAsset {
+        terms: Some(perun_core::SignedTerms { terms, signature }),
+        name: name(asset),
+        kind: AssetKind::Dataset,
+        content_digest: Digest::of(asset.as_bytes()),
+        location: format!("/data/{asset}.sealed"),
+        wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient).unwrap(),
+        recipient: key.recipient().to_string(),
+    };
+    w.client(HOSPITAL_A).call("POST", "/v1/assets", Some(&body))
+}
+
+fn terms_for(asset: &str) -> perun_core::AssetTerms {
+    perun_core::AssetTerms {
+        asset: name(asset),
+        content_digest: Digest::of(asset.as_bytes()),
+        expires_at: None,
+        max_jobs: None,
+        modes: Default::default(),
+        receivers: Default::default(),
+        review: false,
+        privacy: None,
+    }
+}
+
+/// A manifest of the model on hospital-a's `asset` alone, at `epsilon` (none: no DP).
+fn manifest_on(w: &World, asset: &str, tag: &str, epsilon: Option<f64>) -> JobManifest {
+    let mut m = w.manifest(tag);
+    m.data = vec![AssetRef {
+        asset: name(asset),
+        owner: name("hospital-a"),
+        kind: AssetKind::Dataset,
+        content_digest: Digest::of(asset.as_bytes()),
+    }];
+    m.privacy = epsilon.map(|epsilon| perun_core::DpTarget { epsilon, delta: 1e-5, max_grad_norm: 1.0 });
+    m
+}
+
+fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, TrustError> {
+    let job: JobInfo = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }))?;
+    for who in [MODEL_OWNER, HOSPITAL_A] {
+        w.approve(who, &job.id)?;
+    }
+    Ok(job.id)
+}
+
+fn terms_refusal(r: Result<impl std::fmt::Debug, TrustError>) -> String {
+    match r {
+        Err(TrustError::TermsRefused(m)) => m,
+        other => panic!("expected a refusal by the terms, got {other:?}"),
+    }
+}
+
+#[test]
+fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
+    let Some(mut w) = World::new() else { return };
+    let mut terms = terms_for("bc-t");
+    terms.max_jobs = Some(3);
+    terms.modes = [JobMode::Attested].into();
+    terms.receivers = [name("model-owner")].into();
+    terms.privacy = Some(perun_core::PrivacyBudget { epsilon_per_job: 3.0, delta: 1e-5, total_epsilon: 4.0 });
+
+    // Terms signed by another key, or naming another asset, are refused at registration.
+    let forged = register_with_terms(&w, "bc-t", terms.clone(), MALLORY);
+    assert!(matches!(forged, Err(TrustError::BadRequest(m)) if m.contains("not signed")));
+    let moved = register_with_terms(&w, "bc-t", terms_for("bc-a"), HOSPITAL_A);
+    assert!(matches!(moved, Err(TrustError::BadRequest(m)) if m.contains("name asset")));
+    register_with_terms(&w, "bc-t", terms, HOSPITAL_A).unwrap();
+
+    // At proposal, each broken term is named.
+    let owner = w.client(MODEL_OWNER);
+    let propose =
+        |m: &JobManifest| owner.call::<_, JobInfo>("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }));
+    assert!(terms_refusal(propose(&manifest_on(&w, "bc-t", "plain", None))).contains("`privacy`"));
+    assert!(terms_refusal(propose(&manifest_on(&w, "bc-t", "greedy", Some(3.5)))).contains("privacy.epsilon_per_job"));
+    let mut m = manifest_on(&w, "bc-t", "leak", Some(1.0));
+    m.receivers.push(name("mallory"));
+    assert!(terms_refusal(propose(&m)).contains("`receivers`"));
+
+    // Two jobs at epsilon 3 each fit the budget of 4 when proposed; the first to receive
+    // its keys spends 3, and the second is refused at release: nothing leaves for it.
+    let first = propose_approved(&w, &manifest_on(&w, "bc-t", "first", Some(3.0))).unwrap();
+    let second = propose_approved(&w, &manifest_on(&w, "bc-t", "second", Some(3.0))).unwrap();
+    let claimed = w.worker().claim(&first).unwrap();
+    let (_, answer) = w.worker().attest(&first, &claimed.nonce).unwrap();
+    assert_eq!(answer.keys.len(), 2);
+    let a: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-t", None).unwrap();
+    assert_eq!((a.usage.jobs, a.usage.epsilon_spent), (1, 3.0));
+    let r = tr(w.worker().claim(&second));
+    assert!(terms_refusal(r).contains("privacy.total_epsilon"));
+    w.assert_refused_and_audited(&second, "privacy.total_epsilon");
+    // The charge is in the audit log, and a new job asking more than is left is refused.
+    assert!(w.audit(HOSPITAL_A).iter().any(|(k, d)| *k == AuditKind::LedgerCharged && d.contains("3 charged")));
+    assert!(terms_refusal(propose(&manifest_on(&w, "bc-t", "third", Some(1.5)))).contains("1.0000 of 4 is left"));
+    propose_approved(&w, &manifest_on(&w, "bc-t", "within", Some(1.0))).unwrap();
+
+    // Terms edited in the store decide nothing.
+    w.trust
+        .store()
+        .write(|tx| {
+            use perun_trust::store::TxExt as _;
+            let mut rec: perun_trust::records::AssetRecord = tx.get("bc-t")?.unwrap();
+            if let Some(t) = rec.terms.as_mut() {
+                t.terms.privacy = None;
+            }
+            tx.put(&rec)
+        })
+        .unwrap();
+    let r = propose(&manifest_on(&w, "bc-t", "edited", None));
+    assert!(matches!(r, Err(TrustError::Transport(_))), "{r:?}");
+}
+
+#[test]
+fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds_them() {
+    let Some(mut w) = World::new() else { return };
+    let mut terms = terms_for("bc-r");
+    terms.review = true;
+    register_with_terms(&w, "bc-r", terms, HOSPITAL_A).unwrap();
+    let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
+    let service = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
+
+    // Runs a job to its finish with an output key wrapped to the service.
+    let run = |w: &mut World, tag: &str| -> (Digest, AssetKey) {
+        let job = propose_approved(w, &manifest_on(w, "bc-r", tag, None)).unwrap();
+        let claimed = w.worker().claim(&job).unwrap();
+        assert_eq!(claimed.review_recipient.as_deref(), Some(info.wrap_recipient.as_str()));
+        w.worker().attest(&job, &claimed.nonce).unwrap();
+        let key = AssetKey::generate();
+        let mut out = perun_trust::records::OutputRecord {
+            name: "model".into(),
+            sealed_digest: Digest::of(b"sealed model"),
+            location: "/out/model.sealed".into(),
+            wrapped_key: None,
+        };
+        let finish = |o: &perun_trust::records::OutputRecord| FinishJob {
+            outputs: vec![o.clone()],
+            model_digest: Some(Digest::of(b"weights")),
+            privacy: None,
+        };
+        // Sealed to the receivers directly (no key for the service): refused.
+        let direct: Result<(), _> =
+            w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish(&out)));
+        assert!(matches!(direct, Err(TrustError::BadRequest(m)) if m.contains("wrapped to this service")));
+        out.wrapped_key =
+            Some(perun_core::HexBytes(perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service).unwrap()));
+        let _: () = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish(&out))).unwrap();
+        (job, key)
+    };
+    let key_path = |job: &Digest| format!("/v1/jobs/{job}/outputs/model/key");
+
+    let (job, key) = run(&mut w, "reviewed");
+    let early: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None);
+    assert!(matches!(early, Err(TrustError::Conflict(m)) if m.contains("review")));
+    let receipt: perun_core::receipt::Envelope =
+        w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None).unwrap();
+    let audit_key = w.trust.keys().signing.verifying_key();
+    let st = receipt.verify(&audit_key).unwrap();
+    assert_eq!(st.predicate.job, job);
+    assert_eq!(st.predicate.approvals.len(), 2);
+    assert!(st.subject.iter().any(|s| s.sha256_digest() == Some(Digest::of(b"weights"))));
+    let att = st.predicate.attestation.as_ref().unwrap();
+    assert_eq!(att.attester, "tpm");
+    assert!(!att.claims.is_empty());
+
+    let release = |who: usize, digest: Digest| ReviewOutput {
+        release: true,
+        signature: Some(sign_digest(w.people[who].signing_key(), perun_trust::service::REVIEW_CONTEXT, &digest)),
+    };
+    let right = perun_trust::service::review_digest(&job, &receipt);
+    let review = |who: usize, body: &ReviewOutput| {
+        w.client(who).call::<_, JobInfo>("POST", &format!("/v1/jobs/{job}/review"), Some(body))
+    };
+    // Someone whose terms ask for no review, and a signature over something else: refused.
+    assert!(matches!(review(MODEL_OWNER, &release(MODEL_OWNER, right)), Err(TrustError::Forbidden(_))));
+    assert!(matches!(review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))), Err(TrustError::Forbidden(_))));
+    let done = review(HOSPITAL_A, &release(HOSPITAL_A, right)).unwrap();
+    assert_eq!(done.review.unwrap().outcome, perun_trust::records::ReviewOutcome::Released);
+    let k: OutputKey = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None).unwrap();
+    let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity()).unwrap();
+    assert_eq!(&opened[..], key.to_secret_string().as_bytes());
+    // Only the receiver gets it; a released review cannot be refused afterwards.
+    assert!(w.client(HOSPITAL_A).call::<(), OutputKey>("GET", &key_path(&job), None).is_err());
+    assert!(review(HOSPITAL_A, &ReviewOutput { release: false, signature: None }).is_err());
+
+    // A refused review: the key never reaches the receivers.
+    let (refused, _) = run(&mut w, "refused");
+    let no = ReviewOutput { release: false, signature: None };
+    let r: JobInfo = w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
+    assert_eq!(r.review.unwrap().outcome, perun_trust::records::ReviewOutcome::Refused);
+    let got: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&refused), None);
+    assert!(matches!(got, Err(TrustError::Forbidden(_))));
+    let stored = w.trust.store().read(|tx| {
+        use perun_trust::store::TxExt as _;
+        tx.get::<perun_trust::records::JobRecord>(&refused.to_string())
+    });
+    assert!(stored.unwrap().unwrap().output_keys.is_empty(), "no key may be wrapped to a receiver");
+    assert!(w.audit(HOSPITAL_A).iter().any(|(k, d)| *k == AuditKind::OutputReviewed && d.contains("refused")));
 }

@@ -13,12 +13,15 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod manifest;
+pub mod receipt;
 pub mod signature;
+pub mod terms;
 
 pub use bytes::HexBytes;
 pub use digest::{Digest, DigestWriter};
 pub use error::CoreError;
 pub use identity::PublicIdentity;
 pub use ids::{AssetKind, Name, Role};
-pub use manifest::{AssetRef, JobManifest, JobMode, JobPurpose};
+pub use manifest::{AssetRef, DpTarget, JobManifest, JobMode, JobPurpose};
 pub use signature::{sign_digest, verify_digest, Signature};
+pub use terms::{AssetTerms, PrivacyBudget, SignedTerms, TermViolation, Usage};

@@ -29,13 +29,38 @@ pub const MAX_JOB_LIFETIME_S: u64 = 400 * 24 * 3600;
 pub const MAX_WORKERS: usize = 256;
 
 /// Where a job runs and what proves it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobMode {
     /// A TPM quote plus the IMA log (GPU training; larger trusted base).
     Attested,
     /// A hardware TEE report (inference and small jobs; smaller trusted base).
     Tee,
+}
+
+impl JobMode {
+    /// The mode as manifests spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Attested => "attested",
+            Self::Tee => "tee",
+        }
+    }
+}
+
+/// The differential privacy a training job declares: the engine trains with DP-SGD
+/// (per-sample gradients clipped to `max_grad_norm`, Gaussian noise, Poisson-sampled
+/// batches) and derives the noise multiplier so that the whole job is
+/// (`epsilon`, `delta`)-DP for each record (Abadi et al., CCS 2016; accounted in Rényi DP).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpTarget {
+    /// The privacy loss bound for the whole job.
+    pub epsilon: f64,
+    /// The probability that the bound fails.
+    pub delta: f64,
+    /// The L2 norm each sample's gradient is clipped to.
+    pub max_grad_norm: f64,
 }
 
 /// What a job does with its assets.
@@ -104,6 +129,9 @@ pub struct JobManifest {
     /// (a data owner whose terms cover serving the model trained on its data).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub approvers: BTreeSet<Name>,
+    /// Differential privacy the job trains with; none: plain training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<DpTarget>,
     /// Seconds between continuous attestations while the job runs.
     pub attestation_interval_s: u64,
     /// Creation time, Unix seconds (makes two otherwise equal proposals distinct jobs).
@@ -190,6 +218,15 @@ impl JobManifest {
                 "workers: `{w}` is neither a worker name nor an EK digest in lower-case hex (sha256:...)"
             ));
         }
+        if let Some(p) = &self.privacy {
+            let ok = |x: f64, hi: f64| x.is_finite() && x > 0.0 && x <= hi;
+            if self.purpose != JobPurpose::Train {
+                return bad("privacy applies to training jobs only");
+            }
+            if !ok(p.epsilon, 100.0) || !ok(p.delta, 0.01) || !ok(p.max_grad_norm, 1000.0) {
+                return bad("privacy: epsilon must be in (0, 100], delta in (0, 0.01], max_grad_norm in (0, 1000]");
+            }
+        }
         if self.hyperparameters.len() > 64
             || self.receivers.len() > 64
             || self.approvers.len() > 64
@@ -202,7 +239,7 @@ impl JobManifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn asset(name: &str, owner: &str, kind: AssetKind) -> AssetRef {
@@ -214,7 +251,7 @@ mod tests {
         }
     }
 
-    fn manifest() -> JobManifest {
+    pub(crate) fn manifest() -> JobManifest {
         JobManifest {
             schema: MANIFEST_SCHEMA,
             name: "bc-mlp".into(),
@@ -231,6 +268,7 @@ mod tests {
             receivers: vec![Name::new("model-owner").unwrap()],
             approvers: BTreeSet::new(),
             purpose: JobPurpose::Train,
+            privacy: None,
             attestation_interval_s: 5,
             created_at: 1_700_000_000,
             expires_at: 1_700_086_400,

@@ -130,7 +130,7 @@ impl Enclave {
     /// Ends a serving job: the service records it finished (with no outputs); nothing
     /// more is released for it.
     pub fn finish(&self) -> Result<(), EnclaveError> {
-        let body = FinishJob { outputs: Vec::new() };
+        let body = FinishJob { outputs: Vec::new(), model_digest: None, privacy: None };
         Ok(self.client.call::<_, ()>("POST", &format!("/v1/jobs/{}/finish", self.job), Some(&body))?)
     }
 }

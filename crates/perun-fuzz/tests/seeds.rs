@@ -126,6 +126,7 @@ fn manifest(purpose: JobPurpose) -> JobManifest {
         ]),
         receivers: vec![name("model-owner")],
         approvers: BTreeSet::from([name("ethics-board")]),
+        privacy: None,
         attestation_interval_s: 60,
         created_at: fixtures::FIXED_NOW,
         expires_at: fixtures::FIXED_NOW + 86_400,

@@ -28,6 +28,9 @@ pub enum MlError {
     /// The backend failed.
     #[error("compute backend: {0}")]
     Backend(String),
+    /// A differential-privacy target cannot be met or its parameters are invalid.
+    #[error("differential privacy: {0}")]
+    Privacy(String),
     /// Training was stopped by the caller (for example on revocation).
     #[error("training was aborted: {0}")]
     Aborted(String),

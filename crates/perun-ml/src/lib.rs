@@ -20,9 +20,11 @@
 pub mod backend;
 pub mod curve;
 mod data;
+pub mod dpsgd;
 pub mod error;
 pub mod eval;
 pub mod network;
+pub mod privacy;
 pub mod spec;
 pub mod train;
 pub mod weights;

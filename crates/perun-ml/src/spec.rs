@@ -189,6 +189,10 @@ pub struct TrainingSpec {
     /// Standardise every input value with the training split's mean and deviation.
     #[serde(default)]
     pub standardize: bool,
+    /// Train with DP-SGD to this target ([`crate::dpsgd`]); in a job the manifest's
+    /// `privacy` replaces whatever the spec says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<perun_core::DpTarget>,
 }
 
 fn default_validation() -> f64 {
@@ -211,6 +215,15 @@ impl std::fmt::Display for Shape {
             Self::Image(c, h, w) => write!(f, "[{c}, {h}, {w}]"),
         }
     }
+}
+
+/// Whether any layer (inside residual blocks too) is a batch norm.
+fn has_batch_norm(layers: &[LayerSpec]) -> bool {
+    layers.iter().any(|l| match l {
+        LayerSpec::BatchNorm => true,
+        LayerSpec::Residual { layers } => has_batch_norm(layers),
+        _ => false,
+    })
 }
 
 /// Largest sizes accepted, to keep a hostile spec from exhausting memory.
@@ -282,6 +295,29 @@ impl ModelSpec {
                 "training.validation_fraction must be in [0, 0.9), not {}",
                 t.validation_fraction
             )));
+        }
+        if let Some(p) = &t.privacy {
+            let ok = |x: f64, hi: f64| x.is_finite() && x > 0.0 && x <= hi;
+            if !ok(p.epsilon, 100.0) || !ok(p.delta, 0.01) || !ok(p.max_grad_norm, 1000.0) {
+                return Err(MlError::Spec(
+                    "training.privacy: epsilon must be in (0, 100], delta in (0, 0.01], max_grad_norm in (0, 1000]"
+                        .into(),
+                ));
+            }
+            if t.standardize {
+                return Err(MlError::Spec(
+                    "training.privacy: standardize fits means and deviations to the training data, which DP-SGD \
+                     does not protect: set standardize to false (the manifest may: --hyper standardize=false)"
+                        .into(),
+                ));
+            }
+            if has_batch_norm(&self.layers) {
+                return Err(MlError::Spec(
+                    "training.privacy: DP-SGD needs per-sample gradients, and batch_norm mixes the samples of a \
+                     batch: use no batch_norm layer"
+                        .into(),
+                ));
+            }
         }
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0 && o.lr <= 10.0) {

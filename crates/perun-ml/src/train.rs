@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::backend::{self, Compute};
 use crate::data::{check_fit, Prepared, Standardizer};
+use crate::dpsgd::{self, DpPlan};
 use crate::network::Network;
 use crate::spec::{Loss, ModelSpec, OptimizerKind};
 use crate::{weights, MlError};
@@ -81,6 +82,8 @@ pub struct TrainOutcome {
     pub val_samples: usize,
     /// Total seconds.
     pub seconds: f64,
+    /// What DP-SGD spent, when the spec asked for it.
+    pub privacy: Option<perun_core::receipt::PrivacySpent>,
 }
 
 /// Burn seeds its random generator per backend, not per call: two trainings running at
@@ -131,12 +134,45 @@ pub fn train(
     let mut order: Vec<usize> = (0..train_data.len()).collect();
     let steps = train_data.len().div_ceil(t.batch_size);
     let mut metrics = Vec::with_capacity(t.epochs);
+    let dp = t.privacy.map(|p| DpPlan::new(p, train_data.len(), t.batch_size, t.epochs)).transpose()?;
+    let mut secret = dpsgd::secret_rng();
+    let mut dp_steps = 0u64;
 
     for epoch in 1..=t.epochs {
         let epoch_start = Instant::now();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for (step, idx) in order.chunks(t.batch_size).enumerate() {
+        if let Some(plan) = &dp {
+            let n = train_data.len();
+            let mut seen = 0usize;
+            for step in 0..plan.steps_per_epoch {
+                let idx = dpsgd::poisson_batch(&mut secret, n, plan.sample_rate);
+                let mut acc = dpsgd::Step::new(plan.target.max_grad_norm);
+                for &i in &idx {
+                    let (x, y) = train_data.batch(&[i], &input, &ad);
+                    let logits = net.forward(x).into_flat();
+                    let loss = loss_of(spec.loss, logits.clone(), y.clone(), classes, &ad);
+                    correct += count_correct(spec.loss, logits, y);
+                    loss_sum += scalar(loss.clone());
+                    acc.add(&net, GradientsParams::from_grads(loss.backward(), &net));
+                }
+                seen += idx.len();
+                let grads = acc.finish(&net, plan, n, &mut secret);
+                net = optim.step(spec.optimizer.lr, net, grads);
+                dp_steps += 1;
+                if let ControlFlow::Break(why) =
+                    observer(TrainEvent::Step { epoch, step: step + 1, steps: plan.steps_per_epoch })
+                {
+                    return Err(MlError::Aborted(why));
+                }
+            }
+            // Loss and accuracy over the samples the epoch drew (Poisson batches).
+            let drawn = seen.max(1) as f64;
+            let n = train_data.len() as f64;
+            loss_sum *= n / drawn;
+            correct = (correct as f64 * n / drawn).round() as usize;
+        }
+        for (step, idx) in order.chunks(t.batch_size).enumerate().filter(|_| dp.is_none()) {
             let (x, y) = train_data.batch(idx, &input, &ad);
             let logits = net.forward(x).into_flat();
             let loss = loss_of(spec.loss, logits.clone(), y.clone(), classes, &ad);
@@ -180,6 +216,7 @@ pub fn train(
         train_samples: train_data.len(),
         val_samples: val_data.as_ref().map_or(0, Prepared::len),
         seconds: start.elapsed().as_secs_f64(),
+        privacy: dp.map(|plan| plan.spent(dp_steps)).transpose()?,
     })
 }
 

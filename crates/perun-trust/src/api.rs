@@ -87,6 +87,9 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
             .layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/jobs/{id}/finish", post(finish::<S>))
+        .route("/v1/jobs/{id}/receipt", get(receipt::<S>))
+        .route("/v1/jobs/{id}/review", post(review::<S>))
+        .route("/v1/jobs/{id}/outputs/{name}/key", get(output_key::<S>))
         .route("/v1/jobs/{id}/fail", post(fail::<S>))
         .route("/v1/workers", get(list_workers::<S>).post(enrol_worker::<S>))
         .route("/v1/workers/{name}", axum::routing::delete(deenrol_worker::<S>))
@@ -327,6 +330,22 @@ handler!(revoke, |t, r, id: String| {
     t.revoke(&who.identity.name, &id, &body.reason)
 });
 
+handler!(receipt, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    t.receipt(&who.identity.name, &id)
+});
+
+handler!(review, |t, r, id: String| {
+    let who = r.stakeholder(t)?;
+    let body: ReviewOutput = parse(&r.body)?;
+    t.review(&who.identity.name, &id, body)
+});
+
+handler!(output_key, |t, r, ids: (String, String)| {
+    let who = r.stakeholder(t)?;
+    t.output_key(&who.identity.name, &ids.0, &ids.1)
+});
+
 handler!(job_metrics, |t, r, id: String| {
     let who = r.stakeholder(t)?;
     t.job_metrics(&who.identity.name, &id)
@@ -507,7 +526,7 @@ handler!(report_metrics, |t, r, id: String| {
 handler!(finish, |t, r, id: String| {
     let w = r.worker(t)?;
     let body: FinishJob = parse(&r.body)?;
-    t.finish(&w, &id, body.outputs)
+    t.finish(&w, &id, body)
 });
 
 handler!(fail, |t, r, id: String| {

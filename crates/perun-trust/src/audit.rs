@@ -51,6 +51,10 @@ pub enum AuditKind {
     JobExpired,
     /// A worker delivered a job's outputs.
     JobFinished,
+    /// An asset's ledger was charged for a job (jobs used, epsilon spent).
+    LedgerCharged,
+    /// A reviewing owner released or refused a job's outputs.
+    OutputReviewed,
 }
 
 /// The content of a record.

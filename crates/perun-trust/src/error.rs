@@ -31,6 +31,10 @@ pub enum TrustError {
         /// Each failed check of the evidence.
         failures: Vec<Failure>,
     },
+    /// An asset owner's terms refuse the job (the message names the asset and the
+    /// term): nothing was proposed or released.
+    #[error("refused by the terms: {0}")]
+    TermsRefused(String),
     /// Too many requests of this kind (anonymous refusals, concurrent evidence): try
     /// again later.
     #[error("too many requests: {0}")]
@@ -70,7 +74,7 @@ impl TrustError {
         match self {
             Self::BadRequest(_) => 400,
             Self::Unauthenticated(_) => 401,
-            Self::Forbidden(_) | Self::Refused { .. } => 403,
+            Self::Forbidden(_) | Self::Refused { .. } | Self::TermsRefused(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) | Self::Revoked(_) => 409,
             Self::TooManyRequests(_) => 429,
@@ -92,6 +96,7 @@ impl TrustError {
             Self::TooManyRequests(_) => "too_many_requests",
             Self::Unavailable(_) => "unavailable",
             Self::Refused { .. } => "refused",
+            Self::TermsRefused(_) => "terms_refused",
             Self::Revoked(_) => "revoked",
             Self::Store(_) | Self::Crypto(_) | Self::Io(_) => "internal",
             Self::Transport(_) => "transport",
@@ -112,6 +117,7 @@ impl TrustError {
             "unavailable" => Self::Unavailable(m),
             "refused" => Self::Refused { reason: m, failures: body.failures },
             "revoked" => Self::Revoked(m),
+            "terms_refused" => Self::TermsRefused(m),
             _ => Self::Transport(format!("the service answered {status}: {m}")),
         }
     }
@@ -126,6 +132,7 @@ impl TrustError {
             | Self::NotFound(m)
             | Self::Conflict(m)
             | Self::TooManyRequests(m)
+            | Self::TermsRefused(m)
             | Self::Revoked(m) => m.clone(),
             Self::Refused { reason, .. } => reason.clone(),
             Self::Unavailable(_) => {

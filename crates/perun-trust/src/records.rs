@@ -44,6 +44,12 @@ pub struct AssetRecord {
     pub wrapped_key: Vec<u8>,
     /// When it was registered.
     pub registered_at: u64,
+    /// The owner's signed terms, checked at proposal and at every release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<perun_core::SignedTerms>,
+    /// The ledger: jobs released and epsilon charged so far.
+    #[serde(default)]
+    pub usage: perun_core::Usage,
 }
 
 impl Record for AssetRecord {
@@ -192,6 +198,45 @@ pub struct JobRecord {
     pub outputs: Vec<OutputRecord>,
     /// When it was proposed.
     pub proposed_at: u64,
+    /// The appraisal that released its keys (for the receipt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_attestation: Option<perun_core::receipt::ReceiptAttestation>,
+    /// The signed training receipt, once the job finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<perun_core::receipt::Envelope>,
+    /// The owners' review of the outputs, where an asset's terms ask for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// Each output key wrapped (`age`) to each receiver, once released: `receiver/output`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub output_keys: std::collections::BTreeMap<String, HexBytes>,
+}
+
+/// Where an output review stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewOutcome {
+    /// Some reviewer has not decided.
+    Pending,
+    /// Every reviewer released: the output keys are wrapped to the receivers.
+    Released,
+    /// A reviewer refused: the outputs never reach the receivers.
+    Refused,
+}
+
+/// The owners' review of a job's outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// The owners whose terms ask for review.
+    pub reviewers: std::collections::BTreeSet<Name>,
+    /// Signed releases so far.
+    #[serde(default)]
+    pub released_by: std::collections::BTreeMap<Name, Signature>,
+    /// Who refused, if anyone.
+    #[serde(default)]
+    pub refused_by: Option<Name>,
+    /// The outcome.
+    pub outcome: ReviewOutcome,
 }
 
 impl Record for JobRecord {
@@ -211,6 +256,10 @@ pub struct OutputRecord {
     pub sealed_digest: Digest,
     /// Where it was written.
     pub location: String,
+    /// For an output under review: its key, wrapped to the service (hex of an `age`
+    /// file), rewrapped to the receivers only once every reviewer released it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<HexBytes>,
 }
 
 /// An owner's approval of a job.

@@ -52,6 +52,9 @@ pub struct RegisterAsset {
     pub wrapped_key: Vec<u8>,
     /// The public recipient of the asset key (checked against the unwrapped key).
     pub recipient: String,
+    /// The owner's signed terms for the asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<perun_core::SignedTerms>,
 }
 
 /// An asset as its owner sees it.
@@ -69,6 +72,12 @@ pub struct AssetInfo {
     pub location: String,
     /// When it was registered.
     pub registered_at: u64,
+    /// Its terms, if the owner set any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<perun_core::AssetTerms>,
+    /// What jobs used of it so far.
+    #[serde(default)]
+    pub usage: perun_core::Usage,
 }
 
 /// `POST /v1/policies` answer.
@@ -130,6 +139,12 @@ pub struct JobInfo {
     pub reason: Option<String>,
     /// The outputs delivered.
     pub outputs: Vec<OutputRecord>,
+    /// The output review, where an asset's terms ask for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::records::Review>,
+    /// Whether a signed receipt is ready (`GET /v1/jobs/{id}/receipt`).
+    #[serde(default)]
+    pub has_receipt: bool,
 }
 
 /// `GET /v1/jobs/{id}/metrics`.
@@ -266,6 +281,11 @@ pub struct Claimed {
     pub receiver_identities: Vec<perun_core::PublicIdentity>,
     /// The first attestation nonce.
     pub nonce: String,
+    /// Where an asset's terms ask its owner to review the outputs: the service's `age`
+    /// recipient, to which the worker wraps each output's key instead of sealing the
+    /// output to the receivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_recipient: Option<String>,
 }
 
 /// `POST /v1/jobs/{id}/nonce` answer.
@@ -327,8 +347,38 @@ pub struct ReportMetrics {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FinishJob {
-    /// The outputs, sealed to the receivers.
+    /// The outputs, sealed to the receivers (or, under review, to keys wrapped to the
+    /// service).
     pub outputs: Vec<OutputRecord>,
+    /// SHA-256 of the trained model's plaintext (the receipt's subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_digest: Option<Digest>,
+    /// What DP-SGD spent, for a job that declared `privacy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<perun_core::receipt::PrivacySpent>,
+}
+
+/// `POST /v1/jobs/{id}/review`, by a reviewing owner: release the outputs to the
+/// receivers, or refuse them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewOutput {
+    /// Release (true) or refuse (false).
+    pub release: bool,
+    /// For a release: the owner's signature ([`crate::service::REVIEW_CONTEXT`]) over
+    /// [`crate::service::review_digest`] of the job and its receipt.
+    #[serde(default)]
+    pub signature: Option<Signature>,
+}
+
+/// `GET /v1/jobs/{id}/outputs/{name}/key`: an output's key wrapped to the caller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutputKey {
+    /// The output.
+    pub output: String,
+    /// The key, `age`-encrypted to the caller's registered recipient.
+    #[serde(with = "hex::serde")]
+    pub wrapped_key: Vec<u8>,
 }
 
 /// `POST /v1/jobs/{id}/fail`, by the job's worker: it stopped and wiped.

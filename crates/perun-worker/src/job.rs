@@ -77,6 +77,8 @@ pub struct Phases {
 pub struct JobReport {
     /// The outputs delivered.
     pub outputs: Vec<OutputRecord>,
+    /// What DP-SGD spent, for a job that declared privacy.
+    pub privacy: Option<perun_core::receipt::PrivacySpent>,
     /// Per-epoch metrics.
     pub metrics: Vec<EpochMetrics>,
     /// Continuous attestations made.
@@ -232,13 +234,27 @@ pub fn run_released<A: Attester>(
     if let Err(e) = agent.reattest(&job) {
         return Err(abort(agent, &job, e));
     }
-    let recipients = claimed
-        .receivers
-        .iter()
-        .map(|(n, r)| {
-            perun_seal::keys::parse_recipient(r).map_err(|e| WorkerError::Failed(format!("receiver {n}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Under the owners' review, the model is sealed under a fresh key wrapped to the
+    // service, which hands it to the receivers only once every reviewer released it.
+    let (recipients, wrapped_key) = match &claimed.review_recipient {
+        Some(service) => {
+            let key = AssetKey::generate();
+            let service = perun_seal::keys::parse_recipient(service)
+                .map_err(|e| WorkerError::Failed(format!("the service's recipient: {e}")))?;
+            let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service)?;
+            (vec![key.recipient()], Some(perun_core::HexBytes(wrapped)))
+        }
+        None => (
+            claimed
+                .receivers
+                .iter()
+                .map(|(n, r)| {
+                    perun_seal::keys::parse_recipient(r).map_err(|e| WorkerError::Failed(format!("receiver {n}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None,
+        ),
+    };
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(|e| WorkerError::Failed(format!("{}: {e}", opts.out_dir.display())))?;
     let path = opts.out_dir.join(format!("{}-model.sealed", &job.to_hex()[..16]));
@@ -247,17 +263,23 @@ pub fn run_released<A: Attester>(
         name: "model".into(),
         sealed_digest: info.sealed_digest,
         location: path.to_string_lossy().into_owned(),
+        wrapped_key,
     };
     let outputs = vec![output];
+    let finish = FinishJob {
+        outputs: outputs.clone(),
+        model_digest: Some(perun_core::Digest::of(&outcome.weights)),
+        privacy: outcome.privacy,
+    };
     let delivered: Result<(), TrustError> =
-        agent.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&FinishJob { outputs: outputs.clone() }));
+        agent.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish));
     if let Err(e) = delivered {
         let _ = std::fs::remove_file(&path);
         return Err(e.into());
     }
     phases.seal_and_deliver = t.elapsed().as_secs_f64();
     on(Progress::Delivered { path: &path }, agent);
-    Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases })
+    Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases, privacy: outcome.privacy })
 }
 
 /// Fetches and opens every asset: the model spec's bytes, and the data sets.
@@ -361,7 +383,12 @@ fn spec_with_overrides(bytes: &[u8], manifest: &JobManifest) -> Result<ModelSpec
         }
     }
     let bytes = Zeroizing::new(serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))?);
-    ModelSpec::from_json(&bytes).map_err(|e| bad(e.to_string()))
+    let mut spec = ModelSpec::from_json(&bytes).map_err(|e| bad(e.to_string()))?;
+    // The privacy the owners signed (and the ledger charges) is the manifest's, whatever
+    // the spec says.
+    spec.training.privacy = manifest.privacy;
+    spec.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(spec)
 }
 
 /// Overwrites a data set's values in memory.

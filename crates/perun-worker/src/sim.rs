@@ -245,6 +245,7 @@ impl Parties {
         for (k, asset, kind) in [(&owner, "model", AssetKind::Model), (&hospital, "data", AssetKind::Dataset)] {
             let key = AssetKey::generate();
             let body = RegisterAsset {
+                terms: None,
                 name: name(asset)?,
                 kind,
                 content_digest: Digest::of(asset.as_bytes()),
@@ -296,6 +297,7 @@ impl Parties {
             receivers: vec![self.owner.name().clone()],
             purpose: Default::default(),
             approvers: Default::default(),
+            privacy: None,
             attestation_interval_s: 3600,
             created_at: now,
             expires_at: now + 7200,

@@ -62,6 +62,9 @@ enum Command {
     /// Enrol workers (infrastructure provider).
     #[command(subcommand)]
     Worker(cmd::remote::WorkerCmd),
+    /// Training receipts: verify a model against its receipt, offline.
+    #[command(subcommand)]
+    Receipt(cmd::outputs::ReceiptCmd),
     /// The audit log: show and verify.
     #[command(subcommand)]
     Audit(cmd::remote::AuditCmd),
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Remote(c) => cmd::remote::remote(c, &home),
         Command::Asset(c) => cmd::remote::asset(c, &home),
         Command::Job(c) => cmd::remote::job(c, &home),
+        Command::Receipt(c) => cmd::outputs::receipt_cmd(c, &home),
         Command::Worker(c) => cmd::remote::worker(c, &home),
         Command::Audit(c) => cmd::remote::audit(c, &home),
         Command::Enclave(c) => cmd::enclave::run(c, &home),

@@ -167,7 +167,8 @@ impl<S: Store> Trust<S> {
             } else {
                 (None, None)
             };
-            let keys = self.release_keys(tx, &mut job, &req.enclave, &req.ephemeral_key)?;
+            let evidence = Digest::of(&serde_json::to_vec(&req.evidence).unwrap_or_default());
+            let keys = self.release_keys(tx, &mut job, &req.enclave, &req.ephemeral_key, evidence, &result)?;
             tx.put(&job)?;
             let attested = self.attested(&job, &req.enclave, 0, keys);
             Ok(Ok(EnclaveAttested { attested, claimed, token, claims }))

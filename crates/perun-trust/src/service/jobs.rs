@@ -77,6 +77,7 @@ impl<S: Store> Trust<S> {
                     mode_name(manifest.mode)
                 )));
             }
+            super::terms::check_terms(tx, &manifest, now)?;
             for r in &manifest.approvers {
                 if tx.get::<StakeholderRecord>(r.as_str())?.is_none() {
                     return Err(TrustError::BadRequest(format!("approver `{r}` is not registered")));
@@ -104,6 +105,10 @@ impl<S: Store> Trust<S> {
                 reason: None,
                 outputs: Vec::new(),
                 proposed_at: now,
+                release_attestation: None,
+                receipt: None,
+                review: None,
+                output_keys: Default::default(),
             };
             tx.put(&job)?;
             let e = Event::new(AuditKind::JobProposed, proposer.as_str(), format!("job `{}` proposed", manifest.name));
@@ -253,6 +258,8 @@ impl<S: Store> Trust<S> {
             released: job.released,
             reason: job.reason.clone(),
             outputs: job.outputs.clone(),
+            review: job.review.clone(),
+            has_receipt: job.receipt.is_some(),
         })
     }
 }

@@ -11,8 +11,12 @@
 
 pub mod enclaves;
 pub mod jobs;
+pub mod outputs;
 pub mod stakeholders;
+pub mod terms;
 pub mod workers;
+
+pub use outputs::{review_digest, REVIEW_CONTEXT};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -163,6 +163,9 @@ impl<S: Store> Trust<S> {
         let text =
             std::str::from_utf8(&key).map_err(|_| TrustError::BadRequest("the wrapped key is not text".into()))?;
         let asset_key = AssetKey::parse(text).map_err(|e| TrustError::BadRequest(format!("wrapped key: {e}")))?;
+        if let Some(t) = &body.terms {
+            self.check_new_terms(owner, &body.name, body.kind, &body.content_digest, t)?;
+        }
         if asset_key.recipient().to_string() != body.recipient {
             return Err(TrustError::BadRequest("the wrapped key does not belong to the given recipient".into()));
         }
@@ -174,6 +177,8 @@ impl<S: Store> Trust<S> {
             location: body.location,
             wrapped_key: body.wrapped_key,
             registered_at: self.now(),
+            terms: body.terms,
+            usage: perun_core::Usage::default(),
         };
         self.store.write(|tx| {
             if tx.get::<AssetRecord>(record.name.as_str())?.is_some() {
@@ -291,5 +296,7 @@ fn asset_info(r: &AssetRecord) -> AssetInfo {
         content_digest: r.content_digest,
         location: r.location.clone(),
         registered_at: r.registered_at,
+        terms: r.terms.as_ref().map(|t| t.terms.clone()),
+        usage: r.usage,
     }
 }

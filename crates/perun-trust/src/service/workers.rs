@@ -21,8 +21,8 @@ use super::jobs::{job_in, policy_in};
 use super::{worker_actor, Trust};
 use crate::audit::{AuditKind, Event};
 use crate::records::{
-    AssetRecord, JobRecord, JobState, MetricRecord, OutputRecord, PolicyRecord, ReleaseRecord, SessionRecord,
-    StakeholderRecord, WorkerRecord, WorkerState,
+    AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, ReleaseRecord, SessionRecord, StakeholderRecord,
+    WorkerRecord, WorkerState,
 };
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{
@@ -363,6 +363,8 @@ impl<S: Store> Trust<S> {
             receivers,
             receiver_identities,
             nonce,
+            review_recipient: (!super::terms::reviewers(tx, &job.manifest)?.is_empty())
+                .then(|| self.keys.wrap_recipient()),
         })
     }
 
@@ -380,7 +382,7 @@ impl<S: Store> Trust<S> {
         if !matches!(job.state, JobState::Ready | JobState::Running) {
             return Err(live_error(job));
         }
-        Ok(())
+        super::terms::check_terms(tx, &job.manifest, self.now())
     }
 
     /// A fresh nonce for the job's next attestation. Issuing writes nothing (see
@@ -507,7 +509,8 @@ impl<S: Store> Trust<S> {
             let state = job.replay.clone().unwrap_or_default();
             let new_entries = next.as_ref().map_or(0, |n| n.entries.saturating_sub(state.entries));
             job.replay = Some(next.unwrap_or(state));
-            let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key)?;
+            let evidence = Digest::of(&serde_json::to_vec(&req.evidence).unwrap_or_default());
+            let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key, evidence, &result)?;
             tx.put(&job)?;
             Ok(Ok(self.attested(&job, &worker.name, new_entries, keys)))
         })?;
@@ -617,11 +620,22 @@ impl<S: Store> Trust<S> {
         job: &mut JobRecord,
         worker: &Name,
         ephemeral_key: &[u8],
+        evidence: Digest,
+        result: &AttestationResult,
     ) -> Result<Vec<ReleasedKey>, TrustError> {
         let mut keys = Vec::new();
         if job.released {
             return Ok(keys);
         }
+        // The terms were checked with the job's approvals in this transaction
+        // (`check_releasable`); the ledger is charged before any key leaves.
+        self.charge_ledger(tx, job)?;
+        job.release_attestation = Some(perun_core::receipt::ReceiptAttestation {
+            evidence,
+            result: Digest::of(&serde_json::to_vec(result).unwrap_or_default()),
+            attester: result.attester.clone(),
+            claims: result.claims.clone(),
+        });
         for a in job.manifest.assets() {
             let rec: AssetRecord =
                 tx.get(a.asset.as_str())?.ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
@@ -685,30 +699,6 @@ impl<S: Store> Trust<S> {
             tx.put(&MetricRecord { job: job.id, epoch, values, at: now })?;
             Ok(Ok(()))
         })?
-    }
-
-    /// The worker delivers the job's outputs (sealed to the receivers). Refused for a
-    /// revoked job: its outputs are not accepted.
-    pub fn finish(&self, worker: &WorkerRecord, job_id: &str, outputs: Vec<OutputRecord>) -> Result<(), TrustError> {
-        let actor = worker_actor(&worker.name);
-        let outcome = self.store.write(|tx| {
-            let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
-            if let Err(e) = live {
-                return Ok(Err((job, e)));
-            }
-            if !job.released {
-                let e = TrustError::Conflict("the job never attested: it has no outputs to deliver".into());
-                return Ok(Err((job, e)));
-            }
-            job.state = JobState::Finished;
-            job.outputs = outputs;
-            tx.put(&job)?;
-            let names: Vec<String> = job.outputs.iter().map(|o| format!("{} {}", o.name, o.sealed_digest)).collect();
-            let ev = Event::new(AuditKind::JobFinished, actor.as_str(), format!("outputs: {}", names.join(", ")));
-            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
-            Ok(Ok(()))
-        })?;
-        outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
     }
 
     /// The worker reports that it stopped (and wiped); the job is revoked.

@@ -120,8 +120,16 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         (hospital_b, asset_b, AssetKind::Dataset, zeroize::Zeroizing::new(parts[1].to_safetensors()?)),
         (model_owner, model_asset, AssetKind::Model, zeroize::Zeroizing::new(spec_json.to_vec())),
     ];
+    // hospital-a's terms: DP-SGD at epsilon <= 3 per job (delta 1e-5), 8 in all, and it
+    // reviews every model trained on its data before the model owner gets it.
+    let terms = || super::outputs::TermsFile {
+        review: true,
+        privacy: Some(perun_core::PrivacyBudget { epsilon_per_job: 3.0, delta: 1e-5, total_epsilon: 8.0 }),
+        ..Default::default()
+    };
     for (p, asset, kind, plain) in &inputs {
-        let (r, out, info) = world.seal_and_register(p, asset, *kind, plain)?;
+        let t = (p.name() == hospital_a.name()).then(terms);
+        let (r, out, info) = world.seal_and_register_with(p, asset, *kind, plain, t)?;
         println!(
             "  {:<12} {} ({} bytes sealed, content {}…); key registered wrapped to the service",
             p.name().as_str(),
@@ -132,6 +140,9 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         refs.push(r);
     }
     drop(inputs);
+    let a: AssetInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/assets/{asset_a}"), None)?;
+    println!("  hospital-a's signed terms for {asset_a} (`perun asset show`):");
+    super::outputs::print_asset(&a);
     let model_ref = refs.pop().context("model")?;
     println!("  held-out test set: {} rows, which the hospitals give the model owner for evaluation", parts[2].len());
 
@@ -151,22 +162,37 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     );
 
     step(4, "the model owner proposes a job; every owner approves it");
-    let propose = |tag: &str, interval: u64| -> Result<Digest> {
-        world.propose_and_approve(
-            model_owner,
+    // hospital-a's terms ask for DP-SGD: the job declares its (epsilon, delta), and trains
+    // on unstandardised features (fitting a standardiser would leak statistics DP-SGD
+    // does not protect).
+    let privacy = perun_core::DpTarget { epsilon: 3.0, delta: 1e-5, max_grad_norm: 1.0 };
+    let manifest = |tag: &str, interval: u64| -> Result<perun_core::JobManifest> {
+        let hyper = [("standardize".to_owned(), serde_json::json!(false))].into_iter().collect();
+        let mut m = world.manifest(
             format!("{} on two hospitals' data{tag}", spec.name),
             &model_ref,
             &refs,
             added.digest,
             vec![model_owner.name().clone()],
             interval,
-            Default::default(),
+            hyper,
+        )?;
+        m.privacy = Some(privacy);
+        Ok(m)
+    };
+    let propose = |tag: &str, interval: u64| -> Result<Digest> {
+        world.submit_and_approve(
+            model_owner,
+            manifest(tag, interval)?,
             &[model_owner, hospital_a, hospital_b],
             &mut |who, after| println!("  {:<12} approved  -> job is {}", who.as_str(), after.state.as_str()),
         )
     };
     let job = propose("", 1)?;
-    println!("  job {job}");
+    println!(
+        "  job {job}: DP-SGD at epsilon {} (delta {}), per-sample gradients clipped to {}",
+        privacy.epsilon, privacy.delta, privacy.max_grad_norm
+    );
 
     step(5, "the worker attests, receives the keys sealed to its attested key, and trains");
     let offered = agent.offered()?;
@@ -212,21 +238,81 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     std::fs::write(&curve, perun_ml::curve::svg(&spec.name, &report.metrics))?;
     println!("  training curve: {}", curve.display());
 
-    step(6, "the model owner opens its trained model and evaluates it on the held-out set");
+    if let Some(dp) = &report.privacy {
+        println!(
+            "  DP-SGD: noise multiplier {:.3}, Poisson sample rate {:.3}, {} steps: epsilon {:.3} spent at delta {} (Renyi DP accountant)",
+            dp.noise_multiplier, dp.sample_rate, dp.steps, dp.epsilon, dp.target.delta
+        );
+    }
+
+    step(6, "hospital-a reviews the model and releases it; the model owner opens it, checks its receipt, evaluates it");
+    let out_key = format!("/v1/jobs/{job}/outputs/model/key");
+    let early: Result<OutputKey, _> = model_owner.client.call::<(), _>("GET", &out_key, None);
+    println!(
+        "  model owner asks for the model's key before the review: {}",
+        match early {
+            Err(e) => format!("refused ({e})"),
+            Ok(_) => "GIVEN (must never happen)".into(),
+        }
+    );
+    let audit_key = world.service.keys().signing.verifying_key();
+    let receipt: perun_core::receipt::Envelope =
+        hospital_a.client.call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None)?;
+    let statement = receipt.verify(&audit_key)?;
+    println!(
+        "  hospital-a reads the signed receipt (in-toto Statement, DSSE): job {}…, {} inputs, {} approvals, epsilon {:.3}",
+        &statement.predicate.job.to_string()[..19],
+        statement.predicate.inputs.len(),
+        statement.predicate.approvals.len(),
+        statement.predicate.privacy.map_or(0.0, |p| p.epsilon)
+    );
+    let signature = perun_core::sign_digest(
+        hospital_a.keys.signing_key(),
+        perun_trust::service::REVIEW_CONTEXT,
+        &perun_trust::service::review_digest(&job, &receipt),
+    );
+    let reviewed: JobInfo = hospital_a.client.call(
+        "POST",
+        &format!("/v1/jobs/{job}/review"),
+        Some(&ReviewOutput { release: true, signature: Some(signature) }),
+    )?;
+    println!("  hospital-a releases it: review {:?}", reviewed.review.map(|r| r.outcome));
     let info: JobInfo = model_owner.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
     let out = info.outputs.first().context("the job delivered no output")?;
     let sealed_bytes = std::fs::read(&out.location)?;
     if Digest::of(&sealed_bytes) != out.sealed_digest {
         bail!("the delivered model does not match the digest the service recorded");
     }
+    let key: OutputKey = model_owner.client.call::<(), _>("GET", &out_key, None)?;
+    let key_text = perun_seal::wrap::unwrap(&key.wrapped_key, model_owner.keys.age_identity())?;
+    let output_key = perun_seal::AssetKey::parse(std::str::from_utf8(&key_text)?)?;
     let (_, weights) = sealed::open_to_vec(
         &sealed_bytes[..],
         Some(sealed_bytes.len() as u64),
-        model_owner.keys.age_identity(),
+        output_key.identity(),
         Some(AssetKind::Output),
     )?;
+    let receipt_json = serde_json::to_vec(&receipt)?;
+    let checked = super::outputs::verify_receipt(&receipt_json, &weights, &audit_key)?;
+    println!(
+        "  model owner: receipt verified offline against the pinned audit key; the model is its subject ({} subjects)",
+        checked.subject.len()
+    );
+    let mut changed = weights.to_vec();
+    if let Some(b) = changed.last_mut() {
+        *b ^= 1;
+    }
+    match super::outputs::verify_receipt(&receipt_json, &changed, &audit_key) {
+        Err(e) => println!("  the same model with one byte changed: refused ({e})"),
+        Ok(_) => bail!("a changed model verified against the receipt: this must never happen"),
+    }
     let e = perun_ml::evaluate(&spec, &weights, &parts[2], perun_ml::backend::Compute::Cpu)?;
-    println!("  accuracy on {} held-out samples: {:.2}%", e.samples, e.accuracy * 100.0);
+    println!(
+        "  accuracy on {} held-out samples: {:.2}% (trained with DP-SGD at epsilon {})",
+        e.samples,
+        e.accuracy * 100.0,
+        privacy.epsilon
+    );
     for (who, p) in [("hospital-a", hospital_a), ("infra", infra)] {
         let opened = sealed::open_to_vec(&sealed_bytes[..], None, p.keys.age_identity(), None);
         println!(
@@ -282,6 +368,22 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     );
 
+    let a: AssetInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/assets/{asset_a}"), None)?;
+    println!(
+        "  {asset_a}'s ledger: {} jobs released, epsilon {:.1} of 8 spent (the revoked job's keys had left: it is charged)",
+        a.usage.jobs, a.usage.epsilon_spent
+    );
+    let over = model_owner.client.call::<_, JobInfo>(
+        "POST",
+        "/v1/jobs",
+        Some(&ProposeJob { manifest: manifest(" (third run)", 1)? }),
+    );
+    match over {
+        Err(e @ TrustError::TermsRefused(_)) => println!("  a third job at epsilon 3 would overspend: {e}"),
+        Err(e) => bail!("the overspending job was refused for another reason: {e}"),
+        Ok(_) => bail!("a job that overspends the privacy budget was accepted: this must never happen"),
+    }
+
     step(
         8,
         "the trained model is served in a TEE (the sim TEE: software, labelled so); a clinic gets private predictions",
@@ -289,7 +391,6 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     serve_act(&world, &weights, &parts[2])?;
 
     step(9, "every party verifies the audit log and sees only what is its own");
-    let audit_key = world.service.keys().signing.verifying_key();
     for p in &world.parties {
         let log: AuditLog = p.client.call::<(), _>("GET", "/v1/audit", None)?;
         let n = perun_trust::audit::verify_chain(&log.records, &audit_key)?;

@@ -130,6 +130,18 @@ impl LocalWorld {
         kind: AssetKind,
         plain: &[u8],
     ) -> Result<(AssetRef, PathBuf, SealedInfo)> {
+        self.seal_and_register_with(owner, asset, kind, plain, None)
+    }
+
+    /// [`Self::seal_and_register`] with the owner's `terms`, signed by it.
+    pub fn seal_and_register_with(
+        &self,
+        owner: &Party,
+        asset: &str,
+        kind: AssetKind,
+        plain: &[u8],
+        terms: Option<super::outputs::TermsFile>,
+    ) -> Result<(AssetRef, PathBuf, SealedInfo)> {
         let key = AssetKey::generate();
         let dir = self.root.join(owner.name().as_str());
         std::fs::create_dir_all(&dir)?;
@@ -137,7 +149,10 @@ impl LocalWorld {
         key.save(&self.home.asset_key_dir(owner.name()).join(format!("{asset}.key")))?;
         let out = dir.join(format!("{asset}.sealed"));
         let info = sealed::seal_bytes_to_file(plain, kind, &[key.recipient()], &out)?;
+        let name = Name::new(asset)?;
+        let terms = terms.map(|t| t.sign(&name, info.header.content_digest, &owner.keys)).transpose()?;
         let body = RegisterAsset {
+            terms,
             name: Name::new(asset)?,
             kind,
             content_digest: info.header.content_digest,
@@ -189,8 +204,25 @@ impl LocalWorld {
         approvers: &[&Party],
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Digest> {
+        let manifest = self.manifest(name, model, data, policy, receivers, interval_s, hyperparameters)?;
+        self.submit_and_approve(proposer, manifest, approvers, on_approval)
+    }
+
+    /// The manifest of an attested training job of `model` on `data` under `policy`,
+    /// valid for a day.
+    #[allow(clippy::too_many_arguments)]
+    pub fn manifest(
+        &self,
+        name: String,
+        model: &AssetRef,
+        data: &[AssetRef],
+        policy: Digest,
+        receivers: Vec<Name>,
+        interval_s: u64,
+        hyperparameters: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<JobManifest> {
         let now = perun_trust::unix_now();
-        let manifest = JobManifest {
+        Ok(JobManifest {
             schema: MANIFEST_SCHEMA,
             name,
             mode: JobMode::Attested,
@@ -203,11 +235,11 @@ impl LocalWorld {
             receivers,
             purpose: Default::default(),
             approvers: Default::default(),
+            privacy: None,
             attestation_interval_s: interval_s,
             created_at: now,
             expires_at: now + 24 * 3600,
-        };
-        self.submit_and_approve(proposer, manifest, approvers, on_approval)
+        })
     }
 
     /// Proposes `manifest` (by `proposer`) and has each of `approvers` read it, recompute
@@ -279,6 +311,7 @@ impl LocalWorld {
             hyperparameters: Default::default(),
             receivers: vec![owner.name().clone()],
             approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(n)).collect(),
+            privacy: None,
             attestation_interval_s: 5,
             created_at: now,
             expires_at: now + 24 * 3600,

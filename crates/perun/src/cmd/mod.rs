@@ -11,6 +11,7 @@ macro_rules! say {
 
 pub mod attest;
 pub mod bench;
+pub mod bench_dp;
 pub mod bench_overhead;
 pub mod bench_tee;
 pub mod bench_trust;
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod enclave;
 pub mod id;
 pub mod local;
+pub mod outputs;
 pub mod remote;
 pub mod seal;
 pub mod serve;

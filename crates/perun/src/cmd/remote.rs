@@ -215,6 +215,11 @@ pub enum AssetCmd {
         /// absolute path.
         #[arg(long)]
         location: Option<String>,
+        /// Your terms for the asset (JSON: expires_at, max_jobs, modes, receivers,
+        /// review, privacy {epsilon_per_job, delta, total_epsilon}); signed here and
+        /// enforced by the service at every key release.
+        #[arg(long)]
+        terms: Option<PathBuf>,
         #[command(flatten)]
         who: As,
     },
@@ -223,12 +228,19 @@ pub enum AssetCmd {
         #[command(flatten)]
         who: As,
     },
+    /// One of your assets, with its terms and the budget left.
+    Show {
+        /// The asset's name.
+        name: Name,
+        #[command(flatten)]
+        who: As,
+    },
 }
 
 /// Runs `perun asset`.
 pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
     match cmd {
-        AssetCmd::Register { name, sealed, key, location, who } => {
+        AssetCmd::Register { name, sealed, key, location, terms, who } => {
             let key = AssetKey::load(&key)?;
             let header = read_header(&sealed, &key)?;
             let location = match location {
@@ -238,7 +250,16 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
             let c = client(home, Some(&who.who))?;
             let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
             let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+            let terms = match terms {
+                Some(f) => Some(super::outputs::TermsFile::load(&f)?.sign(
+                    &name,
+                    header.content_digest,
+                    &home.load_identity(&who.who)?,
+                )?),
+                None => None,
+            };
             let body = RegisterAsset {
+                terms,
                 name,
                 kind: header.kind,
                 content_digest: header.content_digest,
@@ -261,6 +282,15 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
             for a in list {
                 show!("{:<20} {:<8} {} {}", a.name.as_str(), a.kind.as_str(), a.content_digest, a.location);
             }
+            Ok(())
+        }
+        AssetCmd::Show { name, who } => {
+            let a: AssetInfo =
+                client(home, Some(&who.who))?.call::<(), _>("GET", &format!("/v1/assets/{name}"), None)?;
+            if who.json {
+                return print_json(&a);
+            }
+            super::outputs::print_asset(&a);
             Ok(())
         }
     }
@@ -333,6 +363,16 @@ pub enum JobCmd {
         /// Hyper-parameter overrides, `key=value` (JSON values).
         #[arg(long = "hyper")]
         hyper: Vec<String>,
+        /// Train with DP-SGD to this epsilon for the whole job (the data owners' terms
+        /// may require it); needs --dp-delta.
+        #[arg(long, requires = "dp_delta")]
+        dp_epsilon: Option<f64>,
+        /// The delta of the DP guarantee.
+        #[arg(long, requires = "dp_epsilon")]
+        dp_delta: Option<f64>,
+        /// The L2 norm each sample's gradient is clipped to.
+        #[arg(long, default_value_t = 1.0)]
+        dp_clip: f64,
         /// Also write the manifest to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -383,6 +423,40 @@ pub enum JobCmd {
         #[command(flatten)]
         who: As,
     },
+    /// Review a finished job's outputs (your terms ask for it): read its receipt and
+    /// metrics, then release them to the receivers (signed) or refuse them.
+    Review {
+        /// The job id.
+        job: Digest,
+        /// Release the outputs to the receivers.
+        #[arg(long, conflicts_with = "refuse", required_unless_present = "refuse")]
+        release: bool,
+        /// Refuse them: they never reach the receivers.
+        #[arg(long)]
+        refuse: bool,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Save a finished job's training receipt, verified under the pinned audit key.
+    Receipt {
+        /// The job id.
+        job: Digest,
+        /// Where to write it (never over a file).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        who: As,
+    },
+    /// Open a finished job's model (as a receiver) and write its weights (mode 0600).
+    Output {
+        /// The job id.
+        job: Digest,
+        /// Where to write the weights (never over a file).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        who: As,
+    },
 }
 
 /// Runs `perun job`.
@@ -402,6 +476,9 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             interval,
             expires_in,
             hyper,
+            dp_epsilon,
+            dp_delta,
+            dp_clip,
             out,
             who,
         } => {
@@ -433,6 +510,11 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 receivers,
                 purpose: if serve { JobPurpose::Serve } else { JobPurpose::Train },
                 approvers: approvers.into_iter().collect(),
+                privacy: dp_epsilon.zip(dp_delta).map(|(epsilon, delta)| perun_core::DpTarget {
+                    epsilon,
+                    delta,
+                    max_grad_norm: dp_clip,
+                }),
                 attestation_interval_s: interval,
                 created_at: now,
                 expires_at: now.saturating_add(expires_in),
@@ -527,6 +609,9 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        JobCmd::Review { job, release, refuse: _, who } => super::outputs::review(home, &job, release, &who),
+        JobCmd::Receipt { job, out, who } => super::outputs::receipt(home, &job, &out, &who),
+        JobCmd::Output { job, out, who } => super::outputs::output(home, &job, &out, &who),
         JobCmd::Revoke { job, reason, who } => {
             let info: JobInfo = client(home, Some(&who.who))?.call(
                 "POST",
@@ -742,7 +827,7 @@ pub enum AuditCmd {
 }
 
 /// The service's audit key from its base64 form.
-fn audit_key(b64: &str) -> Result<ed25519_dalek::VerifyingKey> {
+pub(crate) fn audit_key(b64: &str) -> Result<ed25519_dalek::VerifyingKey> {
     use base64::Engine as _;
     let raw = base64::engine::general_purpose::STANDARD.decode(b64).context("the service's audit key is not base64")?;
     ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")

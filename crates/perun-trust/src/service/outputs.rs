@@ -1,0 +1,257 @@
+//! A finished job's outputs: the worker's delivery, the signed training receipt, and the
+//! owners' review before the outputs reach the receivers.
+//!
+//! Without review, the worker seals each output to the receivers itself. Where an asset's
+//! terms ask for review, the worker seals each output under a fresh key and wraps that key
+//! to the service (like an asset key); the service rewraps it to the receivers only after
+//! every reviewing owner signed a release of this job and receipt. A refusal leaves the
+//! key wrapped to the service alone: the receivers never get it.
+
+use perun_core::receipt::{Envelope, ReceiptApproval, Statement, Subject, TrainingPredicate};
+use perun_core::{verify_digest, Digest, Name};
+
+use super::jobs::{is_party, job_in};
+use super::terms::reviewers;
+use super::worker_actor;
+use super::Trust;
+use crate::audit::{AuditKind, Event};
+use crate::records::{ApprovalRecord, JobRecord, JobState, Review, ReviewOutcome, StakeholderRecord, WorkerRecord};
+use crate::store::{Store, Tx, TxExt as _};
+use crate::wire::{FinishJob, JobInfo, OutputKey, ReviewOutput};
+use crate::TrustError;
+
+/// The signature context of an owner's release of a job's outputs.
+pub const REVIEW_CONTEXT: &str = "output-release/v1";
+
+/// Slack on the epsilon a worker reports against the manifest's (floating point).
+const EPSILON_SLACK: f64 = 1e-9;
+
+/// What a reviewing owner signs to release `job`'s outputs: the job and the exact receipt
+/// it read (its DSSE payload).
+pub fn review_digest(job: &Digest, receipt: &Envelope) -> Digest {
+    Digest::of_parts(&[REVIEW_CONTEXT.as_bytes(), job.as_bytes(), receipt.payload.as_bytes()])
+}
+
+impl<S: Store> Trust<S> {
+    /// The worker delivers the job's outputs, the model's digest and the privacy it
+    /// spent. Refused for a revoked job, for a job whose keys never left, for privacy
+    /// that is not the manifest's, and, under review, for an output whose key is not
+    /// wrapped to this service. On success the service signs the training receipt.
+    pub fn finish(&self, worker: &WorkerRecord, job_id: &str, body: FinishJob) -> Result<(), TrustError> {
+        let actor = worker_actor(&worker.name);
+        let outcome = self.store.write(|tx| {
+            let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
+            if let Err(e) = live {
+                return Ok(Err((job, e)));
+            }
+            if !job.released {
+                let e = TrustError::Conflict("the job never attested: it has no outputs to deliver".into());
+                return Ok(Err((job, e)));
+            }
+            if let Err(e) = check_privacy(&job, &body) {
+                return Ok(Err((job, e)));
+            }
+            let reviewers = reviewers(tx, &job.manifest)?;
+            if !reviewers.is_empty() {
+                let wrapped = |o: &crate::records::OutputRecord| {
+                    o.wrapped_key
+                        .as_ref()
+                        .is_some_and(|k| perun_seal::wrap::unwrap(&k.0, self.keys.wrap.identity()).is_ok())
+                };
+                if let Some(o) = body.outputs.iter().find(|o| !wrapped(o)) {
+                    let e = TrustError::BadRequest(format!(
+                        "output `{}` must be sealed under a key wrapped to this service: its owners review it",
+                        o.name
+                    ));
+                    return Ok(Err((job, e)));
+                }
+                job.review = Some(Review {
+                    reviewers: reviewers.into_iter().collect(),
+                    released_by: Default::default(),
+                    refused_by: None,
+                    outcome: ReviewOutcome::Pending,
+                });
+            }
+            job.state = JobState::Finished;
+            job.outputs = body.outputs.clone();
+            job.receipt = Some(self.sign_receipt(tx, &job, &worker.name, &body)?);
+            tx.put(&job)?;
+            let names: Vec<String> = job.outputs.iter().map(|o| format!("{} {}", o.name, o.sealed_digest)).collect();
+            let spent = body.privacy.map(|p| format!("; DP-SGD epsilon {:.4} spent", p.epsilon)).unwrap_or_default();
+            let review = if job.review.is_some() { "; held for the owners' review" } else { "" };
+            let detail = format!("outputs: {}{spent}{review}; receipt signed", names.join(", "));
+            let ev = Event::new(AuditKind::JobFinished, actor.as_str(), detail);
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            Ok(Ok(()))
+        })?;
+        outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
+    }
+
+    fn sign_receipt(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRecord,
+        worker: &Name,
+        body: &FinishJob,
+    ) -> Result<Envelope, TrustError> {
+        let mut approvals = Vec::new();
+        for who in job.manifest.required_approvers() {
+            let a: Option<ApprovalRecord> = tx.get(&format!("{}/{}", job.id, who))?;
+            if let Some(a) = a {
+                approvals.push(ReceiptApproval { approver: a.approver, signature: a.signature });
+            }
+        }
+        let mut subject = Vec::new();
+        if let Some(d) = &body.model_digest {
+            subject.push(Subject::sha256("model.safetensors", d));
+        }
+        for o in &body.outputs {
+            subject.push(Subject::sha256(&format!("{}.sealed", o.name), &o.sealed_digest));
+        }
+        let predicate = TrainingPredicate {
+            job: job.id,
+            name: job.manifest.name.clone(),
+            inputs: job.manifest.assets().cloned().collect(),
+            approvals,
+            policy: job.manifest.platform_policy,
+            worker: worker.clone(),
+            attestation: job.release_attestation.clone(),
+            privacy: body.privacy,
+            receivers: job.manifest.receivers.clone(),
+            finished_at: self.now(),
+        };
+        Ok(Statement::new(subject, predicate).sign(&self.keys.signing))
+    }
+
+    /// A finished job's signed receipt, for its parties.
+    pub fn receipt(&self, caller: &Name, job_id: &str) -> Result<Envelope, TrustError> {
+        let job = self.job_record(job_id)?;
+        if !is_party(&job, caller) {
+            return Err(TrustError::NotFound(format!("no job {job_id}")));
+        }
+        job.receipt.ok_or_else(|| TrustError::NotFound(format!("job {job_id} has no receipt yet: it has not finished")))
+    }
+
+    /// A reviewing owner releases or refuses a finished job's outputs. When the last
+    /// reviewer releases, each output key is wrapped to each receiver; a refusal is final.
+    pub fn review(&self, caller: &Name, job_id: &str, body: ReviewOutput) -> Result<JobInfo, TrustError> {
+        let job = self.job_record(job_id)?;
+        if !is_party(&job, caller) {
+            return Err(TrustError::NotFound(format!("no job {job_id}")));
+        }
+        let outcome = self.store.write(|tx| {
+            let mut job = job_in(tx, job_id)?;
+            let (Some(review), Some(receipt)) = (job.review.clone(), job.receipt.clone()) else {
+                return Ok(Err(TrustError::Conflict(format!("job {job_id} has no output under review"))));
+            };
+            if !review.reviewers.contains(caller) {
+                return Ok(Err(TrustError::Forbidden(format!("{caller}'s terms do not ask to review job {job_id}"))));
+            }
+            if review.outcome != ReviewOutcome::Pending {
+                let done = if review.outcome == ReviewOutcome::Released { "released" } else { "refused" };
+                return Ok(Err(TrustError::Conflict(format!("the outputs of job {job_id} were already {done}"))));
+            }
+            let mut review = review;
+            if body.release {
+                let Some(sig) = body.signature else {
+                    return Ok(Err(TrustError::BadRequest("a release must be signed".into())));
+                };
+                let s: StakeholderRecord =
+                    tx.get(caller.as_str())?.ok_or_else(|| TrustError::Unauthenticated(format!("{caller}")))?;
+                let key = s.identity.verifying_key().map_err(|e| TrustError::Store(e.to_string()))?;
+                if verify_digest(&key, REVIEW_CONTEXT, &review_digest(&job.id, &receipt), &sig).is_err() {
+                    return Ok(Err(TrustError::Forbidden(format!(
+                        "the release signature of {caller} does not cover job {job_id} and its receipt"
+                    ))));
+                }
+                review.released_by.insert(caller.clone(), sig);
+                if review.reviewers.iter().all(|r| review.released_by.contains_key(r)) {
+                    review.outcome = ReviewOutcome::Released;
+                    self.wrap_outputs_to_receivers(tx, &mut job)?;
+                }
+            } else {
+                review.outcome = ReviewOutcome::Refused;
+                review.refused_by = Some(caller.clone());
+            }
+            let detail = match review.outcome {
+                ReviewOutcome::Released => format!("{caller} released the outputs: they are wrapped to the receivers"),
+                ReviewOutcome::Refused => format!("{caller} refused the outputs: they never reach the receivers"),
+                ReviewOutcome::Pending => format!("{caller} released the outputs; other reviewers pending"),
+            };
+            job.review = Some(review);
+            tx.put(&job)?;
+            let ev = Event::new(AuditKind::OutputReviewed, caller.as_str(), detail);
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+            Ok(Ok(job))
+        })?;
+        match outcome {
+            Ok(job) => self.job(caller, &job.id.to_string()),
+            Err(e) => Err(self.refused(caller.as_str(), Some(&job), e)),
+        }
+    }
+
+    fn wrap_outputs_to_receivers(&self, tx: &mut dyn Tx, job: &mut JobRecord) -> Result<(), TrustError> {
+        for o in &job.outputs {
+            let Some(wrapped) = &o.wrapped_key else { continue };
+            let key = perun_seal::wrap::unwrap(&wrapped.0, self.keys.wrap.identity())?;
+            for r in &job.manifest.receivers {
+                let s: StakeholderRecord =
+                    tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
+                let recipient = perun_seal::keys::parse_recipient(&s.identity.age_recipient)?;
+                let to_receiver = perun_seal::wrap::wrap(&key, &recipient)?;
+                job.output_keys.insert(format!("{r}/{}", o.name), perun_core::HexBytes(to_receiver));
+            }
+        }
+        Ok(())
+    }
+
+    /// An output's key wrapped to `caller`, a receiver, once every reviewer released it.
+    pub fn output_key(&self, caller: &Name, job_id: &str, output: &str) -> Result<OutputKey, TrustError> {
+        let job = self.job_record(job_id)?;
+        if !is_party(&job, caller) {
+            return Err(TrustError::NotFound(format!("no job {job_id}")));
+        }
+        if !job.manifest.receivers.contains(caller) {
+            return Err(TrustError::Forbidden(format!("{caller} is not a receiver of job {job_id}")));
+        }
+        match job.review.as_ref().map(|r| r.outcome) {
+            Some(ReviewOutcome::Released) => {}
+            Some(ReviewOutcome::Refused) => {
+                return Err(TrustError::Forbidden(format!("the owners refused the outputs of job {job_id}")))
+            }
+            Some(ReviewOutcome::Pending) => {
+                return Err(TrustError::Conflict(format!("the outputs of job {job_id} await the owners' review")))
+            }
+            None => {
+                return Err(TrustError::NotFound(format!(
+                    "job {job_id}'s outputs are sealed to the receivers directly: open them with your own key"
+                )))
+            }
+        }
+        let k = job
+            .output_keys
+            .get(&format!("{caller}/{output}"))
+            .ok_or_else(|| TrustError::NotFound(format!("job {job_id} has no output `{output}`")))?;
+        Ok(OutputKey { output: output.to_owned(), wrapped_key: k.0.clone() })
+    }
+}
+
+/// The worker's privacy report must be the manifest's target, spent within it.
+fn check_privacy(job: &JobRecord, body: &FinishJob) -> Result<(), TrustError> {
+    match (&job.manifest.privacy, &body.privacy) {
+        (None, None) => Ok(()),
+        (Some(t), Some(p)) if p.target == *t && p.epsilon.is_finite() && p.epsilon <= t.epsilon + EPSILON_SLACK => {
+            Ok(())
+        }
+        (Some(t), Some(p)) => Err(TrustError::BadRequest(format!(
+            "the worker reports epsilon {} for target {:?}, but the manifest asks epsilon {} with {:?}",
+            p.epsilon, p.target, t.epsilon, t
+        ))),
+        (Some(_), None) => {
+            Err(TrustError::BadRequest("the job declares privacy: the worker must report what it spent".into()))
+        }
+        (None, Some(_)) => {
+            Err(TrustError::BadRequest("the job declares no privacy, but the worker reports some".into()))
+        }
+    }
+}
