@@ -35,7 +35,19 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     // Act 6: the model owner's accuracy; nobody else opens the model.
     let acc = line_with(&stdout, "held-out samples:");
     let pct: f64 = acc.rsplit(' ').next().unwrap().trim_end_matches('%').parse().unwrap();
-    assert!(pct >= 95.0, "{acc}");
+    // Trained with DP-SGD at epsilon 3 (its noise is fresh each run): well above the
+    // majority class's 63%; `perun bench dp` measures the accuracy DP costs.
+    assert!(pct >= 70.0, "{acc}");
+    assert!(stdout.contains("noise multiplier") && stdout.contains("epsilon 3.000 spent"), "{stdout}");
+    // hospital-a's review: nothing reaches the model owner before it; the receipt binds
+    // the model, and the model changed by a byte is refused.
+    assert!(line_with(&stdout, "before the review").contains("refused"), "{stdout}");
+    assert!(line_with(&stdout, "hospital-a releases it").contains("Released"), "{stdout}");
+    assert!(line_with(&stdout, "receipt verified offline").contains("is its subject"), "{stdout}");
+    assert!(line_with(&stdout, "one byte changed").contains("refused"), "{stdout}");
+    // The budget: two jobs charged, a third refused naming the term.
+    assert!(line_with(&stdout, "ledger:").contains("2 jobs released, epsilon 6.0 spent"), "{stdout}");
+    assert!(line_with(&stdout, "third job").contains("`privacy.total_epsilon`"), "{stdout}");
     assert_eq!(stdout.matches("tries to open the model: refused").count(), 2, "{stdout}");
     // Act 3: the development anchors are said on screen.
     assert!(line_with(&stdout, "DEVELOPMENT: it trusts EK certificates").contains("outside the shipped"), "{stdout}");
@@ -61,7 +73,7 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     assert!(line_with(&stdout, "production policy").contains("does not name that key"), "{stdout}");
     let served = line_with(&stdout, "private predictions in");
     let pct: f64 = served.rsplit('(').next().unwrap().trim_end_matches(")").trim_end_matches('%').parse().unwrap();
-    assert!(pct >= 90.0, "{served}");
+    assert!(pct >= 70.0, "{served}");
     assert!(line_with(&stdout, "own copy gives").contains("the same"), "{stdout}");
     assert!(stdout.contains("serving job finished"), "{stdout}");
     // Act 9: the audit chain verifies for every party; the provider, a party of the jobs

@@ -90,6 +90,15 @@ pub enum BenchCmd {
         /// Trainings per row (accuracy is their mean).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Epochs (default: the model spec's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Batch size, the expected size of a Poisson batch under DP (default: the spec's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Learning rate (default: the spec's).
+        #[arg(long)]
+        lr: Option<f64>,
     },
     /// Time per training sample of one job in `tee` mode (sim TEE) and in `attested` mode.
     TeeTrain {
@@ -122,7 +131,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
         BenchCmd::Overhead { samples, epochs } => super::bench_overhead::run(samples.max(10), epochs.max(1)),
         BenchCmd::Predict { requests, batch } => super::bench_tee::predict(requests.max(1), batch),
-        BenchCmd::Dp { repeats } => super::bench_dp::run(repeats.max(1)),
+        BenchCmd::Dp { repeats, epochs, batch, lr } => super::bench_dp::run(repeats.max(1), epochs, batch, lr),
         BenchCmd::TeeTrain { epochs } => super::bench_tee::tee_train(epochs.max(1)),
         BenchCmd::Trust { workers, rounds, clients, threads, postgres, sqlite_only } => super::bench_trust::run(
             workers.max(1),

@@ -8,8 +8,9 @@ use perun_ml::backend::Compute;
 
 use crate::embedded;
 
-/// Runs the benchmark: `repeats` trainings per row (accuracy mean and range).
-pub fn run(repeats: usize) -> Result<()> {
+/// Runs the benchmark: `repeats` trainings per row (accuracy mean and range), with the
+/// spec's epochs, batch size and learning rate unless given.
+pub fn run(repeats: usize, epochs: Option<usize>, batch: Option<usize>, lr: Option<f64>) -> Result<()> {
     let full = perun_seal::dataset::import_csv(embedded::BREAST_CANCER_CSV, "diagnosis")?;
     let mut parts = full.split(&[0.8, 0.2], 11)?;
     let test = parts.pop().context("split")?;
@@ -18,6 +19,10 @@ pub fn run(repeats: usize) -> Result<()> {
     // Under DP the standardiser would leak statistics: every row trains without it.
     spec.training.standardize = false;
     spec.training.validation_fraction = 0.0;
+    spec.training.epochs = epochs.unwrap_or(spec.training.epochs);
+    spec.training.batch_size = batch.unwrap_or(spec.training.batch_size);
+    spec.optimizer.lr = lr.unwrap_or(spec.optimizer.lr);
+    spec.validate()?;
     println!(
         "breast-cancer MLP ({} training rows, {} held out), {} epochs, batch {}, Adam lr {}, delta 1e-5, clip 1.0",
         train.len(),
