@@ -63,6 +63,18 @@ pub struct DpTarget {
     pub max_grad_norm: f64,
 }
 
+impl DpTarget {
+    /// Checks the ranges: epsilon in (0, 100], delta in (0, 0.01], `max_grad_norm` in
+    /// (0, 1000], all finite; the error says so.
+    pub fn check(&self) -> Result<(), String> {
+        let ok = |x: f64, hi: f64| x.is_finite() && x > 0.0 && x <= hi;
+        if ok(self.epsilon, 100.0) && ok(self.delta, 0.01) && ok(self.max_grad_norm, 1000.0) {
+            return Ok(());
+        }
+        Err("privacy: epsilon must be in (0, 100], delta in (0, 0.01], max_grad_norm in (0, 1000]".into())
+    }
+}
+
 /// What a job does with its assets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,13 +231,10 @@ impl JobManifest {
             ));
         }
         if let Some(p) = &self.privacy {
-            let ok = |x: f64, hi: f64| x.is_finite() && x > 0.0 && x <= hi;
             if self.purpose != JobPurpose::Train {
                 return bad("privacy applies to training jobs only");
             }
-            if !ok(p.epsilon, 100.0) || !ok(p.delta, 0.01) || !ok(p.max_grad_norm, 1000.0) {
-                return bad("privacy: epsilon must be in (0, 100], delta in (0, 0.01], max_grad_norm in (0, 1000]");
-            }
+            p.check().map_err(CoreError::InvalidManifest)?;
         }
         if self.hyperparameters.len() > 64
             || self.receivers.len() > 64

@@ -297,13 +297,7 @@ impl ModelSpec {
             )));
         }
         if let Some(p) = &t.privacy {
-            let ok = |x: f64, hi: f64| x.is_finite() && x > 0.0 && x <= hi;
-            if !ok(p.epsilon, 100.0) || !ok(p.delta, 0.01) || !ok(p.max_grad_norm, 1000.0) {
-                return Err(MlError::Spec(
-                    "training.privacy: epsilon must be in (0, 100], delta in (0, 0.01], max_grad_norm in (0, 1000]"
-                        .into(),
-                ));
-            }
+            p.check().map_err(|e| MlError::Spec(format!("training.{e}")))?;
             if t.standardize {
                 return Err(MlError::Spec(
                     "training.privacy: standardize fits means and deviations to the training data, which DP-SGD \
