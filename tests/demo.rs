@@ -42,7 +42,7 @@ fn the_demo_plays_every_act_and_leaves_no_plaintext_behind() {
     // hospital-a's review: nothing reaches the model owner before it; the receipt binds
     // the model, and the model changed by a byte is refused.
     assert!(line_with(&stdout, "before the review").contains("refused"), "{stdout}");
-    assert!(line_with(&stdout, "hospital-a releases it").contains("Released"), "{stdout}");
+    assert!(line_with(&stdout, "hospital-a releases it").contains("review released"), "{stdout}");
     assert!(line_with(&stdout, "receipt verified offline").contains("is its subject"), "{stdout}");
     assert!(line_with(&stdout, "one byte changed").contains("refused"), "{stdout}");
     // The budget: two jobs charged, a third refused naming the term.

@@ -22,13 +22,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{Scratch, Service};
+use perun_client::{Caller, Client, ClientError};
 use perun_core::{Digest, Name};
+use perun_proto::wire::{AuditLog, ServiceInfo};
 use perun_seal::StakeholderKeys;
 use perun_trust::audit::{verify_chain, AuditKind, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::store::{Store as _, TxExt as _};
-use perun_trust::wire::{AuditLog, ServiceInfo};
-use perun_trust::{AnyStore, Caller, Client, TrustError};
+use perun_trust::AnyStore;
 use perun_worker::sim::{self, Parties, SimWorker};
 use perun_worker::{Agent, WorkerError};
 
@@ -66,7 +67,7 @@ struct Stats {
 
 /// Whether an error is the outage's: no answer, so the request may or may not be done.
 fn outage(e: &WorkerError) -> bool {
-    matches!(e, WorkerError::Trust(TrustError::Transport(_) | TrustError::TooManyRequests(_)))
+    matches!(e, WorkerError::Trust(ClientError::Transport { .. } | ClientError::TooManyRequests(_)))
 }
 
 /// Calls `f` until the service answers (anything but an outage error); the answer, and
@@ -123,7 +124,7 @@ impl Sim {
             let nonce = match r {
                 Ok(c) => c.nonce,
                 // The lost answer's claim was done: the job is this worker's.
-                Err(WorkerError::Trust(TrustError::Conflict(_))) if unanswered => {
+                Err(WorkerError::Trust(ClientError::Conflict(_))) if unanswered => {
                     st.lost_claims.fetch_add(1, SeqCst);
                     let (n, _) = answered(st, "nonce", || self.w.session().nonce(&job));
                     n.unwrap_or_else(|e| panic!("{me}: no nonce after a claim whose answer was lost: {e}"))
@@ -193,7 +194,7 @@ fn stakeholders(
         let (r, unanswered) = answered(st, "proposal", || Parties::propose(&oc, manifest.clone()));
         match r {
             Ok(info) => assert_eq!(info.id, id),
-            Err(WorkerError::Trust(TrustError::Conflict(_))) if unanswered => {
+            Err(WorkerError::Trust(ClientError::Conflict(_))) if unanswered => {
                 st.lost_proposals.fetch_add(1, SeqCst);
             }
             Err(e) => panic!("proposal of job {i}: {e}"),

@@ -10,15 +10,16 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
+use perun_client::{Caller, Client, ClientError};
 use perun_core::Name;
+use perun_proto::wire::{Attested, JobInfo};
 use perun_trust::audit::{verify_chain, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::server::Running;
 use perun_trust::store::local_cluster::LocalCluster;
 use perun_trust::store::postgres::StoreTls;
 use perun_trust::store::{Store, Table, TxExt as _};
-use perun_trust::wire::{Attested, JobInfo};
-use perun_trust::{AnyStore, Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
+use perun_trust::{AnyStore, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
 use perun_worker::sim::{Parties, SimWorker};
 use perun_worker::Agent;
 
@@ -113,7 +114,7 @@ fn two_replicas_given_the_same_attestation_at_once_release_its_keys_once() {
         let clients = [sim.session().client_at(&p.anon[0]), sim.session().client_at(&p.anon[1])];
         let barrier = Barrier::new(2);
         let path = format!("/v1/jobs/{job}/attest");
-        let answers: Vec<Result<Attested, TrustError>> = std::thread::scope(|sc| {
+        let answers: Vec<Result<Attested, ClientError>> = std::thread::scope(|sc| {
             let hs: Vec<_> = clients
                 .iter()
                 .map(|c| {
@@ -132,7 +133,7 @@ fn two_replicas_given_the_same_attestation_at_once_release_its_keys_once() {
         Agent::open_keys(&job, &eph, ok[0]).unwrap();
         for e in answers.iter().filter_map(|a| a.as_ref().err()) {
             assert!(
-                !matches!(e, TrustError::Transport(_) | TrustError::Store(_)),
+                !matches!(e, ClientError::Transport { .. } | ClientError::Internal(_)),
                 "the loser failed instead of being refused: {e}"
             );
             refused.push(e.to_string());
@@ -177,13 +178,13 @@ fn a_replica_with_keys_of_its_own_is_refused_and_clients_fail_over() {
     };
     let live = p.servers[1].url();
     let c = Client::replicated(&[dead.clone(), live.clone()], fp, Caller::Anonymous).unwrap();
-    let info: perun_trust::wire::ServiceInfo = c.call::<(), _>("GET", "/v1/service", None).unwrap();
+    let info: perun_proto::wire::ServiceInfo = c.call::<(), _>("GET", "/v1/service", None).unwrap();
     assert_eq!(info.tls_fingerprint, fp);
     assert_eq!(c.base(), live);
     // Every address dead: the error names the service, nothing hangs.
     let c = Client::replicated(&[dead.clone(), dead], fp, Caller::Anonymous).unwrap();
     match c.call::<(), serde_json::Value>("GET", "/v1/service", None) {
-        Err(TrustError::Transport(m)) => assert!(m.contains("perun serve"), "{m}"),
+        Err(ClientError::Transport { detail, .. }) => assert!(detail.contains("perun serve"), "{detail}"),
         r => panic!("{r:?}"),
     }
 }
@@ -318,7 +319,7 @@ fn a_missed_attestation_is_revoked_once_when_both_replicas_sweep_at_once() {
     let revoked = raw
         .iter()
         .map(|b| serde_json::from_slice::<AuditRecord>(b).unwrap())
-        .filter(|r| r.body.kind == perun_trust::audit::AuditKind::JobRevoked && r.body.job == Some(job))
+        .filter(|r| r.body.kind == perun_proto::audit::AuditKind::JobRevoked && r.body.job == Some(job))
         .count();
     assert_eq!(revoked, 1, "the revocation is audited {revoked} times");
     verified_chain(p.trust[1].store(), &p.trust[1].keys().signing.verifying_key());

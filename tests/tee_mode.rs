@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeEvidence, TeeKind, TeePolicy};
+use perun_client::{Caller, Client, ClientError};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_enclave::enclave::Enclave;
@@ -23,14 +24,14 @@ use perun_enclave::serve::{RunningEnclave, Serving};
 use perun_enclave::source::{EvidenceSource, SimTee};
 use perun_enclave::{EnclaveError, Querier, RemoteModel};
 use perun_ml::backend::Compute;
+use perun_proto::audit::AuditKind;
+use perun_proto::auth::SignedHeaders;
+use perun_proto::wire::*;
+use perun_proto::JobState;
 use perun_seal::release::{request_info, seal_request, EphemeralKey};
 use perun_seal::{AssetKey, StakeholderKeys};
-use perun_trust::audit::AuditKind;
-use perun_trust::auth::SignedHeaders;
-use perun_trust::records::JobState;
 use perun_trust::server::Running;
-use perun_trust::wire::*;
-use perun_trust::{AnyStore, Caller, Client, Trust, TrustError};
+use perun_trust::{AnyStore, Trust};
 
 const BC: &[u8] = include_bytes!("../examples/datasets/breast_cancer_wisconsin.csv");
 const BC_MLP: &[u8] = include_bytes!("../examples/models/breast-cancer-mlp.json");
@@ -183,7 +184,7 @@ impl World {
         eph: &EphemeralKey,
         nonce: &str,
         evidence: TeeEvidence,
-    ) -> Result<EnclaveAttested, TrustError> {
+    ) -> Result<EnclaveAttested, ClientError> {
         let req = AttestEnclave {
             enclave: name(enclave),
             nonce: nonce.to_owned(),
@@ -193,7 +194,7 @@ impl World {
         self.anon.call("POST", &format!("/v1/enclave/jobs/{job}/attest"), Some(&req))
     }
 
-    fn nonce(&self, job: &Digest, enclave: &str) -> Result<String, TrustError> {
+    fn nonce(&self, job: &Digest, enclave: &str) -> Result<String, ClientError> {
         let n: NonceIssued = self.anon.call(
             "POST",
             &format!("/v1/enclave/jobs/{job}/nonce"),
@@ -290,7 +291,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // and the job stays ready (a stranger's bad report must not end it).
     let r = Enclave::claim(&w.anon, name("stranger"), Box::new(sim(2)), job);
     assert!(
-        matches!(&r, Err(EnclaveError::Trust(TrustError::Refused { reason, .. })) if reason.contains("does not name that key")),
+        matches!(&r, Err(EnclaveError::Trust(ClientError::Refused { reason, .. })) if reason.contains("does not name that key")),
         "{r:?}"
     );
     // Report data bound to another key: the report names key B, the request key A.
@@ -299,7 +300,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &b.public_bytes());
     let ev = sim(1).evidence(binding.as_bytes()).unwrap();
     let r = w.send(&job, "swapper", &a, &nonce, ev);
-    assert!(matches!(&r, Err(TrustError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
 
     // The named sim TEE claims the job and receives the model key.
@@ -307,18 +308,18 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert_eq!(claim.claims.kind, TeeKind::Sim);
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Running, 1));
     // Nobody else can claim it now, or report in its name without its token.
-    assert!(matches!(w.nonce(&job, "tee-2"), Err(TrustError::Conflict(_))));
+    assert!(matches!(w.nonce(&job, "tee-2"), Err(ClientError::Conflict(_))));
     let nonce = w.nonce(&job, "tee-1").unwrap();
     let eph = EphemeralKey::generate();
     let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
     let r = w.send(&job, "tee-1", &eph, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
-    assert!(matches!(r, Err(TrustError::Unauthenticated(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
 
     // Its name is taken while it runs: another job cannot be claimed under it (which
     // would replace its token).
     let other = w.job(JobPurpose::Serve, &model, &[], policy, "second");
     let r = Enclave::claim(&w.anon, name("tee-1"), Box::new(sim(1)), other);
-    assert!(matches!(&r, Err(EnclaveError::Trust(TrustError::Conflict(m))) if m.contains("in use")), "{r:?}");
+    assert!(matches!(&r, Err(EnclaveError::Trust(ClientError::Conflict(m))) if m.contains("in use")), "{r:?}");
     assert_eq!((w.state(&other), w.releases(&other)), (JobState::Ready, 0));
 
     let serving = Serving::open(claim, Compute::Cpu, false).unwrap();
@@ -493,7 +494,7 @@ fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
         let nonce = w.nonce(&job, "sgx-1").unwrap();
         let r = w.send(&job, "sgx-1", &EphemeralKey::generate(), &nonce, evidence.clone());
         w.clock.store(today, Ordering::SeqCst);
-        let Err(TrustError::Refused { reason, failures }) = r else { panic!("{r:?}") };
+        let Err(ClientError::Refused { reason, failures }) = r else { panic!("{r:?}") };
         assert!(reason.contains(why), "{reason}");
         // The recorded quote binds its own report data, never this nonce and key.
         assert!(failures.iter().any(|f| f.why.contains("report data")), "{failures:?}");
@@ -535,7 +536,7 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     let twin = w.propose_and_approve(manifest);
     use perun_worker::job::Attester as _;
     let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{}/claim", twin), None);
-    assert!(matches!(r, Err(TrustError::Conflict(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Conflict(_))), "{r:?}");
     // ... nor is a tee job claimed on the attested path.
     let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None);
     assert!(r.is_err());

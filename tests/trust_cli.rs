@@ -6,11 +6,11 @@
 mod common;
 
 use common::{Scratch, Service};
+use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
-use perun_trust::{Caller, Client};
 use perun_worker::{Agent, Platform};
 
 /// `perun job propose` of the MLP on both hospitals' halves, by the model owner; the job id.
@@ -348,6 +348,6 @@ fn large_anonymous_bodies_are_refused_before_they_are_read() {
     // The service is still there, and /metrics answers only to the scraper's token.
     let _: serde_json::Value = anon.call::<(), _>("GET", "/v1/health", None).unwrap();
     let r: Result<serde_json::Value, _> = anon.call::<(), _>("GET", "/metrics", None);
-    assert!(matches!(r, Err(perun_trust::TrustError::Unauthenticated(_))), "{r:?}");
+    assert!(matches!(r, Err(perun_client::ClientError::Unauthenticated(_))), "{r:?}");
     let _ = svc.kill();
 }

@@ -9,18 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use perun_attest::policy::PlatformPolicy;
+use perun_client::{Caller, Client, ClientError};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
+use perun_proto::wire::*;
+use perun_proto::JobState;
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::audit::{verify_chain, AuditKind};
-use perun_trust::records::JobState;
 use perun_trust::server::Running;
 use perun_trust::store::Store as _;
-use perun_trust::wire::*;
-use perun_trust::{AnyStore, Caller, Client, Trust, TrustError};
+use perun_trust::{AnyStore, Trust};
 use perun_worker::{Agent, Platform};
 
 fn name(s: &str) -> Name {
@@ -182,7 +183,7 @@ impl World {
         self.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() })).unwrap()
     }
 
-    fn approve(&self, who: usize, job: &Digest) -> Result<JobInfo, TrustError> {
+    fn approve(&self, who: usize, job: &Digest) -> Result<JobInfo, ClientError> {
         let sig = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, job);
         self.client(who).call("POST", &format!("/v1/jobs/{job}/approve"), Some(&ApproveJob { signature: sig }))
     }
@@ -232,20 +233,20 @@ impl World {
 }
 
 /// The trust service's error inside a worker error.
-fn tr<T>(r: Result<T, perun_worker::WorkerError>) -> Result<T, TrustError> {
+fn tr<T>(r: Result<T, perun_worker::WorkerError>) -> Result<T, ClientError> {
     r.map_err(|e| match e {
         perun_worker::WorkerError::Trust(t) => t,
         other => panic!("expected the trust service to answer, got {other}"),
     })
 }
 
-fn refused_reason(r: Result<impl std::fmt::Debug, TrustError>) -> String {
+fn refused_reason(r: Result<impl std::fmt::Debug, ClientError>) -> String {
     match r {
         Err(
-            e @ (TrustError::Refused { .. }
-            | TrustError::Revoked(_)
-            | TrustError::Forbidden(_)
-            | TrustError::Unauthenticated(_)),
+            e @ (ClientError::Refused { .. }
+            | ClientError::Revoked(_)
+            | ClientError::Forbidden(_)
+            | ClientError::Unauthenticated(_)),
         ) => e.to_string(),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -288,22 +289,23 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
         .unwrap();
     let m: JobMetrics = w.client(HOSPITAL_B).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
     assert_eq!(m.epochs.len(), 1);
-    let out = perun_trust::records::OutputRecord {
+    let out = perun_proto::OutputInfo {
         name: "model".into(),
         sealed_digest: Digest::of(b"sealed model"),
         location: "/out/model.sealed".into(),
         wrapped_key: None,
     };
-    let _: () = w
-        .worker()
-        .client()
-        .call(
-            "POST",
-            &format!("/v1/jobs/{job}/finish"),
-            Some(&FinishJob { outputs: vec![out], model_digest: None, privacy: None }),
-        )
-        .unwrap();
+    let body =
+        FinishJob { outputs: vec![out], model_digest: Some(Digest::of(b"weights")), privacy: None, attestation: None };
+    // The provider holds the worker's token (root reads its memory): with the token
+    // alone, outputs of its own are refused, and the job still runs.
+    let forged: Result<(), _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body));
+    assert!(matches!(&forged, Err(ClientError::BadRequest(m)) if m.contains("last attestation")), "{forged:?}");
+    assert_eq!(w.job(&job).state, JobState::Running);
+    // The attested worker's finish, its claims under a fresh quote: accepted.
+    w.worker().finish(&job, body.clone()).unwrap();
     assert_eq!(w.job(&job).state, JobState::Finished);
+    assert_eq!(w.job(&job).outputs[0].sealed_digest, Digest::of(b"sealed model"));
 
     // A finished job releases nothing: its nonces are refused.
     assert!(w.worker().nonce(&job).is_err());
@@ -316,6 +318,56 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     assert!(mallory.iter().all(|(k, _)| *k == AuditKind::StakeholderRegistered), "{mallory:?}");
     let metrics = w.anon.call::<(), serde_json::Value>("GET", "/v1/health", None).unwrap();
     assert_eq!(metrics["status"], "ok");
+    // A real quote over the worker's claims, sent with other claims (the provider's
+    // model): refused, the job revoked, nothing delivered.
+    let job = w.ready_job("swapped");
+    let claimed = w.worker().claim(&job).unwrap();
+    w.worker().attest(&job, &claimed.nonce).unwrap();
+    let nonce = w.worker().nonce(&job).unwrap();
+    let binding = body.binding(&hex::decode(&nonce).unwrap(), &job);
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let swapped = FinishJob {
+        model_digest: Some(Digest::of(b"the provider's model")),
+        attestation: Some(perun_proto::wire::Attest {
+            nonce,
+            ephemeral_key: body.claims_digest().as_bytes().to_vec(),
+            evidence,
+        }),
+        ..body.clone()
+    };
+    let r: Result<(), _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&swapped));
+    assert!(matches!(&r, Err(ClientError::Refused { .. })), "{r:?}");
+    let info = w.job(&job);
+    assert_eq!(info.state, JobState::Revoked);
+    assert!(info.outputs.is_empty() && !info.has_receipt);
+    // The provider drives the genuine worker binary through a service of its own: the
+    // worker refuses a claim whose manifest is not the job's, or whose assets are not
+    // the manifest's.
+    let job = w.ready_job("re-keyed");
+    let claimed = w.worker().claim(&job).unwrap();
+    perun_worker::job::check_claim(&claimed).unwrap();
+    let mut other = claimed.clone();
+    other.assets[0].content_digest = Digest::of(b"the provider's model");
+    assert!(perun_worker::job::check_claim(&other).is_err());
+    let mut other = claimed.clone();
+    other.job.id = Digest::of(b"another job");
+    assert!(perun_worker::job::check_claim(&other).is_err());
+    // Root proves a new AK of the same TPM (and so gets a token) while the job runs: the
+    // job ends, and the token it got delivers nothing.
+    w.worker().attest(&job, &claimed.nonce).unwrap();
+    let ek = w.worker().platform().tpm().ek_public().to_vec();
+    let ak = w.worker().platform().tpm().create_ak(KeyAlg::Rsa).unwrap();
+    let anon = w.anon.with_caller(perun_client::Caller::Anonymous);
+    let platform = w.worker().platform();
+    let session = perun_worker::Session::activate(&anon, name("gpu-1"), ek, ak.public, |blob, secret| {
+        Ok(platform.tpm().activate_credential(blob, secret)?)
+    })
+    .unwrap();
+    let info = w.job(&job);
+    assert_eq!(info.state, JobState::Revoked, "{info:?}");
+    assert!(info.reason.unwrap().contains("new AK"));
+    let r: Result<(), _> = session.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body));
+    assert!(matches!(&r, Err(ClientError::Revoked(_))), "{r:?}");
 }
 
 #[test]
@@ -354,7 +406,7 @@ fn approval_violations_are_refused_with_nothing_released() {
     let seen = w.audit(INFRA);
     assert!(seen.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("owns no asset")));
     let r = w.approve(MALLORY, &job);
-    assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
     assert!(!w.audit(MALLORY).iter().any(|(_, d)| d.contains("owns no asset")));
     assert!(!w.job(&job).released);
 }
@@ -492,7 +544,7 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
         .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "consent withdrawn".into() }))
         .unwrap();
     let r = w.worker().attest(&job, &claimed.nonce);
-    assert!(matches!(r, Err(perun_worker::WorkerError::Trust(TrustError::Revoked(_)))), "{:?}", r.map(|_| ()));
+    assert!(matches!(r, Err(perun_worker::WorkerError::Trust(ClientError::Revoked(_)))), "{:?}", r.map(|_| ()));
     assert!(!w.job(&job).released);
 
     // Expired before it was claimed.
@@ -518,13 +570,13 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
     let info = w.job(&job);
     assert_eq!(info.state, JobState::Revoked);
     assert!(info.reason.unwrap().contains("missed attestation"));
-    assert!(matches!(w.worker().nonce(&job), Err(perun_worker::WorkerError::Trust(TrustError::Revoked(_)))));
+    assert!(matches!(w.worker().nonce(&job), Err(perun_worker::WorkerError::Trust(ClientError::Revoked(_)))));
     let r: Result<(), _> = w.worker().client().call(
         "POST",
         &format!("/v1/jobs/{job}/finish"),
-        Some(&FinishJob { outputs: vec![], model_digest: None, privacy: None }),
+        Some(&FinishJob { outputs: vec![], model_digest: None, privacy: None, attestation: None }),
     );
-    assert!(matches!(r, Err(TrustError::Revoked(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Revoked(_))), "{r:?}");
 }
 
 #[test]
@@ -532,16 +584,16 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let Some(w) = World::new() else { return };
     // Another's asset answers as a missing one: its owner is not told.
     let r: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/bc-a", None);
-    let Err(TrustError::NotFound(why)) = r else { panic!("expected not found, got {r:?}") };
+    let Err(ClientError::NotFound(why)) = r else { panic!("expected not found, got {r:?}") };
     assert!(!why.contains("hospital-a"), "{why}");
     let missing: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/no-such", None);
-    let Err(TrustError::NotFound(why_missing)) = missing else { panic!("{missing:?}") };
+    let Err(ClientError::NotFound(why_missing)) = missing else { panic!("{missing:?}") };
     assert_eq!(why.replace("bc-a", "no-such"), why_missing, "an existing asset must read as a missing one");
     // A proposer learns nothing of a registration from a manifest that misstates it.
     let mut m = w.manifest("misstated");
     m.data[0].content_digest = Digest::of(b"a guess");
     let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-    let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+    let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
     assert!(!why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
     // The same answer for a wrong owner, and for an asset that does not exist.
     for (asset, owner) in [("bc-a", "hospital-b"), ("zz-none", "hospital-a")] {
@@ -549,7 +601,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
         m.data[0].asset = name(asset);
         m.data[0].owner = name(owner);
         let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-        let Err(TrustError::BadRequest(other)) = r else { panic!("{r:?}") };
+        let Err(ClientError::BadRequest(other)) = r else { panic!("{r:?}") };
         assert_eq!(other.replace(asset, "bc-a"), why, "the answer tells {asset} of {owner} apart");
     }
     // Approving a job one is no party of answers as for a missing job, and writes no
@@ -558,7 +610,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let sig = sign_digest(w.people[MALLORY].signing_key(), APPROVAL_CONTEXT, &private);
     let r: Result<JobInfo, _> =
         w.client(MALLORY).call("POST", &format!("/v1/jobs/{private}/approve"), Some(&ApproveJob { signature: sig }));
-    assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
     let log: AuditLog = w.client(MALLORY).call::<(), _>("GET", "/v1/audit", None).unwrap();
     assert!(log.records.iter().filter_map(|v| v.body.as_ref()).all(|b| b.job != Some(private)), "mallory sees the job");
     let mine: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
@@ -566,7 +618,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     // A job one is not party to does not exist for one.
     let job = w.ready_job("private");
     let r: Result<JobInfo, _> = w.client(MALLORY).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None);
-    assert!(matches!(r, Err(TrustError::NotFound(_))));
+    assert!(matches!(r, Err(ClientError::NotFound(_))));
     // A name is not taken over by another key.
     let imposter = StakeholderKeys::generate(name("hospital-a"));
     let r: Result<(), _> = w.as_person(&imposter).call(
@@ -574,7 +626,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
         "/v1/stakeholders",
         Some(&RegisterStakeholder { identity: imposter.public(), roles: [Role::DataOwner].into() }),
     );
-    assert!(matches!(r, Err(TrustError::Conflict(_))));
+    assert!(matches!(r, Err(ClientError::Conflict(_))));
 
     // A signed request replayed byte for byte, and one with a stale time.
     let http = reqwest_free_replay(&w);
@@ -584,7 +636,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
 /// Sends one signed request twice through the service's own logic (the same path the
 /// HTTP layer takes) and returns the second answer's error.
 fn reqwest_free_replay(w: &World) -> String {
-    use perun_trust::auth::SignedHeaders;
+    use perun_proto::auth::SignedHeaders;
     use perun_trust::service::stakeholders::RequestParts;
     let p = &w.people[HOSPITAL_A];
     let t = w.clock.load(Ordering::SeqCst);
@@ -620,11 +672,11 @@ fn the_checked_in_openapi_document_describes_every_route_the_service_serves() {
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
             let p = path.replace("{name}", "x").replace("{digest}", "x").replace("{id}", "x");
-            let r: Result<serde_json::Value, TrustError> = w.anon.call::<(), _>(&method.to_uppercase(), &p, None);
+            let r: Result<serde_json::Value, ClientError> = w.anon.call::<(), _>(&method.to_uppercase(), &p, None);
             // Our handlers answer JSON errors; a route missing from the router would be
-            // axum's bare 404 or 405, which the client reports as a transport error.
-            if let Err(TrustError::Transport(m)) = &r {
-                assert!(!m.contains("answered 404") && !m.contains("answered 405"), "{method} {path}: {m}");
+            // axum's bare 404 or 405, which the client reports as an unexpected answer.
+            if let Err(ClientError::Unexpected { status, message }) = &r {
+                assert!(*status != 404 && *status != 405, "{method} {path}: {status} {message}");
                 continue;
             }
         }
@@ -662,11 +714,11 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let mut bare = body.clone();
     bare.ek_certificate.clear();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&bare));
-    assert!(matches!(&r, Err(TrustError::BadRequest(m)) if m.contains("EK certificate is required")), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("EK certificate is required")), "{r:?}");
     let mut other = body.clone();
     other.ek_certificate = w.worker().platform().tpm().ek_certificate().unwrap();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&other));
-    assert!(matches!(&r, Err(TrustError::BadRequest(m)) if m.contains("certifies another key")), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("certifies another key")), "{r:?}");
 
     // The provider enrols it; its AK activates (it is a TPM), but the job's policy does
     // not list its CA: the claim is refused and the job stays ready with nothing released.
@@ -681,7 +733,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     // One EK is one worker: gpu-1's EK cannot be enrolled again under another name...
     let again = w.worker().platform().enrolment(name("gpu-1-twin")).unwrap();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&again));
-    assert!(matches!(&r, Err(TrustError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
     // ... nor with its public area spelled another way (exponent 65537 written out
     // instead of the template's 0): the same key is the same TPM.
     let mut respelled = again.clone();
@@ -692,7 +744,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     tpmt[exponent..exponent + 4].copy_from_slice(&65537u32.to_be_bytes());
     respelled.ek_public = tpmt;
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&respelled));
-    assert!(matches!(&r, Err(TrustError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
 
     // A worker of another provider sees no job of infra's and cannot claim one.
     let other_provider = StakeholderKeys::generate(name("infra-2"));
@@ -741,7 +793,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let r = w.worker().nonce(&job);
     assert!(refused_reason(tr(r)).contains("de-enrolled"));
     let r: Result<WorkerInfo, _> = w.client(MALLORY).call::<(), _>("DELETE", "/v1/workers/rogue", None);
-    assert!(matches!(r, Err(TrustError::NotFound(_))), "only its provider de-enrols a worker");
+    assert!(matches!(r, Err(ClientError::NotFound(_))), "only its provider de-enrols a worker");
     let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&again)).unwrap();
 }
 
@@ -769,11 +821,11 @@ fn boot_state_other_than_the_policys_releases_nothing() {
     let r: Result<PolicyInfo, _> =
         w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap());
     assert!(
-        matches!(&r, Err(TrustError::BadRequest(why)) if why.contains("incomplete") && why.contains("what booted")),
+        matches!(&r, Err(ClientError::BadRequest(why)) if why.contains("incomplete") && why.contains("what booted")),
         "{r:?}"
     );
     let r = w.client(INFRA).call::<(), PolicyInfo>("GET", &format!("/v1/policies/{}", policy.digest()), None);
-    assert!(matches!(r, Err(TrustError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
 }
 
 /// Anonymous callers (the enrolment steps need no account) can neither change a worker's
@@ -827,10 +879,10 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let long = "x".repeat(60_000);
     for _ in 0..300 {
         let r: Result<CredentialChallenge, _> = w.anon.call("POST", &format!("/v1/workers/{long}/ak"), Some(&present));
-        assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+        assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
     }
     let r: Result<(), _> = w.anon.call("POST", &format!("/v1/workers/{long}/activate"), Some(&junk_for(&ch)));
-    assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
     // Unknown (valid) names are refused without a record either.
     for i in 0..50 {
         let r: Result<CredentialChallenge, _> =
@@ -845,7 +897,7 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     for _ in 0..100 {
         let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk_for(&ch)));
         match r {
-            Err(TrustError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::TooManyRequests(_)) => limited += 1,
             other => assert!(refused_reason(other).contains("did not recover")),
         }
     }
@@ -869,20 +921,20 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
         let mut m = w.manifest(&format!("interval-{interval}"));
         m.attestation_interval_s = interval;
         let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-        let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+        let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
         assert!(why.contains("attestation_interval_s"), "{why}");
     }
     let mut m = w.manifest("far-future");
     m.expires_at = u64::MAX;
     let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-    assert!(matches!(r, Err(TrustError::BadRequest(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
     // The sweep and every later request still work.
     w.trust.sweep().unwrap();
     let job = w.ready_job("after");
     let claimed = w.worker().claim(&job).unwrap();
     w.worker().attest(&job, &claimed.nonce).unwrap();
 
-    let report = |w: &mut World, epoch: u32, values: serde_json::Value| -> Result<(), TrustError> {
+    let report = |w: &mut World, epoch: u32, values: serde_json::Value| -> Result<(), ClientError> {
         let values = values.as_object().unwrap().clone();
         w.worker().client().call("POST", &format!("/v1/jobs/{job}/metrics"), Some(&ReportMetrics { epoch, values }))
     };
@@ -897,7 +949,7 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
         (2, serde_json::json!({ "train_loss": "a long text" }), "finite number"),
     ] {
         let r = report(&mut w, epoch, values);
-        let Err(TrustError::BadRequest(why)) = r else { panic!("{r:?}") };
+        let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
         assert!(why.contains(needle), "{needle}: {why}");
     }
     let m: JobMetrics = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
@@ -915,7 +967,7 @@ fn registrations_are_rate_limited() {
         let body = RegisterStakeholder { identity: p.public(), roles: [Role::Provider].into() };
         match w.as_person(&p).call::<_, ()>("POST", "/v1/stakeholders", Some(&body)) {
             Ok(()) => {}
-            Err(TrustError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::TooManyRequests(_)) => limited += 1,
             Err(e) => panic!("{e}"),
         }
     }
@@ -965,7 +1017,7 @@ fn register_with_terms(
     asset: &str,
     terms: perun_core::AssetTerms,
     signer: usize,
-) -> Result<AssetInfo, TrustError> {
+) -> Result<AssetInfo, ClientError> {
     let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
     let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
     let key = AssetKey::generate();
@@ -1008,7 +1060,7 @@ fn manifest_on(w: &World, asset: &str, tag: &str, epsilon: Option<f64>) -> JobMa
     m
 }
 
-fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, TrustError> {
+fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, ClientError> {
     let job: JobInfo = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }))?;
     for who in [MODEL_OWNER, HOSPITAL_A] {
         w.approve(who, &job.id)?;
@@ -1016,9 +1068,9 @@ fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, TrustError> {
     Ok(job.id)
 }
 
-fn terms_refusal(r: Result<impl std::fmt::Debug, TrustError>) -> String {
+fn terms_refusal(r: Result<impl std::fmt::Debug, ClientError>) -> String {
     match r {
-        Err(TrustError::TermsRefused(m)) => m,
+        Err(ClientError::TermsRefused(m)) => m,
         other => panic!("expected a refusal by the terms, got {other:?}"),
     }
 }
@@ -1034,9 +1086,9 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
 
     // Terms signed by another key, or naming another asset, are refused at registration.
     let forged = register_with_terms(&w, "bc-t", terms.clone(), MALLORY);
-    assert!(matches!(forged, Err(TrustError::BadRequest(m)) if m.contains("not signed")));
+    assert!(matches!(forged, Err(ClientError::BadRequest(m)) if m.contains("not signed")));
     let moved = register_with_terms(&w, "bc-t", terms_for("bc-a"), HOSPITAL_A);
-    assert!(matches!(moved, Err(TrustError::BadRequest(m)) if m.contains("name asset")));
+    assert!(matches!(moved, Err(ClientError::BadRequest(m)) if m.contains("name asset")));
     register_with_terms(&w, "bc-t", terms, HOSPITAL_A).unwrap();
 
     // At proposal, each broken term is named.
@@ -1079,7 +1131,7 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
         })
         .unwrap();
     let r = propose(&manifest_on(&w, "bc-t", "edited", None));
-    assert!(matches!(r, Err(TrustError::Transport(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Internal(_))), "{r:?}");
 }
 
 #[test]
@@ -1098,31 +1150,34 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
         assert_eq!(claimed.review_recipient.as_deref(), Some(info.wrap_recipient.as_str()));
         w.worker().attest(&job, &claimed.nonce).unwrap();
         let key = AssetKey::generate();
-        let mut out = perun_trust::records::OutputRecord {
+        let mut out = perun_proto::OutputInfo {
             name: "model".into(),
             sealed_digest: Digest::of(b"sealed model"),
             location: "/out/model.sealed".into(),
             wrapped_key: None,
         };
-        let finish = |o: &perun_trust::records::OutputRecord| FinishJob {
+        let finish = |o: &perun_proto::OutputInfo| FinishJob {
             outputs: vec![o.clone()],
             model_digest: Some(Digest::of(b"weights")),
             privacy: None,
+            attestation: None,
         };
         // Sealed to the receivers directly (no key for the service): refused.
-        let direct: Result<(), _> =
-            w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish(&out)));
-        assert!(matches!(direct, Err(TrustError::BadRequest(m)) if m.contains("wrapped to this service")));
+        let direct = w.worker().finish(&job, finish(&out));
+        assert!(
+            matches!(&direct, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("wrapped to this service")),
+            "{direct:?}"
+        );
         out.wrapped_key =
             Some(perun_core::HexBytes(perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service).unwrap()));
-        let _: () = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish(&out))).unwrap();
+        w.worker().finish(&job, finish(&out)).unwrap();
         (job, key)
     };
     let key_path = |job: &Digest| format!("/v1/jobs/{job}/outputs/model/key");
 
     let (job, key) = run(&mut w, "reviewed");
     let early: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None);
-    assert!(matches!(early, Err(TrustError::Conflict(m)) if m.contains("review")));
+    assert!(matches!(early, Err(ClientError::Conflict(m)) if m.contains("review")));
     let receipt: perun_core::receipt::Envelope =
         w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None).unwrap();
     let audit_key = w.trust.keys().signing.verifying_key();
@@ -1136,17 +1191,17 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
 
     let release = |who: usize, digest: Digest| ReviewOutput {
         release: true,
-        signature: Some(sign_digest(w.people[who].signing_key(), perun_trust::service::REVIEW_CONTEXT, &digest)),
+        signature: Some(sign_digest(w.people[who].signing_key(), perun_proto::review::REVIEW_CONTEXT, &digest)),
     };
-    let right = perun_trust::service::review_digest(&job, &receipt);
+    let right = perun_proto::review::review_digest(&job, &receipt);
     let review = |who: usize, body: &ReviewOutput| {
         w.client(who).call::<_, JobInfo>("POST", &format!("/v1/jobs/{job}/review"), Some(body))
     };
     // Someone whose terms ask for no review, and a signature over something else: refused.
-    assert!(matches!(review(MODEL_OWNER, &release(MODEL_OWNER, right)), Err(TrustError::Forbidden(_))));
-    assert!(matches!(review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))), Err(TrustError::Forbidden(_))));
+    assert!(matches!(review(MODEL_OWNER, &release(MODEL_OWNER, right)), Err(ClientError::Forbidden(_))));
+    assert!(matches!(review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))), Err(ClientError::Forbidden(_))));
     let done = review(HOSPITAL_A, &release(HOSPITAL_A, right)).unwrap();
-    assert_eq!(done.review.unwrap().outcome, perun_trust::records::ReviewOutcome::Released);
+    assert_eq!(done.review.unwrap().outcome, perun_proto::ReviewOutcome::Released);
     let k: OutputKey = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None).unwrap();
     let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity()).unwrap();
     assert_eq!(&opened[..], key.to_secret_string().as_bytes());
@@ -1158,9 +1213,9 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let (refused, _) = run(&mut w, "refused");
     let no = ReviewOutput { release: false, signature: None };
     let r: JobInfo = w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
-    assert_eq!(r.review.unwrap().outcome, perun_trust::records::ReviewOutcome::Refused);
+    assert_eq!(r.review.unwrap().outcome, perun_proto::ReviewOutcome::Refused);
     let got: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&refused), None);
-    assert!(matches!(got, Err(TrustError::Forbidden(_))));
+    assert!(matches!(got, Err(ClientError::Forbidden(_))));
     let stored = w.trust.store().read(|tx| {
         use perun_trust::store::TxExt as _;
         tx.get::<perun_trust::records::JobRecord>(&refused.to_string())

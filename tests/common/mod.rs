@@ -216,13 +216,14 @@ pub struct InProcess {
     pub clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub trust: std::sync::Arc<perun_trust::Trust<perun_trust::AnyStore>>,
     pub server: perun_trust::server::Running,
-    pub anon: perun_trust::Client,
+    pub anon: perun_client::Client,
 }
 
 impl InProcess {
     /// Starts it with its clock at `now`.
     pub fn start(now: u64) -> Self {
-        use perun_trust::{Caller, Client, Clock, ServiceKeys, Trust, TrustConfig};
+        use perun_client::{Caller, Client};
+        use perun_trust::{Clock, ServiceKeys, Trust, TrustConfig};
         let dir = tempfile::tempdir().unwrap();
         let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
         let store = test_store(dir.path());

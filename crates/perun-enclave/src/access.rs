@@ -1,9 +1,9 @@
 //! Who may query a serving enclave: the serving job's receivers, each request signed.
 //!
 //! A prediction request carries the headers of a signed request
-//! ([`perun_trust::auth::SignedHeaders`]): the receiver's name, the time, a random nonce
+//! ([`perun_proto::auth::SignedHeaders`]): the receiver's name, the time, a random nonce
 //! and an Ed25519 signature by the receiver's stakeholder key over
-//! [`perun_trust::auth::request_digest`] with the serving job's id as the audience, so a
+//! [`perun_proto::auth::request_digest`] with the serving job's id as the audience, so a
 //! request signed for one job (or for the trust service) is no request here. The
 //! enclave checks that the signer is one of the job's receivers (their keys came with
 //! the claim, from the trust service), that the signature verifies, that the time is
@@ -19,8 +19,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ed25519_dalek::VerifyingKey;
 use perun_core::{verify_digest, Digest, Name, PublicIdentity};
-use perun_trust::auth::{request_digest, SignedHeaders};
-use perun_trust::auth::{MAX_SKEW_S, REQUEST_CONTEXT};
+use perun_proto::auth::{request_digest, SignedHeaders};
+use perun_proto::auth::{MAX_SKEW_S, REQUEST_CONTEXT};
 
 /// Most request nonces remembered at once (each for at most `2 * MAX_SKEW_S` seconds).
 pub const MAX_NONCES: usize = 1 << 18;
@@ -224,7 +224,7 @@ impl NonceBook {
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
-    use perun_trust::auth::{H_SIGNATURE, H_TIME};
+    use perun_proto::auth::{H_SIGNATURE, H_TIME};
 
     use super::*;
 

@@ -10,7 +10,7 @@
 //!   in the clear, answered only by an enclave started with `--allow-plain` (for callers
 //!   that trust the host). Either envelope is answered only to a receiver of the serving
 //!   job: the request carries the headers of a signed request
-//!   ([`perun_trust::auth::SignedHeaders`], the audience the job's id; see
+//!   ([`perun_proto::auth::SignedHeaders`], the audience the job's id; see
 //!   [`crate::access`]). At most [`EvidenceAnswer::max_rows`] rows per request.
 
 use perun_attest::tee::TeeEvidence;

@@ -348,7 +348,10 @@ mod tests {
         // Nor is the value past a row's end.
         assert_eq!(rows(r#"{"rows": [[1,2,nonsense"#), Err(BodyError::RowTooLong { row: 0, want: 2 }));
         assert_eq!(rows(r#"{"rows": [[1,2],[1]]}"#), Err(BodyError::RowLength { row: 1, got: 1, want: 2 }));
-        assert_eq!(rows(r#"{"rows": [[1,1e39]]}"#), Err(BodyError::NotFinite { row: 0 }));
+        // Past f32's range: refused, by the parser (serde_json's exact float parsing,
+        // `float_roundtrip`) or by the finite check.
+        let big = rows(r#"{"rows": [[1,1e39]]}"#);
+        assert!(matches!(big, Err(BodyError::NotFinite { row: 0 }) | Err(BodyError::Malformed(_))), "{big:?}");
     }
 
     #[test]

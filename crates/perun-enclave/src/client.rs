@@ -6,8 +6,8 @@
 use ed25519_dalek::SigningKey;
 use perun_attest::tee::{appraise_tee, TeeClaims, TeePolicy};
 use perun_core::{Digest, Name};
+use perun_proto::auth::SignedHeaders;
 use perun_seal::release::{request_info, seal_request};
-use perun_trust::auth::SignedHeaders;
 
 use crate::api::*;
 use crate::EnclaveError;
@@ -127,7 +127,7 @@ impl RemoteModel {
         };
         let q = &self.querier;
         let signed =
-            SignedHeaders::sign(&q.key, &q.name, &self.answer.job, "POST", &path, &body, perun_trust::unix_now());
+            SignedHeaders::sign(&q.key, &q.name, &self.answer.job, "POST", &path, &body, perun_proto::unix_now());
         let answer: PrivateAnswer = post_json(&self.http, &url, body, Some(&signed))?;
         let plain = key.open(&answer.sealed).map_err(|_| {
             EnclaveError::Refused(

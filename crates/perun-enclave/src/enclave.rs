@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use perun_attest::tee::TeeClaims;
+use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
+use perun_proto::wire::{AttestEnclave, Claimed, EnclaveAttested, EnclaveNonce, FinishJob, NonceIssued};
 use perun_seal::release::{token_info, EphemeralKey};
-use perun_trust::wire::{AttestEnclave, Claimed, EnclaveAttested, EnclaveNonce, FinishJob, NonceIssued};
-use perun_trust::{Caller, Client};
-use perun_worker::agent::ReleasedKeys;
 use perun_worker::job::Attester;
-use perun_worker::{Agent, WorkerError};
+use perun_worker::keys::{open_released, ReleasedKeys};
+use perun_worker::WorkerError;
 use zeroize::Zeroizing;
 
 use crate::{EnclaveError, EvidenceSource};
@@ -67,7 +67,7 @@ impl Enclave {
             return Err(EnclaveError::Failed("the service accepted the report but sent no claim or token".into()));
         };
         let token = Zeroizing::new(eph.open(&token, &token_info(&job))?.to_vec());
-        let keys = Agent::open_keys(&job, &eph, &answer.attested)?;
+        let keys = open_released(&job, &eph, &answer.attested)?;
         enclave.client = base.with_caller(Caller::Worker { name: enclave.name.clone(), token });
         tracing::info!(job = %job, enclave = %enclave.name, kind = ?answer.claims.kind, "claimed: keys released");
         Ok(Claim { enclave, claimed, keys, claims: answer.claims, seconds: started.elapsed().as_secs_f64() })
@@ -130,7 +130,7 @@ impl Enclave {
     /// Ends a serving job: the service records it finished (with no outputs); nothing
     /// more is released for it.
     pub fn finish(&self) -> Result<(), EnclaveError> {
-        let body = FinishJob { outputs: Vec::new(), model_digest: None, privacy: None };
+        let body = FinishJob { outputs: Vec::new(), model_digest: None, privacy: None, attestation: None };
         Ok(self.client.call::<_, ()>("POST", &format!("/v1/jobs/{}/finish", self.job), Some(&body))?)
     }
 }
@@ -145,6 +145,13 @@ impl Attester for Enclave {
             Err(EnclaveError::Trust(e)) => Err(WorkerError::Trust(e)),
             Err(e) => Err(WorkerError::Failed(e.to_string())),
         }
+    }
+
+    fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError> {
+        // The token that authenticates this call was sealed to the enclave's attested key
+        // and never left it: in `tee` mode the service takes the claims on it.
+        self.client.call::<_, ()>("POST", &format!("/v1/jobs/{job}/finish"), Some(&body))?;
+        Ok(())
     }
 
     fn client(&self) -> &Client {

@@ -56,7 +56,7 @@ pub enum EnclaveError {
     Denied(String),
     /// The trust service refused or could not be reached.
     #[error("trust service: {0}")]
-    Trust(#[from] perun_trust::TrustError),
+    Trust(#[from] perun_client::ClientError),
     /// Running the job failed.
     #[error("{0}")]
     Worker(#[from] perun_worker::WorkerError),

@@ -200,7 +200,7 @@ impl Serving {
     pub fn reattest(&self) -> Result<(), EnclaveError> {
         let r = lock(&self.enclave).reattest();
         if let Err(e) = &r {
-            use perun_trust::TrustError::{Forbidden, Refused, Revoked};
+            use perun_client::ClientError::{Forbidden, Refused, Revoked};
             if matches!(e, EnclaveError::Trust(Refused { .. } | Revoked(_) | Forbidden(_))) {
                 self.stop(format!("the trust service ended the job: {e}"));
             }
@@ -373,7 +373,7 @@ async fn predict(State(s): Shared, req: Request) -> Response {
     run(s, move |s| {
         s.live()?;
         let path = uri.path_and_query().map_or("/v1/predict", |p| p.as_str());
-        let who = s.admit(&headers, "POST", path, &body, perun_trust::unix_now())?;
+        let who = s.admit(&headers, "POST", path, &body, perun_proto::unix_now())?;
         tracing::debug!(job = %s.job, receiver = %who, "prediction request admitted");
         match parse_body(&body, s.limits, s.allow_plain)? {
             Body::Sealed(sealed) => s.predict_private(&PrivateRequest { sealed }).map(PredictReply::Private),

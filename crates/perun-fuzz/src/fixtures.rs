@@ -16,10 +16,10 @@ use perun_attest::ima::{parse_binary, Entry};
 use perun_attest::policy::{PlatformPolicy, POLICY_SCHEMA};
 use perun_attest::tpm::{alg, AkPublic, PcrBank, PublicKey};
 use perun_core::{Digest, Name, PublicIdentity, Role};
+use perun_proto::auth::SignedHeaders;
+use perun_proto::wire::RegisterStakeholder;
 use perun_seal::AssetKey;
-use perun_trust::auth::SignedHeaders;
 use perun_trust::service::stakeholders::RequestParts;
-use perun_trust::wire::RegisterStakeholder;
 use perun_trust::{Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
 use sha2::{Digest as _, Sha256};
 
@@ -304,14 +304,14 @@ pub fn trust() -> Option<&'static Trust<SqliteStore>> {
 /// at [`FIXED_NOW`] with `nonce`: `METHOD PATH`, one `name: value` line per header, an
 /// empty line, the body.
 pub fn signed_request(method: &str, path: &str, body: &[u8], nonce: &str) -> Vec<u8> {
-    use perun_trust::auth::{request_digest, REQUEST_CONTEXT};
+    use perun_proto::auth::{request_digest, REQUEST_CONTEXT};
     let d = request_digest(&audience(), method, path, body, FIXED_NOW, nonce);
     let sig = perun_core::sign_digest(&stakeholder_key(), REQUEST_CONTEXT, &d);
     let headers: BTreeMap<&str, String> = BTreeMap::from([
-        (perun_trust::auth::H_IDENTITY, STAKEHOLDER.to_owned()),
-        (perun_trust::auth::H_TIME, FIXED_NOW.to_string()),
-        (perun_trust::auth::H_NONCE, nonce.to_owned()),
-        (perun_trust::auth::H_SIGNATURE, sig.to_string()),
+        (perun_proto::auth::H_IDENTITY, STAKEHOLDER.to_owned()),
+        (perun_proto::auth::H_TIME, FIXED_NOW.to_string()),
+        (perun_proto::auth::H_NONCE, nonce.to_owned()),
+        (perun_proto::auth::H_SIGNATURE, sig.to_string()),
     ]);
     let mut out = format!("{method} {path}\n").into_bytes();
     for (k, v) in headers {

@@ -5,11 +5,11 @@ use perun_attest::ek::{cert_der, issuer};
 use perun_attest::tpm::{AkPublic, Quote};
 use perun_core::manifest::APPROVAL_CONTEXT;
 use perun_core::{JobManifest, PublicIdentity, Signature};
+use perun_proto::auth::SignedHeaders;
+use perun_proto::wire;
 use perun_seal::keys::parse_recipient;
 use perun_seal::release::{release_info, EphemeralKey};
-use perun_trust::auth::SignedHeaders;
 use perun_trust::service::stakeholders::RequestParts;
-use perun_trust::wire;
 
 use crate::fixtures;
 
@@ -53,7 +53,7 @@ fn evidence(ev: &perun_attest::evidence::TpmEvidence) {
 }
 
 /// An API body (JSON) as the service or a client receives it: every request body of
-/// [`perun_trust::wire`] and every answer a client reads, each followed by the public
+/// [`perun_proto::wire`] and every answer a client reads, each followed by the public
 /// checks the service makes of it before anything is stored (identities, manifests, EK
 /// and AK public areas, EK certificates, wrapped keys, evidence), and a client's checks
 /// of answers (the audit chain's signatures, released keys).
@@ -126,7 +126,7 @@ pub fn wire_request(data: &[u8]) {
         released(&b);
     }
     if let Some(b) = body::<wire::AuditLog>(data) {
-        let _ = perun_trust::audit::verify_chain(&b.records, &fixtures::service_key().verifying_key());
+        let _ = perun_proto::audit::verify_chain(&b.records, &fixtures::service_key().verifying_key());
     }
     let _ = body::<wire::Refusal>(data);
     if let Some(b) = body::<wire::EnclaveAttested>(data) {

@@ -19,9 +19,9 @@ use perun_attest::tpm::{alg, PcrBank};
 use perun_attest::JobPolicy;
 use perun_core::{AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, PublicIdentity, Role};
 use perun_fuzz::fixtures;
+use perun_proto::wire;
 use perun_seal::header::AssetHeader;
 use perun_seal::Dataset;
-use perun_trust::wire;
 use sha1::Digest as _;
 
 fn repo() -> PathBuf {

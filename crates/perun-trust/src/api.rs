@@ -48,6 +48,7 @@ type Shared<S> = Arc<Trust<S>>;
 /// The service's router.
 pub fn router<S: Store>(trust: Shared<S>) -> Router {
     let tpm_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
+    let finish_evidence = tpm_evidence.clone();
     let tee_evidence = Arc::new(TeeSlots {
         anonymous: tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE),
         enclaves: tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE),
@@ -86,7 +87,13 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
             })
             .layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/jobs/{id}/finish", post(finish::<S>))
+        .route(
+            "/v1/jobs/{id}/finish",
+            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+                finish::<S>(st, p, h, b, finish_evidence.clone())
+            })
+            .layer(DefaultBodyLimit::disable()),
+        )
         .route("/v1/jobs/{id}/receipt", get(receipt::<S>))
         .route("/v1/jobs/{id}/review", post(review::<S>))
         .route("/v1/jobs/{id}/outputs/{name}/key", get(output_key::<S>))
@@ -403,6 +410,38 @@ async fn attest<S: Store>(
     body: axum::body::Body,
     slots: Arc<tokio::sync::Semaphore>,
 ) -> Response {
+    with_tpm_evidence(t, headers, body, slots, move |t, worker, bytes| {
+        let body: Attest = parse(&bytes)?;
+        t.attest(&worker, &id, body)
+    })
+    .await
+}
+
+/// `POST /v1/jobs/{id}/finish`: outputs with the last quote, whose evidence holds the
+/// whole IMA log: read like an attestation ([`attest`]).
+async fn finish<S: Store>(
+    State(t): State<Shared<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    slots: Arc<tokio::sync::Semaphore>,
+) -> Response {
+    with_tpm_evidence(t, headers, body, slots, move |t, worker, bytes| {
+        let body: FinishJob = parse(&bytes)?;
+        t.finish(&worker, &id, body)
+    })
+    .await
+}
+
+/// A body carrying TPM evidence: the worker is authenticated from its headers first,
+/// then it waits for one of the evidence slots, then its body (up to 64 MiB) is read.
+async fn with_tpm_evidence<S: Store, T: Serialize + Send + 'static>(
+    t: Shared<S>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    slots: Arc<tokio::sync::Semaphore>,
+    then: impl FnOnce(&Trust<S>, WorkerRecord, Bytes) -> Result<T, TrustError> + Send + 'static,
+) -> Response {
     let h = headers.clone();
     let worker = match on_pool(&t, move |t| worker_of(t, &h)).await {
         Ok(w) => w,
@@ -416,11 +455,7 @@ async fn attest<S: Store>(
         Ok(b) => b,
         Err(r) => return r,
     };
-    blocking(t, move |t| {
-        let body: Attest = parse(&bytes)?;
-        t.attest(&worker, &id, body)
-    })
-    .await
+    blocking(t, move |t| then(t, worker, bytes)).await
 }
 
 /// Slots for TEE evidence: anonymous first reports, and reports of running enclaves
@@ -521,12 +556,6 @@ handler!(report_metrics, |t, r, id: String| {
     let w = r.worker(t)?;
     let body: ReportMetrics = parse(&r.body)?;
     t.report_metrics(&w, &id, body.epoch, body.values)
-});
-
-handler!(finish, |t, r, id: String| {
-    let w = r.worker(t)?;
-    let body: FinishJob = parse(&r.body)?;
-    t.finish(&w, &id, body)
 });
 
 handler!(fail, |t, r, id: String| {

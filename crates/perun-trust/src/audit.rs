@@ -7,111 +7,15 @@
 //! hash and signature only, so it can check the chain is unbroken without seeing what is
 //! not its own.
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
-use perun_core::{sign_digest, verify_digest, Digest, Name, Signature};
-use serde::{Deserialize, Serialize};
+use ed25519_dalek::SigningKey;
+use perun_core::{sign_digest, Digest, Name};
+pub use perun_proto::audit::{
+    body_hash, verify_chain, verify_extends, AuditBody, AuditError, AuditKind, AuditRecord, AuditView, Checkpoint,
+    AUDIT_CONTEXT,
+};
 
 use crate::store::Tx;
 use crate::TrustError;
-
-/// The signature context of audit records.
-pub const AUDIT_CONTEXT: &str = "audit-record/v1";
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuditKind {
-    /// A stakeholder registered.
-    StakeholderRegistered,
-    /// An asset and its wrapped key were registered.
-    AssetRegistered,
-    /// A platform policy was published.
-    PolicyAdded,
-    /// An infrastructure provider enrolled a worker's EK.
-    WorkerEnrolled,
-    /// A worker proved its AK by credential activation.
-    WorkerActivated,
-    /// A job was proposed.
-    JobProposed,
-    /// An owner approved a job.
-    JobApproved,
-    /// A request was refused by the release rule or an ownership check.
-    Refused,
-    /// A worker claimed a job.
-    JobClaimed,
-    /// Evidence was accepted.
-    AttestationAccepted,
-    /// Evidence was refused.
-    AttestationRefused,
-    /// An asset key was released.
-    KeyReleased,
-    /// A job was revoked.
-    JobRevoked,
-    /// A job expired.
-    JobExpired,
-    /// A worker delivered a job's outputs.
-    JobFinished,
-    /// An asset's ledger was charged for a job (jobs used, epsilon spent).
-    LedgerCharged,
-    /// A reviewing owner released or refused a job's outputs.
-    OutputReviewed,
-}
-
-/// The content of a record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditBody {
-    /// Position in the chain, from 1.
-    pub seq: u64,
-    /// Hash of the previous record (`sha256:00..` for the first).
-    pub prev: Digest,
-    /// Unix seconds.
-    pub at: u64,
-    /// What happened.
-    pub kind: AuditKind,
-    /// Who did it (a stakeholder, `worker:<name>`, or `service`).
-    pub actor: String,
-    /// The job concerned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<Digest>,
-    /// The assets concerned.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub assets: Vec<Name>,
-    /// The stakeholders it concerns (owners, proposer, receivers).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parties: Vec<Name>,
-    /// A human-readable account.
-    pub detail: String,
-}
-
-/// A stored record: body, its hash, and the service's signature over the hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditRecord {
-    /// The content.
-    pub body: AuditBody,
-    /// SHA-256 of the body's canonical JSON.
-    pub hash: Digest,
-    /// The service's signature over `hash`.
-    pub signature: Signature,
-}
-
-/// A record as a stakeholder sees it: the body only where it concerns the caller.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditView {
-    /// Position in the chain.
-    pub seq: u64,
-    /// The body, if the record concerns the caller.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<AuditBody>,
-    /// The record's hash.
-    pub hash: Digest,
-    /// The previous record's hash (from the body; shown for hidden records too).
-    pub prev: Digest,
-    /// The service's signature over `hash`.
-    pub signature: Signature,
-}
 
 /// What to record (the chain fields are filled in by [`append`]).
 #[derive(Clone, Debug)]
@@ -151,11 +55,6 @@ impl Event {
     }
 }
 
-fn body_hash(body: &AuditBody) -> Digest {
-    // Serialising a plain struct cannot fail.
-    Digest::of(&serde_json::to_vec(body).unwrap_or_default())
-}
-
 /// Appends `event` to the chain inside `tx`, signed with `key`.
 pub fn append(tx: &mut dyn Tx, key: &SigningKey, at: u64, event: Event) -> Result<AuditRecord, TrustError> {
     let (seq, prev) = match tx.audit_tail()? {
@@ -189,108 +88,9 @@ pub fn concerns(body: &AuditBody, who: &Name) -> bool {
     body.actor == who.as_str() || body.parties.contains(who)
 }
 
-impl AuditRecord {
-    /// The record as a view of the chain shows it: its body only if `shown`.
-    pub fn view(&self, shown: bool) -> AuditView {
-        AuditView {
-            seq: self.body.seq,
-            body: shown.then(|| self.body.clone()),
-            hash: self.hash,
-            prev: self.body.prev,
-            signature: self.signature,
-        }
-    }
-}
-
 /// The chain as `who` may see it.
 pub fn view_for(records: &[AuditRecord], who: &Name) -> Vec<AuditView> {
     records.iter().map(|r| r.view(concerns(&r.body, who))).collect()
-}
-
-/// Checks a chain as a stakeholder received it: every signature by the service's key,
-/// every visible body hashing to its record's hash, every `prev` naming the record
-/// before, sequence numbers from 1 without gaps. Returns the number of records checked.
-pub fn verify_chain(views: &[AuditView], service_key: &VerifyingKey) -> Result<usize, TrustError> {
-    let mut prev = Digest::from_bytes([0; 32]);
-    for (i, v) in views.iter().enumerate() {
-        let bad = |why: String| Err(TrustError::Crypto(format!("audit record {}: {why}", v.seq)));
-        if v.seq != i as u64 + 1 {
-            return bad(format!("expected sequence number {}", i + 1));
-        }
-        if v.prev != prev {
-            return bad("does not follow the record before it (the chain was cut or reordered)".into());
-        }
-        if let Some(body) = &v.body {
-            if body.seq != v.seq || body.prev != v.prev || body_hash(body) != v.hash {
-                return bad("its content does not match its hash (it was edited)".into());
-            }
-        }
-        if verify_digest(service_key, AUDIT_CONTEXT, &v.hash, &v.signature).is_err() {
-            return bad("the service's signature does not verify".into());
-        }
-        prev = v.hash;
-    }
-    Ok(views.len())
-}
-
-/// The point of the chain a stakeholder last verified: the head record's sequence number
-/// and hash (the service signed that hash), and which records it was shown in full. A
-/// later chain must extend it: records at or before it cannot vanish, change or be
-/// hidden from it unnoticed, whatever happens to the service's store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Checkpoint {
-    /// The head's sequence number (0: the empty chain).
-    pub seq: u64,
-    /// The head's hash (zeros for the empty chain).
-    pub head: Digest,
-    /// The sequence numbers of the records whose bodies the stakeholder was shown.
-    #[serde(default)]
-    pub seen: Vec<u64>,
-}
-
-/// [`verify_chain`], and that the chain extends `since` (the checkpoint of an earlier
-/// verification): it holds at least `since.seq` records, record `since.seq` has hash
-/// `since.head`, and every record shown in full then is shown in full now (a store edit
-/// that drops the stakeholder from a record's parties keeps the record's hash and
-/// signature, but not its visibility). Returns the chain's new checkpoint.
-///
-/// Errors: [`TrustError::Crypto`] naming the first record that fails, the cut, or the
-/// record hidden since.
-pub fn verify_extends(
-    views: &[AuditView],
-    service_key: &VerifyingKey,
-    since: Option<&Checkpoint>,
-) -> Result<Checkpoint, TrustError> {
-    verify_chain(views, service_key)?;
-    let seen: Vec<u64> = views.iter().filter(|v| v.body.is_some()).map(|v| v.seq).collect();
-    let (seq, head) = views.last().map_or((0, Digest::from_bytes([0; 32])), |v| (v.seq, v.hash));
-    let Some(c) = since else { return Ok(Checkpoint { seq, head, seen }) };
-    // Sequence numbers run from 1 without gaps (verify_chain): record n is views[n - 1].
-    let record = |n: u64| usize::try_from(n).ok().and_then(|i| i.checked_sub(1)).and_then(|i| views.get(i));
-    match record(c.seq) {
-        _ if c.seq == 0 => {}
-        Some(v) if v.hash == c.head => {}
-        Some(_) => {
-            return Err(TrustError::Crypto(format!(
-                "audit record {} is not the one verified before (hash {}): the service's history was rewritten",
-                c.seq, c.head
-            )))
-        }
-        None => {
-            return Err(TrustError::Crypto(format!(
-                "the audit log was cut: it ends at record {seq}, but record {} (hash {}) was verified before",
-                c.seq, c.head
-            )))
-        }
-    }
-    if let Some(n) = c.seen.iter().find(|n| record(**n).is_none_or(|v| v.body.is_none())) {
-        return Err(TrustError::Crypto(format!(
-            "audit record {n} concerned you when you last verified, and is now hidden from you: the service's \
-             store was edited"
-        )));
-    }
-    Ok(Checkpoint { seq, head, seen })
 }
 
 #[cfg(test)]
@@ -299,76 +99,24 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::Store as _;
 
-    fn chain(n: usize) -> (SigningKey, Vec<AuditRecord>) {
+    #[test]
+    fn records_appended_through_the_store_form_a_chain_a_stakeholder_verifies() {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let store = SqliteStore::in_memory().unwrap();
         let a = Name::new("hospital-a").unwrap();
-        let mut out = Vec::new();
-        for i in 0..n {
+        let mut recs = Vec::new();
+        for i in 0..5u64 {
             let mut e = Event::new(AuditKind::JobApproved, if i % 2 == 0 { "hospital-a" } else { "hospital-b" }, "x");
             if i % 2 == 0 {
                 e.parties = vec![a.clone()];
             }
-            out.push(store.write(|tx| append(tx, &key, 100 + i as u64, e)).unwrap());
+            recs.push(store.write(|tx| append(tx, &key, 100 + i, e)).unwrap());
         }
-        (key, out)
-    }
-
-    #[test]
-    fn an_intact_chain_verifies_with_hidden_records() {
-        let (key, recs) = chain(5);
-        let views = view_for(&recs, &Name::new("hospital-a").unwrap());
+        let views = view_for(&recs, &a);
         assert_eq!(views.iter().filter(|v| v.body.is_some()).count(), 3);
         assert_eq!(verify_chain(&views, &key.verifying_key()).unwrap(), 5);
-    }
-
-    #[test]
-    fn edits_cuts_reorders_and_foreign_signatures_are_caught() {
-        let (key, recs) = chain(4);
-        let vk = key.verifying_key();
-        let views = view_for(&recs, &Name::new("hospital-a").unwrap());
-
         let mut edited = views.clone();
         edited[0].body.as_mut().unwrap().detail = "nothing happened".into();
-        assert!(verify_chain(&edited, &vk).unwrap_err().to_string().contains("edited"));
-
-        let mut cut = views.clone();
-        cut.remove(1);
-        assert!(verify_chain(&cut, &vk).is_err());
-
-        let mut swapped = views.clone();
-        swapped.swap(1, 2);
-        assert!(verify_chain(&swapped, &vk).is_err());
-
-        let other = SigningKey::generate(&mut rand::rngs::OsRng).verifying_key();
-        assert!(verify_chain(&views, &other).unwrap_err().to_string().contains("signature"));
-    }
-
-    #[test]
-    fn a_chain_must_extend_the_last_verified_checkpoint() {
-        let (key, recs) = chain(5);
-        let vk = key.verifying_key();
-        let a = Name::new("hospital-a").unwrap();
-        let views = view_for(&recs, &a);
-        let at3 = verify_extends(&views[..3], &vk, None).unwrap();
-        assert_eq!(at3.seq, 3);
-        // Growing on from it is fine.
-        let at5 = verify_extends(&views, &vk, Some(&at3)).unwrap();
-        assert_eq!((at5.seq, at5.head), (5, recs[4].hash));
-        // The tail cut: the chain verifies on its own, but not against the checkpoint.
-        assert!(verify_chain(&views[..4], &vk).is_ok());
-        let e = verify_extends(&views[..4], &vk, Some(&at5)).unwrap_err().to_string();
-        assert!(e.contains("cut") && e.contains("record 5"), "{e}");
-        // A different history of the same length (another service, the same key).
-        let (_, other) = chain(5);
-        let e = verify_extends(&view_for(&other, &a), &vk, Some(&at5)).unwrap_err().to_string();
-        assert!(e.contains("signature") || e.contains("rewritten"), "{e}");
-        // A record once shown that is hidden later (its parties edited in the store).
-        let mut hidden = views.clone();
-        hidden[0].body = None;
-        let e = verify_extends(&hidden, &vk, Some(&at5)).unwrap_err().to_string();
-        assert!(e.contains("audit record 1") && e.contains("hidden"), "{e}");
-        // The empty chain is a checkpoint too.
-        assert_eq!(verify_extends(&[], &vk, None).unwrap().seq, 0);
+        assert_eq!(verify_chain(&edited, &key.verifying_key()), Err(AuditError::Edited { record: 1 }));
     }
 }

@@ -1,10 +1,10 @@
 //! The trust service's error type, and how each error answers over HTTP.
 
-use serde::{Deserialize, Serialize};
+pub use perun_proto::error::{ApiCode, ApiError};
 
 use perun_attest::policy::Failure;
 
-/// Everything that can go wrong in the trust service or its client.
+/// Everything that can go wrong in the trust service (its client has `perun_client::ClientError`).
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     /// The request is malformed; the message says what to fix.
@@ -55,71 +55,37 @@ pub enum TrustError {
     /// A file of the service's state could not be read or written.
     #[error("{0}")]
     Io(String),
-    /// The client could not reach the service, or the answer was not understood.
-    #[error("transport: {0}")]
-    Transport(String),
-    /// The service's certificate is not the pinned one.
-    #[error("the trust service presented certificate {presented}, not the pinned {pinned}: refusing to talk to it")]
-    CertificateMismatch {
-        /// Fingerprint the service showed.
-        presented: String,
-        /// Fingerprint the client pinned.
-        pinned: String,
-    },
+    /// An audit chain did not verify.
+    #[error(transparent)]
+    Audit(#[from] perun_proto::audit::AuditError),
 }
 
 impl TrustError {
+    /// The API code this error answers with.
+    pub fn api_code(&self) -> ApiCode {
+        match self {
+            Self::BadRequest(_) => ApiCode::BadRequest,
+            Self::Unauthenticated(_) => ApiCode::Unauthenticated,
+            Self::Forbidden(_) => ApiCode::Forbidden,
+            Self::NotFound(_) => ApiCode::NotFound,
+            Self::Conflict(_) => ApiCode::Conflict,
+            Self::TooManyRequests(_) => ApiCode::TooManyRequests,
+            Self::Unavailable(_) => ApiCode::Unavailable,
+            Self::Refused { .. } => ApiCode::Refused,
+            Self::TermsRefused(_) => ApiCode::TermsRefused,
+            Self::Revoked(_) => ApiCode::Revoked,
+            Self::Store(_) | Self::Crypto(_) | Self::Io(_) | Self::Audit(_) => ApiCode::Internal,
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
-        match self {
-            Self::BadRequest(_) => 400,
-            Self::Unauthenticated(_) => 401,
-            Self::Forbidden(_) | Self::Refused { .. } | Self::TermsRefused(_) => 403,
-            Self::NotFound(_) => 404,
-            Self::Conflict(_) | Self::Revoked(_) => 409,
-            Self::TooManyRequests(_) => 429,
-            Self::Unavailable(_) => 503,
-            Self::Store(_) | Self::Crypto(_) | Self::Io(_) | Self::Transport(_) | Self::CertificateMismatch { .. } => {
-                500
-            }
-        }
+        self.api_code().status()
     }
 
     /// The stable machine-readable code of the error.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::Unauthenticated(_) => "unauthenticated",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::TooManyRequests(_) => "too_many_requests",
-            Self::Unavailable(_) => "unavailable",
-            Self::Refused { .. } => "refused",
-            Self::TermsRefused(_) => "terms_refused",
-            Self::Revoked(_) => "revoked",
-            Self::Store(_) | Self::Crypto(_) | Self::Io(_) => "internal",
-            Self::Transport(_) => "transport",
-            Self::CertificateMismatch { .. } => "certificate_mismatch",
-        }
-    }
-
-    /// Rebuilds an error from the service's JSON answer (client side).
-    pub fn from_body(status: u16, body: ApiError) -> Self {
-        let m = body.message;
-        match body.error.as_str() {
-            "bad_request" => Self::BadRequest(m),
-            "unauthenticated" => Self::Unauthenticated(m),
-            "forbidden" => Self::Forbidden(m),
-            "not_found" => Self::NotFound(m),
-            "conflict" => Self::Conflict(m),
-            "too_many_requests" => Self::TooManyRequests(m),
-            "unavailable" => Self::Unavailable(m),
-            "refused" => Self::Refused { reason: m, failures: body.failures },
-            "revoked" => Self::Revoked(m),
-            "terms_refused" => Self::TermsRefused(m),
-            _ => Self::Transport(format!("the service answered {status}: {m}")),
-        }
+        self.api_code().as_str()
     }
 
     /// The JSON body of the error. Internal errors are not detailed to callers (the
@@ -146,18 +112,6 @@ impl TrustError {
         };
         ApiError { error: self.code().into(), message, failures }
     }
-}
-
-/// The JSON body of every error answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    /// A stable code (`refused`, `revoked`, `forbidden`...).
-    pub error: String,
-    /// What happened and what to do.
-    pub message: String,
-    /// The failed evidence checks, for `refused`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failures: Vec<Failure>,
 }
 
 impl From<rusqlite::Error> for TrustError {

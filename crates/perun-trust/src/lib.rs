@@ -6,18 +6,16 @@
 //! - [`store`]: durable state behind a trait; [`store::sqlite`] is the embedded default,
 //!   [`store::postgres`] the store of replicas;
 //! - [`audit`]: the hash-chained, signed audit log and its verification;
-//! - [`auth`]: signed stakeholder requests and worker tokens;
-//! - [`api`], [`server`]: the HTTP/JSON API over TLS; [`client`]: its blocking client;
-//! - [`wire`]: the API's bodies; [`records`]: what is stored; [`keys`]: the service's keys;
-//!   [`metrics`]: Prometheus counters; [`nonce`]: stateless attestation nonces.
+//! - [`api`], [`server`]: the HTTP/JSON API over TLS (its bodies and signed formats are
+//!   the `perun-proto` crate's, its client the `perun-client` crate);
+//! - [`records`]: what is stored; [`keys`]: the service's keys; [`metrics`]: Prometheus
+//!   counters; [`nonce`]: stateless attestation nonces.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod audit;
-pub mod auth;
-pub mod client;
 pub mod error;
 pub mod keys;
 pub mod metrics;
@@ -26,9 +24,10 @@ pub mod records;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod wire;
 
-pub use client::{Caller, Client};
+// The wire crate's modules, by the names the service's code uses.
+use perun_proto::{auth, wire};
+
 pub use error::TrustError;
 pub use keys::ServiceKeys;
 pub use service::{unix_now, Clock, Trust, TrustConfig};

@@ -1,16 +1,17 @@
 //! The worker's conversation with the trust service.
 
 use perun_attest::evidence::TpmEvidence;
+use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
-use perun_seal::release::{release_info, EphemeralKey};
-use perun_seal::AssetKey;
-use perun_tpm::tools::KeyAlg;
-use perun_trust::wire::{
-    ActivateAk, Attest, Attested, Claimed, CredentialChallenge, NonceIssued, OfferedJob, PresentAk,
+use perun_proto::wire::{
+    ActivateAk, Attest, Attested, Claimed, CredentialChallenge, FinishJob, NonceIssued, OfferedJob, PresentAk,
 };
-use perun_trust::{Caller, Client};
+use perun_seal::release::EphemeralKey;
+use perun_tpm::tools::KeyAlg;
 use zeroize::Zeroizing;
 
+use crate::job::Attester;
+use crate::keys::ReleasedKeys;
 use crate::{Platform, WorkerError};
 
 /// A worker enrolled with a trust service: its platform and its authenticated session.
@@ -28,12 +29,6 @@ pub struct Session {
     /// The nonce the last accepted attestation handed out for the next one, and until
     /// when (by this machine's clock) it may be used.
     next_nonce: Option<(Digest, String, std::time::Instant)>,
-}
-
-/// The keys a job's attestation released, opened in memory.
-pub struct ReleasedKeys {
-    /// Asset name and its key.
-    pub keys: Vec<(Name, AssetKey)>,
 }
 
 impl Session {
@@ -141,11 +136,36 @@ impl Session {
         job: &Digest,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attested), WorkerError> {
-        let nonce = match self.next_nonce.take() {
-            Some((j, n, until)) if j == *job && std::time::Instant::now() < until => n,
-            _ => self.nonce(job)?,
-        };
+        let nonce = self.next_nonce_for(job)?;
         self.attest(job, &nonce, evidence)
+    }
+
+    /// The nonce the last answer handed out, while it is still valid; else a fresh one.
+    fn next_nonce_for(&mut self, job: &Digest) -> Result<String, WorkerError> {
+        match self.next_nonce.take() {
+            Some((j, n, until)) if j == *job && std::time::Instant::now() < until => Ok(n),
+            _ => self.nonce(job),
+        }
+    }
+
+    /// Delivers a job's outputs with the last attestation: `evidence` makes evidence over
+    /// [`FinishJob::binding`] of a nonce and `job`, so the service takes
+    /// the outputs, the model digest and the privacy report from the attested worker only.
+    ///
+    /// Errors: the service's refusal (a refused quote revokes the job); `evidence`'s own.
+    pub fn finish(
+        &mut self,
+        job: &Digest,
+        mut body: FinishJob,
+        evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
+    ) -> Result<(), WorkerError> {
+        let nonce = self.next_nonce_for(job)?;
+        let nonce_bytes =
+            hex::decode(&nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
+        let claims = body.claims_digest();
+        let evidence = evidence(body.binding(&nonce_bytes, job).as_bytes())?;
+        body.attestation = Some(Attest { nonce, ephemeral_key: claims.as_bytes().to_vec(), evidence });
+        Ok(self.client.call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body))?)
     }
 }
 
@@ -212,15 +232,26 @@ impl Agent {
         self.session.reattest(job, |qualifying_data| platform.evidence(qualifying_data))
     }
 
+    /// Delivers a job's outputs with a last quote over their claims ([`Session::finish`]).
+    pub fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError> {
+        let platform = &mut self.platform;
+        self.session.finish(job, body, |qualifying_data| platform.evidence(qualifying_data))
+    }
+
     /// Opens the keys of an accepted attestation with its ephemeral key.
     pub fn open_keys(job: &Digest, eph: &EphemeralKey, answer: &Attested) -> Result<ReleasedKeys, WorkerError> {
-        let mut keys = Vec::new();
-        for k in &answer.keys {
-            let secret = eph.open(&k.sealed, &release_info(job, k.asset.as_str()))?;
-            let text = std::str::from_utf8(&secret)
-                .map_err(|_| WorkerError::Failed(format!("the key of {} is not an age identity", k.asset)))?;
-            keys.push((k.asset.clone(), AssetKey::parse(text)?));
-        }
-        Ok(ReleasedKeys { keys })
+        crate::keys::open_released(job, eph, answer)
+    }
+}
+
+impl Attester for Agent {
+    fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError> {
+        Agent::reattest(self, job).map(|(_, a)| a.new_entries)
+    }
+    fn client(&self) -> &Client {
+        Agent::client(self)
+    }
+    fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError> {
+        Agent::finish(self, job, body)
     }
 }

@@ -9,17 +9,17 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use perun_client::ClientError;
 use perun_core::{AssetKind, Digest, JobManifest, Name};
 use perun_ml::backend::Compute;
 use perun_ml::{EpochMetrics, ModelSpec, TrainEvent};
+use perun_proto::wire::{AssetLocation, Claimed, FailJob, FinishJob, ReportMetrics};
+use perun_proto::OutputInfo;
 use perun_seal::{AssetKey, Dataset};
-use perun_trust::records::OutputRecord;
-use perun_trust::wire::{AssetLocation, Claimed, FailJob, FinishJob, ReportMetrics};
-use perun_trust::TrustError;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::agent::ReleasedKeys;
-use crate::{Agent, WorkerError};
+use crate::keys::ReleasedKeys;
+use crate::WorkerError;
 
 /// What the job runner tells its caller as it goes.
 #[derive(Debug)]
@@ -50,10 +50,13 @@ pub enum Progress<'a> {
         /// IMA entries verified this round.
         new_entries: usize,
     },
-    /// The model was sealed to the receivers and delivered.
+    /// The model was sealed and delivered: to the receivers, or, where an owner's terms
+    /// ask for review, under a key only the trust service holds until the owners release it.
     Delivered {
         /// Where it was written.
         path: &'a Path,
+        /// Whether the model awaits the owners' review.
+        review: bool,
     },
 }
 
@@ -76,7 +79,7 @@ pub struct Phases {
 #[derive(Debug)]
 pub struct JobReport {
     /// The outputs delivered.
-    pub outputs: Vec<OutputRecord>,
+    pub outputs: Vec<OutputInfo>,
     /// What DP-SGD spent, for a job that declared privacy.
     pub privacy: Option<perun_core::receipt::PrivacySpent>,
     /// Per-epoch metrics.
@@ -96,37 +99,33 @@ pub struct RunOptions {
     pub compute: Compute,
 }
 
-/// What runs a job needs from whatever attests for it: a TPM worker ([`Agent`]) or an
+/// What runs a job needs from whatever attests for it: a TPM worker (`Agent`, feature `tpm`) or an
 /// enclave (`perun-enclave`).
 pub trait Attester {
     /// A continuous attestation for `job`; returns the IMA entries it verified (0 for a
     /// TEE report).
     fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError>;
     /// The client authenticated as the job's worker.
-    fn client(&self) -> &perun_trust::Client;
-}
-
-impl Attester for Agent {
-    fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError> {
-        Agent::reattest(self, job).map(|(_, a)| a.new_entries)
-    }
-    fn client(&self) -> &perun_trust::Client {
-        Agent::client(self)
-    }
+    fn client(&self) -> &perun_client::Client;
+    /// Delivers the job's outputs: a TPM worker with a last quote over their claims
+    /// ([`FinishJob::attestation`]); an enclave with the token sealed to it.
+    fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError>;
 }
 
 /// Runs a claimed job to its end. `on` sees each step and may touch the platform (the
 /// demo uses it to run a program the policy does not allow).
+#[cfg(feature = "tpm")]
 pub fn run(
-    agent: &mut Agent,
+    agent: &mut crate::Agent,
     claimed: &Claimed,
     opts: &RunOptions,
-    on: &mut dyn FnMut(Progress<'_>, &mut Agent),
+    on: &mut dyn FnMut(Progress<'_>, &mut crate::Agent),
 ) -> Result<JobReport, WorkerError> {
     let job = claimed.job.id;
+    check_claim(claimed)?;
     let t = Instant::now();
     let (eph, answer) = agent.attest(&job, &claimed.nonce)?;
-    let released = Agent::open_keys(&job, &eph, &answer)?;
+    let released = crate::keys::open_released(&job, &eph, &answer)?;
     drop(eph);
     let attest_and_release = t.elapsed().as_secs_f64();
     run_released(agent, claimed, released, attest_and_release, opts, on)
@@ -145,6 +144,9 @@ pub fn run_released<A: Attester>(
 ) -> Result<JobReport, WorkerError> {
     let job = claimed.job.id;
     let manifest = &claimed.job.manifest;
+    if let Err(e) = check_claim(claimed) {
+        return Err(abort(agent, &job, e));
+    }
     let mut phases = Phases { attest_and_release, ..Phases::default() };
     on(Progress::Released { assets: released.keys.iter().map(|(n, _)| n.clone()).collect() }, agent);
 
@@ -190,7 +192,7 @@ pub fn run_released<A: Attester>(
                 if let Some(v) = m.val_accuracy {
                     values.insert("val_accuracy".into(), serde_json::json!(v));
                 }
-                let r: Result<(), TrustError> = agent.client().call(
+                let r: Result<(), ClientError> = agent.client().call(
                     "POST",
                     &format!("/v1/jobs/{job}/metrics"),
                     Some(&ReportMetrics { epoch: m.epoch as u32, values }),
@@ -259,7 +261,7 @@ pub fn run_released<A: Attester>(
         .map_err(|e| WorkerError::Failed(format!("{}: {e}", opts.out_dir.display())))?;
     let path = opts.out_dir.join(format!("{}-model.sealed", &job.to_hex()[..16]));
     let info = perun_seal::seal_bytes_to_file(&outcome.weights, AssetKind::Output, &recipients, &path)?;
-    let output = OutputRecord {
+    let output = OutputInfo {
         name: "model".into(),
         sealed_digest: info.sealed_digest,
         location: path.to_string_lossy().into_owned(),
@@ -270,16 +272,51 @@ pub fn run_released<A: Attester>(
         outputs: outputs.clone(),
         model_digest: Some(perun_core::Digest::of(&outcome.weights)),
         privacy: outcome.privacy,
+        attestation: None,
     };
-    let delivered: Result<(), TrustError> =
-        agent.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&finish));
-    if let Err(e) = delivered {
+    if let Err(e) = agent.finish(&job, finish) {
         let _ = std::fs::remove_file(&path);
-        return Err(e.into());
+        return Err(e);
     }
     phases.seal_and_deliver = t.elapsed().as_secs_f64();
-    on(Progress::Delivered { path: &path }, agent);
+    on(Progress::Delivered { path: &path, review: claimed.review_recipient.is_some() }, agent);
     Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases, privacy: outcome.privacy })
+}
+
+/// Checks a claim against the manifest it carries, whoever answered it: the job is the
+/// manifest's digest (what the owners signed), and each asset to fetch is one the
+/// manifest names, of its kind and content digest. The measured worker binary then cannot
+/// be driven to train and vouch for inputs the owners did not approve.
+///
+/// Errors: [`WorkerError::Failed`] naming what differs.
+pub fn check_claim(claimed: &Claimed) -> Result<(), WorkerError> {
+    let manifest = &claimed.job.manifest;
+    let digest = manifest.digest();
+    if digest != claimed.job.id {
+        return Err(WorkerError::Failed(format!(
+            "the claim names job {} but carries the manifest of job {digest}: refusing to run it",
+            claimed.job.id
+        )));
+    }
+    let named: Vec<&perun_core::AssetRef> = manifest.assets().collect();
+    if claimed.assets.len() != named.len() {
+        return Err(WorkerError::Failed(format!(
+            "the claim lists {} assets, the manifest {}: refusing to run it",
+            claimed.assets.len(),
+            named.len()
+        )));
+    }
+    for a in &claimed.assets {
+        let in_manifest =
+            named.iter().any(|r| r.asset == a.asset && r.kind == a.kind && r.content_digest == a.content_digest);
+        if !in_manifest {
+            return Err(WorkerError::Failed(format!(
+                "asset {} ({:?}, {}) is not in the job's manifest as claimed: refusing to run it",
+                a.asset, a.kind, a.content_digest
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Fetches and opens every asset: the model spec's bytes, and the data sets.
@@ -402,7 +439,7 @@ fn wipe(d: &mut Dataset) {
 fn abort<A: Attester>(agent: &mut A, job: &Digest, e: WorkerError) -> WorkerError {
     tracing::warn!(%job, error = %e, "job aborted; keys, data and weights wiped");
     let reason = e.to_string();
-    let _: Result<(), TrustError> =
+    let _: Result<(), ClientError> =
         agent.client().call("POST", &format!("/v1/jobs/{job}/fail"), Some(&FailJob { reason }));
     e
 }

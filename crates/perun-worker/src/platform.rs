@@ -46,9 +46,9 @@ impl Platform {
 
     /// What the infrastructure provider sends to enrol this platform's TPM as worker
     /// `name`: the EK public area and the EK certificate read from the TPM's NV index.
-    pub fn enrolment(&mut self, name: perun_core::Name) -> Result<perun_trust::wire::EnrolWorker, WorkerError> {
+    pub fn enrolment(&mut self, name: perun_core::Name) -> Result<perun_proto::wire::EnrolWorker, WorkerError> {
         let ek_certificate = self.tpm().ek_certificate()?;
-        Ok(perun_trust::wire::EnrolWorker {
+        Ok(perun_proto::wire::EnrolWorker {
             name,
             ek_public: self.tpm().ek_public().to_vec(),
             ek_certificate,

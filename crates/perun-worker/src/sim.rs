@@ -14,15 +14,15 @@ use perun_attest::evidence::{ImaSource, TpmEvidence};
 use perun_attest::ima::Entry;
 use perun_attest::policy::{PlatformPolicy, USER_SPACE_MARKER};
 use perun_attest::tpm::soft::SoftTpm;
+use perun_client::{Caller, Client};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
-use perun_seal::release::EphemeralKey;
-use perun_seal::{AssetKey, StakeholderKeys};
-use perun_trust::wire::{
+use perun_proto::wire::{
     ApproveJob, AssetInfo, Attested, Claimed, EnrolWorker, JobInfo, PolicyInfo, ProposeJob, RegisterAsset,
     RegisterStakeholder, ServiceInfo, WorkerInfo,
 };
-use perun_trust::{Caller, Client};
+use perun_seal::release::EphemeralKey;
+use perun_seal::{AssetKey, StakeholderKeys};
 
 use crate::agent::Session;
 use crate::WorkerError;
@@ -183,7 +183,7 @@ impl SimWorker {
         &mut self,
         job: &Digest,
         nonce: &str,
-    ) -> Result<(EphemeralKey, perun_trust::wire::Attest), WorkerError> {
+    ) -> Result<(EphemeralKey, perun_proto::wire::Attest), WorkerError> {
         let (tpm, log) = (&mut self.tpm, &self.log);
         Session::attestation(job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
     }
@@ -276,7 +276,7 @@ impl Parties {
     /// `worker` alone, under the provider's policy, attesting at least hourly, valid two
     /// hours.
     pub fn manifest(&self, job_name: &str, worker: &Name) -> JobManifest {
-        let now = perun_trust::unix_now();
+        let now = perun_proto::unix_now();
         let asset = |a: &str, o: &StakeholderKeys, kind| AssetRef {
             // allow-panic: the two asset names are constants of this module.
             asset: Name::new(a).unwrap_or_else(|_| unreachable!()),

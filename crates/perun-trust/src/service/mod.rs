@@ -49,10 +49,7 @@ impl Clock {
     }
 }
 
-/// Unix time now, by the system clock (0 if the clock is before 1970).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use perun_proto::unix_now;
 
 /// Tunables of the service.
 #[derive(Clone, Debug)]

@@ -7,8 +7,8 @@
 //! every reviewing owner signed a release of this job and receipt. A refusal leaves the
 //! key wrapped to the service alone: the receivers never get it.
 
-use perun_core::receipt::{Envelope, ReceiptApproval, Statement, Subject, TrainingPredicate};
-use perun_core::{verify_digest, Digest, Name};
+use perun_core::receipt::{Envelope, PrivacySpent, ReceiptApproval, Statement, Subject, TrainingPredicate};
+use perun_core::{verify_digest, DpTarget, JobMode, Name};
 
 use super::jobs::{is_party, job_in};
 use super::terms::reviewers;
@@ -19,18 +19,10 @@ use crate::records::{ApprovalRecord, JobRecord, JobState, Review, ReviewOutcome,
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{FinishJob, JobInfo, OutputKey, ReviewOutput};
 use crate::TrustError;
-
-/// The signature context of an owner's release of a job's outputs.
-pub const REVIEW_CONTEXT: &str = "output-release/v1";
+pub use perun_proto::review::{review_digest, REVIEW_CONTEXT};
 
 /// Slack on the epsilon a worker reports against the manifest's (floating point).
 const EPSILON_SLACK: f64 = 1e-9;
-
-/// What a reviewing owner signs to release `job`'s outputs: the job and the exact receipt
-/// it read (its DSSE payload).
-pub fn review_digest(job: &Digest, receipt: &Envelope) -> Digest {
-    Digest::of_parts(&[REVIEW_CONTEXT.as_bytes(), job.as_bytes(), receipt.payload.as_bytes()])
-}
 
 impl<S: Store> Trust<S> {
     /// The worker delivers the job's outputs, the model's digest and the privacy it
@@ -39,6 +31,15 @@ impl<S: Store> Trust<S> {
     /// wrapped to this service. On success the service signs the training receipt.
     pub fn finish(&self, worker: &WorkerRecord, job_id: &str, body: FinishJob) -> Result<(), TrustError> {
         let actor = worker_actor(&worker.name);
+        // An attested worker's token is a credential in ordinary memory, which the host's
+        // root can read, and its TPM can activate new ones: the token alone cannot vouch
+        // for outputs. A finish carries a last quote over the digest of its claims, appraised
+        // like every continuous attestation (the IMA log up to now included). A `tee` job's
+        // token never left the enclave it was sealed to.
+        let appraisal = match (&body.attestation, worker.tee.is_none()) {
+            (Some(att), true) => Some(self.appraise_tpm(worker, job_id, att, |nonce, job| body.binding(nonce, job))?),
+            _ => None,
+        };
         let outcome = self.store.write(|tx| {
             let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
@@ -48,7 +49,21 @@ impl<S: Store> Trust<S> {
                 let e = TrustError::Conflict("the job never attested: it has no outputs to deliver".into());
                 return Ok(Err((job, e)));
             }
-            if let Err(e) = check_privacy(&job, &body) {
+            if job.manifest.mode == JobMode::Attested {
+                let (Some(att), Some(appraisal)) = (&body.attestation, appraisal) else {
+                    let e = TrustError::BadRequest(
+                        "an attested job's outputs come with a last attestation: a quote over the finish \
+                         claims (FinishJob::binding), with a fresh nonce"
+                            .into(),
+                    );
+                    return Ok(Err((job, e)));
+                };
+                // A refused quote revokes the job in this transaction: nothing is delivered.
+                if let Err(e) = self.decide_tpm(tx, &mut job, worker, att, appraisal)? {
+                    return Ok(Err((job, e)));
+                }
+            }
+            if let Err(e) = check_privacy(job.manifest.privacy.as_ref(), body.privacy.as_ref()) {
                 return Ok(Err((job, e)));
             }
             let reviewers = reviewers(tx, &job.manifest)?;
@@ -84,7 +99,7 @@ impl<S: Store> Trust<S> {
             self.audit(tx, ev.for_job(job.id, &job.manifest))?;
             Ok(Ok(()))
         })?;
-        outcome.map_err(|(job, e)| self.refused(&actor, Some(&job), e))
+        outcome.map_err(|(job, e)| self.attestation_refused(&actor, &job, worker, e))
     }
 
     fn sign_receipt(
@@ -237,15 +252,28 @@ impl<S: Store> Trust<S> {
 }
 
 /// The worker's privacy report must be the manifest's target, spent within it.
-fn check_privacy(job: &JobRecord, body: &FinishJob) -> Result<(), TrustError> {
-    match (&job.manifest.privacy, &body.privacy) {
+fn check_privacy(target: Option<&DpTarget>, report: Option<&PrivacySpent>) -> Result<(), TrustError> {
+    match (target, report) {
         (None, None) => Ok(()),
-        (Some(t), Some(p)) if p.target == *t && p.epsilon.is_finite() && p.epsilon <= t.epsilon + EPSILON_SLACK => {
+        // A report the accountant could have made: a spent epsilon at or under the
+        // target, real noise, a sampling rate and at least one step.
+        (Some(t), Some(p))
+            if p.target == *t
+                && p.epsilon.is_finite()
+                && p.epsilon >= 0.0
+                && p.epsilon <= t.epsilon + EPSILON_SLACK
+                && p.noise_multiplier.is_finite()
+                && p.noise_multiplier > 0.0
+                && p.sample_rate > 0.0
+                && p.sample_rate <= 1.0
+                && p.steps >= 1 =>
+        {
             Ok(())
         }
         (Some(t), Some(p)) => Err(TrustError::BadRequest(format!(
-            "the worker reports epsilon {} for target {:?}, but the manifest asks epsilon {} with {:?}",
-            p.epsilon, p.target, t.epsilon, t
+            "the worker reports epsilon {} (noise multiplier {}, sampling rate {}, {} steps) for target {:?}, \
+             but the manifest asks epsilon {} with {:?}",
+            p.epsilon, p.noise_multiplier, p.sample_rate, p.steps, p.target, t.epsilon, t
         ))),
         (Some(_), None) => {
             Err(TrustError::BadRequest("the job declares privacy: the worker must report what it spent".into()))
@@ -253,5 +281,42 @@ fn check_privacy(job: &JobRecord, body: &FinishJob) -> Result<(), TrustError> {
         (None, Some(_)) => {
             Err(TrustError::BadRequest("the job declares no privacy, but the worker reports some".into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> DpTarget {
+        DpTarget { epsilon: 3.0, delta: 1e-5, max_grad_norm: 1.0 }
+    }
+
+    fn spent() -> PrivacySpent {
+        PrivacySpent { target: target(), noise_multiplier: 3.0, sample_rate: 0.09, steps: 480, epsilon: 2.99 }
+    }
+
+    #[test]
+    fn a_privacy_report_the_accountant_could_not_have_made_is_refused() {
+        assert!(check_privacy(Some(&target()), Some(&spent())).is_ok());
+        assert!(check_privacy(None, None).is_ok());
+        let forged: [fn(&mut PrivacySpent); 9] = [
+            |p| p.epsilon = -50.0,
+            |p| p.epsilon = 3.5,
+            |p| p.epsilon = f64::NAN,
+            |p| p.noise_multiplier = 0.0,
+            |p| p.noise_multiplier = f64::INFINITY,
+            |p| p.sample_rate = 0.0,
+            |p| p.sample_rate = 1.5,
+            |p| p.steps = 0,
+            |p| p.target.epsilon = 8.0,
+        ];
+        for (i, f) in forged.iter().enumerate() {
+            let mut p = spent();
+            f(&mut p);
+            assert!(matches!(check_privacy(Some(&target()), Some(&p)), Err(TrustError::BadRequest(_))), "case {i}");
+        }
+        assert!(check_privacy(Some(&target()), None).is_err());
+        assert!(check_privacy(None, Some(&spent())).is_err());
     }
 }

@@ -31,6 +31,11 @@ use crate::wire::{
 };
 use crate::TrustError;
 
+/// An appraised TPM attestation: the job's IMA state it was appraised from, the
+/// Attestation Result and the state it moves to; `None` when a cheap check failed.
+pub(super) type TpmAppraisal =
+    Option<(Option<perun_attest::ima::ReplayState>, (AttestationResult, Option<perun_attest::ima::ReplayState>))>;
+
 impl<S: Store> Trust<S> {
     /// Enrols a worker's TPM (by the infrastructure provider `by`): its EK public area
     /// and the manufacturer's EK certificate of it. The certificate must certify this EK
@@ -200,6 +205,19 @@ impl<S: Store> Trust<S> {
             current.token_hash = Some(Digest::of(&body.credential));
             current.state = WorkerState::Active;
             tx.put(&current)?;
+            // A new AK and token while a job runs would let whoever holds the TPM (the
+            // host's root) speak for the attested process that holds the job's keys: the
+            // jobs it runs end here. A restarted worker lost those keys anyway.
+            let running: Vec<JobRecord> = tx
+                .list::<JobRecord>("")?
+                .into_iter()
+                .filter(|j| j.state == JobState::Running && j.worker.as_ref() == Some(name))
+                .collect();
+            for mut job in running {
+                let reason =
+                    format!("worker {name} proved a new AK while it ran the job: the job's keys stay with the old one");
+                self.end_job(tx, &mut job, JobState::Revoked, reason)?;
+            }
             let mut e = Event::new(AuditKind::WorkerActivated, actor.as_str(), "AK proven by credential activation");
             e.parties = vec![current.enrolled_by.clone()];
             self.audit(tx, e)
@@ -437,33 +455,9 @@ impl<S: Store> Trust<S> {
     pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
         let actor = worker_actor(&worker.name);
         let started = std::time::Instant::now();
-        // The appraisal (quote signature, IMA replay, policy) is the expensive part. It runs
-        // here on the job's replay state as read now, outside the store's write lock, so
-        // attestations of different jobs are appraised in parallel; the write below checks
-        // the job still has that state (else: a conflict, and the worker sends new
-        // evidence).
-        let (seen, policy) = self.job_and_policy(job_id)?;
-        let ak = worker.ak_public.as_deref().map(AkPublic::parse);
-        let ek = AkPublic::parse(&worker.ek_public);
-        let chain = chain_of(worker);
-        // Cheap checks first: evidence is appraised only for the job's own worker, with a
-        // nonce this service issued to it lately (the write below decides and spends it).
-        let cheap = seen.state == JobState::Running
-            && seen.worker.as_ref() == Some(&worker.name)
-            && req.ephemeral_key.len() == PUBLIC_KEY_LEN
-            && self.nonces.check(&req.nonce, &seen.id, &worker.name, self.now(), self.config.nonce_valid_s).is_ok();
-        let appraised = match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
-            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
-                if cheap =>
-            {
-                let binding = Digest::evidence_binding(&nonce_bytes, &seen.id, &req.ephemeral_key);
-                let state = seen.replay.clone().unwrap_or_default();
-                let endorsement = Endorsement { ek, certificate: &worker.ek_certificate, chain: &chain };
-                let verifier = TpmVerifier { policy, endorsement, ak, state: &state };
-                Some((seen.replay.clone(), verifier.appraise(&req.evidence, binding.as_bytes())))
-            }
-            _ => None,
-        };
+        let eph = req.ephemeral_key.clone();
+        let appraisal =
+            self.appraise_tpm(worker, job_id, &req, |nonce, job| Digest::evidence_binding(nonce, job, &eph))?;
         let outcome = self.store.write(|tx| {
             let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
@@ -476,39 +470,10 @@ impl<S: Store> Trust<S> {
                     return Ok(Err((job, e)));
                 }
             }
-            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &worker.name)? {
-                return Ok(Err((job, e)));
-            }
-            if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
-                return Ok(Err((
-                    job,
-                    TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")),
-                )));
-            }
-            if !matches!(ak, Some(Ok(_))) {
-                let e = TrustError::Forbidden(format!("worker {} has no activated AK", worker.name));
-                return Ok(Err((job, e)));
-            }
-            let Some((appraised_from, (result, next))) = appraised else {
-                // Every cheap check passed in this transaction, so one failed at the read
-                // before: the job changed meanwhile.
-                let e = TrustError::Conflict(
-                    "the job changed while the evidence arrived: send new evidence with a new nonce".into(),
-                );
-                return Ok(Err((job, e)));
+            let (result, new_entries) = match self.decide_tpm(tx, &mut job, worker, &req, appraisal)? {
+                Ok(decided) => decided,
+                Err(e) => return Ok(Err((job, e))),
             };
-            if appraised_from != job.replay {
-                let e = TrustError::Conflict(
-                    "another attestation of this job was decided meanwhile: send new evidence with a new nonce".into(),
-                );
-                return Ok(Err((job, e)));
-            }
-            if let Err(e) = self.record_result(tx, &mut job, &actor, &result, true)? {
-                return Ok(Err((job, e)));
-            }
-            let state = job.replay.clone().unwrap_or_default();
-            let new_entries = next.as_ref().map_or(0, |n| n.entries.saturating_sub(state.entries));
-            job.replay = Some(next.unwrap_or(state));
             let evidence = Digest::of(&serde_json::to_vec(&req.evidence).unwrap_or_default());
             let keys = self.release_keys(tx, &mut job, &worker.name, &req.ephemeral_key, evidence, &result)?;
             tx.put(&job)?;
@@ -521,14 +486,109 @@ impl<S: Store> Trust<S> {
                 tracing::info!(job = %job_id, worker = %worker.name, released = a.keys.len(), "attestation accepted");
                 Ok(a)
             }
-            Err((_, e @ TrustError::Revoked(_))) => Err(e),
-            Err((job, e @ TrustError::Refused { .. })) if job.state == JobState::Revoked => {
-                self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(job = %job_id, worker = %worker.name, reason = %e, "attestation refused; job revoked");
-                Err(e)
-            }
-            Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
+            Err((job, e)) => Err(self.attestation_refused(&actor, &job, worker, e)),
         }
+    }
+
+    /// How a refused attestation answers: a revoked job's refusal is already audited.
+    pub(super) fn attestation_refused(
+        &self,
+        actor: &str,
+        job: &JobRecord,
+        worker: &WorkerRecord,
+        e: TrustError,
+    ) -> TrustError {
+        match e {
+            e @ TrustError::Revoked(_) => e,
+            e @ TrustError::Refused { .. } if job.state == JobState::Revoked => {
+                self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job = %job.id, worker = %worker.name, reason = %e, "attestation refused; job revoked");
+                e
+            }
+            e => self.refused(actor, Some(job), e),
+        }
+    }
+
+    /// The expensive half of a TPM attestation: the quote's signature, the IMA replay
+    /// and the policy, appraised on the job's replay state as read now, outside the
+    /// store's write lock, so attestations of different jobs are appraised in parallel.
+    /// `binding` makes the quote's qualifying data from the nonce and the job:
+    /// `Digest::evidence_binding` with the ephemeral key for a key release,
+    /// `FinishJob::binding` for a finish. `None` when a cheap check fails (job not
+    /// running on this worker, nonce not issued); [`Self::decide_tpm`] then says which.
+    pub(super) fn appraise_tpm(
+        &self,
+        worker: &WorkerRecord,
+        job_id: &str,
+        req: &Attest,
+        binding: impl FnOnce(&[u8], &Digest) -> Digest,
+    ) -> Result<TpmAppraisal, TrustError> {
+        let (seen, policy) = self.job_and_policy(job_id)?;
+        let ak = worker.ak_public.as_deref().map(AkPublic::parse);
+        let ek = AkPublic::parse(&worker.ek_public);
+        let chain = chain_of(worker);
+        // Cheap checks first: evidence is appraised only for the job's own worker, with a
+        // nonce this service issued to it lately (the write decides and spends it).
+        let cheap = seen.state == JobState::Running
+            && seen.worker.as_ref() == Some(&worker.name)
+            && req.ephemeral_key.len() == PUBLIC_KEY_LEN
+            && self.nonces.check(&req.nonce, &seen.id, &worker.name, self.now(), self.config.nonce_valid_s).is_ok();
+        Ok(match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
+            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
+                if cheap =>
+            {
+                let binding = binding(&nonce_bytes, &seen.id);
+                let state = seen.replay.clone().unwrap_or_default();
+                let endorsement = Endorsement { ek, certificate: &worker.ek_certificate, chain: &chain };
+                let verifier = TpmVerifier { policy, endorsement, ak, state: &state };
+                Some((seen.replay.clone(), verifier.appraise(&req.evidence, binding.as_bytes())))
+            }
+            _ => None,
+        })
+    }
+
+    /// The decision on an appraised TPM attestation, inside the write `tx`: spends the
+    /// nonce, checks the job's replay state is still the one appraised, audits the
+    /// Attestation Result (a refusal revokes the job) and moves the job's IMA state on.
+    /// Returns the result and the number of new IMA entries; the inner error refuses the
+    /// evidence.
+    pub(super) fn decide_tpm(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRecord,
+        worker: &WorkerRecord,
+        req: &Attest,
+        appraisal: TpmAppraisal,
+    ) -> Result<Result<(AttestationResult, usize), TrustError>, TrustError> {
+        if let Err(e) = self.spend_nonce(tx, &req.nonce, job, &worker.name)? {
+            return Ok(Err(e));
+        }
+        if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
+            return Ok(Err(TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes"))));
+        }
+        if !matches!(worker.ak_public.as_deref().map(AkPublic::parse), Some(Ok(_))) {
+            return Ok(Err(TrustError::Forbidden(format!("worker {} has no activated AK", worker.name))));
+        }
+        let Some((appraised_from, (result, next))) = appraisal else {
+            // Every cheap check passed in this transaction, so one failed at the read
+            // before: the job changed meanwhile.
+            return Ok(Err(TrustError::Conflict(
+                "the job changed while the evidence arrived: send new evidence with a new nonce".into(),
+            )));
+        };
+        if appraised_from != job.replay {
+            return Ok(Err(TrustError::Conflict(
+                "another attestation of this job was decided meanwhile: send new evidence with a new nonce".into(),
+            )));
+        }
+        let actor = worker_actor(&worker.name);
+        if let Err(e) = self.record_result(tx, job, &actor, &result, true)? {
+            return Ok(Err(e));
+        }
+        let state = job.replay.clone().unwrap_or_default();
+        let new_entries = next.as_ref().map_or(0, |n| n.entries.saturating_sub(state.entries));
+        job.replay = Some(next.unwrap_or(state));
+        Ok(Ok((result, new_entries)))
     }
 
     /// The one release decision's verdict (DESIGN.md section 2), for TPM and TEE

@@ -21,11 +21,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use perun_core::{AssetKind, Digest, Name};
+use perun_proto::audit::AuditKind;
+use perun_proto::wire::*;
+use perun_proto::JobState;
 use perun_seal::{dataset, sealed};
-use perun_trust::audit::AuditKind;
-use perun_trust::records::JobState;
-use perun_trust::wire::*;
-use perun_trust::TrustError;
 use perun_worker::job::{Progress, RunOptions};
 use perun_worker::WorkerError;
 
@@ -74,11 +73,19 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let result = play(&root, a.data);
     match (&tmp, &result) {
-        (None, _) => println!(
-            "\neverything is kept in {}: try PERUN_HOME={}/home perun job list --as hospital-a",
-            root.display(),
-            root.display()
-        ),
+        (None, _) => {
+            // The demo's service stopped with it: the hint starts it again where the
+            // stakeholders' home expects it.
+            let home = crate::home::Home::at(&root.join("home"));
+            let listen = super::remote::load_remote(&home)
+                .map(|r| r.url.trim_start_matches("https://").to_owned())
+                .unwrap_or_else(|_| "127.0.0.1:PORT".into());
+            println!(
+                "\neverything is kept in {0}: to look around, start its trust service again with\n  \
+                 perun serve --data {0}/trust --listen {listen}\nthen try PERUN_HOME={0}/home perun job list --as hospital-a",
+                root.display()
+            )
+        }
         (Some(_), Ok(())) => println!("\n(temporary folder removed; use --keep DIR to explore)"),
         _ => {}
     }
@@ -234,8 +241,12 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         Progress::Reattested { new_entries } => {
             bar.set_message(format!("re-attested ({new_entries} new IMA entries)"));
         }
-        Progress::Delivered { path } => {
+        Progress::Delivered { path, review: false } => {
             super::train::say(&bar, format!("  model sealed to model-owner: {}", path.display()));
+        }
+        Progress::Delivered { path, review: true } => {
+            let held = "under a key only the trust service holds until hospital-a's review";
+            super::train::say(&bar, format!("  model sealed {held}: {}", path.display()));
         }
     })?;
     bar.finish_and_clear();
@@ -280,15 +291,16 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     );
     let signature = perun_core::sign_digest(
         hospital_a.keys.signing_key(),
-        perun_trust::service::REVIEW_CONTEXT,
-        &perun_trust::service::review_digest(&job, &receipt),
+        perun_proto::review::REVIEW_CONTEXT,
+        &perun_proto::review::review_digest(&job, &receipt),
     );
     let reviewed: JobInfo = hospital_a.client.call(
         "POST",
         &format!("/v1/jobs/{job}/review"),
         Some(&ReviewOutput { release: true, signature: Some(signature) }),
     )?;
-    println!("  hospital-a releases it: review {:?}", reviewed.review.map(|r| r.outcome));
+    let outcome = reviewed.review.map_or("none", |r| r.outcome.as_str());
+    println!("  hospital-a releases it: review {outcome}");
     let info: JobInfo = model_owner.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
     let out = info.outputs.first().context("the job delivered no output")?;
     let sealed_bytes = std::fs::read(&out.location)?;
@@ -359,7 +371,9 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     });
     match r {
-        Err(WorkerError::Trust(e @ (TrustError::Refused { .. } | TrustError::Revoked(_)))) => {
+        Err(WorkerError::Trust(
+            e @ (perun_client::ClientError::Refused { .. } | perun_client::ClientError::Revoked(_)),
+        )) => {
             println!("  the trust service refused the next attestation: {e}");
             println!("  gpu-1 stopped training, wiped keys, data and weights, and reported");
         }
@@ -396,7 +410,9 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         Some(&ProposeJob { manifest: manifest(" (third run)", 1)? }),
     );
     match over {
-        Err(e @ TrustError::TermsRefused(_)) => println!("  a third job would break hospital-a's terms: {e}"),
+        Err(e @ perun_client::ClientError::TermsRefused(_)) => {
+            println!("  a third job would break hospital-a's terms: {e}")
+        }
         Err(e) => bail!("the overspending job was refused for another reason: {e}"),
         Ok(_) => bail!("a job that overspends the privacy budget was accepted: this must never happen"),
     }
@@ -410,7 +426,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     step(9, "every party verifies the audit log and sees only what is its own");
     for p in &world.parties {
         let log: AuditLog = p.client.call::<(), _>("GET", "/v1/audit", None)?;
-        let n = perun_trust::audit::verify_chain(&log.records, &audit_key)?;
+        let n = perun_proto::audit::verify_chain(&log.records, &audit_key)?;
         let mine: Vec<_> = log.records.iter().filter_map(|v| v.body.as_ref()).collect();
         let released = mine.iter().filter(|b| b.kind == AuditKind::KeyReleased).count();
         let revoked = mine.iter().filter(|b| b.kind == AuditKind::JobRevoked).count();

@@ -8,16 +8,17 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
+use perun_client::{Caller, Client};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_enclave::source::SimTee;
+use perun_proto::wire::*;
 use perun_seal::{sealed, AssetKey, SealedInfo, StakeholderKeys};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::server::Running;
-use perun_trust::wire::*;
-use perun_trust::{Caller, Client, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+use perun_trust::{Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
 use perun_worker::{Agent, Platform};
 
 use crate::home::Home;

@@ -10,9 +10,9 @@ use clap::Subcommand;
 use perun_core::receipt::{Envelope, Statement};
 use perun_core::terms::TERMS_CONTEXT;
 use perun_core::{sign_digest, AssetTerms, Digest, JobMode, Name, PrivacyBudget, SignedTerms};
+use perun_proto::wire::{AssetInfo, JobInfo, OutputKey, ReviewOutput};
+use perun_proto::ReviewOutcome;
 use perun_seal::AssetKey;
-use perun_trust::records::ReviewOutcome;
-use perun_trust::wire::{AssetInfo, JobInfo, OutputKey, ReviewOutput};
 
 use super::remote::{client, load_remote, As};
 use crate::home::Home;
@@ -118,8 +118,8 @@ pub fn review(home: &Home, job: &Digest, release: bool, who: &As) -> Result<()> 
         let keys = home.load_identity(&who.who)?;
         Ok::<_, anyhow::Error>(sign_digest(
             keys.signing_key(),
-            perun_trust::service::REVIEW_CONTEXT,
-            &perun_trust::service::review_digest(job, &env),
+            perun_proto::review::REVIEW_CONTEXT,
+            &perun_proto::review::review_digest(job, &env),
         ))
     });
     let signature = signature.transpose()?;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use perun_attest::JobPolicy;
+use perun_client::{Caller, Client};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
+use perun_proto::wire::*;
 use perun_seal::AssetKey;
-use perun_trust::wire::*;
-use perun_trust::{Caller, Client};
 use serde::{Deserialize, Serialize};
 
 /// Prints a line with every control character escaped: manifest names, hyper-parameter
@@ -126,7 +126,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 // connection checks the pinned certificate); at least one must answer.
                 let presented = match Client::presented_fingerprint(url) {
                     Ok(p) => p,
-                    Err(e @ perun_trust::TrustError::Transport(_)) if urls.len() > 1 => {
+                    Err(e @ perun_client::ClientError::Transport { .. }) if urls.len() > 1 => {
                         down.push(format!("{url}: {e}"));
                         continue;
                     }
@@ -496,6 +496,15 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
                 hyperparameters.insert(k.to_owned(), v);
             }
+            // DP-SGD refuses fitted standardisation (its means and deviations would leave
+            // in the weights unprotected), and the worker finds out only after the keys
+            // are released and the budget charged: a DP job states it in its manifest.
+            if dp_epsilon.is_some() && !hyperparameters.contains_key("standardize") {
+                hyperparameters.insert("standardize".into(), serde_json::Value::Bool(false));
+                eprintln!(
+                    "note: a DP-SGD job trains without fitted standardisation: the manifest sets standardize=false"
+                );
+            }
             let now = perun_trust::unix_now();
             let manifest = JobManifest {
                 schema: MANIFEST_SCHEMA,
@@ -600,8 +609,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                     show!("epoch {:>3}: {}", e.epoch, v.join(" "));
                 }
                 shown = m.epochs.len();
-                let live =
-                    matches!(m.state, perun_trust::records::JobState::Ready | perun_trust::records::JobState::Running);
+                let live = matches!(m.state, perun_proto::JobState::Ready | perun_proto::JobState::Running);
                 if !follow || !live {
                     show!("state: {}", m.state.as_str());
                     return Ok(());
@@ -692,6 +700,19 @@ fn print_job(j: &JobInfo, policy: &JobPolicy) {
     if !j.manifest.hyperparameters.is_empty() {
         let h: Vec<String> = j.manifest.hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
         show!("hyper:     {}", h.join(" "));
+    }
+    match &j.manifest.privacy {
+        Some(p) => show!(
+            "privacy:   DP-SGD at epsilon {} delta {:e}, per-sample gradients clipped to {}",
+            p.epsilon,
+            p.delta,
+            p.max_grad_norm
+        ),
+        None => show!("privacy:   no differential privacy"),
+    }
+    if let Some(r) = &j.review {
+        let by: Vec<&str> = r.reviewers.iter().map(Name::as_str).collect();
+        show!("review:    {} (reviewers: {})", r.outcome.as_str(), by.join(", "));
     }
     show!("interval:  attests every {} s", j.manifest.attestation_interval_s);
     show!("expires:   {} (Unix time)", j.manifest.expires_at);
@@ -863,14 +884,14 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
             );
         }
         let file = checkpoint_file(home, &who.who);
-        let since: Option<perun_trust::audit::Checkpoint> = match std::fs::read(&file) {
+        let since: Option<perun_proto::audit::Checkpoint> = match std::fs::read(&file) {
             Ok(b) => {
                 Some(serde_json::from_slice(&b).with_context(|| format!("{} is not a checkpoint", file.display()))?)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
-        let head = perun_trust::audit::verify_extends(&log.records, &key, since.as_ref())?;
+        let head = perun_proto::audit::verify_extends(&log.records, &key, since.as_ref())?;
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
         }

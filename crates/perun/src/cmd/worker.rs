@@ -78,7 +78,13 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
             Progress::Released { assets } => say!("  keys released for {} assets", assets.len()),
             Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
             Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
-            Progress::Delivered { path } => say!("  model sealed to the receivers: {}", path.display()),
+            Progress::Delivered { path, review: false } => say!("  model sealed to the receivers: {}", path.display()),
+            Progress::Delivered { path, review: true } => {
+                say!(
+                    "  model sealed under a key the trust service holds, awaiting the owners' review: {}",
+                    path.display()
+                )
+            }
             _ => {}
         });
         let aborted = match r {

@@ -10,7 +10,7 @@ use perun_seal::release::SealedSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditView;
-use crate::records::{JobState, MetricRecord, OutputRecord, WorkerState};
+use crate::state::{JobState, MetricInfo, OutputInfo, Review, WorkerState};
 
 /// `GET /v1/service`: who the service is.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,10 +138,10 @@ pub struct JobInfo {
     /// Why it was revoked or expired.
     pub reason: Option<String>,
     /// The outputs delivered.
-    pub outputs: Vec<OutputRecord>,
+    pub outputs: Vec<OutputInfo>,
     /// The output review, where an asset's terms ask for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<crate::records::Review>,
+    pub review: Option<Review>,
     /// Whether a signed receipt is ready (`GET /v1/jobs/{id}/receipt`).
     #[serde(default)]
     pub has_receipt: bool,
@@ -153,7 +153,7 @@ pub struct JobMetrics {
     /// The job's state.
     pub state: JobState,
     /// Per-epoch figures.
-    pub epochs: Vec<MetricRecord>,
+    pub epochs: Vec<MetricInfo>,
 }
 
 /// `POST /v1/jobs/{id}/revoke`, signed by a party of the job.
@@ -349,13 +349,63 @@ pub struct ReportMetrics {
 pub struct FinishJob {
     /// The outputs, sealed to the receivers (or, under review, to keys wrapped to the
     /// service).
-    pub outputs: Vec<OutputRecord>,
+    pub outputs: Vec<OutputInfo>,
     /// SHA-256 of the trained model's plaintext (the receipt's subject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_digest: Option<Digest>,
     /// What DP-SGD spent, for a job that declared `privacy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<perun_core::receipt::PrivacySpent>,
+    /// For an `attested` job, required: the worker's last attestation, over these claims.
+    /// The quote's qualifying data is [`FinishJob::binding`] of its nonce and the job (not
+    /// `evidence_binding`: a finish quote is no key-release quote, nor the reverse), so
+    /// the outputs, the model digest and the privacy report are vouched for by the
+    /// attested worker, not by its bearer token alone. Its `ephemeral_key` carries the
+    /// claims digest (no key is released to it; the service binds its own digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attest>,
+}
+
+impl FinishJob {
+    /// The SHA-256 of the claims (outputs, model digest, privacy report) in a canonical
+    /// encoding: every field as length-prefixed bytes, floats by their IEEE 754 bits, so
+    /// worker and service agree on it whatever JSON does to a float's decimal form.
+    pub fn claims_digest(&self) -> Digest {
+        let mut parts: Vec<Vec<u8>> =
+            vec![b"finish-claims/v1".to_vec(), (self.outputs.len() as u64).to_be_bytes().to_vec()];
+        for o in &self.outputs {
+            parts.push(o.name.as_bytes().to_vec());
+            parts.push(o.sealed_digest.as_bytes().to_vec());
+            parts.push(o.location.as_bytes().to_vec());
+            match &o.wrapped_key {
+                Some(k) => parts.extend([vec![1], k.0.clone()]),
+                None => parts.push(vec![0]),
+            }
+        }
+        match &self.model_digest {
+            Some(d) => parts.extend([vec![1], d.as_bytes().to_vec()]),
+            None => parts.push(vec![0]),
+        }
+        match &self.privacy {
+            Some(p) => {
+                parts.push(vec![1]);
+                let t = &p.target;
+                for x in [t.epsilon, t.delta, t.max_grad_norm, p.noise_multiplier, p.sample_rate, p.epsilon] {
+                    parts.push(x.to_bits().to_be_bytes().to_vec());
+                }
+                parts.push(p.steps.to_be_bytes().to_vec());
+            }
+            None => parts.push(vec![0]),
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        Digest::of_parts(&refs)
+    }
+
+    /// The qualifying data of the last quote: the claims under `nonce` for `job`, in a
+    /// context of their own (`finish-binding/v1`).
+    pub fn binding(&self, nonce: &[u8], job: &Digest) -> Digest {
+        Digest::of_parts(&[b"finish-binding/v1", nonce, job.as_bytes(), self.claims_digest().as_bytes()])
+    }
 }
 
 /// `POST /v1/jobs/{id}/review`, by a reviewing owner: release the outputs to the
@@ -365,8 +415,8 @@ pub struct FinishJob {
 pub struct ReviewOutput {
     /// Release (true) or refuse (false).
     pub release: bool,
-    /// For a release: the owner's signature ([`crate::service::REVIEW_CONTEXT`]) over
-    /// [`crate::service::review_digest`] of the job and its receipt.
+    /// For a release: the owner's signature ([`crate::review::REVIEW_CONTEXT`]) over
+    /// [`crate::review::review_digest`] of the job and its receipt.
     #[serde(default)]
     pub signature: Option<Signature>,
 }
@@ -444,4 +494,53 @@ pub struct EnclaveAttested {
     pub token: Option<SealedSecret>,
     /// What the verified report says (kind, measurements, TCB status, advisories).
     pub claims: TeeClaims,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perun_core::receipt::PrivacySpent;
+    use perun_core::DpTarget;
+
+    fn claims() -> FinishJob {
+        FinishJob {
+            outputs: vec![OutputInfo {
+                name: "model".into(),
+                sealed_digest: Digest::of(b"sealed"),
+                location: "/out/m.sealed".into(),
+                wrapped_key: None,
+            }],
+            model_digest: Some(Digest::of(b"weights")),
+            privacy: Some(PrivacySpent {
+                target: DpTarget { epsilon: 0.9385958677423489, delta: 1e-5, max_grad_norm: 1.0 },
+                noise_multiplier: 3.0312718281828459,
+                sample_rate: 64.0 / 700.0,
+                steps: 480,
+                epsilon: 0.9385958677423488,
+            }),
+            attestation: None,
+        }
+    }
+
+    #[test]
+    fn the_claims_digest_survives_the_wire_and_covers_every_claim() {
+        let c = claims();
+        let sent: FinishJob = serde_json::from_slice(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(sent.claims_digest(), c.claims_digest(), "a float changed on the wire");
+        let changes: [fn(&mut FinishJob); 6] = [
+            |f| f.outputs[0].location.push('x'),
+            |f| f.outputs.clear(),
+            |f| f.model_digest = None,
+            |f| f.privacy = None,
+            |f| f.privacy.as_mut().unwrap().sample_rate = f64::from_bits(f.privacy.unwrap().sample_rate.to_bits() + 1),
+            |f| f.privacy.as_mut().unwrap().steps += 1,
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut other = c.clone();
+            change(&mut other);
+            assert_ne!(other.claims_digest(), c.claims_digest(), "change {i} kept the digest");
+        }
+        let (nonce, job) = (b"nonce", Digest::of(b"job"));
+        assert_ne!(c.binding(nonce, &job), Digest::evidence_binding(nonce, &job, c.claims_digest().as_bytes()));
+    }
 }

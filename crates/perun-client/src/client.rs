@@ -1,4 +1,4 @@
-//! The blocking client of the trust service, for the CLI and the worker. It speaks TLS
+//! The blocking client of the trust service, for the CLI, the worker and the enclave. It speaks TLS
 //! only, and trusts exactly one certificate: the one whose SHA-256 fingerprint the user
 //! pinned (`perun remote add URL --fingerprint sha256:...`).
 
@@ -14,10 +14,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth::{SignedHeaders, H_WORKER};
-use crate::error::ApiError;
-use crate::service::unix_now;
-use crate::TrustError;
+use perun_proto::auth::{SignedHeaders, H_WORKER};
+use perun_proto::{unix_now, ApiError};
+
+use crate::ClientError;
 
 /// Accepts exactly the certificate with the pinned fingerprint, and checks the handshake
 /// signatures with its key.
@@ -111,46 +111,46 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of the service at `base` (`https://host:port`) that trusts only the
     /// certificate with `fingerprint`.
-    pub fn new(base: &str, fingerprint: Digest, caller: Caller) -> Result<Self, TrustError> {
+    pub fn new(base: &str, fingerprint: Digest, caller: Caller) -> Result<Self, ClientError> {
         Self::build(&[base], Some(fingerprint), caller)
     }
 
     /// A client of the replicas at `bases` (one service: each must present the
     /// certificate with `fingerprint`). A request that cannot connect to one replica goes
     /// to the next (it was never sent, so nothing was done twice); one whose connection
-    /// broke after it was sent fails with [`TrustError::Transport`], since it may have
+    /// broke after it was sent fails with [`ClientError::Transport`], since it may have
     /// been done, and the caller's retry then goes to a replica that answers. The release
     /// rule's invariants hold whatever reaches which replica: each decision is made once,
     /// in the shared store.
     ///
-    /// Errors: [`TrustError::BadRequest`] for no address or one not `https://`.
-    pub fn replicated<S: AsRef<str>>(bases: &[S], fingerprint: Digest, caller: Caller) -> Result<Self, TrustError> {
+    /// Errors: [`ClientError::Address`] for no address or one not `https://`.
+    pub fn replicated<S: AsRef<str>>(bases: &[S], fingerprint: Digest, caller: Caller) -> Result<Self, ClientError> {
         Self::build(bases, Some(fingerprint), caller)
     }
 
     /// Connects without a pinned certificate, only to read the fingerprint the service
     /// presents (for `perun remote add` to show the user, who compares it with the one
     /// `perun serve` printed).
-    pub fn presented_fingerprint(base: &str) -> Result<Digest, TrustError> {
+    pub fn presented_fingerprint(base: &str) -> Result<Digest, ClientError> {
         let c = Self::build(&[base], None, Caller::Anonymous)?;
         let _ = c.http.get(format!("{}/v1/health", c.base())).send().map_err(|e| c.transport_error(e, 0))?;
         let seen = c.verifier.seen.lock().ok().and_then(|s| *s);
-        seen.ok_or_else(|| TrustError::Transport("the service presented no certificate".into()))
+        seen.ok_or_else(|| ClientError::transport("the service presented no certificate"))
     }
 
-    fn build<S: AsRef<str>>(bases: &[S], fingerprint: Option<Digest>, caller: Caller) -> Result<Self, TrustError> {
+    fn build<S: AsRef<str>>(bases: &[S], fingerprint: Option<Digest>, caller: Caller) -> Result<Self, ClientError> {
         let bases: Vec<String> = bases.iter().map(|b| b.as_ref().trim_end_matches('/').to_owned()).collect();
         if bases.is_empty() {
-            return Err(TrustError::BadRequest("no trust service address given".into()));
+            return Err(ClientError::Address("no trust service address given".into()));
         }
         if let Some(base) = bases.iter().find(|b| !b.starts_with("https://")) {
-            return Err(TrustError::BadRequest(format!("`{base}`: the trust service is reached over https:// only")));
+            return Err(ClientError::Address(format!("`{base}`: the trust service is reached over https:// only")));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(Pinned { fingerprint, provider: provider.clone(), seen: Default::default() });
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TrustError::Crypto(e.to_string()))?
+            .map_err(ClientError::Tls)?
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
@@ -161,7 +161,7 @@ impl Client {
             // ends: the client closes first, never racing a request against the close.
             .pool_idle_timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| TrustError::Transport(e.to_string()))?;
+            .map_err(ClientError::Http)?;
         Ok(Self { bases: Arc::new(bases), current: Default::default(), http, verifier, caller })
     }
 
@@ -193,18 +193,19 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&B>,
-    ) -> Result<T, TrustError> {
+    ) -> Result<T, ClientError> {
         let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| TrustError::BadRequest(e.to_string()))?,
+            Some(b) => serde_json::to_vec(b).map_err(ClientError::Encode)?,
             None => Vec::new(),
         };
         self.call_raw(method, path, bytes)
     }
 
     /// Sends a request with a raw JSON body and decodes the JSON answer.
-    pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, TrustError> {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| TrustError::BadRequest(e.to_string()))?;
-        let body = axum::body::Bytes::from(body);
+    pub fn call_raw<T: DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T, ClientError> {
+        let m = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| ClientError::Address(format!("`{method}` is not an HTTP method")))?;
+        let body = bytes::Bytes::from(body);
         let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
         let mut unreachable = Vec::new();
         for i in 0..self.bases.len() {
@@ -222,9 +223,9 @@ impl Client {
             }
         }
         match unreachable.len() {
-            0 => Err(TrustError::Transport("no trust service address".into())),
+            0 => Err(ClientError::transport("no trust service address")),
             1 => Err(unreachable.remove(0)),
-            n => Err(TrustError::Transport(format!(
+            n => Err(ClientError::transport(format!(
                 "none of the {n} addresses of the trust service answered: {}",
                 unreachable.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ))),
@@ -238,7 +239,7 @@ impl Client {
         base: &str,
         method: &str,
         path: &str,
-        body: &axum::body::Bytes,
+        body: &bytes::Bytes,
     ) -> reqwest::blocking::RequestBuilder {
         let mut req = self.http.request(m, format!("{base}{path}"));
         match &self.caller {
@@ -266,24 +267,26 @@ impl Client {
     }
 
     /// Decodes an answer: its JSON, or the error its body states.
-    fn answer<T: DeserializeOwned>(resp: reqwest::blocking::Response) -> Result<T, TrustError> {
+    fn answer<T: DeserializeOwned>(resp: reqwest::blocking::Response) -> Result<T, ClientError> {
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().map_err(|e| TrustError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().map_err(|e| ClientError::Transport {
+            detail: "the connection broke while the answer arrived".into(),
+            source: Some(e),
+        })?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| TrustError::Transport(format!("unexpected answer from the service: {e}")));
+            return serde_json::from_slice(&bytes).map_err(ClientError::Decode);
         }
         match serde_json::from_slice::<ApiError>(&bytes) {
-            Ok(body) => Err(TrustError::from_body(status, body)),
-            Err(_) => Err(TrustError::Transport(format!("the service answered {status}"))),
+            Ok(body) => Err(ClientError::from_body(status, body)),
+            Err(_) => Err(ClientError::Unexpected { status, message: "no error body".into() }),
         }
     }
 
-    fn transport_error(&self, e: reqwest::Error, at: usize) -> TrustError {
+    fn transport_error(&self, e: reqwest::Error, at: usize) -> ClientError {
         let seen = self.verifier.seen.lock().ok().and_then(|s| *s);
         match (self.verifier.fingerprint, seen) {
             (Some(pinned), Some(presented)) if pinned != presented => {
-                TrustError::CertificateMismatch { presented: presented.to_string(), pinned: pinned.to_string() }
+                ClientError::CertificateMismatch { presented: presented.to_string(), pinned: pinned.to_string() }
             }
             _ => {
                 let mut msg = e.to_string();
@@ -293,7 +296,8 @@ impl Client {
                     msg.push_str(&s.to_string());
                     src = s.source();
                 }
-                TrustError::Transport(format!("{msg} (is `perun serve` running at {}?)", self.bases[at]))
+                let detail = format!("{msg} (is `perun serve` running at {}?)", self.bases[at]);
+                ClientError::Transport { detail, source: Some(e) }
             }
         }
     }
