@@ -66,6 +66,7 @@ impl Enclave {
         let (Some(claimed), Some(token)) = (answer.claimed, answer.token) else {
             return Err(EnclaveError::Failed("the service accepted the report but sent no claim or token".into()));
         };
+        perun_worker::job::check_claim(&claimed)?;
         let token = Zeroizing::new(eph.open(&token, &token_info(&job))?.to_vec());
         let keys = open_released(&job, &eph, &answer.attested)?;
         enclave.client = base.with_caller(Caller::Worker { name: enclave.name.clone(), token });

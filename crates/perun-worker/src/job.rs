@@ -131,7 +131,8 @@ pub fn run(
     run_released(agent, claimed, released, attest_and_release, opts, on)
 }
 
-/// Runs a job whose first attestation was accepted and whose keys are open: fetch and
+/// Runs a job whose first attestation was accepted and whose keys are open (its claim
+/// checked by [`check_claim`] before that, where the keys were opened): fetch and
 /// open the assets, train under continuous attestation, seal and deliver the model.
 /// `attest_and_release` is the time the first attestation took, for the report.
 pub fn run_released<A: Attester>(
@@ -144,9 +145,6 @@ pub fn run_released<A: Attester>(
 ) -> Result<JobReport, WorkerError> {
     let job = claimed.job.id;
     let manifest = &claimed.job.manifest;
-    if let Err(e) = check_claim(claimed) {
-        return Err(abort(agent, &job, e));
-    }
     let mut phases = Phases { attest_and_release, ..Phases::default() };
     on(Progress::Released { assets: released.keys.iter().map(|(n, _)| n.clone()).collect() }, agent);
 

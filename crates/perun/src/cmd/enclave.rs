@@ -190,14 +190,8 @@ pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
                 &mut |p, _| match p {
                     Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
                     Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
-                    Progress::Delivered { path, review: false } => {
-                        say!("  model sealed to the receivers: {}", path.display())
-                    }
-                    Progress::Delivered { path, review: true } => {
-                        say!(
-                            "  model sealed under a key the trust service holds, awaiting the owners' review: {}",
-                            path.display()
-                        )
+                    Progress::Delivered { path, review } => {
+                        say!("  {}", super::worker::delivered_line(path, review))
                     }
                     _ => {}
                 },
