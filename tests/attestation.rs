@@ -80,7 +80,7 @@ fn evidence(w: &mut Worker, binding: &Digest) -> TpmEvidence {
 }
 
 fn binding(nonce: &[u8]) -> Digest {
-    Digest::evidence_binding(nonce, &Digest::of(b"job manifest"), b"ephemeral hpke public key")
+    Digest::evidence_binding(&Digest::of(b"service"), nonce, &Digest::of(b"job manifest"), b"ephemeral hpke public key")
 }
 
 fn policy_for(w: &mut Worker) -> PlatformPolicy {
@@ -119,8 +119,22 @@ fn evidence_is_accepted_then_each_attack_is_refused() {
     // The same evidence replayed in a later round (the service issued a new nonce).
     let e = why(appraise(&ev, w.endorsement(), &w.ak, binding(b"nonce-3").as_bytes(), &policy, &state));
     assert!(e.contains("qualifying data"), "{e}");
-    let other_job = Digest::evidence_binding(nonce, &Digest::of(b"another job"), b"ephemeral hpke public key");
+    let other_job = Digest::evidence_binding(
+        &Digest::of(b"service"),
+        nonce,
+        &Digest::of(b"another job"),
+        b"ephemeral hpke public key",
+    );
     let e = why(appraise(&ev, w.endorsement(), &w.ak, other_job.as_bytes(), &policy, &ReplayState::default()));
+    assert!(e.contains("qualifying data"), "{e}");
+    // Evidence the worker made for another service (a relay that terminated its TLS).
+    let relayed = Digest::evidence_binding(
+        &Digest::of(b"the relay's certificate"),
+        nonce,
+        &Digest::of(b"job manifest"),
+        b"ephemeral hpke public key",
+    );
+    let e = why(appraise(&ev, w.endorsement(), &w.ak, relayed.as_bytes(), &policy, &ReplayState::default()));
     assert!(e.contains("qualifying data"), "{e}");
     // A policy that does not opt in to user-space evidence.
     let mut strict = policy.clone();

@@ -297,9 +297,19 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // Report data bound to another key: the report names key B, the request key A.
     let (a, b) = (EphemeralKey::generate(), EphemeralKey::generate());
     let nonce = w.nonce(&job, "swapper").unwrap();
-    let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &b.public_bytes());
+    let service = w.anon.audience();
+    let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &b.public_bytes());
     let ev = sim(1).evidence(binding.as_bytes()).unwrap();
     let r = w.send(&job, "swapper", &a, &nonce, ev);
+    assert!(matches!(&r, Err(ClientError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
+    assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
+    // A report the enclave made through a relay (its TLS terminated under the relay's
+    // certificate, so the relay could rewrite the receivers' keys it is told): it binds
+    // the relay's certificate, and the service binds its own. Refused, nothing released.
+    let nonce = w.nonce(&job, "relayed").unwrap();
+    let relay = Digest::of(b"the relay's certificate");
+    let binding = Digest::evidence_binding(&relay, &hex::decode(&nonce).unwrap(), &job, &a.public_bytes());
+    let r = w.send(&job, "relayed", &a, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
     assert!(matches!(&r, Err(ClientError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
 
@@ -311,7 +321,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert!(matches!(w.nonce(&job, "tee-2"), Err(ClientError::Conflict(_))));
     let nonce = w.nonce(&job, "tee-1").unwrap();
     let eph = EphemeralKey::generate();
-    let binding = Digest::evidence_binding(&hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
+    let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
     let r = w.send(&job, "tee-1", &eph, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
     assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
 

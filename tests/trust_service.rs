@@ -324,7 +324,7 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     let claimed = w.worker().claim(&job).unwrap();
     w.worker().attest(&job, &claimed.nonce).unwrap();
     let nonce = w.worker().nonce(&job).unwrap();
-    let binding = body.binding(&hex::decode(&nonce).unwrap(), &job);
+    let binding = body.binding(&w.anon.audience(), &hex::decode(&nonce).unwrap(), &job);
     let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
     let swapped = FinishJob {
         model_digest: Some(Digest::of(b"the provider's model")),
@@ -352,9 +352,27 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     let mut other = claimed.clone();
     other.job.id = Digest::of(b"another job");
     assert!(perun_worker::job::check_claim(&other).is_err());
+    // ...or whose receivers are not the ones the owners signed for.
+    let mut other = claimed.clone();
+    other.receivers.push((name("infra"), claimed.receivers[0].1.clone()));
+    let e = perun_worker::job::check_claim(&other).unwrap_err().to_string();
+    assert!(e.contains("receivers"), "{e}");
+    let mut other = claimed.clone();
+    other.receivers[0].0 = name("infra");
+    assert!(perun_worker::job::check_claim(&other).is_err());
     // Root proves a new AK of the same TPM (and so gets a token) while the job runs: the
     // job ends, and the token it got delivers nothing.
     w.worker().attest(&job, &claimed.nonce).unwrap();
+    let raced = w.ready_job("raced");
+    let before: perun_trust::records::WorkerRecord = w
+        .trust
+        .store()
+        .read(|tx| {
+            use perun_trust::store::TxExt as _;
+            tx.get("gpu-1")
+        })
+        .unwrap()
+        .unwrap();
     let ek = w.worker().platform().tpm().ek_public().to_vec();
     let ak = w.worker().platform().tpm().create_ak(KeyAlg::Rsa).unwrap();
     let anon = w.anon.with_caller(perun_client::Caller::Anonymous);
@@ -368,6 +386,136 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     assert!(info.reason.unwrap().contains("new AK"));
     let r: Result<(), _> = session.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body));
     assert!(matches!(&r, Err(ClientError::Revoked(_))), "{r:?}");
+    // A claim authenticated with the old token just before the new AK was activated,
+    // decided after it: refused, the job still ready.
+    let r = w.trust.claim(&before, &raced.to_string());
+    assert!(matches!(&r, Err(perun_trust::TrustError::Unauthenticated(m)) if m.contains("changed")), "{r:?}");
+    assert_eq!(w.job(&raced).state, JobState::Ready);
+}
+
+#[test]
+fn a_relay_between_the_worker_and_the_service_gets_nothing() {
+    let Some(mut w) = World::new() else { return };
+    let job = w.ready_job("relayed");
+    // The provider points its genuine, measured worker at a relay of its own, which
+    // terminates the worker's TLS under the relay's certificate (the one the worker's
+    // provider-written configuration pins) and opens its own TLS to the service. It
+    // passes everything on, so it could rewrite the receivers' keys the claim carries.
+    let relay = common::relay::Relay::start(w.anon.base());
+    let via = Client::new(&relay.url, relay.fingerprint, Caller::Anonymous).unwrap();
+    w.worker().reconnect(&via);
+    let claimed = w.worker().claim(&job).unwrap();
+    assert_eq!(claimed.job.id, job);
+    // The worker's quote binds the certificate it spoke to, the service binds its own:
+    // refused, the job revoked, no key released.
+    let r = w.worker().attest(&job, &claimed.nonce);
+    let why = refused_reason(tr(r.map(|_| ())));
+    assert!(why.contains("qualifying data"), "{why}");
+    let info = w.job(&job);
+    assert_eq!(info.state, JobState::Revoked);
+    assert!(!info.released, "{info:?}");
+    w.assert_refused_and_audited(&job, "qualifying data");
+    // Pointed at the service itself, the same worker's next job runs.
+    let direct = w.anon.with_caller(Caller::Anonymous);
+    w.worker().reconnect(&direct);
+    let job = w.ready_job("direct");
+    let claimed = w.worker().claim(&job).unwrap();
+    let (_, ok) = w.worker().attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(ok.keys.len(), 3);
+}
+
+/// Sends `POST /v1/jobs/{job}/attest` as gpu-1 with `token`, announcing a 100 kB body of
+/// which it sends one byte every 50 ms, until the service answers (or 20 s pass).
+/// Returns the answer's status and text, and how long it took.
+fn trickle_evidence(base: &str, job: &Digest, token: &[u8]) -> (u16, String, std::time::Duration) {
+    use std::io::{Read as _, Write as _};
+    let tcp = std::net::TcpStream::connect(base.trim_start_matches("https://")).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+    let server = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(common::relay::any_certificate()), server).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let head = format!(
+        "POST /v1/jobs/{job}/attest HTTP/1.1\r\nhost: localhost\r\nperun-worker: gpu-1\r\n\
+         authorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\
+         connection: close\r\n\r\n",
+        hex::encode(token)
+    );
+    let t = std::time::Instant::now();
+    tls.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    while t.elapsed() < std::time::Duration::from_secs(20) {
+        let _ = tls.write_all(b" ");
+        let mut buf = [0u8; 4096];
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let took = t.elapsed();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text, took)
+}
+
+#[test]
+fn a_workers_token_cannot_hold_the_evidence_slots() {
+    let Some(mut w) = World::new() else { return };
+    let running = w.ready_job("running");
+    w.worker().claim(&running).unwrap();
+    let ready = w.ready_job("ready");
+    // The provider holds gpu-1's token (root reads the worker's memory): here, one it
+    // knows, set in the store.
+    let token = [7u8; 32];
+    w.trust
+        .store()
+        .write(|tx| {
+            use perun_trust::store::TxExt as _;
+            let mut rec: perun_trust::records::WorkerRecord = tx.get("gpu-1")?.unwrap();
+            rec.token_hash = Some(Digest::of(&token));
+            tx.put(&rec)
+        })
+        .unwrap();
+    let base = w.anon.base().to_owned();
+    // For a job not running on it, a body that never ends is refused before it is read.
+    let (status, text, took) = trickle_evidence(&base, &ready, &token);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not claimed by gpu-1"), "{text}");
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    // For its running job: one body in flight at a time...
+    let slow = {
+        let base = base.clone();
+        std::thread::spawn(move || trickle_evidence(&base, &running, &token))
+    };
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let http = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(common::relay::any_certificate())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let send = |body: &'static str| {
+        let r = http
+            .post(format!("{base}/v1/jobs/{running}/attest"))
+            .header("perun-worker", "gpu-1")
+            .header("authorization", format!("Bearer {}", hex::encode(token)))
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (status, text) = send("{}");
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("one body at a time"), "{text}");
+    // ...and one that trickles is cut off after its grace time, which frees its slot.
+    let (status, text, took) = slow.join().unwrap();
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("slower than"), "{text}");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    let (status, text) = send("not evidence");
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(w.job(&running).state, JobState::Running);
 }
 
 #[test]
@@ -497,7 +645,8 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     let job = w.ready_job("ephemeral");
     let claimed = w.worker().claim(&job).unwrap();
     let real = perun_seal::release::EphemeralKey::generate();
-    let binding = Digest::evidence_binding(&hex::decode(&claimed.nonce).unwrap(), &job, &real.public_bytes());
+    let service = w.anon.audience();
+    let binding = Digest::evidence_binding(&service, &hex::decode(&claimed.nonce).unwrap(), &job, &real.public_bytes());
     let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
     let swapped = perun_seal::release::EphemeralKey::generate();
     let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: swapped.public_bytes(), evidence };
@@ -511,6 +660,7 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     let claimed = w.worker().claim(&job).unwrap();
     let eph = perun_seal::release::EphemeralKey::generate();
     let binding = Digest::evidence_binding(
+        &service,
         &hex::decode(&claimed.nonce).unwrap(),
         &Digest::of(b"another job"),
         &eph.public_bytes(),

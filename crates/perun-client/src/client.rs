@@ -187,6 +187,16 @@ impl Client {
         &self.bases
     }
 
+    /// Who this client speaks to: the SHA-256 fingerprint of the certificate it pinned,
+    /// the only one its TLS accepts (all zeros for the unpinned client of
+    /// [`Self::presented_fingerprint`], which no service has). Signed requests name it
+    /// as their audience, and attestation evidence binds it
+    /// (`Digest::evidence_binding`), so neither counts at another service, nor through
+    /// a relay that terminated this client's TLS under a certificate of its own.
+    pub fn audience(&self) -> Digest {
+        self.verifier.fingerprint.unwrap_or_else(|| Digest::from_bytes([0; 32]))
+    }
+
     /// Sends a request and decodes the JSON answer.
     pub fn call<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -247,8 +257,7 @@ impl Client {
             Caller::Stakeholder { name, key } => {
                 // The audience is the pinned certificate: a request signed for this
                 // service verifies at no other.
-                let audience = self.verifier.fingerprint.unwrap_or_else(|| Digest::from_bytes([0; 32]));
-                let sh = SignedHeaders::sign(key, name, &audience, method, path, body, unix_now());
+                let sh = SignedHeaders::sign(key, name, &self.audience(), method, path, body, unix_now());
                 for (k, v) in sh.pairs() {
                     req = req.header(k, v);
                 }

@@ -42,12 +42,25 @@ impl Digest {
         Self(h.finalize().into())
     }
 
-    /// What attestation evidence binds: the service's nonce, the job digest and the
-    /// ephemeral public key that released keys are sealed to. It goes into a TPM quote's
-    /// qualifying data or a TEE report's report data, so evidence made for one nonce,
-    /// job or key is worthless for any other.
-    pub fn evidence_binding(nonce: &[u8], job: &Digest, ephemeral_key: &[u8]) -> Self {
-        Self::of_parts(&[b"perun-evidence-binding/v1", nonce, job.as_bytes(), ephemeral_key])
+    /// What key-release evidence binds: the trust service the Attester spoke to
+    /// (`service`, the SHA-256 of the TLS certificate it pinned and verified on every
+    /// connection), the service's nonce, the job digest and the ephemeral public key
+    /// that released keys are sealed to. It goes into a TPM quote's qualifying data or a
+    /// TEE report's report data, so evidence made for one nonce, job or key is worthless
+    /// for any other; and the service, which binds its own certificate, refuses
+    /// evidence made through a relay that terminated the Attester's TLS under another
+    /// certificate (a channel binding in the sense of RFC 5056: whoever sits between
+    /// cannot alter what the attested code was told, such as the receivers' keys).
+    pub fn evidence_binding(service: &Digest, nonce: &[u8], job: &Digest, ephemeral_key: &[u8]) -> Self {
+        Self::of_parts(&[b"perun-evidence-binding/v2", service.as_bytes(), nonce, job.as_bytes(), ephemeral_key])
+    }
+
+    /// What a serving enclave's evidence for a client binds: the client's nonce, the
+    /// serving job and the enclave's serving key (the client verifies the report itself,
+    /// so no service is named). Its own context: a report made for a client is no
+    /// key-release evidence ([`Self::evidence_binding`]), nor the reverse.
+    pub fn serving_binding(nonce: &[u8], job: &Digest, serving_key: &[u8]) -> Self {
+        Self::of_parts(&[b"perun-serving-binding/v1", nonce, job.as_bytes(), serving_key])
     }
 
     /// The 64 lower-case hex digits, without the prefix.

@@ -1,7 +1,7 @@
 //! The bodies of the enclave's prediction API (`perun enclave serve`).
 //!
 //! - `POST /v1/attestation` ([`EvidenceRequest`] -> [`EvidenceAnswer`]): fresh evidence
-//!   whose report data is `Digest::evidence_binding(client nonce, job, serving key)`;
+//!   whose report data is `Digest::serving_binding(client nonce, job, serving key)`;
 //! - `POST /v1/predict` ([`PredictBody`] -> [`PredictReply`]), batches of rows in one of
 //!   two envelopes: [`PrivateRequest`] -> [`PrivateAnswer`], a [`PredictRequest`] sealed
 //!   with HPKE to the attested serving key (`info`: `perun_seal::release::request_info(job)`),

@@ -67,7 +67,7 @@ impl RemoteModel {
         if answer.job != job {
             return Err(EnclaveError::Refused(format!("it serves job {}, not {job}", answer.job)));
         }
-        let binding = Digest::evidence_binding(&nonce, &answer.job, &answer.public_key);
+        let binding = Digest::serving_binding(&nonce, &answer.job, &answer.public_key);
         let claims = appraise_tee(&answer.evidence, binding.as_bytes(), policy, now).map_err(|failures| {
             EnclaveError::Refused(failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))
         })?;

@@ -94,7 +94,7 @@ impl Enclave {
         let eph = EphemeralKey::generate();
         let nonce_bytes =
             hex::decode(nonce).map_err(|_| EnclaveError::Failed("the service sent a non-hex nonce".into()))?;
-        let binding = Digest::evidence_binding(&nonce_bytes, &self.job, &eph.public_bytes());
+        let binding = Digest::evidence_binding(&self.client.audience(), &nonce_bytes, &self.job, &eph.public_bytes());
         let evidence = self.source.evidence(binding.as_bytes())?;
         let req = AttestEnclave {
             enclave: self.name.clone(),

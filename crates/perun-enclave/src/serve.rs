@@ -217,7 +217,7 @@ impl Serving {
             .filter(|n| (16..=64).contains(&n.len()))
             .ok_or_else(|| ServeError::new(StatusCode::BAD_REQUEST, "the nonce must be 16 to 64 bytes of hex"))?;
         let public_key = self.key.public_bytes();
-        let binding = Digest::evidence_binding(&nonce, &self.job, &public_key);
+        let binding = Digest::serving_binding(&nonce, &self.job, &public_key);
         let evidence = lock(&self.enclave)
             .source()
             .evidence(binding.as_bytes())

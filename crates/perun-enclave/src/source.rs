@@ -1,6 +1,7 @@
 //! Evidence sources: how code inside a TEE gets a report binding 64 bytes of its choice.
 //!
-//! Every source takes the report data (`Digest::evidence_binding(nonce, job, key)`,
+//! Every source takes the report data (`Digest::evidence_binding(service, nonce, job,
+//! key)` for the trust service, `Digest::serving_binding(nonce, job, key)` for a client,
 //! zero-padded to 64 bytes) and returns one [`TeeEvidence`] that the verifiers in
 //! `perun_attest::tee` check. DCAP collateral and the SNP VCEK are not fetched here (no
 //! network call at verification): the operator supplies them with `--collateral`.

@@ -307,7 +307,9 @@ pub struct Attest {
     #[serde(with = "hex::serde")]
     pub ephemeral_key: Vec<u8>,
     /// The TPM evidence; its quote's qualifying data is
-    /// `Digest::evidence_binding(nonce, job, ephemeral_key)`.
+    /// `Digest::evidence_binding(service, nonce, job, ephemeral_key)`, where `service` is
+    /// the fingerprint of the TLS certificate the worker pinned (the service binds its
+    /// own, so evidence sent through a relay is refused).
     pub evidence: TpmEvidence,
 }
 
@@ -401,10 +403,18 @@ impl FinishJob {
         Digest::of_parts(&refs)
     }
 
-    /// The qualifying data of the last quote: the claims under `nonce` for `job`, in a
-    /// context of their own (`finish-binding/v1`).
-    pub fn binding(&self, nonce: &[u8], job: &Digest) -> Digest {
-        Digest::of_parts(&[b"finish-binding/v1", nonce, job.as_bytes(), self.claims_digest().as_bytes()])
+    /// The qualifying data of the last quote: the claims under `nonce` for `job`, made
+    /// for the trust service `service` (the fingerprint of the TLS certificate the
+    /// worker pinned, as in `Digest::evidence_binding`), in a context of their own
+    /// (`finish-binding/v2`).
+    pub fn binding(&self, service: &Digest, nonce: &[u8], job: &Digest) -> Digest {
+        Digest::of_parts(&[
+            b"finish-binding/v2",
+            service.as_bytes(),
+            nonce,
+            job.as_bytes(),
+            self.claims_digest().as_bytes(),
+        ])
     }
 }
 
@@ -475,8 +485,9 @@ pub struct AttestEnclave {
     /// The ephemeral HPKE public key (hex, 32 bytes) keys are released to.
     #[serde(with = "hex::serde")]
     pub ephemeral_key: Vec<u8>,
-    /// The report; its report data is `Digest::evidence_binding(nonce, job,
-    /// ephemeral_key)`, zero-padded to 64 bytes.
+    /// The report; its report data is `Digest::evidence_binding(service, nonce, job,
+    /// ephemeral_key)` (`service`: the pinned TLS certificate's fingerprint),
+    /// zero-padded to 64 bytes.
     pub evidence: TeeEvidence,
 }
 
@@ -540,7 +551,12 @@ mod tests {
             change(&mut other);
             assert_ne!(other.claims_digest(), c.claims_digest(), "change {i} kept the digest");
         }
-        let (nonce, job) = (b"nonce", Digest::of(b"job"));
-        assert_ne!(c.binding(nonce, &job), Digest::evidence_binding(nonce, &job, c.claims_digest().as_bytes()));
+        let (service, nonce, job) = (Digest::of(b"service"), b"nonce", Digest::of(b"job"));
+        let claims = c.claims_digest();
+        assert_ne!(
+            c.binding(&service, nonce, &job),
+            Digest::evidence_binding(&service, nonce, &job, claims.as_bytes())
+        );
+        assert_ne!(c.binding(&service, nonce, &job), c.binding(&Digest::of(b"relay"), nonce, &job));
     }
 }

@@ -40,6 +40,12 @@ const MAX_BODY: usize = 1 << 20;
 const EVIDENCE_AT_ONCE: usize = 4;
 /// Time a request body may take to arrive: 60 s (64 MiB at about 1 MiB/s).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// An evidence body, which holds an evidence slot while it arrives, must come at
+/// [`EVIDENCE_MIN_RATE`] (bytes per second) on average after its first
+/// [`EVIDENCE_GRACE`]; a body that trickles is cut off and frees its slot.
+const EVIDENCE_MIN_RATE: u64 = 1 << 20;
+/// See [`EVIDENCE_MIN_RATE`].
+const EVIDENCE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Time a whole request may take, body and decision.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
@@ -47,7 +53,7 @@ type Shared<S> = Arc<Trust<S>>;
 
 /// The service's router.
 pub fn router<S: Store>(trust: Shared<S>) -> Router {
-    let tpm_evidence = Arc::new(tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE));
+    let tpm_evidence = Arc::new(EvidenceSlots::new(EVIDENCE_AT_ONCE));
     let finish_evidence = tpm_evidence.clone();
     let tee_evidence = Arc::new(TeeSlots {
         anonymous: tokio::sync::Semaphore::new(EVIDENCE_AT_ONCE),
@@ -402,15 +408,16 @@ handler!(nonce, |t, r, id: String| {
 });
 
 /// `POST /v1/jobs/{id}/attest`: the worker is authenticated from its headers before its
-/// body (up to 64 MiB) is read, and at most [`EVIDENCE_AT_ONCE`] bodies are read at once.
+/// body (up to 64 MiB) is read, and at most [`EVIDENCE_AT_ONCE`] bodies are read at once
+/// ([`with_tpm_evidence`]).
 async fn attest<S: Store>(
     State(t): State<Shared<S>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<EvidenceSlots>,
 ) -> Response {
-    with_tpm_evidence(t, headers, body, slots, move |t, worker, bytes| {
+    with_tpm_evidence(t, id.clone(), headers, body, slots, move |t, worker, bytes| {
         let body: Attest = parse(&bytes)?;
         t.attest(&worker, &id, body)
     })
@@ -424,38 +431,85 @@ async fn finish<S: Store>(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Body,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<EvidenceSlots>,
 ) -> Response {
-    with_tpm_evidence(t, headers, body, slots, move |t, worker, bytes| {
+    with_tpm_evidence(t, id.clone(), headers, body, slots, move |t, worker, bytes| {
         let body: FinishJob = parse(&bytes)?;
         t.finish(&worker, &id, body)
     })
     .await
 }
 
-/// A body carrying TPM evidence: the worker is authenticated from its headers first,
-/// then it waits for one of the evidence slots, then its body (up to 64 MiB) is read.
+/// A body carrying TPM evidence for job `id`. Before the body is read: the worker is
+/// authenticated from its headers, the job must be running on it
+/// ([`Trust::admit_evidence`]), it may have no other evidence body in flight, and it
+/// waits for one of the [`EVIDENCE_AT_ONCE`] slots. Then its body (up to 64 MiB) is read
+/// at [`EVIDENCE_MIN_RATE`] at least. So each slot is held by a worker with a job
+/// running, one slot a worker, briefly: a provider's tokens cannot keep the workers of
+/// other jobs from attesting (and their jobs from being revoked for a missed round).
 async fn with_tpm_evidence<S: Store, T: Serialize + Send + 'static>(
     t: Shared<S>,
+    id: String,
     headers: HeaderMap,
     body: axum::body::Body,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<EvidenceSlots>,
     then: impl FnOnce(&Trust<S>, WorkerRecord, Bytes) -> Result<T, TrustError> + Send + 'static,
 ) -> Response {
     let h = headers.clone();
-    let worker = match on_pool(&t, move |t| worker_of(t, &h)).await {
+    let worker = match on_pool(&t, move |t| {
+        let w = worker_of(t, &h)?;
+        t.admit_evidence(&w, &id)?;
+        Ok(w)
+    })
+    .await
+    {
         Ok(w) => w,
         Err(r) => return r,
     };
-    let _slot = match slot(&slots).await {
+    let Some(_one) = slots.one_per_worker(&worker.name) else {
+        let why = format!("worker {} is sending evidence already: one body at a time", worker.name);
+        return (StatusCode::TOO_MANY_REQUESTS, Json(TrustError::BadRequest(why).to_body())).into_response();
+    };
+    let _slot = match slot(&slots.slots).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let bytes = match read_body(body, MAX_EVIDENCE_BODY).await {
+    let bytes = match read_body_at_rate(body, MAX_EVIDENCE_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     blocking(t, move |t| then(t, worker, bytes)).await
+}
+
+/// The TPM evidence slots, and the workers with an evidence body in flight.
+struct EvidenceSlots {
+    slots: tokio::sync::Semaphore,
+    in_flight: std::sync::Mutex<std::collections::HashSet<perun_core::Name>>,
+}
+
+impl EvidenceSlots {
+    fn new(n: usize) -> Self {
+        Self { slots: tokio::sync::Semaphore::new(n), in_flight: Default::default() }
+    }
+
+    /// Marks `worker` as sending a body until the guard drops; `None` if it is already.
+    fn one_per_worker(&self, worker: &perun_core::Name) -> Option<InFlight<'_>> {
+        let mut set = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(worker.clone()).then(|| InFlight { slots: self, worker: worker.clone() })
+    }
+}
+
+/// A worker's evidence body in flight (see [`EvidenceSlots::one_per_worker`]).
+struct InFlight<'a> {
+    slots: &'a EvidenceSlots,
+    worker: perun_core::Name,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut set = self.slots.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.remove(&self.worker);
+    }
 }
 
 /// Slots for TEE evidence: anonymous first reports, and reports of running enclaves
@@ -521,10 +575,7 @@ async fn attest_enclave<S: Store>(
 async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => {
-            let msg = format!("request body: larger than {} MiB, or cut off", limit >> 20);
-            Err((StatusCode::PAYLOAD_TOO_LARGE, Json(TrustError::BadRequest(msg).to_body())).into_response())
-        }
+        Ok(Err(_)) => Err(too_large(limit)),
         Err(_) => Err(timed_out("the request body did not arrive within 60 s")),
     }
 }
@@ -535,6 +586,44 @@ async fn within_time(req: axum::extract::Request, next: axum::middleware::Next) 
         Ok(r) => r,
         Err(_) => timed_out("the request took longer than 90 s"),
     }
+}
+
+/// Reads an evidence body of at most `limit` bytes that must arrive at
+/// [`EVIDENCE_MIN_RATE`] on average after [`EVIDENCE_GRACE`], and within
+/// [`BODY_TIMEOUT`] in all.
+async fn read_body_at_rate(mut body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt as _;
+    let start = tokio::time::Instant::now();
+    let mut got: Vec<u8> = Vec::new();
+    loop {
+        let earned = std::time::Duration::from_millis((got.len() as u64).saturating_mul(1000) / EVIDENCE_MIN_RATE);
+        let deadline = start + EVIDENCE_GRACE.saturating_add(earned).min(BODY_TIMEOUT);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                let why = format!(
+                    "the evidence body arrived slower than {} MiB/s (after {} s), or took over {} s",
+                    EVIDENCE_MIN_RATE >> 20,
+                    EVIDENCE_GRACE.as_secs(),
+                    BODY_TIMEOUT.as_secs()
+                );
+                return Err(timed_out(&why));
+            }
+            Ok(None) => return Ok(Bytes::from(got)),
+            Ok(Some(Err(_))) => return Err(too_large(limit)),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if got.len().saturating_add(data.len()) > limit {
+                return Err(too_large(limit));
+            }
+            got.extend_from_slice(&data);
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    let msg = format!("request body: larger than {} MiB, or cut off", limit >> 20);
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(TrustError::BadRequest(msg).to_body())).into_response()
 }
 
 fn timed_out(why: &str) -> Response {

@@ -97,7 +97,7 @@ impl Session {
         nonce: &str,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attested), WorkerError> {
-        let (eph, req) = Self::attestation(job, nonce, evidence)?;
+        let (eph, req) = Self::attestation(&self.client.audience(), job, nonce, evidence)?;
         let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
         // Keep the next nonce, with a margin, so the next round needs one request.
         let valid = std::time::Duration::from_secs(answer.next_nonce.valid_s.saturating_sub(5));
@@ -105,11 +105,14 @@ impl Session {
         Ok((eph, answer))
     }
 
-    /// The attestation request for `job` under `nonce`, unsent: `evidence` makes evidence
-    /// over the binding of `nonce`, `job` and a fresh ephemeral key (its qualifying data).
+    /// The attestation request for `job` under `nonce`, unsent, for the service whose
+    /// certificate has fingerprint `service` ([`Client::audience`]): `evidence` makes
+    /// evidence over the binding of `service`, `nonce`, `job` and a fresh ephemeral key
+    /// (its qualifying data, `Digest::evidence_binding`).
     ///
     /// Errors: [`WorkerError::Failed`] for a nonce that is not hex; `evidence`'s own.
     pub fn attestation(
+        service: &Digest,
         job: &Digest,
         nonce: &str,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
@@ -117,7 +120,7 @@ impl Session {
         let eph = EphemeralKey::generate();
         let nonce_bytes =
             hex::decode(nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
-        let binding = Digest::evidence_binding(&nonce_bytes, job, &eph.public_bytes());
+        let binding = Digest::evidence_binding(service, &nonce_bytes, job, &eph.public_bytes());
         let evidence = evidence(binding.as_bytes())?;
         let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
         Ok((eph, req))
@@ -163,7 +166,7 @@ impl Session {
         let nonce_bytes =
             hex::decode(&nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
         let claims = body.claims_digest();
-        let evidence = evidence(body.binding(&nonce_bytes, job).as_bytes())?;
+        let evidence = evidence(body.binding(&self.client.audience(), &nonce_bytes, job).as_bytes())?;
         body.attestation = Some(Attest { nonce, ephemeral_key: claims.as_bytes().to_vec(), evidence });
         Ok(self.client.call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body))?)
     }

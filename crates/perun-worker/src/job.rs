@@ -314,6 +314,16 @@ pub fn check_claim(claimed: &Claimed) -> Result<(), WorkerError> {
             )));
         }
     }
+    // The model is sealed to exactly the receivers the owners signed for. (Their keys
+    // come from the service, which the evidence binding authenticates.)
+    let receivers: Vec<&Name> = claimed.receivers.iter().map(|(n, _)| n).collect();
+    if receivers.len() != manifest.receivers.len() || receivers.iter().zip(&manifest.receivers).any(|(a, b)| *a != b) {
+        return Err(WorkerError::Failed(format!(
+            "the claim names receivers [{}], the manifest [{}]: refusing to run it",
+            receivers.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+            manifest.receivers.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
+        )));
+    }
     Ok(())
 }
 

@@ -185,7 +185,8 @@ impl SimWorker {
         nonce: &str,
     ) -> Result<(EphemeralKey, perun_proto::wire::Attest), WorkerError> {
         let (tpm, log) = (&mut self.tpm, &self.log);
-        Session::attestation(job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
+        let service = self.session.client().audience();
+        Session::attestation(&service, job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
     }
 
     /// A continuous attestation for `job`, with the nonce the last answer handed out

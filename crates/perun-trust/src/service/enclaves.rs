@@ -3,7 +3,8 @@
 //! An enclave has no TPM to enrol: its first accepted report for a ready `tee` job is
 //! its claim. It asks for a nonce naming itself ([`Trust::enclave_nonce`], anonymous,
 //! writes nothing), and sends a TEE report whose report data is
-//! `Digest::evidence_binding(nonce, job, ephemeral key)` ([`Trust::attest_enclave`]).
+//! `Digest::evidence_binding(service, nonce, job, ephemeral key)`, with `service` this
+//! service's TLS certificate fingerprint ([`Trust::attest_enclave`]).
 //! The report is appraised against the job's TEE policy (signature chain, report
 //! data, measurements, TCB floor; the `sim` TEE only where the policy names its key).
 //! Accepted: the job is the enclave's, every asset key and an access token for its later
@@ -85,7 +86,7 @@ impl<S: Store> Trust<S> {
                 Some(_) => self.refused(&actor, Some(&seen), e),
             });
         }
-        let binding = Digest::evidence_binding(&nonce, &seen.id, &req.ephemeral_key);
+        let binding = Digest::evidence_binding(&self.keys.tls_fingerprint(), &nonce, &seen.id, &req.ephemeral_key);
         let (result, accepted) = TeeReportVerifier { policy: &policy, now }.appraise(&req.evidence, binding.as_bytes());
 
         let outcome = self.store.write(|tx| {

@@ -36,8 +36,11 @@ impl<S: Store> Trust<S> {
         // for outputs. A finish carries a last quote over the digest of its claims, appraised
         // like every continuous attestation (the IMA log up to now included). A `tee` job's
         // token never left the enclave it was sealed to.
+        let service = self.keys.tls_fingerprint();
         let appraisal = match (&body.attestation, worker.tee.is_none()) {
-            (Some(att), true) => Some(self.appraise_tpm(worker, job_id, att, |nonce, job| body.binding(nonce, job))?),
+            (Some(att), true) => {
+                Some(self.appraise_tpm(worker, job_id, att, |nonce, job| body.binding(&service, nonce, job))?)
+            }
             _ => None,
         };
         let outcome = self.store.write(|tx| {
@@ -62,6 +65,9 @@ impl<S: Store> Trust<S> {
                 if let Err(e) = self.decide_tpm(tx, &mut job, worker, att, appraisal)? {
                     return Ok(Err((job, e)));
                 }
+                // The accepted quote moved the job's IMA state on: kept even if a check
+                // below refuses these outputs.
+                tx.put(&job)?;
             }
             if let Err(e) = check_privacy(job.manifest.privacy.as_ref(), body.privacy.as_ref()) {
                 return Ok(Err((job, e)));

@@ -308,6 +308,20 @@ impl<S: Store> Trust<S> {
             if self.apply_deadlines(tx, &mut job)? {
                 return Ok(Err((job.clone(), live_error(&job))));
             }
+            // The worker as it is now, not as it was when its token was checked: a new
+            // AK activated in between (which revokes the jobs running on the old one)
+            // must not leave this claim running on the old token.
+            let current = tx.get::<WorkerRecord>(worker.name.as_str())?;
+            let same = current.as_ref().is_some_and(|c| {
+                c.token_hash == worker.token_hash && c.ak_public == worker.ak_public && c.state == worker.state
+            });
+            if !same {
+                let e = TrustError::Unauthenticated(format!(
+                    "worker {}'s AK or token changed while it claimed job {job_id}: claim again with the new token",
+                    worker.name
+                ));
+                return Ok(Err((job, e)));
+            }
             if let Err(e) = self.check_releasable(tx, &job) {
                 return Ok(Err((job, e)));
             }
@@ -456,8 +470,11 @@ impl<S: Store> Trust<S> {
         let actor = worker_actor(&worker.name);
         let started = std::time::Instant::now();
         let eph = req.ephemeral_key.clone();
+        // The service binds its own certificate: evidence a worker made for a relay that
+        // terminated its TLS (and could rewrite what the worker is told) fails here.
+        let service = self.keys.tls_fingerprint();
         let appraisal =
-            self.appraise_tpm(worker, job_id, &req, |nonce, job| Digest::evidence_binding(nonce, job, &eph))?;
+            self.appraise_tpm(worker, job_id, &req, |nonce, job| Digest::evidence_binding(&service, nonce, job, &eph))?;
         let outcome = self.store.write(|tx| {
             let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
@@ -490,6 +507,16 @@ impl<S: Store> Trust<S> {
         }
     }
 
+    /// Whether `worker` may send evidence for `job_id` now: only for a job running on it.
+    /// Checked before an evidence body is read or an evidence slot taken, so that a
+    /// worker's token alone (which the host's root can read) cannot hold the slots the
+    /// attesting workers of other jobs need. Refused as the attestation itself would be.
+    pub fn admit_evidence(&self, worker: &WorkerRecord, job_id: &str) -> Result<(), TrustError> {
+        let (job, _) = self.job_and_policy(job_id)?;
+        self.check_running_by(&job, &worker.name)
+            .map_err(|e| self.attestation_refused(&worker_actor(&worker.name), &job, worker, e))
+    }
+
     /// How a refused attestation answers: a revoked job's refusal is already audited.
     pub(super) fn attestation_refused(
         &self,
@@ -513,8 +540,8 @@ impl<S: Store> Trust<S> {
     /// and the policy, appraised on the job's replay state as read now, outside the
     /// store's write lock, so attestations of different jobs are appraised in parallel.
     /// `binding` makes the quote's qualifying data from the nonce and the job:
-    /// `Digest::evidence_binding` with the ephemeral key for a key release,
-    /// `FinishJob::binding` for a finish. `None` when a cheap check fails (job not
+    /// `Digest::evidence_binding` with this service's certificate and the ephemeral key
+    /// for a key release, `FinishJob::binding` for a finish. `None` when a cheap check fails (job not
     /// running on this worker, nonce not issued); [`Self::decide_tpm`] then says which.
     pub(super) fn appraise_tpm(
         &self,
