@@ -401,7 +401,7 @@ fn a_relay_between_the_worker_and_the_service_gets_nothing() {
     // terminates the worker's TLS under the relay's certificate (the one the worker's
     // provider-written configuration pins) and opens its own TLS to the service. It
     // passes everything on, so it could rewrite the receivers' keys the claim carries.
-    let relay = common::relay::Relay::start(w.anon.base());
+    let relay = common::relay::Relay::start(w.anon.base(), w.anon.audience());
     let via = Client::new(&relay.url, relay.fingerprint, Caller::Anonymous).unwrap();
     w.worker().reconnect(&via);
     let claimed = w.worker().claim(&job).unwrap();
@@ -427,12 +427,13 @@ fn a_relay_between_the_worker_and_the_service_gets_nothing() {
 /// Sends `POST /v1/jobs/{job}/attest` as gpu-1 with `token`, announcing a 100 kB body of
 /// which it sends one byte every 50 ms, until the service answers (or 20 s pass).
 /// Returns the answer's status and text, and how long it took.
-fn trickle_evidence(base: &str, job: &Digest, token: &[u8]) -> (u16, String, std::time::Duration) {
+fn trickle_evidence(base: &str, service: Digest, job: &Digest, token: &[u8]) -> (u16, String, std::time::Duration) {
     use std::io::{Read as _, Write as _};
     let tcp = std::net::TcpStream::connect(base.trim_start_matches("https://")).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
     let server = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(common::relay::any_certificate()), server).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(perun_client::pinned_tls_config(service).unwrap()), server).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let head = format!(
         "POST /v1/jobs/{job}/attest HTTP/1.1\r\nhost: localhost\r\nperun-worker: gpu-1\r\n\
@@ -479,19 +480,20 @@ fn a_workers_token_cannot_hold_the_evidence_slots() {
         })
         .unwrap();
     let base = w.anon.base().to_owned();
+    let service = w.anon.audience();
     // For a job not running on it, a body that never ends is refused before it is read.
-    let (status, text, took) = trickle_evidence(&base, &ready, &token);
+    let (status, text, took) = trickle_evidence(&base, service, &ready, &token);
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("not claimed by gpu-1"), "{text}");
     assert!(took < std::time::Duration::from_secs(4), "{took:?}");
     // For its running job: one body in flight at a time...
     let slow = {
         let base = base.clone();
-        std::thread::spawn(move || trickle_evidence(&base, &running, &token))
+        std::thread::spawn(move || trickle_evidence(&base, service, &running, &token))
     };
     std::thread::sleep(std::time::Duration::from_secs(1));
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(common::relay::any_certificate())
+        .use_preconfigured_tls(perun_client::pinned_tls_config(service).unwrap())
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap();

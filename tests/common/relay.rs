@@ -8,10 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use perun_core::Digest;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 
 /// A running relay; stopped when dropped.
 pub struct Relay {
@@ -23,14 +20,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Relays to the service at `upstream` (`https://127.0.0.1:PORT`).
-    pub fn start(upstream: &str) -> Self {
+    /// Relays to the service at `upstream` (`https://127.0.0.1:PORT`), whose certificate
+    /// it pins (`service`): the relay is a genuine client of the service.
+    pub fn start(upstream: &str, service: Digest) -> Self {
         let upstream: SocketAddr = upstream.trim_start_matches("https://").parse().unwrap();
         let keys = perun_trust::ServiceKeys::generate(&["127.0.0.1".into()]).unwrap();
         let fingerprint = keys.tls_fingerprint();
         let server = perun_trust::server::tls_config(&keys.tls_cert, &keys.tls_key).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(any_certificate()));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(perun_client::pinned_tls_config(service).unwrap()));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -47,55 +45,5 @@ impl Relay {
             }
         });
         Self { url, fingerprint, _rt: rt }
-    }
-}
-
-/// A TLS client configuration that takes whatever certificate is presented (the
-/// relay's side towards the service, and raw test clients).
-pub fn any_certificate() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -28,6 +28,30 @@ struct Pinned {
     seen: std::sync::Mutex<Option<Digest>>,
 }
 
+/// A rustls client configuration that accepts exactly the certificate whose SHA-256
+/// fingerprint is `fingerprint` (the one [`Client`] uses), for callers that speak TLS to
+/// the service without HTTP, such as a test's raw connection or a relay.
+///
+/// # Errors
+/// [`ClientError::Tls`] if the crypto provider offers no safe protocol version.
+pub fn pinned_tls_config(fingerprint: Digest) -> Result<rustls::ClientConfig, ClientError> {
+    tls_config(Some(fingerprint)).map(|(tls, _)| tls)
+}
+
+/// The configuration and its verifier (which records the certificate seen); `None`
+/// accepts any certificate and serves only [`Client::presented_fingerprint`].
+fn tls_config(fingerprint: Option<Digest>) -> Result<(rustls::ClientConfig, Arc<Pinned>), ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned { fingerprint, provider: provider.clone(), seen: Default::default() });
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(ClientError::Tls)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    Ok((tls, verifier))
+}
+
 impl ServerCertVerifier for Pinned {
     fn verify_server_cert(
         &self,
@@ -146,14 +170,7 @@ impl Client {
         if let Some(base) = bases.iter().find(|b| !b.starts_with("https://")) {
             return Err(ClientError::Address(format!("`{base}`: the trust service is reached over https:// only")));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(Pinned { fingerprint, provider: provider.clone(), seen: Default::default() });
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(ClientError::Tls)?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        let (tls, verifier) = tls_config(fingerprint)?;
         let http = reqwest::blocking::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(Duration::from_secs(120))

@@ -9,5 +9,5 @@
 pub mod client;
 pub mod error;
 
-pub use client::{Caller, Client};
+pub use client::{pinned_tls_config, Caller, Client};
 pub use error::ClientError;

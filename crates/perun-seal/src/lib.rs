@@ -30,5 +30,6 @@ pub use error::SealError;
 pub use header::AssetHeader;
 pub use keys::{AssetKey, StakeholderKeys};
 pub use sealed::{
-    open, open_file, open_to_vec, seal, seal_bytes_to_file, seal_file, unseal_file, Opened, SealedInfo, SealedReader,
+    open, open_file, open_in_parallel, open_to_vec, seal, seal_bytes_to_file, seal_file, unseal_file, Opened,
+    SealedInfo, SealedReader,
 };

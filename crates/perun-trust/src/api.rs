@@ -559,7 +559,8 @@ async fn attest_enclave<S: Store>(
             }
         },
     };
-    let bytes = match read_body(body, MAX_TEE_EVIDENCE_BODY).await {
+    // At the evidence rate, so that a caller who sends nothing frees its slot in 5 s.
+    let bytes = match read_body_at_rate(body, MAX_TEE_EVIDENCE_BODY).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -32,6 +32,10 @@ pub fn tls_config(cert_der: &[u8], key_der: &[u8]) -> Result<rustls::ServerConfi
 
 /// Connections served at once; past it, new ones wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 2048;
+/// Connections one remote IP address may hold at once, so that no single peer holds all
+/// [`MAX_CONNECTIONS`]; loopback peers (this host's own tools, a local proxy) are not
+/// counted. Past it, the new connection is closed at once.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// Seconds a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Seconds a client has to send a request's headers, also while a kept-alive connection
@@ -41,7 +45,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serves `trust` on `listener` until `shutdown` completes.
 ///
 /// No anonymous peer can hold the service: at most [`MAX_CONNECTIONS`] connections at
-/// once, a handshake within 10 s, headers within 30 s, a body within the route's time
+/// once and [`MAX_CONNECTIONS_PER_PEER`] from one remote address, a handshake within 10 s, headers within 30 s, a body within the route's time
 /// (`crate::api`), and a failing `accept` (out of file descriptors) backs off instead of
 /// spinning.
 pub async fn serve<S: Store>(
@@ -68,6 +72,7 @@ pub async fn serve<S: Store>(
         })
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_peer = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -90,11 +95,15 @@ pub async fn serve<S: Store>(
                 }
             },
         };
+        let Some(peer_slot) = PeerSlot::take(&per_peer, peer.ip()) else {
+            tracing::debug!(%peer, "closed: the peer holds {MAX_CONNECTIONS_PER_PEER} connections already");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, peer_slot);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
@@ -117,6 +126,46 @@ pub async fn serve<S: Store>(
     }
     sweeper.abort();
     Ok(())
+}
+
+/// Connections held per remote IP address.
+type PeerCounts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection counted against its peer's [`MAX_CONNECTIONS_PER_PEER`]; handed back
+/// when dropped.
+struct PeerSlot {
+    counts: PeerCounts,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// Counts a connection from `ip`; `None` when the peer already holds its share.
+    /// Loopback peers are not counted (and always get `Some`).
+    fn take(counts: &PeerCounts, ip: std::net::IpAddr) -> Option<Option<Self>> {
+        if ip.is_loopback() {
+            return Some(None);
+        }
+        let mut map = counts.lock().ok()?;
+        let held = map.entry(ip).or_insert(0);
+        if *held >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *held += 1;
+        Some(Some(Self { counts: counts.clone(), ip }))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.counts.lock() {
+            if let Some(held) = map.get_mut(&self.ip) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    map.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// A service running on its own threads (for the demo, tests and benchmarks); stopped
@@ -174,5 +223,26 @@ impl Drop for Running {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_of_connections() {
+        let counts: PeerCounts = Default::default();
+        let attacker: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let other: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_PEER).map(|_| PeerSlot::take(&counts, attacker).unwrap()).collect();
+        assert!(PeerSlot::take(&counts, attacker).is_none(), "past the share");
+        // Another peer and this host's own loopback callers are not affected.
+        assert!(PeerSlot::take(&counts, other).unwrap().is_some());
+        assert!(PeerSlot::take(&counts, "127.0.0.1".parse().unwrap()).unwrap().is_none());
+        // A closed connection hands its count back; all closed, the peer is forgotten.
+        drop(held);
+        assert!(PeerSlot::take(&counts, attacker).unwrap().is_some());
+        assert!(counts.lock().unwrap().is_empty());
     }
 }

@@ -360,8 +360,9 @@ pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroiz
         .find(|(n, _)| n == &a.asset)
         .map(|(_, k)| k)
         .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
-    let (reader, len) = fetch(&a.location)?;
-    let (opened, plain) = perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?;
+    let sealed = fetch_all(&a.location)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (opened, plain) = perun_seal::open_in_parallel(&sealed, key.identity(), Some(a.kind), threads)?;
     if opened.content_digest != a.content_digest {
         return Err(WorkerError::Failed(format!(
             "asset {} has content {}, but the manifest pins {}: refusing it",
@@ -387,6 +388,19 @@ fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
     let f = std::fs::File::open(location).map_err(|e| WorkerError::Failed(format!("opening {location}: {e}")))?;
     let len = f.metadata().ok().map(|m| m.len());
     Ok((Box::new(std::io::BufReader::new(f)), len))
+}
+
+/// Reads a sealed asset whole (it is ciphertext: nothing here needs wiping), so that it
+/// can be opened on all cores. A peer's Content-Length reserves at most 256 MiB up front;
+/// the buffer grows past that only as real bytes arrive.
+fn fetch_all(location: &str) -> Result<Vec<u8>, WorkerError> {
+    let (mut reader, len) = fetch(location)?;
+    let cap = len.and_then(|l| usize::try_from(l).ok()).unwrap_or(0).min(256 << 20);
+    let mut sealed = Vec::with_capacity(cap);
+    reader
+        .read_to_end(&mut sealed)
+        .map_err(|source| WorkerError::Io { what: format!("reading {location}"), source })?;
+    Ok(sealed)
 }
 
 /// A blocking HTTP client for public endpoints: https with the Mozilla roots (rustls,

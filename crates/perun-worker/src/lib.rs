@@ -44,6 +44,15 @@ pub enum WorkerError {
     /// A released key or sealed asset did not open.
     #[error("{0}")]
     Seal(#[from] perun_seal::SealError),
+    /// A file or a network body could not be read; `what` names it.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read, e.g. `reading https://host/asset.sealed`.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Anything else, said plainly.
     #[error("{0}")]
     Failed(String),

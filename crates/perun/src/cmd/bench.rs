@@ -206,6 +206,33 @@ fn bench_seal(size_mib: u64, dir: Option<&Path>, runs: u32) -> Result<()> {
         Ok(())
     })?;
     println!("{:<34} {:>10.3} {:>10.0}", "perun open (decrypt + verify)", perun_open.as_secs_f64(), rate(perun_open));
+    // What the job runner does: the sealed file in memory, opened on every core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let in_memory = std::fs::read(&sealed_path)?;
+    let perun_to_memory = best_of(runs, || {
+        sealed::open_in_parallel(&in_memory, key.identity(), None, 1)?;
+        Ok(())
+    })?;
+    println!(
+        "{:<34} {:>10.3} {:>10.0}",
+        "perun open, 1 thread (memory)",
+        perun_to_memory.as_secs_f64(),
+        rate(perun_to_memory)
+    );
+    let perun_parallel = best_of(runs, || {
+        sealed::open_in_parallel(&in_memory, key.identity(), None, threads)?;
+        Ok(())
+    })?;
+    println!(
+        "{:<34} {:>10.3} {:>10.0}",
+        format!("perun open, {threads} threads (memory)"),
+        perun_parallel.as_secs_f64(),
+        rate(perun_parallel)
+    );
+    println!(
+        "parallel ratio: {:.2}x the one-thread open into memory (the job runner's path, plaintext wiped after)",
+        perun_to_memory.as_secs_f64() / perun_parallel.as_secs_f64()
+    );
 
     if !have("age") {
         println!("the `age` tool is not installed (apt-get install age): no baseline to compare with");
