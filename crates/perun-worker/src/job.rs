@@ -360,9 +360,20 @@ pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroiz
         .find(|(n, _)| n == &a.asset)
         .map(|(_, k)| k)
         .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
-    let sealed = fetch_all(&a.location)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (opened, plain) = perun_seal::open_in_parallel(&sealed, key.identity(), Some(a.kind), threads)?;
+    let (opened, plain) = if is_url(&a.location) {
+        // Over the network, each chunk is authenticated as it arrives, so a body that
+        // is not the sealed file (an endless one from anyone on the path) fails at its
+        // first chunk instead of filling memory.
+        let (reader, len) = fetch(&a.location)?;
+        perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?
+    } else {
+        // A file on the worker's own disk (staged by the provider): read whole and
+        // opened on every core.
+        let sealed = std::fs::read(&a.location)
+            .map_err(|source| WorkerError::Io { what: format!("reading {}", a.location), source })?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        perun_seal::open_in_parallel(&sealed, key.identity(), Some(a.kind), threads)?
+    };
     if opened.content_digest != a.content_digest {
         return Err(WorkerError::Failed(format!(
             "asset {} has content {}, but the manifest pins {}: refusing it",
@@ -376,7 +387,7 @@ pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroiz
 /// transport needs no trust: the asset is authenticated by its encryption and its digest
 /// is checked against the manifest; https uses the Mozilla roots all the same.
 fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
-    if location.starts_with("http://") || location.starts_with("https://") {
+    if is_url(location) {
         let resp = http_client()?
             .get(location)
             .send()
@@ -390,17 +401,9 @@ fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
     Ok((Box::new(std::io::BufReader::new(f)), len))
 }
 
-/// Reads a sealed asset whole (it is ciphertext: nothing here needs wiping), so that it
-/// can be opened on all cores. A peer's Content-Length reserves at most 256 MiB up front;
-/// the buffer grows past that only as real bytes arrive.
-fn fetch_all(location: &str) -> Result<Vec<u8>, WorkerError> {
-    let (mut reader, len) = fetch(location)?;
-    let cap = len.and_then(|l| usize::try_from(l).ok()).unwrap_or(0).min(256 << 20);
-    let mut sealed = Vec::with_capacity(cap);
-    reader
-        .read_to_end(&mut sealed)
-        .map_err(|source| WorkerError::Io { what: format!("reading {location}"), source })?;
-    Ok(sealed)
+/// Whether an asset's location is fetched over http(s) rather than read from a path.
+fn is_url(location: &str) -> bool {
+    location.starts_with("http://") || location.starts_with("https://")
 }
 
 /// A blocking HTTP client for public endpoints: https with the Mozilla roots (rustls,
