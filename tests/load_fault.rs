@@ -1,5 +1,5 @@
 //! Load and faults: 1,000 simulated workers (each its own software TPM,
-//! `perun_worker::sim`) attest to `perun serve` while stakeholders propose and approve
+//! `perun_testkit`) attest to `perun serve` while stakeholders propose and approve
 //! their jobs, and the service is killed with SIGKILL and restarted on the same store
 //! twice. Clients retry through the outages; a request whose answer was lost may have
 //! been done, and its retry must not do it twice. Afterwards, through the API and then
@@ -26,11 +26,12 @@ use perun_client::{Caller, Client, ClientError};
 use perun_core::{Digest, Name};
 use perun_proto::wire::{AuditLog, ServiceInfo};
 use perun_seal::StakeholderKeys;
+use perun_testkit::soft_worker as sim;
+use perun_testkit::{Parties, SimWorker};
 use perun_trust::audit::{verify_chain, AuditKind, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::store::{Store as _, TxExt as _};
 use perun_trust::AnyStore;
-use perun_worker::sim::{self, Parties, SimWorker};
 use perun_worker::{Agent, WorkerError};
 
 const WORKERS: usize = 1000;

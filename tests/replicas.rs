@@ -13,6 +13,7 @@ use std::sync::{Arc, Barrier};
 use perun_client::{Caller, Client, ClientError};
 use perun_core::Name;
 use perun_proto::wire::{Attested, JobInfo};
+use perun_testkit::{Parties, SimWorker};
 use perun_trust::audit::{verify_chain, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
 use perun_trust::server::Running;
@@ -20,7 +21,6 @@ use perun_trust::store::local_cluster::LocalCluster;
 use perun_trust::store::postgres::StoreTls;
 use perun_trust::store::{Store, Table, TxExt as _};
 use perun_trust::{AnyStore, Clock, ServiceKeys, SqliteStore, Trust, TrustConfig, TrustError};
-use perun_worker::sim::{Parties, SimWorker};
 use perun_worker::Agent;
 
 /// Loopback: plaintext is allowed.

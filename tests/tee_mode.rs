@@ -263,6 +263,38 @@ fn declare_length(url: &str, length: usize) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Sends `POST path` with a chunked body of `total` bytes (no declared length) and
+/// returns the raw answer: the server must stop reading at its limit.
+fn chunked_body(url: &str, path: &str, total: usize) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b' '; 64 << 10];
+    let mut sent = 0;
+    while sent < total {
+        let frame = format!("{:x}\r\n", chunk.len());
+        // The server may close once it has refused: later writes fail, which is the point.
+        if tcp
+            .write_all(frame.as_bytes())
+            .and_then(|_| tcp.write_all(&chunk))
+            .and_then(|_| tcp.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// The headers `who` signs a `POST /v1/predict` of `body` with, for `audience`.
 fn signed_by(who: &StakeholderKeys, audience: &Digest, body: &[u8]) -> SignedHeaders {
     SignedHeaders::sign(who.signing_key(), who.name(), audience, "POST", "/v1/predict", body, perun_trust::unix_now())
@@ -449,6 +481,12 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let text = declare_length(&url, 8 << 20);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("request body is over") && text.contains(&format!("at most {max} rows")), "{text}");
+    // An unsigned body is not read at all: who signs is checked on the headers first.
+    let text = chunked_body(&url, "/v1/predict", 16 << 20);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    // Without a declared length (chunked), a body is read only up to the limit.
+    let text = chunked_body(&url, "/v1/attestation", 1 << 20);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     let r = remote.predict(&vec![rows[0].clone(); max + 1]);
     assert_eq!(r.unwrap().len(), max + 1, "the client splits what one request cannot hold");
     let (status, _) = post_raw(&format!("{url}/v1/attestation"), &serde_json::json!({ "nonce": "00" }));
@@ -463,7 +501,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert!(serving.reattest().is_err());
     assert!(serving.stopped().unwrap().contains("revoked"), "{:?}", serving.stopped());
     let r = remote.predict(&rows[..1]);
-    assert!(matches!(&r, Err(EnclaveError::Http(m)) if m.contains("503")), "{r:?}");
+    assert!(matches!(&r, Err(EnclaveError::Answered { status: 503, .. })), "{r:?}");
     drop(running);
     assert_eq!(w.releases(&job), 1);
 }

@@ -211,8 +211,8 @@ pub fn test_store(dir: &Path) -> perun_trust::AnyStore {
     }
 }
 
-/// A trust service in-process on loopback (TLS; the store [`test_store`] picks, in a
-/// folder of its own) whose clock the test moves.
+/// A trust service in-process on loopback (the test kit's, on the store [`test_store`]
+/// picks, in a folder of its own) whose clock the test moves.
 pub struct InProcess {
     pub dir: tempfile::TempDir,
     pub clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -224,18 +224,18 @@ pub struct InProcess {
 impl InProcess {
     /// Starts it with its clock at `now`.
     pub fn start(now: u64) -> Self {
-        use perun_client::{Caller, Client};
-        use perun_trust::{Clock, ServiceKeys, Trust, TrustConfig};
+        use perun_trust::{Clock, TrustConfig};
         let dir = tempfile::tempdir().unwrap();
         let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
         let store = test_store(dir.path());
-        let keys = ServiceKeys::load_or_create(&dir.path().join("keys"), &[]).unwrap();
-        let fingerprint = keys.tls_fingerprint();
-        let trust = std::sync::Arc::new(Trust::new(store, keys, Clock::Manual(clock.clone()), TrustConfig::default()));
-        trust.bind_identity().unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let server = perun_trust::server::Running::start(trust.clone(), addr, 2).unwrap();
-        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous).unwrap();
+        let (trust, server, anon) = perun_testkit::InProcess::start(
+            store,
+            &dir.path().join("keys"),
+            Clock::Manual(clock.clone()),
+            TrustConfig::default(),
+        )
+        .unwrap()
+        .into_parts();
         Self { dir, clock, trust, server, anon }
     }
 }

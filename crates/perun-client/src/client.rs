@@ -96,6 +96,7 @@ impl ServerCertVerifier for Pinned {
 }
 
 /// Who the client speaks as.
+#[derive(Clone)]
 pub enum Caller {
     /// Nobody (public endpoints, worker enrolment steps).
     Anonymous,
@@ -117,6 +118,7 @@ pub enum Caller {
 
 /// A connection to one trust service, reached at one address or at any of its
 /// replicas' (every replica presents the same pinned certificate).
+#[derive(Clone)]
 pub struct Client {
     bases: Arc<Vec<String>>,
     /// The replica that answered last: requests go there first.

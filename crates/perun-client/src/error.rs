@@ -79,6 +79,67 @@ pub enum ClientError {
     /// A 2xx answer was not the JSON this call expects.
     #[error("unexpected answer from the service: {0}")]
     Decode(#[source] serde_json::Error),
+    /// The service returned a job whose manifest digests to another id: nothing signed.
+    #[error("the service returned a manifest whose digest is {got}, not {expected}: not signing")]
+    ManifestMismatch {
+        /// The job id asked for.
+        expected: perun_core::Digest,
+        /// The digest of the manifest returned.
+        got: perun_core::Digest,
+    },
+    /// The service returned a policy other than the one the manifest pins.
+    #[error("the service returned a policy whose digest is {got}, not the manifest's {expected}")]
+    PolicyMismatch {
+        /// The manifest's policy digest.
+        expected: perun_core::Digest,
+        /// The digest of the policy returned.
+        got: perun_core::Digest,
+    },
+    /// The job's policy accepts development evidence: an approval would let its keys
+    /// reach a machine that proves nothing, so none was signed.
+    #[error("not signing: job {job}'s policy `{policy}` accepts DEVELOPMENT evidence: {}", why.join("; "))]
+    DevelopmentPolicy {
+        /// The job.
+        job: perun_core::Digest,
+        /// The policy's name.
+        policy: String,
+        /// What in it is development-only.
+        why: Vec<String>,
+    },
+    /// The service's audit key is not usable.
+    #[error("the service's audit key is malformed: {why}")]
+    AuditKey {
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The service signs its audit log with another key than the one pinned.
+    #[error(
+        "the service now signs its audit log with ed25519:{now}, not the key pinned by `perun remote add` \
+         (ed25519:{pinned}): its records cannot be trusted"
+    )]
+    AuditKeyChanged {
+        /// The pinned key (base64).
+        pinned: String,
+        /// The key the service names now (base64).
+        now: String,
+    },
+    /// A training receipt does not verify under the pinned audit key.
+    #[error("the receipt does not verify under the service's pinned audit key: {0}")]
+    Receipt(#[source] perun_core::CoreError),
+    /// The service returned the receipt of another job.
+    #[error("the service returned the receipt of job {got}, not {expected}")]
+    ReceiptMismatch {
+        /// The job asked for.
+        expected: perun_core::Digest,
+        /// The job the receipt is of.
+        got: perun_core::Digest,
+    },
+    /// The audit chain does not verify.
+    #[error("{0}")]
+    Audit(#[from] perun_proto::audit::AuditError),
+    /// An asset key could not be wrapped, or a recipient not read.
+    #[error("{0}")]
+    Seal(#[from] perun_seal::SealError),
     /// The service's certificate is not the pinned one: nothing was sent.
     #[error("the trust service presented certificate {presented}, not the pinned {pinned}: refusing to talk to it")]
     CertificateMismatch {

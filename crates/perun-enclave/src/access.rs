@@ -126,6 +126,24 @@ impl Receivers {
         self.job
     }
 
+    /// What can be checked before the body is read: a receiver of the job signs, at a
+    /// time near `now`, with a well-formed nonce. Returns the receiver's key.
+    ///
+    /// Errors: [`AccessError::NotAReceiver`], [`AccessError::Skew`], [`AccessError::BadNonce`].
+    pub fn precheck(&self, sh: &SignedHeaders, now: u64) -> Result<&VerifyingKey, AccessError> {
+        let key = self
+            .keys
+            .get(&sh.identity)
+            .ok_or_else(|| AccessError::NotAReceiver { who: sh.identity.to_string(), job: self.job })?;
+        if sh.time.abs_diff(now) > MAX_SKEW_S {
+            return Err(AccessError::Skew { time: sh.time, now });
+        }
+        if !(16..=64).contains(&sh.nonce.len()) || !sh.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AccessError::BadNonce);
+        }
+        Ok(key)
+    }
+
     /// Checks a signed request for this job: the signer is a receiver, the time is
     /// within [`MAX_SKEW_S`] of `now`, the nonce is well formed and the signature over
     /// `method`, `path` (with query) and `body` verifies. The nonce is not recorded
@@ -138,16 +156,7 @@ impl Receivers {
         body: &[u8],
         now: u64,
     ) -> Result<Name, AccessError> {
-        let key = self
-            .keys
-            .get(&sh.identity)
-            .ok_or_else(|| AccessError::NotAReceiver { who: sh.identity.to_string(), job: self.job })?;
-        if sh.time.abs_diff(now) > MAX_SKEW_S {
-            return Err(AccessError::Skew { time: sh.time, now });
-        }
-        if !(16..=64).contains(&sh.nonce.len()) || !sh.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(AccessError::BadNonce);
-        }
+        let key = self.precheck(sh, now)?;
         let d = request_digest(&self.job, method, path, body, sh.time, &sh.nonce);
         verify_digest(key, REQUEST_CONTEXT, &d, &sh.signature)
             .map_err(|_| AccessError::BadSignature(sh.identity.clone()))?;

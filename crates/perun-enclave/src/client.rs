@@ -37,10 +37,6 @@ pub struct RemoteModel {
     querier: Querier,
 }
 
-fn http_error(e: reqwest::Error) -> EnclaveError {
-    EnclaveError::Http(e.to_string())
-}
-
 impl RemoteModel {
     /// Fetches fresh evidence from the enclave at `url` and appraises it under `policy`
     /// at time `now`: it verifies, binds this client's nonce, the job and the serving
@@ -60,8 +56,7 @@ impl RemoteModel {
         let answer: EvidenceAnswer = post_json(
             &http,
             &format!("{url}/v1/attestation"),
-            serde_json::to_vec(&EvidenceRequest { nonce: hex::encode(nonce) })
-                .map_err(|e| EnclaveError::Failed(e.to_string()))?,
+            serde_json::to_vec(&EvidenceRequest { nonce: hex::encode(nonce) }).map_err(EnclaveError::Encode)?,
             None,
         )?;
         if answer.job != job {
@@ -114,13 +109,13 @@ impl RemoteModel {
     /// One private request.
     fn predict_batch(&self, rows: &[Vec<f32>]) -> Result<Vec<Prediction>, EnclaveError> {
         let json = zeroize::Zeroizing::new(
-            serde_json::to_vec(&PredictRequest { rows: rows.to_vec() })
-                .map_err(|e| EnclaveError::Failed(e.to_string()))?,
+            serde_json::to_vec(&PredictRequest { rows: rows.to_vec() }).map_err(EnclaveError::Encode)?,
         );
         let (sealed, key) = seal_request(&self.answer.public_key, &request_info(&self.answer.job), &json)?;
-        let body = serde_json::to_vec(&PrivateRequest { sealed }).map_err(|e| EnclaveError::Failed(e.to_string()))?;
+        let body = serde_json::to_vec(&PrivateRequest { sealed }).map_err(EnclaveError::Encode)?;
         let url = format!("{}/v1/predict", self.url);
-        let path = reqwest::Url::parse(&url).map_err(|e| EnclaveError::Http(format!("{url}: {e}")))?;
+        let path = reqwest::Url::parse(&url)
+            .map_err(|e| EnclaveError::Refused(format!("`{url}` is not a URL of an enclave: {e}")))?;
         let path = match path.query() {
             Some(q) => format!("{}?{q}", path.path()),
             None => path.path().to_owned(),
@@ -134,10 +129,10 @@ impl RemoteModel {
                 "the answer does not open with this request's key: it did not come from the attested enclave".into(),
             )
         })?;
-        let answer: PredictAnswer =
-            serde_json::from_slice(&plain).map_err(|e| EnclaveError::Failed(format!("the enclave's answer: {e}")))?;
+        let answer: PredictAnswer = serde_json::from_slice(&plain)
+            .map_err(|source| EnclaveError::Decode { what: "the enclave's sealed answer".into(), source })?;
         if answer.predictions.len() != rows.len() {
-            return Err(EnclaveError::Failed("the enclave answered a different number of rows".into()));
+            return Err(EnclaveError::RowCount { sent: rows.len(), got: answer.predictions.len() });
         }
         Ok(answer.predictions)
     }
@@ -154,9 +149,10 @@ fn post_json<T: serde::de::DeserializeOwned>(
     for (name, value) in signed.map(|s| s.pairs()).into_iter().flatten() {
         req = req.header(name, value);
     }
-    let resp = req.send().map_err(http_error)?;
+    let transport = |source| EnclaveError::Transport { url: url.to_owned(), source };
+    let resp = req.send().map_err(transport)?;
     let status = resp.status();
-    let bytes = resp.bytes().map_err(http_error)?;
+    let bytes = resp.bytes().map_err(transport)?;
     if !status.is_success() {
         let why = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
@@ -164,7 +160,7 @@ fn post_json<T: serde::de::DeserializeOwned>(
         if matches!(status.as_u16(), 401 | 403 | 429) {
             return Err(EnclaveError::Denied(format!("{status}: {why}")));
         }
-        return Err(EnclaveError::Http(format!("{url}: {status}: {why}")));
+        return Err(EnclaveError::Answered { url: url.to_owned(), status: status.as_u16(), message: why });
     }
-    serde_json::from_slice(&bytes).map_err(|e| EnclaveError::Http(format!("{url}: unexpected answer: {e}")))
+    serde_json::from_slice(&bytes).map_err(|source| EnclaveError::Decode { what: url.to_owned(), source })
 }

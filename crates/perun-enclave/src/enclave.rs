@@ -64,7 +64,7 @@ impl Enclave {
         let nonce = enclave.fresh_nonce()?;
         let (eph, answer) = enclave.report(&nonce)?;
         let (Some(claimed), Some(token)) = (answer.claimed, answer.token) else {
-            return Err(EnclaveError::Failed("the service accepted the report but sent no claim or token".into()));
+            return Err(EnclaveError::NoClaim);
         };
         perun_worker::job::check_claim(&claimed)?;
         let token = Zeroizing::new(eph.open(&token, &token_info(&job))?.to_vec());
@@ -92,8 +92,7 @@ impl Enclave {
     /// Sends a report bound to `nonce`, the job and a fresh ephemeral key.
     fn report(&mut self, nonce: &str) -> Result<(EphemeralKey, EnclaveAttested), EnclaveError> {
         let eph = EphemeralKey::generate();
-        let nonce_bytes =
-            hex::decode(nonce).map_err(|_| EnclaveError::Failed("the service sent a non-hex nonce".into()))?;
+        let nonce_bytes = hex::decode(nonce).map_err(|_| EnclaveError::BadNonce)?;
         let binding = Digest::evidence_binding(&self.client.audience(), &nonce_bytes, &self.job, &eph.public_bytes());
         let evidence = self.source.evidence(binding.as_bytes())?;
         let req = AttestEnclave {
@@ -102,8 +101,7 @@ impl Enclave {
             ephemeral_key: eph.public_bytes(),
             evidence,
         };
-        let answer: EnclaveAttested =
-            self.client.call("POST", &format!("/v1/enclave/jobs/{}/attest", self.job), Some(&req))?;
+        let answer: EnclaveAttested = self.client.attest_enclave(&self.job, &req)?;
         let valid = Duration::from_secs(answer.attested.next_nonce.valid_s.saturating_sub(5));
         self.next_nonce = Some((answer.attested.next_nonce.nonce.clone(), Instant::now() + valid));
         Ok((eph, answer))
@@ -122,7 +120,7 @@ impl Enclave {
     /// A fresh nonce from the service, in this enclave's name.
     fn fresh_nonce(&self) -> Result<String, EnclaveError> {
         let body = EnclaveNonce { enclave: self.name.clone() };
-        let n: NonceIssued = self.client.call("POST", &format!("/v1/enclave/jobs/{}/nonce", self.job), Some(&body))?;
+        let n: NonceIssued = self.client.enclave_nonce(&self.job, &body)?;
         Ok(n.nonce)
     }
 }
@@ -132,26 +130,26 @@ impl Enclave {
     /// more is released for it.
     pub fn finish(&self) -> Result<(), EnclaveError> {
         let body = FinishJob { outputs: Vec::new(), model_digest: None, privacy: None, attestation: None };
-        Ok(self.client.call::<_, ()>("POST", &format!("/v1/jobs/{}/finish", self.job), Some(&body))?)
+        Ok(self.client.finish(&self.job, &body)?)
     }
 }
 
 impl Attester for Enclave {
     fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError> {
         if *job != self.job {
-            return Err(WorkerError::Failed(format!("this enclave runs job {}, not {job}", self.job)));
+            return Err(WorkerError::WrongJob { running: self.job, asked: *job });
         }
         match Enclave::reattest(self) {
             Ok(_) => Ok(0),
             Err(EnclaveError::Trust(e)) => Err(WorkerError::Trust(e)),
-            Err(e) => Err(WorkerError::Failed(e.to_string())),
+            Err(e) => Err(WorkerError::Attester(Box::new(e))),
         }
     }
 
     fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError> {
         // The token that authenticates this call was sealed to the enclave's attested key
         // and never left it: in `tee` mode the service takes the claims on it.
-        self.client.call::<_, ()>("POST", &format!("/v1/jobs/{job}/finish"), Some(&body))?;
+        self.client.finish(job, &body)?;
         Ok(())
     }
 

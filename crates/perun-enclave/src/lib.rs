@@ -26,6 +26,7 @@ pub mod api;
 pub mod body;
 pub mod client;
 pub mod enclave;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod source;
 
@@ -66,10 +67,67 @@ pub enum EnclaveError {
     /// The model could not be loaded or run.
     #[error("model: {0}")]
     Model(#[from] perun_ml::MlError),
-    /// An HTTP exchange failed.
-    #[error("{0}")]
-    Http(String),
-    /// Anything else, said plainly.
-    #[error("{0}")]
-    Failed(String),
+    /// The enclave could not be reached, or the connection broke.
+    #[error("{url}: {source}")]
+    Transport {
+        /// The address tried.
+        url: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The enclave answered with an error status.
+    #[error("{url}: {status}: {message}")]
+    Answered {
+        /// The address.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its error body's message.
+        message: String,
+    },
+    /// An answer was not the JSON expected.
+    #[error("{what}: unexpected answer: {source}")]
+    Decode {
+        /// Whose answer (a URL, or `the enclave's sealed answer`).
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A request could not be encoded.
+    #[error("could not encode the request: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The enclave answered a different number of rows than it was sent.
+    #[error("the enclave answered {got} predictions for {sent} rows")]
+    RowCount {
+        /// Rows sent.
+        sent: usize,
+        /// Predictions returned.
+        got: usize,
+    },
+    /// The trust service accepted a report but sent no claim or token.
+    #[error("the service accepted the report but sent no claim or token")]
+    NoClaim,
+    /// The trust service sent a nonce that is not hex.
+    #[error("the service sent a non-hex nonce")]
+    BadNonce,
+    /// The job cannot be served: a training job, no model, or receivers that may not
+    /// query it.
+    #[error("job {job} cannot be served: {why}")]
+    NotServable {
+        /// The job.
+        job: perun_core::Digest,
+        /// Why.
+        why: String,
+    },
+    /// The serving server could not start (runtime, listener, threads).
+    #[error("{what}: {source}")]
+    Server {
+        /// What was being started.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -13,20 +13,20 @@
 //! nothing is predicted. `POST /v1/attestation` stays open: it is how a client checks
 //! the enclave before it sends anything. A body is read only up to the size its rows
 //! may take, and its rows are counted as they are parsed (see [`crate::body`]).
+//!
+//! The HTTP server is hyper's HTTP/1 connection driver with three routes matched here,
+//! no web framework: the image a TEE policy measures stays small.
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
-use axum::extract::{DefaultBodyLimit, FromRequest as _, Request, State};
-use axum::http::header::CONTENT_LENGTH;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use perun_core::{AssetKind, Digest, JobPurpose};
 use perun_ml::backend::Compute;
 use perun_ml::Predictor;
@@ -40,6 +40,20 @@ use crate::EnclaveError;
 
 /// Largest body of the other requests (an evidence request is a nonce).
 const MAX_SMALL_BODY: usize = 64 << 10;
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Request bodies read at once; past it a request is answered 503 before its body is
+/// read, so anonymous senders cannot make the enclave hold more than this many bodies.
+const BODIES_AT_ONCE: usize = 8;
+
+/// Open connections at most; past it a new connection is closed at once.
+const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client may take to send a request's body: a slow sender is answered 408
+/// and its connection closed, so it cannot hold the server's memory or a task.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A model being served, and everything that guards it.
 pub struct Serving {
@@ -109,9 +123,28 @@ impl From<BodyError> for ServeError {
     }
 }
 
-impl IntoResponse for ServeError {
-    fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+/// An answer: a status and a JSON body.
+type Reply = Response<Full<Bytes>>;
+
+fn json_reply<T: serde::Serialize>(status: StatusCode, v: &T) -> Reply {
+    match serde_json::to_vec(v) {
+        Ok(body) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(_) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    }
+}
+
+impl ServeError {
+    fn reply(&self) -> Reply {
+        json_reply(self.status, &ErrorBody { error: self.message.clone() })
     }
 }
 
@@ -130,26 +163,24 @@ impl Serving {
         let Claim { enclave, claimed, keys, .. } = claim;
         let manifest = &claimed.job.manifest;
         if manifest.purpose != JobPurpose::Serve {
-            return Err(EnclaveError::Failed(format!(
-                "job {} is a training job: run it with `perun enclave run`",
-                claimed.job.id
-            )));
+            return Err(EnclaveError::NotServable {
+                job: claimed.job.id,
+                why: "it is a training job: run it with `perun enclave run`".into(),
+            });
         }
         let receivers =
             Receivers::for_job(claimed.job.id, &manifest.receivers, &claimed.receiver_identities, &manifest.provider)
-                .map_err(EnclaveError::Failed)?;
+                .map_err(|why| EnclaveError::NotServable { job: claimed.job.id, why })?;
         let model = claimed
             .assets
             .iter()
             .find(|a| a.kind == AssetKind::Model)
-            .ok_or_else(|| EnclaveError::Failed("the job has no model".into()))?;
+            .ok_or_else(|| EnclaveError::NotServable { job: claimed.job.id, why: "it has no model".into() })?;
         let plain = perun_worker::job::open_asset(model, &keys.keys)?;
         drop(keys);
-        let predictor = Predictor::from_model(&plain, compute).map_err(|e| {
-            EnclaveError::Failed(format!(
-                "asset {} is not a trained model (weights carrying their spec): {e}",
-                model.asset
-            ))
+        let predictor = Predictor::from_model(&plain, compute).map_err(|e| EnclaveError::NotServable {
+            job: claimed.job.id,
+            why: format!("asset {} is not a trained model (weights carrying their spec): {e}", model.asset),
         })?;
         drop(plain);
         let classes = predictor.spec().classes()?;
@@ -305,70 +336,147 @@ impl Serving {
         Ok(PrivateAnswer { sealed })
     }
 
-    /// The HTTP API.
-    pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/v1/health", get(health))
-            .route("/v1/attestation", post(attestation))
-            .route("/v1/predict", post(predict).layer(DefaultBodyLimit::max(self.limits.body_limit())))
-            .layer(DefaultBodyLimit::max(MAX_SMALL_BODY))
-            .with_state(self.clone())
+    /// Answers one HTTP request: `GET /v1/health`, `POST /v1/attestation`,
+    /// `POST /v1/predict`; any other path 404, another method 405.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
+        let busy = || {
+            ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "the enclave is reading other requests: try again shortly")
+                .reply()
+        };
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/v1/health") => health(&self),
+            (&Method::POST, "/v1/attestation") => match bodies.try_acquire() {
+                Ok(_permit) => attestation(self, req).await,
+                Err(_) => busy(),
+            },
+            (&Method::POST, "/v1/predict") => {
+                // Who signs is checked before a byte of the body is read: only the job's
+                // receivers, at a time near now, hold a body slot.
+                let precheck = signed_headers(self.job, |name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+                    .map_err(ServeError::from)
+                    .and_then(|sh| {
+                        self.receivers.precheck(&sh, perun_proto::unix_now()).map(|_| ()).map_err(ServeError::from)
+                    });
+                match (declared_over(&req, self.limits.body_limit()), precheck) {
+                    (true, _) => too_large(self.limits),
+                    (false, Err(e)) => e.reply(),
+                    (false, Ok(())) => match bodies.try_acquire() {
+                        Ok(_permit) => predict(self, req).await,
+                        Err(_) => busy(),
+                    },
+                }
+            }
+            (_, "/v1/health" | "/v1/attestation" | "/v1/predict") => {
+                ServeError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path").reply()
+            }
+            _ => ServeError::new(StatusCode::NOT_FOUND, "no such path: the API is /v1/attestation and /v1/predict")
+                .reply(),
+        }
     }
 }
-
-type Shared = State<Arc<Serving>>;
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServeError> {
     serde_json::from_slice(body).map_err(|e| ServeError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
+/// Why a body was not read.
+enum BodyRefused {
+    /// Larger than the route allows.
+    TooLarge,
+    /// The connection failed while it was read.
+    Broken(String),
+    /// It did not arrive within [`BODY_TIMEOUT`].
+    TooSlow,
+}
+
+/// The body, read only up to `limit` bytes: a larger declared length is refused before
+/// a byte of it is read, a longer body once the limit is passed.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<(HeaderMap, hyper::Uri, Bytes), BodyRefused> {
+    if declared_over(&req, limit) {
+        return Err(BodyRefused::TooLarge);
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyRefused::TooSlow),
+        Ok(Ok(c)) => Ok((parts.headers, parts.uri, c.to_bytes())),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyRefused::TooLarge),
+        Ok(Err(e)) => Err(BodyRefused::Broken(e.to_string())),
+    }
+}
+
+/// Whether the request declares a body longer than `limit`.
+fn declared_over(req: &Request<Incoming>, limit: usize) -> bool {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    declared.is_some_and(|n| n > limit as u64)
+}
+
+/// The answer to a prediction body over the limit.
+fn too_large(l: Limits) -> Reply {
+    let Limits { max_rows, input_len } = l;
+    ServeError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over {} bytes: at most {max_rows} rows of {input_len} values per request; send the rest in further requests",
+            l.body_limit()
+        ),
+    )
+    .reply()
+}
+
+/// The answer to a body that was not read (other than too large, which each route words).
+fn unread(e: BodyRefused) -> Reply {
+    match e {
+        BodyRefused::TooSlow => ServeError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )
+        .reply(),
+        BodyRefused::Broken(e) => ServeError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")).reply(),
+        BodyRefused::TooLarge => {
+            ServeError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large").reply()
+        }
+    }
+}
+
 async fn run<T: serde::Serialize + Send + 'static>(
     s: Arc<Serving>,
     f: impl FnOnce(&Serving) -> Result<T, ServeError> + Send + 'static,
-) -> Response {
+) -> Reply {
     match tokio::task::spawn_blocking(move || f(&s)).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "a request handler failed").into_response(),
+        Ok(Ok(v)) => json_reply(StatusCode::OK, &v),
+        Ok(Err(e)) => e.reply(),
+        Err(_) => ServeError::new(StatusCode::INTERNAL_SERVER_ERROR, "a request handler failed").reply(),
     }
 }
 
-async fn health(State(s): Shared) -> Response {
+fn health(s: &Serving) -> Reply {
     match s.stopped() {
-        None => Json(serde_json::json!({ "status": "serving", "job": s.job })).into_response(),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "stopped", "reason": why })))
-            .into_response(),
+        None => json_reply(StatusCode::OK, &serde_json::json!({ "status": "serving", "job": s.job })),
+        Some(why) => {
+            json_reply(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "stopped", "reason": why }))
+        }
     }
 }
 
-async fn attestation(State(s): Shared, body: Bytes) -> Response {
-    run(s, move |s| s.evidence(&parse(&body)?)).await
+async fn attestation(s: Arc<Serving>, req: Request<Incoming>) -> Reply {
+    match read_body(req, MAX_SMALL_BODY).await {
+        Ok((_, _, body)) => run(s, move |s| s.evidence(&parse(&body)?)).await,
+        Err(BodyRefused::TooLarge) => {
+            ServeError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {MAX_SMALL_BODY} bytes"))
+                .reply()
+        }
+        Err(e) => unread(e),
+    }
 }
 
 /// `POST /v1/predict`: the body no larger than its rows may take (a larger declared
 /// length is refused before a byte of it is read), the request signed by a receiver,
 /// then the rows, counted as they are read.
-async fn predict(State(s): Shared, req: Request) -> Response {
-    let limit = s.limits.body_limit();
-    let too_large = || {
-        let Limits { max_rows, input_len } = s.limits;
-        ServeError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over {limit} bytes: at most {max_rows} rows of {input_len} values per request; send the rest in further requests"
-            ),
-        )
-        .into_response()
-    };
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
-    }
-    let (uri, headers) = (req.uri().clone(), req.headers().clone());
-    let body = match Bytes::from_request(req, &()).await {
-        Ok(b) => b,
-        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => return too_large(),
-        Err(e) => return ServeError::new(StatusCode::BAD_REQUEST, format!("request body: {e}")).into_response(),
+async fn predict(s: Arc<Serving>, req: Request<Incoming>) -> Reply {
+    let (headers, uri, body) = match read_body(req, s.limits.body_limit()).await {
+        Ok(r) => r,
+        Err(BodyRefused::TooLarge) => return too_large(s.limits),
+        Err(e) => return unread(e),
     };
     run(s, move |s| {
         s.live()?;
@@ -381,6 +489,51 @@ async fn predict(State(s): Shared, req: Request) -> Response {
         }
     })
     .await
+}
+
+/// Accepts connections on `listener` until `stopped` fires, each served by hyper's
+/// HTTP/1 driver on a task of its own.
+async fn serve(
+    serving: Arc<Serving>,
+    listener: tokio::net::TcpListener,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let bodies = Arc::new(tokio::sync::Semaphore::new(BODIES_AT_ONCE));
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, as a server does, rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!("{MAX_CONNECTIONS} connections open: closing a new one");
+            drop(stream);
+            continue;
+        };
+        let (s, bodies) = (serving.clone(), bodies.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req| {
+                let (s, bodies) = (s.clone(), bodies.clone());
+                async move { Ok::<_, std::convert::Infallible>(s.handle(req, &bodies).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
 }
 
 /// A serving enclave on its own threads: the HTTP server and the continuous
@@ -400,29 +553,22 @@ impl RunningEnclave {
             .worker_threads(threads.max(1))
             .enable_all()
             .build()
-            .map_err(|e| EnclaveError::Http(format!("starting the runtime: {e}")))?;
+            .map_err(|source| EnclaveError::Server { what: "starting the runtime".into(), source })?;
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|e| EnclaveError::Http(format!("cannot listen on {addr}: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| EnclaveError::Http(e.to_string()))?;
+            .map_err(|source| EnclaveError::Server { what: format!("cannot listen on {addr}"), source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EnclaveError::Server { what: "reading the listening address".into(), source })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = serving.router();
+        let app = serving.clone();
         let server = std::thread::Builder::new()
             .name("perun-enclave".into())
             .spawn(move || {
-                let r = rt.block_on(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                });
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "enclave server stopped");
-                }
+                rt.block_on(serve(app, listener, stopped));
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
-            .map_err(|e| EnclaveError::Http(e.to_string()))?;
+            .map_err(|source| EnclaveError::Server { what: "starting a thread".into(), source })?;
         let (stop_attest, quit) = mpsc::channel::<()>();
         let s = serving.clone();
         let attester = std::thread::Builder::new()
@@ -437,7 +583,7 @@ impl RunningEnclave {
                     }
                 }
             })
-            .map_err(|e| EnclaveError::Http(e.to_string()))?;
+            .map_err(|source| EnclaveError::Server { what: "starting a thread".into(), source })?;
         Ok(Self { serving, addr, stop: Some(stop), stop_attest: Some(stop_attest), threads: vec![server, attester] })
     }
 

@@ -26,8 +26,8 @@ use tss_esapi::Context;
 use crate::tools::KeyAlg;
 use crate::TpmError;
 
-fn tss(what: &str) -> impl Fn(tss_esapi::Error) -> TpmError + '_ {
-    move |e| TpmError::Failed(format!("TPM {what}: {e}"))
+fn tss(what: &'static str) -> impl Fn(tss_esapi::Error) -> TpmError {
+    move |source| TpmError::Esapi { what, source }
 }
 
 /// An AK's key blob, kept by the worker so the same AK survives restarts.
@@ -67,7 +67,7 @@ impl Tpm {
     /// `0x01c00002`, ECC P-256 EK: `0x01c0000a`; TCG EK Credential Profile 2.5,
     /// section 2.2.1.4), as read: DER, possibly followed by padding.
     ///
-    /// Errors: [`TpmError::Failed`] when the index is absent (a TPM without an EK
+    /// Errors: [`TpmError::EkCertificate`] when the index is absent (a TPM without an EK
     /// certificate; give one from a file to enrolment instead).
     pub fn ek_certificate(&mut self) -> Result<Vec<u8>, TpmError> {
         use tss_esapi::interface_types::ecc::EccCurve;
@@ -76,16 +76,11 @@ impl Tpm {
             KeyAlg::Rsa => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
             KeyAlg::Ecc => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
         };
-        ek::retrieve_ek_pubcert(&mut self.ctx, alg).map_err(|e| {
-            TpmError::Failed(format!(
-                "reading the EK certificate from NV index 0x{:08x}: {e} (a TPM without an EK certificate \
-                 cannot be enrolled; a software TPM gets one with `swtpm_setup --create-ek-cert`)",
-                match self.ek_alg {
-                    KeyAlg::Rsa => perun_attest::ek::NV_RSA_EK_CERT,
-                    KeyAlg::Ecc => perun_attest::ek::NV_ECC_EK_CERT,
-                }
-            ))
-        })
+        let nv_index = match self.ek_alg {
+            KeyAlg::Rsa => perun_attest::ek::NV_RSA_EK_CERT,
+            KeyAlg::Ecc => perun_attest::ek::NV_ECC_EK_CERT,
+        };
+        ek::retrieve_ek_pubcert(&mut self.ctx, alg).map_err(|source| TpmError::EkCertificate { nv_index, source })
     }
 
     /// The EK's `TPMT_PUBLIC`.
@@ -122,10 +117,7 @@ impl Tpm {
     }
 
     fn ak_handle(&self) -> Result<KeyHandle, TpmError> {
-        self.ak
-            .as_ref()
-            .map(|(h, _)| *h)
-            .ok_or_else(|| TpmError::Failed("no AK loaded: create or load one first".into()))
+        self.ak.as_ref().map(|(h, _)| *h).ok_or(TpmError::NoAk)
     }
 
     /// Answers a credential challenge (TPM2_ActivateCredential): recovers the secret
@@ -146,7 +138,7 @@ impl Tpm {
                 HashingAlgorithm::Sha256,
             )
             .map_err(tss("policy session"))?
-            .ok_or_else(|| TpmError::Failed("the TPM returned no session".into()))?;
+            .ok_or(TpmError::NoSession)?;
         let (attrs, mask) = SessionAttributesBuilder::new().with_decrypt(true).with_encrypt(true).build();
         let result = (|| {
             self.ctx.tr_sess_set_attributes(session, attrs, mask).map_err(tss("session attributes"))?;

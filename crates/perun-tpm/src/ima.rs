@@ -34,11 +34,7 @@ impl KernelIma {
     /// A log at another path (a copy, or a test fixture).
     pub fn at(path: &Path) -> Result<Self, TpmError> {
         if !path.exists() {
-            return Err(TpmError::Failed(format!(
-                "{} does not exist: this kernel has no IMA (boot with ima_policy=tcb) or securityfs is not mounted; \
-                 use the user-space measurer for development",
-                path.display()
-            )));
+            return Err(TpmError::NoImaLog(path.to_owned()));
         }
         Ok(Self { path: path.to_owned() })
     }

@@ -26,9 +26,58 @@ pub enum TpmError {
         /// How to install it.
         hint: &'static str,
     },
-    /// The TPM or a tool failed.
-    #[error("{0}")]
-    Failed(String),
+    /// A TPM command through tpm2-tss failed.
+    #[error("TPM {what}: {source}")]
+    Esapi {
+        /// What was being done (`quote`, `create AK`...).
+        what: &'static str,
+        /// tpm2-tss's error (its TSS2 response code).
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// The EK certificate could not be read from its NV index.
+    #[error(
+        "reading the EK certificate from NV index 0x{nv_index:08x}: {source} (a TPM without an EK certificate \
+         cannot be enrolled; a software TPM gets one with `swtpm_setup --create-ek-cert`)"
+    )]
+    EkCertificate {
+        /// The NV index read (TCG EK Credential Profile 2.5: 0x01c00002 RSA, 0x01c0000a ECC).
+        nv_index: u32,
+        /// tpm2-tss's error.
+        #[source]
+        source: tss_esapi::Error,
+    },
+    /// A quote or a credential was asked for before an AK was created or loaded.
+    #[error("no AK loaded: create or load one first")]
+    NoAk,
+    /// The TPM started no authorization session.
+    #[error("the TPM returned no session")]
+    NoSession,
+    /// A program (swtpm, swtpm_setup, tpm2-tools) exited with an error.
+    #[error("{command}: {stderr}")]
+    Tool {
+        /// The command line, or the program's name.
+        command: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
+    /// The software TPM did not come up.
+    #[error("swtpm {0}")]
+    SwtpmStart(String),
+    /// A tool's output could not be read.
+    #[error("{tool}: unreadable output: {detail}")]
+    Output {
+        /// The tool.
+        tool: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The kernel's IMA log is not there.
+    #[error(
+        "{0} does not exist: this kernel has no IMA (boot with ima_policy=tcb) or securityfs is not mounted; \
+         use the user-space measurer for development"
+    )]
+    NoImaLog(std::path::PathBuf),
     /// A certificate or policy from the verifier side could not be used.
     #[error("{0}")]
     Attest(#[from] perun_attest::AttestError),

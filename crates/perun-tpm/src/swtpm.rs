@@ -57,7 +57,7 @@ impl LocalCa {
                 .map_err(|e| e.to_string())
         })
         .clone()
-        .map_err(TpmError::Failed)
+        .map_err(|e| TpmError::SwtpmStart(format!("local EK CA: {e}")))
     }
 
     /// Its root certificate (PEM), the trust anchor a development policy names.
@@ -101,10 +101,10 @@ impl LocalCa {
                 _ => TpmError::Io { what: "running swtpm_setup".into(), source: e },
             })?;
         if !out.status.success() {
-            return Err(TpmError::Failed(format!(
-                "swtpm_setup --create-ek-cert failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(TpmError::Tool {
+                command: "swtpm_setup --create-ek-cert".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
         }
         Ok(())
     }
@@ -154,11 +154,11 @@ impl Swtpm {
                 return Ok(tpm);
             }
             if let Ok(Some(status)) = tpm.child.try_wait() {
-                return Err(TpmError::Failed(format!("swtpm exited at start: {status}")));
+                return Err(TpmError::SwtpmStart(format!("exited at start: {status}")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Err(TpmError::Failed("swtpm did not answer within 10 s".into()))
+        Err(TpmError::SwtpmStart("did not answer within 10 s".into()))
     }
 
     /// For tests and benchmarks: an swtpm, or `None` with a `SKIPPED` line where swtpm is
@@ -189,7 +189,10 @@ impl Swtpm {
                 _ => TpmError::Io { what: format!("running {tool}"), source: e },
             })?;
             if !out.status.success() {
-                return Err(TpmError::Failed(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+                return Err(TpmError::Tool {
+                    command: tool.to_owned(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
             }
             Ok(())
         };
@@ -230,7 +233,7 @@ fn free_port_pair() -> Result<(u16, u16), TpmError> {
             return Ok((p, p + 1));
         }
     }
-    Err(TpmError::Failed("no free pair of loopback ports".into()))
+    Err(TpmError::SwtpmStart("found no free pair of loopback ports".into()))
 }
 
 #[cfg(test)]

@@ -51,11 +51,10 @@ impl Tpm2Tools {
                 _ => TpmError::Io { what: format!("running {}", args[0]), source: e },
             })?;
         if !out.status.success() {
-            return Err(TpmError::Failed(format!(
-                "{}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(TpmError::Tool {
+                command: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -111,7 +110,10 @@ impl Tpm2Tools {
         for line in text.lines() {
             if let Some((i, v)) = line.trim().split_once(':') {
                 if let (Ok(i), Some(v)) = (i.trim().parse::<u32>(), v.trim().strip_prefix("0x")) {
-                    values.insert(i, hex::decode(v).map_err(|e| TpmError::Failed(format!("tpm2_pcrread: {e}")))?);
+                    values.insert(
+                        i,
+                        hex::decode(v).map_err(|e| TpmError::Output { tool: "tpm2_pcrread", detail: e.to_string() })?,
+                    );
                 }
             }
         }

@@ -21,7 +21,7 @@ pub struct Agent {
 }
 
 /// A worker's authenticated session with the trust service, whatever makes its evidence:
-/// the protocol an [`Agent`] on a TPM and a simulated worker (`crate::sim`) share.
+/// the protocol an [`Agent`] on a TPM and a simulated worker (`perun-testkit`) share.
 pub struct Session {
     name: Name,
     client: Client,
@@ -43,14 +43,12 @@ impl Session {
         ak_public: Vec<u8>,
         recover: impl FnOnce(&[u8], &[u8]) -> Result<Vec<u8>, WorkerError>,
     ) -> Result<Self, WorkerError> {
-        let path = format!("/v1/workers/{name}/ak");
         let challenge: CredentialChallenge =
-            client.call("POST", &path, Some(&PresentAk { ek_public, ak_public: ak_public.clone() }))?;
+            client.present_ak(&name, &PresentAk { ek_public, ak_public: ak_public.clone() })?;
         let issued_at = challenge.issued_at;
         let credential = Zeroizing::new(recover(&challenge.credential_blob, &challenge.secret)?);
-        let path = format!("/v1/workers/{name}/activate");
         let answer = ActivateAk { credential: credential.to_vec(), ak_public, issued_at };
-        client.call::<_, ()>("POST", &path, Some(&answer))?;
+        client.activate_ak(&name, &answer)?;
         let client = client.with_caller(Caller::Worker { name: name.clone(), token: credential.clone() });
         tracing::info!(worker = %name, "enrolled: AK activated");
         Ok(Self { name, client, token: credential, next_nonce: None })
@@ -74,17 +72,17 @@ impl Session {
 
     /// Ready jobs this worker could claim.
     pub fn offered(&self) -> Result<Vec<OfferedJob>, WorkerError> {
-        Ok(self.client.call::<(), _>("GET", "/v1/worker/jobs", None)?)
+        Ok(self.client.offered()?)
     }
 
     /// Claims a job.
     pub fn claim(&self, job: &Digest) -> Result<Claimed, WorkerError> {
-        Ok(self.client.call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None)?)
+        Ok(self.client.claim(job)?)
     }
 
     /// A fresh nonce for the next attestation.
     pub fn nonce(&self, job: &Digest) -> Result<String, WorkerError> {
-        let n: NonceIssued = self.client.call::<(), _>("POST", &format!("/v1/jobs/{job}/nonce"), None)?;
+        let n: NonceIssued = self.client.nonce(job)?;
         Ok(n.nonce)
     }
 
@@ -98,7 +96,7 @@ impl Session {
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attested), WorkerError> {
         let (eph, req) = Self::attestation(&self.client.audience(), job, nonce, evidence)?;
-        let answer: Attested = self.client.call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req))?;
+        let answer: Attested = self.client.attest(job, &req)?;
         // Keep the next nonce, with a margin, so the next round needs one request.
         let valid = std::time::Duration::from_secs(answer.next_nonce.valid_s.saturating_sub(5));
         self.next_nonce = Some((*job, answer.next_nonce.nonce.clone(), std::time::Instant::now() + valid));
@@ -110,7 +108,7 @@ impl Session {
     /// evidence over the binding of `service`, `nonce`, `job` and a fresh ephemeral key
     /// (its qualifying data, `Digest::evidence_binding`).
     ///
-    /// Errors: [`WorkerError::Failed`] for a nonce that is not hex; `evidence`'s own.
+    /// Errors: [`WorkerError::BadNonce`] for a nonce that is not hex; `evidence`'s own.
     pub fn attestation(
         service: &Digest,
         job: &Digest,
@@ -118,8 +116,7 @@ impl Session {
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attest), WorkerError> {
         let eph = EphemeralKey::generate();
-        let nonce_bytes =
-            hex::decode(nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
+        let nonce_bytes = hex::decode(nonce).map_err(|_| WorkerError::BadNonce)?;
         let binding = Digest::evidence_binding(service, &nonce_bytes, job, &eph.public_bytes());
         let evidence = evidence(binding.as_bytes())?;
         let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
@@ -163,12 +160,11 @@ impl Session {
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(), WorkerError> {
         let nonce = self.next_nonce_for(job)?;
-        let nonce_bytes =
-            hex::decode(&nonce).map_err(|_| WorkerError::Failed("the service sent a non-hex nonce".into()))?;
+        let nonce_bytes = hex::decode(&nonce).map_err(|_| WorkerError::BadNonce)?;
         let claims = body.claims_digest();
         let evidence = evidence(body.binding(&self.client.audience(), &nonce_bytes, job).as_bytes())?;
         body.attestation = Some(Attest { nonce, ephemeral_key: claims.as_bytes().to_vec(), evidence });
-        Ok(self.client.call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body))?)
+        Ok(self.client.finish(job, &body)?)
     }
 }
 

@@ -165,7 +165,7 @@ pub fn run_released<A: Attester>(
     let mut data = datasets.remove(0);
     for d in &datasets {
         if let Err(e) = data.append(d) {
-            return Err(abort(agent, &job, WorkerError::Failed(format!("the data sets do not fit together: {e}"))));
+            return Err(abort(agent, &job, WorkerError::DataMismatch(e)));
         }
     }
     for mut d in datasets {
@@ -190,11 +190,8 @@ pub fn run_released<A: Attester>(
                 if let Some(v) = m.val_accuracy {
                     values.insert("val_accuracy".into(), serde_json::json!(v));
                 }
-                let r: Result<(), ClientError> = agent.client().call(
-                    "POST",
-                    &format!("/v1/jobs/{job}/metrics"),
-                    Some(&ReportMetrics { epoch: m.epoch as u32, values }),
-                );
+                let r: Result<(), ClientError> =
+                    agent.client().report_metrics(&job, &ReportMetrics { epoch: m.epoch as u32, values });
                 if let Err(e) = r {
                     failure = Some(e.into());
                     return ControlFlow::Break("the trust service stopped the job".into());
@@ -224,7 +221,7 @@ pub fn run_released<A: Attester>(
     let outcome = match (outcome, failure) {
         (Ok(o), None) => o,
         (_, Some(e)) => return Err(abort(agent, &job, e)),
-        (Err(e), None) => return Err(abort(agent, &job, WorkerError::Failed(format!("training failed: {e}")))),
+        (Err(e), None) => return Err(abort(agent, &job, WorkerError::Training(e))),
     };
     phases.train = t.elapsed().as_secs_f64();
     phases.reattest = reattest_s;
@@ -240,7 +237,7 @@ pub fn run_released<A: Attester>(
         Some(service) => {
             let key = AssetKey::generate();
             let service = perun_seal::keys::parse_recipient(service)
-                .map_err(|e| WorkerError::Failed(format!("the service's recipient: {e}")))?;
+                .map_err(|source| WorkerError::Recipient { who: "the service".into(), source })?;
             let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service)?;
             (vec![key.recipient()], Some(perun_core::HexBytes(wrapped)))
         }
@@ -249,14 +246,15 @@ pub fn run_released<A: Attester>(
                 .receivers
                 .iter()
                 .map(|(n, r)| {
-                    perun_seal::keys::parse_recipient(r).map_err(|e| WorkerError::Failed(format!("receiver {n}: {e}")))
+                    perun_seal::keys::parse_recipient(r)
+                        .map_err(|source| WorkerError::Recipient { who: format!("receiver {n}"), source })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             None,
         ),
     };
     std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| WorkerError::Failed(format!("{}: {e}", opts.out_dir.display())))?;
+        .map_err(|source| WorkerError::Io { what: format!("creating {}", opts.out_dir.display()), source })?;
     let path = opts.out_dir.join(format!("{}-model.sealed", &job.to_hex()[..16]));
     let info = perun_seal::seal_bytes_to_file(&outcome.weights, AssetKind::Output, &recipients, &path)?;
     let output = OutputInfo {
@@ -286,43 +284,44 @@ pub fn run_released<A: Attester>(
 /// manifest names, of its kind and content digest. The measured worker binary then cannot
 /// be driven to train and vouch for inputs the owners did not approve.
 ///
-/// Errors: [`WorkerError::Failed`] naming what differs.
+/// Errors: [`WorkerError::ClaimMismatch`] naming what differs.
 pub fn check_claim(claimed: &Claimed) -> Result<(), WorkerError> {
     let manifest = &claimed.job.manifest;
     let digest = manifest.digest();
     if digest != claimed.job.id {
-        return Err(WorkerError::Failed(format!(
-            "the claim names job {} but carries the manifest of job {digest}: refusing to run it",
-            claimed.job.id
-        )));
+        return Err(WorkerError::ClaimMismatch {
+            what: format!("the claim names job {} but carries the manifest of job {digest}", claimed.job.id),
+        });
     }
     let named: Vec<&perun_core::AssetRef> = manifest.assets().collect();
     if claimed.assets.len() != named.len() {
-        return Err(WorkerError::Failed(format!(
-            "the claim lists {} assets, the manifest {}: refusing to run it",
-            claimed.assets.len(),
-            named.len()
-        )));
+        return Err(WorkerError::ClaimMismatch {
+            what: format!("the claim lists {} assets, the manifest {}", claimed.assets.len(), named.len()),
+        });
     }
     for a in &claimed.assets {
         let in_manifest =
             named.iter().any(|r| r.asset == a.asset && r.kind == a.kind && r.content_digest == a.content_digest);
         if !in_manifest {
-            return Err(WorkerError::Failed(format!(
-                "asset {} ({:?}, {}) is not in the job's manifest as claimed: refusing to run it",
-                a.asset, a.kind, a.content_digest
-            )));
+            return Err(WorkerError::ClaimMismatch {
+                what: format!(
+                    "asset {} ({:?}, {}) is not in the job's manifest as claimed",
+                    a.asset, a.kind, a.content_digest
+                ),
+            });
         }
     }
     // The model is sealed to exactly the receivers the owners signed for. (Their keys
     // come from the service, which the evidence binding authenticates.)
     let receivers: Vec<&Name> = claimed.receivers.iter().map(|(n, _)| n).collect();
     if receivers.len() != manifest.receivers.len() || receivers.iter().zip(&manifest.receivers).any(|(a, b)| *a != b) {
-        return Err(WorkerError::Failed(format!(
-            "the claim names receivers [{}], the manifest [{}]: refusing to run it",
-            receivers.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
-            manifest.receivers.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
-        )));
+        return Err(WorkerError::ClaimMismatch {
+            what: format!(
+                "the claim names receivers [{}], the manifest [{}]",
+                receivers.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
+                manifest.receivers.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        });
     }
     Ok(())
 }
@@ -342,12 +341,14 @@ fn open_assets<A>(
         match a.kind {
             AssetKind::Model => spec = Some(plain),
             AssetKind::Dataset => data.push(Dataset::from_safetensors(&plain)?),
-            AssetKind::Output => return Err(WorkerError::Failed(format!("{} is an output, not an input", a.asset))),
+            AssetKind::Output => {
+                return Err(WorkerError::ClaimMismatch { what: format!("{} is an output, not an input", a.asset) })
+            }
         }
     }
-    let spec = spec.ok_or_else(|| WorkerError::Failed("the job has no model".into()))?;
+    let spec = spec.ok_or_else(|| WorkerError::ClaimMismatch { what: "the job has no model".into() })?;
     if data.is_empty() {
-        return Err(WorkerError::Failed("the job has no data".into()));
+        return Err(WorkerError::ClaimMismatch { what: "the job has no data".into() });
     }
     Ok((spec, data))
 }
@@ -359,7 +360,7 @@ pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroiz
         .iter()
         .find(|(n, _)| n == &a.asset)
         .map(|(_, k)| k)
-        .ok_or_else(|| WorkerError::Failed(format!("no key was released for {}", a.asset)))?;
+        .ok_or_else(|| WorkerError::NoKey { asset: a.asset.clone() })?;
     let (opened, plain) = if is_url(&a.location) {
         // Over the network, each chunk is authenticated as it arrives, so a body that
         // is not the sealed file (an endless one from anyone on the path) fails at its
@@ -375,10 +376,11 @@ pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroiz
         perun_seal::open_in_parallel(&sealed, key.identity(), Some(a.kind), threads)?
     };
     if opened.content_digest != a.content_digest {
-        return Err(WorkerError::Failed(format!(
-            "asset {} has content {}, but the manifest pins {}: refusing it",
-            a.asset, opened.content_digest, a.content_digest
-        )));
+        return Err(WorkerError::ContentMismatch {
+            asset: a.asset.clone(),
+            got: opened.content_digest,
+            pinned: a.content_digest,
+        });
     }
     Ok(plain)
 }
@@ -392,11 +394,12 @@ fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
             .get(location)
             .send()
             .and_then(|r| r.error_for_status())
-            .map_err(|e| WorkerError::Failed(format!("fetching {location}: {e}")))?;
+            .map_err(|source| WorkerError::Fetch { location: location.to_owned(), source })?;
         let len = resp.content_length();
         return Ok((Box::new(resp), len));
     }
-    let f = std::fs::File::open(location).map_err(|e| WorkerError::Failed(format!("opening {location}: {e}")))?;
+    let f = std::fs::File::open(location)
+        .map_err(|source| WorkerError::Io { what: format!("opening {location}"), source })?;
     let len = f.metadata().ok().map(|m| m.len());
     Ok((Box::new(std::io::BufReader::new(f)), len))
 }
@@ -414,20 +417,20 @@ pub fn http_client() -> Result<reqwest::blocking::Client, WorkerError> {
     let tls =
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| WorkerError::Failed(format!("TLS: {e}")))?
+            .map_err(WorkerError::Tls)?
             .with_root_certificates(roots)
             .with_no_client_auth();
     reqwest::blocking::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(3600))
         .build()
-        .map_err(|e| WorkerError::Failed(format!("HTTP client: {e}")))
+        .map_err(WorkerError::HttpClient)
 }
 
 /// The model spec with the manifest's hyper-parameters applied (to `training` or
 /// `optimizer` fields; anything else is refused).
 fn spec_with_overrides(bytes: &[u8], manifest: &JobManifest) -> Result<ModelSpec, WorkerError> {
-    let bad = |e: String| WorkerError::Failed(format!("model spec: {e}"));
+    let bad = WorkerError::Spec;
     let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     for (k, val) in &manifest.hyperparameters {
         let mut placed = false;
@@ -464,8 +467,7 @@ fn wipe(d: &mut Dataset) {
 fn abort<A: Attester>(agent: &mut A, job: &Digest, e: WorkerError) -> WorkerError {
     tracing::warn!(%job, error = %e, "job aborted; keys, data and weights wiped");
     let reason = e.to_string();
-    let _: Result<(), ClientError> =
-        agent.client().call("POST", &format!("/v1/jobs/{job}/fail"), Some(&FailJob { reason }));
+    let _: Result<(), ClientError> = agent.client().fail(job, &FailJob { reason });
     e
 }
 
@@ -502,7 +504,11 @@ mod tests {
         r.read_to_end(&mut got).unwrap();
         assert_eq!((got.as_slice(), len), (&b"sealed bytes"[..], Some(12)));
         let missing = fetch(&format!("http://127.0.0.1:{port}/gone.sealed"));
-        assert!(matches!(missing, Err(WorkerError::Failed(m)) if m.contains("404")));
+        assert!(
+            matches!(&missing, Err(WorkerError::Fetch { source, .. }) if source.status().map(|s| s.as_u16()) == Some(404)),
+            "{:?}",
+            missing.err()
+        );
         server.join().unwrap();
         assert!(fetch("/no/such/file.sealed").is_err());
     }

@@ -18,13 +18,12 @@ pub struct ReleasedKeys {
 /// half the Evidence bound. Each key is bound to `job` and its asset's name (HPKE info).
 ///
 /// Errors: [`WorkerError::Seal`] for a key sealed to another key, job or asset;
-/// [`WorkerError::Failed`] for a released secret that is not an `age` identity.
+/// [`WorkerError::NotAnIdentity`] for a released secret that is not an `age` identity.
 pub fn open_released(job: &Digest, eph: &EphemeralKey, answer: &Attested) -> Result<ReleasedKeys, WorkerError> {
     let mut keys = Vec::new();
     for k in &answer.keys {
         let secret = eph.open(&k.sealed, &release_info(job, k.asset.as_str()))?;
-        let text = std::str::from_utf8(&secret)
-            .map_err(|_| WorkerError::Failed(format!("the key of {} is not an age identity", k.asset)))?;
+        let text = std::str::from_utf8(&secret).map_err(|_| WorkerError::NotAnIdentity { asset: k.asset.clone() })?;
         keys.push((k.asset.clone(), AssetKey::parse(text)?));
     }
     Ok(ReleasedKeys { keys })

@@ -71,7 +71,7 @@ impl Platform {
         let mut policy = perun_attest::policy::PlatformPolicy::from_log(name, &entries);
         let exe = std::env::current_exe()
             .and_then(std::fs::read)
-            .map_err(|e| WorkerError::Failed(format!("reading the running executable: {e}")))?;
+            .map_err(|source| WorkerError::Io { what: "reading the running executable".into(), source })?;
         policy.worker_binary = Some(perun_core::Digest::of(&exe).to_string());
         policy.accept_user_space_ima = true;
         ca.trust_in(&mut policy.ek)?;

@@ -22,6 +22,7 @@ impl Home {
     }
 
     /// A home at an explicit folder.
+    #[cfg_attr(not(any(feature = "demo", feature = "bench")), allow(dead_code))]
     pub fn at(root: &Path) -> Self {
         Self { root: root.to_owned() }
     }

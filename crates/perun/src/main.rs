@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+// The embedded data sets and specs serve the demo and the benchmarks.
+#[cfg_attr(not(any(feature = "demo", feature = "bench")), allow(dead_code))]
 mod embedded;
 mod home;
 mod ui;
@@ -13,9 +15,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `perun --version`: the version and the roles this binary was built with (README,
+/// "Roles"), so an operator can tell a worker build from a full one.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let roles: Vec<&str> = [
+        ("serve", cfg!(feature = "serve")),
+        ("worker", cfg!(feature = "worker")),
+        ("enclave", cfg!(feature = "enclave")),
+        ("demo", cfg!(feature = "demo")),
+        ("bench", cfg!(feature = "bench")),
+        ("gpu", cfg!(feature = "gpu")),
+    ]
+    .into_iter()
+    .filter_map(|(r, on)| on.then_some(r))
+    .collect();
+    let roles = if roles.is_empty() { "stakeholder commands only".to_owned() } else { roles.join(", ") };
+    format!("{} (roles: {roles})", env!("CARGO_PKG_VERSION"))
+});
+
 /// Perun: train and serve one model together without showing each other your data.
 #[derive(Parser)]
-#[command(name = "perun", version, about, long_about = None)]
+#[command(name = "perun", version, long_version = LONG_VERSION.as_str(), about, long_about = None)]
 struct Cli {
     /// Folder of identities and keys (default: $PERUN_HOME, else ~/.perun).
     #[arg(long, global = true, env = "PERUN_HOME")]
@@ -47,8 +67,10 @@ enum Command {
     /// Evaluate trained weights on a data set.
     Eval(cmd::train::EvalArgs),
     /// Run the whole flow on one machine, on embedded data.
+    #[cfg(feature = "demo")]
     Demo(cmd::demo::DemoArgs),
     /// Run the trust service.
+    #[cfg(feature = "serve")]
     Serve(cmd::serve::ServeArgs),
     /// Pin the trust service to talk to.
     #[command(subcommand)]
@@ -69,21 +91,44 @@ enum Command {
     #[command(subcommand)]
     Audit(cmd::remote::AuditCmd),
     /// The `tee`-mode worker: serve a model, or train, inside a TEE.
+    #[cfg(feature = "enclave")]
     #[command(subcommand)]
     Enclave(cmd::enclave::EnclaveCmd),
     /// Private predictions from a serving enclave whose evidence you verify.
     Predict(cmd::enclave::PredictArgs),
     /// Benchmarks, each printed next to its baseline.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
+}
+
+impl Command {
+    /// Whether it runs a long-lived service (trust service, worker, enclave), which must
+    /// not stop because its stdout went away.
+    fn is_service(&self) -> bool {
+        match self {
+            #[cfg(feature = "serve")]
+            Command::Serve(_) => true,
+            #[cfg(feature = "enclave")]
+            Command::Enclave(_) => true,
+            Command::Worker(_) => true,
+            _ => false,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo tells its own story; the in-process service's warnings would repeat it.
     let default = match cli.command {
-        Command::Demo(_) | Command::Bench(_) => "error",
-        Command::Serve(_) | Command::Enclave(_) => "info",
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => "error",
+        #[cfg(feature = "bench")]
+        Command::Bench(_) => "error",
+        #[cfg(feature = "serve")]
+        Command::Serve(_) => "info",
+        #[cfg(feature = "enclave")]
+        Command::Enclave(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -93,7 +138,7 @@ fn main() -> ExitCode {
     // A command whose output is piped into `head` ends quietly when the pipe closes, as
     // Unix tools do (Rust ignores SIGPIPE, and println! would panic on the closed pipe).
     // Services keep going instead: they write with errors ignored.
-    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_) | Command::Enclave(_)) {
+    if !cli.command.is_service() {
         sigpipe::reset();
     }
     let home = home::Home::resolve(cli.home);
@@ -106,8 +151,11 @@ fn main() -> ExitCode {
         Command::Attest(c) => cmd::attest::attest(c),
         Command::Train(a) => cmd::train::train(a),
         Command::Eval(a) => cmd::train::eval(a),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => cmd::demo::run(a),
+        #[cfg(feature = "bench")]
         Command::Bench(c) => cmd::bench::run(c),
+        #[cfg(feature = "serve")]
         Command::Serve(a) => cmd::serve::run(a),
         Command::Remote(c) => cmd::remote::remote(c, &home),
         Command::Asset(c) => cmd::remote::asset(c, &home),
@@ -115,6 +163,7 @@ fn main() -> ExitCode {
         Command::Receipt(c) => cmd::outputs::receipt_cmd(c, &home),
         Command::Worker(c) => cmd::remote::worker(c, &home),
         Command::Audit(c) => cmd::remote::audit(c, &home),
+        #[cfg(feature = "enclave")]
         Command::Enclave(c) => cmd::enclave::run(c, &home),
         Command::Predict(a) => cmd::enclave::predict(a),
     };

@@ -205,6 +205,15 @@ pub struct EvidenceBundle {
     pub uptime_s: Option<f64>,
 }
 
+/// This build has no TPM access (it was built without the `worker` role).
+#[cfg(not(feature = "worker"))]
+fn collect(_tcti: &str, _qualifying_data: &str, _out: &Path) -> Result<()> {
+    anyhow::bail!(
+        "this perun was built without the worker role, which reads the TPM: run `perun attest collect` on the worker"
+    )
+}
+
+#[cfg(feature = "worker")]
 fn collect(tcti: &str, qualifying_data: &str, out: &Path) -> Result<()> {
     let qd = hex::decode(qualifying_data.trim()).context("--qualifying-data is not hex")?;
     let tpm = perun_tpm::device::Tpm::connect(tcti, perun_tpm::tools::KeyAlg::Rsa)

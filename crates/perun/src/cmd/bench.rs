@@ -282,6 +282,10 @@ pub fn cifar_shaped(n: usize, seed: u64) -> Result<perun_seal::Dataset> {
     )?)
 }
 
+/// The PyTorch peer of `perun bench train` (`bench/train_cifar_cnn.py`), carried in the
+/// binary so that it runs wherever the binary does (and no build path is compiled in).
+const TORCH_PEER: &str = include_str!("../../../../bench/train_cifar_cnn.py");
+
 fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option<String>) -> Result<()> {
     let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
     let batch = spec.training.batch_size;
@@ -299,14 +303,14 @@ fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option
     println!("{:<34} {:>12.1} images/s", format!("perun ({})", perun_ml::backend::describe(compute)), perun);
 
     let python = python.or_else(|| std::env::var("PERUN_PYTHON").ok()).unwrap_or_else(|| "python3".into());
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/train_cifar_cnn.py");
     let has_torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
-    if !has_torch || !script.exists() {
+    if !has_torch {
         println!("PyTorch is not installed for {python} (pip install torch): no baseline to compare with");
         return Ok(());
     }
     let out = Command::new(&python)
-        .arg(&script)
+        .arg("-c")
+        .arg(TORCH_PEER)
         .arg(steps.to_string())
         .arg(batch.to_string())
         .env("BENCH_THREADS", threads.to_string())

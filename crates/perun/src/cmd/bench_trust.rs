@@ -15,9 +15,10 @@ use anyhow::{Context as _, Result};
 use perun_attest::tpm::soft::SoftTpm;
 use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
+use perun_testkit::soft_worker as sim;
+use perun_testkit::{Parties, SimWorker};
 use perun_trust::server::Running;
 use perun_trust::{AnyStore, Clock, ServiceKeys, Trust, TrustConfig};
-use perun_worker::sim::{self, Parties, SimWorker};
 
 /// One deployment measured: the store and how many service replicas share it.
 #[derive(Clone, Debug)]

@@ -111,7 +111,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
 
     step(1, "a trust service, an swtpm and a worker start; the stakeholders register (loopback only)");
     let world = LocalWorld::start(root, &["hospital-a", "hospital-b", "model-owner", "infra"])?;
-    println!("  trust service  {} (SQLite store {})", world.server.url(), root.join("trust/perun.db").display());
+    println!("  trust service  {} (SQLite store {})", world.server().url(), root.join("trust/perun.db").display());
     println!("                 TLS certificate {}: every client pins it", world.service.keys().tls_fingerprint());
     println!("  swtpm          port {} (the worker's TPM 2.0)", world.tpm.port());
     for p in &world.parties {
@@ -152,7 +152,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         refs.push(r);
     }
     drop(inputs);
-    let a: AssetInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/assets/{asset_a}"), None)?;
+    let a: AssetInfo = hospital_a.client.asset(&Name::new(asset_a)?)?;
     println!("  hospital-a's signed terms for {asset_a} (`perun asset show`):");
     super::outputs::print_asset(&a);
     let model_ref = refs.pop().context("model")?;
@@ -255,7 +255,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         "  phases: attestation + key release {:.2}s, fetch + open {:.2}s, training {:.2}s ({} continuous attestations, {:.2}s), seal + deliver {:.2}s",
         ph.attest_and_release, ph.fetch_and_open, ph.train, report.reattestations, ph.reattest, ph.seal_and_deliver
     );
-    let seen: JobMetrics = hospital_b.client.call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None)?;
+    let seen: JobMetrics = hospital_b.client.job_metrics(&job)?;
     println!("  hospital-b follows the job: {} epochs reported, state {}", seen.epochs.len(), seen.state.as_str());
     let curve = root.join("model-owner").join("training-curve.svg");
     std::fs::write(&curve, perun_ml::curve::svg(&spec.name, &report.metrics))?;
@@ -269,8 +269,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     }
 
     step(6, "hospital-a reviews the model and releases it; the model owner opens it, checks its receipt, evaluates it");
-    let out_key = format!("/v1/jobs/{job}/outputs/model/key");
-    let early: Result<OutputKey, _> = model_owner.client.call::<(), _>("GET", &out_key, None);
+    let early: Result<OutputKey, _> = model_owner.client.output_key(&job, "model");
     println!(
         "  model owner asks for the model's key before the review: {}",
         match early {
@@ -279,8 +278,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     );
     let audit_key = world.service.keys().signing.verifying_key();
-    let receipt: perun_core::receipt::Envelope =
-        hospital_a.client.call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None)?;
+    let receipt: perun_core::receipt::Envelope = hospital_a.client.receipt(&job)?;
     let statement = receipt.verify(&audit_key)?;
     println!(
         "  hospital-a reads the signed receipt (in-toto Statement, DSSE): job {}…, {} inputs, {} approvals, epsilon {:.3}",
@@ -294,20 +292,17 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         perun_proto::review::REVIEW_CONTEXT,
         &perun_proto::review::review_digest(&job, &receipt),
     );
-    let reviewed: JobInfo = hospital_a.client.call(
-        "POST",
-        &format!("/v1/jobs/{job}/review"),
-        Some(&ReviewOutput { release: true, signature: Some(signature) }),
-    )?;
+    let reviewed: JobInfo =
+        hospital_a.client.review(&job, &ReviewOutput { release: true, signature: Some(signature) })?;
     let outcome = reviewed.review.map_or("none", |r| r.outcome.as_str());
     println!("  hospital-a releases it: review {outcome}");
-    let info: JobInfo = model_owner.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+    let info: JobInfo = model_owner.client.job(&job)?;
     let out = info.outputs.first().context("the job delivered no output")?;
     let sealed_bytes = std::fs::read(&out.location)?;
     if Digest::of(&sealed_bytes) != out.sealed_digest {
         bail!("the delivered model does not match the digest the service recorded");
     }
-    let key: OutputKey = model_owner.client.call::<(), _>("GET", &out_key, None)?;
+    let key: OutputKey = model_owner.client.output_key(&job, "model")?;
     let key_text = perun_seal::wrap::unwrap(&key.wrapped_key, model_owner.keys.age_identity())?;
     let output_key = perun_seal::AssetKey::parse(std::str::from_utf8(&key_text)?)?;
     let (_, weights) = sealed::open_to_vec(
@@ -380,7 +375,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         Err(e) => bail!("the second job failed for an unexpected reason: {e}"),
         Ok(_) => bail!("the second job finished although an unapproved program ran: this must never happen"),
     }
-    let info: JobInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/jobs/{job2}"), None)?;
+    let info: JobInfo = hospital_a.client.job(&job2)?;
     println!(
         "  job {}… is {}: {}",
         &job2.to_string()[..19],
@@ -390,7 +385,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     if info.state != JobState::Revoked || !info.outputs.is_empty() {
         bail!("the second job must be revoked with no output");
     }
-    let nonce: Result<NonceIssued, _> = agent.client().call::<(), _>("POST", &format!("/v1/jobs/{job2}/nonce"), None);
+    let nonce: Result<NonceIssued, _> = agent.client().nonce(&job2);
     println!(
         "  gpu-1 asks to go on: {}",
         match nonce {
@@ -399,16 +394,12 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
         }
     );
 
-    let a: AssetInfo = hospital_a.client.call::<(), _>("GET", &format!("/v1/assets/{asset_a}"), None)?;
+    let a: AssetInfo = hospital_a.client.asset(&Name::new(asset_a)?)?;
     println!(
         "  {asset_a}'s ledger: {} jobs released, epsilon {:.1} spent (the revoked job's keys had left: it is charged)",
         a.usage.jobs, a.usage.epsilon_spent
     );
-    let over = model_owner.client.call::<_, JobInfo>(
-        "POST",
-        "/v1/jobs",
-        Some(&ProposeJob { manifest: manifest(" (third run)", 1)? }),
-    );
+    let over = model_owner.client.propose(&ProposeJob { manifest: manifest(" (third run)", 1)? });
     match over {
         Err(e @ perun_client::ClientError::TermsRefused(_)) => {
             println!("  a third job would break hospital-a's terms: {e}")
@@ -425,7 +416,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
 
     step(9, "every party verifies the audit log and sees only what is its own");
     for p in &world.parties {
-        let log: AuditLog = p.client.call::<(), _>("GET", "/v1/audit", None)?;
+        let log: AuditLog = p.client.audit()?;
         let n = perun_proto::audit::verify_chain(&log.records, &audit_key)?;
         let mine: Vec<_> = log.records.iter().filter_map(|v| v.body.as_ref()).collect();
         let released = mine.iter().filter(|b| b.kind == AuditKind::KeyReleased).count();
@@ -436,7 +427,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
             mine.len()
         );
     }
-    let log: AuditLog = hospital_a.client.call::<(), _>("GET", "/v1/audit", None)?;
+    let log: AuditLog = hospital_a.client.audit()?;
     if let Some(b) =
         log.records.iter().filter_map(|v| v.body.as_ref()).find(|b| b.kind == AuditKind::AttestationRefused)
     {
@@ -461,11 +452,11 @@ fn forged_worker(world: &LocalWorld, stakeholder: &Party, infra: &Party, job: &D
         ek_certificate: tpm.ek_certificate()?,
         ek_chain: Vec::new(),
     };
-    match stakeholder.client.call::<_, WorkerInfo>("POST", "/v1/workers", Some(&body)) {
+    match stakeholder.client.enrol_worker(&body) {
         Err(e) => println!("  {} tries to enrol its own software TPM: refused ({e})", stakeholder.name().as_str()),
         Ok(_) => bail!("a stakeholder without the provider role enrolled a worker: this must never happen"),
     }
-    let _: WorkerInfo = infra.client.call("POST", "/v1/workers", Some(&body))?;
+    let _: WorkerInfo = infra.client.enrol_worker(&body)?;
     let platform = perun_worker::Platform::user_space(tpm)?;
     let forged =
         perun_worker::Agent::enrol(&world.anon, Name::new("rogue-1")?, platform, perun_tpm::tools::KeyAlg::Rsa)?;
@@ -474,7 +465,7 @@ fn forged_worker(world: &LocalWorld, stakeholder: &Party, infra: &Party, job: &D
         Err(e) => println!("  rogue-1 claims job {}…: refused ({e})", &job.to_string()[..19]),
         Ok(_) => bail!("a TPM the policy does not trust claimed a job: this must never happen"),
     }
-    let info: JobInfo = infra.client.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+    let info: JobInfo = infra.client.job(&job)?;
     if info.released || info.state != JobState::Ready {
         bail!("the forged worker's claim changed the job: this must never happen");
     }

@@ -1,22 +1,30 @@
 //! `perun enclave` (the `tee`-mode worker: serve a model, or train, inside a TEE),
 //! `perun predict --remote` (a client's private predictions) and `perun policy tee`.
 
+#[cfg(feature = "enclave")]
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Subcommand, ValueEnum};
+#[cfg(feature = "enclave")]
+use clap::Subcommand;
+use clap::{Args, ValueEnum};
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
 use perun_core::{Digest, Name};
+#[cfg(feature = "enclave")]
 use perun_enclave::enclave::Enclave;
+#[cfg(feature = "enclave")]
 use perun_enclave::serve::{RunningEnclave, Serving};
+#[cfg(feature = "enclave")]
 use perun_enclave::source::{ConfigfsTsm, EvidenceSource, Gramine, SimTee};
 use perun_enclave::{Querier, RemoteModel};
+#[cfg(feature = "enclave")]
 use perun_worker::job::{Progress, RunOptions};
 
 use crate::home::Home;
 
 /// Which TEE interface the enclave uses.
+#[cfg(feature = "enclave")]
 #[derive(Clone, Copy, ValueEnum)]
 pub enum TeeArg {
     /// The sim TEE: software, for development; policies refuse it unless they name its key.
@@ -27,6 +35,7 @@ pub enum TeeArg {
     Tsm,
 }
 
+#[cfg(feature = "enclave")]
 /// Where the enclave's evidence comes from.
 #[derive(Args)]
 pub struct SourceArgs {
@@ -47,6 +56,7 @@ pub struct SourceArgs {
     pub collateral: Option<PathBuf>,
 }
 
+#[cfg(feature = "enclave")]
 impl SourceArgs {
     fn open(&self) -> Result<Box<dyn EvidenceSource>> {
         let collateral = || -> Result<serde_json::Value> {
@@ -71,6 +81,7 @@ impl SourceArgs {
     }
 }
 
+#[cfg(feature = "enclave")]
 /// Which job an enclave claims, as whom, with which TEE.
 #[derive(Args)]
 pub struct ClaimArgs {
@@ -84,6 +95,7 @@ pub struct ClaimArgs {
     pub source: SourceArgs,
 }
 
+#[cfg(feature = "enclave")]
 impl ClaimArgs {
     /// Claims the job with this TEE's report.
     fn claim(&self, home: &Home) -> Result<perun_enclave::enclave::Claim> {
@@ -93,9 +105,11 @@ impl ClaimArgs {
     }
 }
 
+#[cfg(feature = "enclave")]
 /// Why serving stops on SIGINT or SIGTERM.
 const OPERATOR_STOP: &str = "the operator stopped the enclave";
 
+#[cfg(feature = "enclave")]
 /// Stops `serving` (the model is wiped) when the process gets SIGINT or SIGTERM.
 fn stop_on_signal(serving: std::sync::Arc<Serving>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -115,6 +129,7 @@ fn stop_on_signal(serving: std::sync::Arc<Serving>) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "enclave")]
 /// `perun enclave` subcommands.
 #[derive(Subcommand)]
 pub enum EnclaveCmd {
@@ -147,6 +162,7 @@ pub enum EnclaveCmd {
     },
 }
 
+#[cfg(feature = "enclave")]
 /// Runs `perun enclave`.
 pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
     match cmd {
@@ -191,7 +207,7 @@ pub fn run(cmd: EnclaveCmd, home: &Home) -> Result<()> {
                     Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
                     Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
                     Progress::Delivered { path, review } => {
-                        say!("  {}", super::worker::delivered_line(path, review))
+                        say!("  {}", super::train::delivered_line(path, review))
                     }
                     _ => {}
                 },
@@ -382,7 +398,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let bytes = std::fs::read(&a.policy).with_context(|| format!("reading {}", a.policy.display()))?;
     let policy = TeePolicy::from_json(&bytes).with_context(|| format!("{} is not a TEE policy", a.policy.display()))?;
     let (rows, labels) = read_rows(&a.input, a.label.as_deref())?;
-    let remote = RemoteModel::connect(&a.remote, &policy, a.job, querier, perun_trust::unix_now())
+    let remote = RemoteModel::connect(&a.remote, &policy, a.job, querier, perun_proto::unix_now())
         .with_context(|| format!("verifying the enclave at {}", a.remote))?;
     let c = remote.claims();
     eprintln!(

@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeKind, TeePolicy};
-use perun_client::{Caller, Client};
-use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
+use perun_client::{AssetRegistration, Client, ManifestBuilder, Stakeholder};
+use perun_core::{AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
 use perun_enclave::source::SimTee;
 use perun_proto::wire::*;
 use perun_seal::{sealed, AssetKey, SealedInfo, StakeholderKeys};
+use perun_testkit::InProcess;
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
 use perun_trust::server::Running;
-use perun_trust::{Clock, ServiceKeys, SqliteStore, Trust, TrustConfig};
+use perun_trust::{Clock, SqliteStore, Trust, TrustConfig};
 use perun_worker::{Agent, Platform};
 
 use crate::home::Home;
@@ -51,6 +51,11 @@ impl Party {
     pub fn name(&self) -> &Name {
         self.keys.name()
     }
+
+    /// It as a stakeholder of [`perun_client::workflow`].
+    pub fn stakeholder(&self) -> Stakeholder<'_> {
+        Stakeholder::new(&self.client, &self.keys)
+    }
 }
 
 /// The running deployment.
@@ -63,15 +68,14 @@ pub struct LocalWorld {
     pub tpm: Swtpm,
     /// The local EK CA that certified the software TPM (development only).
     pub ca: LocalCa,
+    /// The trust service, in-process (the test kit's), on SQLite in `root/trust`.
+    svc: InProcess<SqliteStore>,
     /// The trust service.
     pub service: Arc<Trust<SqliteStore>>,
-    /// Its server (stopped on drop).
-    pub server: Running,
     /// An anonymous client.
     pub anon: Client,
     /// The stakeholders, in the order given.
     pub parties: Vec<Party>,
-    service_recipient: age::x25519::Recipient,
 }
 
 impl LocalWorld {
@@ -84,13 +88,11 @@ impl LocalWorld {
         let tpm = Swtpm::start_with(&ca).context("the worker needs a software TPM")?;
         let trust_dir = root.join("trust");
         std::fs::create_dir_all(&trust_dir)?;
-        let keys = ServiceKeys::load_or_create(&trust_dir.join("keys"), &[])?;
-        let fingerprint = keys.tls_fingerprint();
-        let audit_key = keys.audit_key();
         let store = SqliteStore::open(&trust_dir.join("perun.db"))?;
-        let service = Arc::new(Trust::new(store, keys, Clock::System, TrustConfig::default()));
-        let server = Running::start(service.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), 2)?;
-        let anon = Client::new(&server.url(), fingerprint, Caller::Anonymous)?;
+        let svc = InProcess::start(store, &trust_dir.join("keys"), Clock::System, TrustConfig::default())?;
+        let (service, anon, fingerprint) = (svc.trust.clone(), svc.anon.clone(), svc.fingerprint);
+        let audit_key = service.keys().audit_key();
+        let server = &svc.server;
         std::fs::create_dir_all(home.root())?;
         std::fs::write(
             home.root().join("remote.json"),
@@ -107,14 +109,17 @@ impl LocalWorld {
             let name = Name::new(n)?;
             let keys = StakeholderKeys::generate(name.clone());
             keys.save(&home.identity_dir(&name))?;
-            let client = anon.with_caller(Caller::Stakeholder { name, key: keys.signing_key().clone() });
-            let body = RegisterStakeholder { identity: keys.public(), roles: roles_for(n).into_iter().collect() };
-            let _: () = client.call("POST", "/v1/stakeholders", Some(&body))?;
+            let me = Stakeholder::new(&anon, &keys);
+            me.register(&roles_for(n))?;
+            let client = me.into_client();
             parties.push(Party { keys, client });
         }
-        let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None)?;
-        let service_recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
-        Ok(Self { root: root.to_owned(), home, tpm, ca, service, server, anon, parties, service_recipient })
+        Ok(Self { root: root.to_owned(), home, tpm, ca, svc, service, anon, parties })
+    }
+
+    /// The trust service's server on loopback.
+    pub fn server(&self) -> &Running {
+        &self.svc.server
     }
 
     /// The infrastructure provider.
@@ -152,16 +157,14 @@ impl LocalWorld {
         let info = sealed::seal_bytes_to_file(plain, kind, &[key.recipient()], &out)?;
         let name = Name::new(asset)?;
         let terms = terms.map(|t| t.sign(&name, info.header.content_digest, &owner.keys)).transpose()?;
-        let body = RegisterAsset {
-            terms,
-            name: Name::new(asset)?,
+        owner.stakeholder().register_asset(AssetRegistration {
+            name,
             kind,
             content_digest: info.header.content_digest,
             location: out.to_string_lossy().into_owned(),
-            wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &self.service_recipient)?,
-            recipient: key.recipient().to_string(),
-        };
-        let _: AssetInfo = owner.client.call("POST", "/v1/assets", Some(&body))?;
+            key: &key,
+            terms,
+        })?;
         let r = AssetRef {
             asset: Name::new(asset)?,
             owner: owner.name().clone(),
@@ -183,8 +186,8 @@ impl LocalWorld {
         let mut platform = Platform::user_space(t)?;
         let policy = platform.development_policy("demo worker (swtpm, user-space IMA)", &self.ca)?;
         let entries = policy.allowed_files.len();
-        let added: PolicyInfo = infra.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
-        let _: WorkerInfo = infra.client.call("POST", "/v1/workers", Some(&platform.enrolment(Name::new(name)?)?))?;
+        let added = infra.client.publish_policy(serde_json::to_vec(&policy)?)?;
+        infra.client.enrol_worker(&platform.enrolment(Name::new(name)?)?)?;
         let agent = Agent::enrol(&self.anon, Name::new(name)?, platform, KeyAlg::Rsa)?;
         Ok((agent, added, entries))
     }
@@ -222,25 +225,12 @@ impl LocalWorld {
         interval_s: u64,
         hyperparameters: std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<JobManifest> {
-        let now = perun_trust::unix_now();
-        Ok(JobManifest {
-            schema: MANIFEST_SCHEMA,
-            name,
-            mode: JobMode::Attested,
-            model: model.clone(),
-            data: data.to_vec(),
-            platform_policy: policy,
-            provider: Name::new(PROVIDER)?,
-            workers: Default::default(),
-            hyperparameters,
-            receivers,
-            purpose: Default::default(),
-            approvers: Default::default(),
-            privacy: None,
-            attestation_interval_s: interval_s,
-            created_at: now,
-            expires_at: now + 24 * 3600,
-        })
+        Ok(ManifestBuilder::new(name, JobMode::Attested, model.clone(), policy, Name::new(PROVIDER)?)
+            .data(data.to_vec())
+            .hyperparameters(hyperparameters)
+            .receivers(receivers)
+            .attestation_interval_s(interval_s)
+            .build(perun_proto::unix_now()))
     }
 
     /// Proposes `manifest` (by `proposer`) and has each of `approvers` read it, recompute
@@ -252,12 +242,10 @@ impl LocalWorld {
         approvers: &[&Party],
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Digest> {
-        let job: JobInfo = proposer.client.call("POST", "/v1/jobs", Some(&ProposeJob { manifest }))?;
+        let job = proposer.stakeholder().propose(manifest)?;
         for p in approvers {
-            let seen: JobInfo = p.client.call::<(), _>("GET", &format!("/v1/jobs/{}", job.id), None)?;
-            let signature = sign_digest(p.keys.signing_key(), APPROVAL_CONTEXT, &seen.manifest.digest());
-            let after: JobInfo =
-                p.client.call("POST", &format!("/v1/jobs/{}/approve", job.id), Some(&ApproveJob { signature }))?;
+            // The demo's policies are development ones, and it says so when it shows them.
+            let (_, after) = p.stakeholder().approve(&job.id, perun_client::Development::Allow)?;
             on_approval(p.name(), &after);
         }
         Ok(job.id)
@@ -278,8 +266,7 @@ impl LocalWorld {
             min_svn: Default::default(),
             allow_debug: false,
         };
-        let added: PolicyInfo =
-            self.provider()?.client.call_raw("POST", "/v1/policies", serde_json::to_vec(&policy)?)?;
+        let added = self.provider()?.client.publish_policy(serde_json::to_vec(&policy)?)?;
         Ok((policy, added.digest))
     }
 
@@ -297,26 +284,14 @@ impl LocalWorld {
         policy: Digest,
         on_approval: &mut dyn FnMut(&Name, &JobInfo),
     ) -> Result<Digest> {
-        let now = perun_trust::unix_now();
         let owners: Vec<Name> = data.iter().map(|d| d.owner.clone()).collect();
-        let manifest = JobManifest {
-            schema: MANIFEST_SCHEMA,
-            name: name.to_owned(),
-            mode: JobMode::Tee,
-            purpose,
-            model,
-            data,
-            platform_policy: policy,
-            provider: Name::new(PROVIDER)?,
-            workers: Default::default(),
-            hyperparameters: Default::default(),
-            receivers: vec![owner.name().clone()],
-            approvers: others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(n)).collect(),
-            privacy: None,
-            attestation_interval_s: 5,
-            created_at: now,
-            expires_at: now + 24 * 3600,
-        };
+        let manifest = ManifestBuilder::new(name, JobMode::Tee, model, policy, Name::new(PROVIDER)?)
+            .purpose(purpose)
+            .data(data)
+            .receivers([owner.name().clone()])
+            .approvers(others.iter().map(|p| p.name().clone()).filter(|n| !owners.contains(n)))
+            .attestation_interval_s(5)
+            .build(perun_proto::unix_now());
         let approvers: Vec<&Party> = std::iter::once(owner).chain(others.iter().copied()).collect();
         self.submit_and_approve(owner, manifest, &approvers, on_approval)
     }

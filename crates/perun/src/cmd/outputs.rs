@@ -10,9 +10,11 @@ use clap::Subcommand;
 use perun_core::receipt::{Envelope, Statement};
 use perun_core::terms::TERMS_CONTEXT;
 use perun_core::{sign_digest, AssetTerms, Digest, JobMode, Name, PrivacyBudget, SignedTerms};
-use perun_proto::wire::{AssetInfo, JobInfo, OutputKey, ReviewOutput};
+use perun_proto::wire::{AssetInfo, JobInfo, OutputKey};
 use perun_proto::ReviewOutcome;
 use perun_seal::AssetKey;
+
+use perun_client::Stakeholder;
 
 use super::remote::{client, load_remote, As};
 use crate::home::Home;
@@ -108,23 +110,9 @@ pub fn print_asset(a: &AssetInfo) {
 
 /// `perun job review`: read the receipt, then release (signed) or refuse.
 pub fn review(home: &Home, job: &Digest, release: bool, who: &As) -> Result<()> {
-    let c = client(home, Some(&who.who))?;
-    let env: Envelope = c.call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None)?;
-    let statement = verified(home, &env)?;
-    if statement.predicate.job != *job {
-        bail!("the service returned the receipt of job {}, not {job}: not signing", statement.predicate.job);
-    }
-    let signature = release.then(|| {
-        let keys = home.load_identity(&who.who)?;
-        Ok::<_, anyhow::Error>(sign_digest(
-            keys.signing_key(),
-            perun_proto::review::REVIEW_CONTEXT,
-            &perun_proto::review::review_digest(job, &env),
-        ))
-    });
-    let signature = signature.transpose()?;
-    let info: JobInfo =
-        c.call("POST", &format!("/v1/jobs/{job}/review"), Some(&ReviewOutput { release, signature }))?;
+    let keys = home.load_identity(&who.who)?;
+    let me = Stakeholder::new(&client(home, None)?, &keys);
+    let info = me.review_output(job, &pinned_audit_key(home)?, release).context("not signing")?;
     if who.json {
         return print_json(&info);
     }
@@ -142,22 +130,13 @@ pub fn review(home: &Home, job: &Digest, release: bool, who: &As) -> Result<()> 
 /// The pinned audit key of this home's remote.
 fn pinned_audit_key(home: &Home) -> Result<ed25519_dalek::VerifyingKey> {
     let r = load_remote(home)?;
-    super::remote::audit_key(&r.audit_key)
-}
-
-fn verified(home: &Home, env: &Envelope) -> Result<Statement> {
-    let key = pinned_audit_key(home)?;
-    env.verify(&key).context("the receipt does not verify under the service's pinned audit key")
+    Ok(perun_client::workflow::parse_audit_key(&r.audit_key)?)
 }
 
 /// `perun job receipt`: fetch and verify a finished job's receipt, and save it.
 pub fn receipt(home: &Home, job: &Digest, out: &Path, who: &As) -> Result<()> {
-    let c = client(home, Some(&who.who))?;
-    let env: Envelope = c.call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None)?;
-    let st = verified(home, &env)?;
-    if st.predicate.job != *job {
-        bail!("the service returned the receipt of job {}, not {job}", st.predicate.job);
-    }
+    let keys = home.load_identity(&who.who)?;
+    let (env, _) = Stakeholder::new(&client(home, None)?, &keys).verified_receipt(job, &pinned_audit_key(home)?)?;
     perun_seal::fsutil::write_secret_file(out, &serde_json::to_vec_pretty(&env)?)?;
     println!("receipt of job {job} verified and saved to {}", out.display());
     Ok(())
@@ -167,7 +146,7 @@ pub fn receipt(home: &Home, job: &Digest, out: &Path, who: &As) -> Result<()> {
 /// service wrapped to it once released) and writes the plaintext (0600, never over a file).
 pub fn output(home: &Home, job: &Digest, out: &Path, who: &As) -> Result<()> {
     let c = client(home, Some(&who.who))?;
-    let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
+    let info: JobInfo = c.job(job)?;
     let o = info.outputs.first().with_context(|| format!("job {job} has delivered no output"))?;
     let sealed = std::fs::read(&o.location).with_context(|| format!("reading {}", o.location))?;
     if Digest::of(&sealed) != o.sealed_digest {
@@ -175,7 +154,7 @@ pub fn output(home: &Home, job: &Digest, out: &Path, who: &As) -> Result<()> {
     }
     let keys = home.load_identity(&who.who)?;
     let plain = if o.wrapped_key.is_some() {
-        let k: OutputKey = c.call::<(), _>("GET", &format!("/v1/jobs/{job}/outputs/{}/key", o.name), None)?;
+        let k: OutputKey = c.output_key(job, &o.name)?;
         let text = perun_seal::wrap::unwrap(&k.wrapped_key, keys.age_identity())?;
         let key = AssetKey::parse(std::str::from_utf8(&text).context("the output key is not text")?)?;
         perun_seal::sealed::open_to_vec(&sealed[..], Some(sealed.len() as u64), key.identity(), None)?.1
@@ -207,7 +186,7 @@ pub enum ReceiptCmd {
 pub fn receipt_cmd(cmd: ReceiptCmd, home: &Home) -> Result<()> {
     let ReceiptCmd::Verify { model, receipt, audit_key } = cmd;
     let key = match audit_key {
-        Some(k) => super::remote::audit_key(&k)?,
+        Some(k) => perun_client::workflow::parse_audit_key(&k)?,
         None => pinned_audit_key(home)?,
     };
     let bytes = read_bounded(&receipt, perun_core::receipt::MAX_RECEIPT_BYTES)?;

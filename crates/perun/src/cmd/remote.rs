@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
 use perun_attest::JobPolicy;
-use perun_client::{Caller, Client};
-use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
-use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, JobPurpose, Name, Role};
+use perun_client::workflow::parse_audit_key;
+use perun_client::{AssetRegistration, Caller, Client, ClientError, Development, ManifestBuilder, Stakeholder};
+use perun_core::{AssetKind, AssetRef, Digest, JobMode, JobPurpose, Name, Role};
 use perun_proto::wire::*;
 use perun_seal::AssetKey;
 use serde::{Deserialize, Serialize};
@@ -143,9 +143,8 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
                 }
                 // The audit key comes over the connection just pinned; replicas of one
                 // service sign with one key.
-                let info: ServiceInfo =
-                    Client::new(url, fp, Caller::Anonymous)?.call::<(), _>("GET", "/v1/service", None)?;
-                audit_key(&info.audit_key)?;
+                let info = Client::new(url, fp, Caller::Anonymous)?.service()?;
+                parse_audit_key(&info.audit_key)?;
                 match &audit {
                     Some(k) if *k != info.audit_key => bail!(
                         "{url} signs its audit log with another key than {}: these are not replicas of one service",
@@ -170,7 +169,7 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         RemoteCmd::Show { json } => {
-            let info: ServiceInfo = client(home, None)?.call::<(), _>("GET", "/v1/service", None)?;
+            let info = client(home, None)?.service()?;
             if json {
                 return print_json(&info);
             }
@@ -188,10 +187,9 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
 /// Registers an identity with the service, with its roles.
 pub fn register(home: &Home, name: &Name, roles: &[Role]) -> Result<()> {
     let keys = home.load_identity(name)?;
-    let c = client(home, Some(name))?;
-    let body = RegisterStakeholder { identity: keys.public(), roles: roles.iter().copied().collect() };
-    let _: () = c.call("POST", "/v1/stakeholders", Some(&body))?;
-    let shown: Vec<&str> = body.roles.iter().map(|r| r.as_str()).collect();
+    Stakeholder::new(&client(home, None)?, &keys).register(roles)?;
+    let roles: std::collections::BTreeSet<Role> = roles.iter().copied().collect();
+    let shown: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     show!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint());
     Ok(())
 }
@@ -247,27 +245,19 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
                 Some(l) => l,
                 None => std::fs::canonicalize(&sealed)?.to_string_lossy().into_owned(),
             };
-            let c = client(home, Some(&who.who))?;
-            let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
-            let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+            let keys = home.load_identity(&who.who)?;
             let terms = match terms {
-                Some(f) => Some(super::outputs::TermsFile::load(&f)?.sign(
-                    &name,
-                    header.content_digest,
-                    &home.load_identity(&who.who)?,
-                )?),
+                Some(f) => Some(super::outputs::TermsFile::load(&f)?.sign(&name, header.content_digest, &keys)?),
                 None => None,
             };
-            let body = RegisterAsset {
-                terms,
+            let a = Stakeholder::new(&client(home, None)?, &keys).register_asset(AssetRegistration {
                 name,
                 kind: header.kind,
                 content_digest: header.content_digest,
                 location,
-                wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service)?,
-                recipient: key.recipient().to_string(),
-            };
-            let a: AssetInfo = c.call("POST", "/v1/assets", Some(&body))?;
+                key: &key,
+                terms,
+            })?;
             if who.json {
                 return print_json(&a);
             }
@@ -275,7 +265,7 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         AssetCmd::List { who } => {
-            let list: Vec<AssetInfo> = client(home, Some(&who.who))?.call::<(), _>("GET", "/v1/assets", None)?;
+            let list = client(home, Some(&who.who))?.assets()?;
             if who.json {
                 return print_json(&list);
             }
@@ -285,8 +275,7 @@ pub fn asset(cmd: AssetCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         AssetCmd::Show { name, who } => {
-            let a: AssetInfo =
-                client(home, Some(&who.who))?.call::<(), _>("GET", &format!("/v1/assets/{name}"), None)?;
+            let a = client(home, Some(&who.who))?.asset(&name)?;
             if who.json {
                 return print_json(&a);
             }
@@ -306,7 +295,7 @@ fn read_header(sealed: &Path, key: &AssetKey) -> Result<perun_seal::AssetHeader>
 /// Publishes a platform policy.
 pub fn policy_add(home: &Home, file: &Path, who: &As) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let p: PolicyInfo = client(home, Some(&who.who))?.call_raw("POST", "/v1/policies", bytes)?;
+    let p = client(home, Some(&who.who))?.publish_policy(bytes)?;
     if who.json {
         return print_json(&p);
     }
@@ -483,7 +472,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             who,
         } => {
             let c = client(home, Some(&who.who))?;
-            let mine: Vec<AssetInfo> = c.call::<(), _>("GET", "/v1/assets", None)?;
+            let mine = c.assets()?;
             let lookup = |n: &String, kind| -> Result<AssetRef> { lookup_asset(&mine, n, kind) };
             let mode = match mode.as_str() {
                 "attested" => JobMode::Attested,
@@ -505,30 +494,22 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                     "note: a DP-SGD job trains without fitted standardisation: the manifest sets standardize=false"
                 );
             }
-            let now = perun_trust::unix_now();
-            let manifest = JobManifest {
-                schema: MANIFEST_SCHEMA,
-                name,
-                mode,
-                model: lookup(&model, AssetKind::Model)?,
-                data: data.iter().map(|d| lookup(d, AssetKind::Dataset)).collect::<Result<_>>()?,
-                platform_policy: policy,
-                provider,
-                workers: workers.into_iter().collect(),
-                hyperparameters,
-                receivers,
-                purpose: if serve { JobPurpose::Serve } else { JobPurpose::Train },
-                approvers: approvers.into_iter().collect(),
-                privacy: dp_epsilon.zip(dp_delta).map(|(epsilon, delta)| perun_core::DpTarget {
+            let manifest = ManifestBuilder::new(name, mode, lookup(&model, AssetKind::Model)?, policy, provider)
+                .data(data.iter().map(|d| lookup(d, AssetKind::Dataset)).collect::<Result<Vec<_>>>()?)
+                .workers(workers)
+                .hyperparameters(hyperparameters)
+                .receivers(receivers)
+                .purpose(if serve { JobPurpose::Serve } else { JobPurpose::Train })
+                .approvers(approvers)
+                .privacy(dp_epsilon.zip(dp_delta).map(|(epsilon, delta)| perun_core::DpTarget {
                     epsilon,
                     delta,
                     max_grad_norm: dp_clip,
-                }),
-                attestation_interval_s: interval,
-                created_at: now,
-                expires_at: now.saturating_add(expires_in),
-            };
-            let job: JobInfo = c.call("POST", "/v1/jobs", Some(&ProposeJob { manifest: manifest.clone() }))?;
+                }))
+                .attestation_interval_s(interval)
+                .valid_for_s(expires_in)
+                .build(perun_proto::unix_now());
+            let job = c.propose(&ProposeJob { manifest: manifest.clone() })?;
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_vec_pretty(&manifest)?)?;
             }
@@ -540,28 +521,18 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         JobCmd::Approve { job, allow_development, who } => {
-            let c = client(home, Some(&who.who))?;
-            let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
-            // Sign what we see, not what we are told: the digest is recomputed here.
-            let digest = info.manifest.digest();
-            if digest != job {
-                bail!("the service returned a manifest whose digest is {digest}, not {job}: not signing");
-            }
-            let policy = fetch_policy(&c, &info.manifest)?;
-            let dev = policy.development();
-            if !dev.is_empty() && !allow_development {
-                bail!(
-                    "not signing: job {job}'s policy `{}` accepts DEVELOPMENT evidence: {}. Its keys could reach \
-                     a machine that proves nothing. Run `perun job show {job} --as {}` to read it; pass \
-                     --allow-development only to try Perun",
-                    policy.name(),
-                    dev.join("; "),
-                    who.who
-                );
-            }
             let keys = home.load_identity(&who.who)?;
-            let signature = sign_digest(keys.signing_key(), APPROVAL_CONTEXT, &digest);
-            let after: JobInfo = c.call("POST", &format!("/v1/jobs/{job}/approve"), Some(&ApproveJob { signature }))?;
+            // Sign what we see, not what we are told: the workflow recomputes the digest
+            // and reads the pinned policy first.
+            let development = if allow_development { Development::Allow } else { Development::Refuse };
+            let (info, after) = match Stakeholder::new(&client(home, None)?, &keys).approve(&job, development) {
+                Err(e @ ClientError::DevelopmentPolicy { .. }) => bail!(
+                    "{e}. Its keys could reach a machine that proves nothing. Run `perun job show {job} --as {}` to \
+                     read it; pass --allow-development only to try Perun",
+                    who.who
+                ),
+                r => r?,
+            };
             if who.json {
                 return print_json(&after);
             }
@@ -572,12 +543,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         JobCmd::Show { job, who } => {
-            let c = client(home, Some(&who.who))?;
-            let info: JobInfo = c.call::<(), _>("GET", &format!("/v1/jobs/{job}"), None)?;
-            if info.manifest.digest() != job {
-                bail!("the service returned a manifest whose digest is not {job}");
-            }
-            let policy = fetch_policy(&c, &info.manifest)?;
+            let keys = home.load_identity(&who.who)?;
+            let (info, policy) = Stakeholder::new(&client(home, None)?, &keys).review_job(&job)?;
             if who.json {
                 return print_json(
                     &serde_json::json!({ "job": info, "policy": policy, "development": policy.development() }),
@@ -587,7 +554,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         JobCmd::List { who } => {
-            let list: Vec<JobInfo> = client(home, Some(&who.who))?.call::<(), _>("GET", "/v1/jobs", None)?;
+            let list = client(home, Some(&who.who))?.jobs()?;
             if who.json {
                 return print_json(&list);
             }
@@ -600,7 +567,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             let c = client(home, Some(&who.who))?;
             let mut shown = 0;
             loop {
-                let m: JobMetrics = c.call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None)?;
+                let m = c.job_metrics(&job)?;
                 if who.json && !follow {
                     return print_json(&m);
                 }
@@ -621,11 +588,7 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
         JobCmd::Receipt { job, out, who } => super::outputs::receipt(home, &job, &out, &who),
         JobCmd::Output { job, out, who } => super::outputs::output(home, &job, &out, &who),
         JobCmd::Revoke { job, reason, who } => {
-            let info: JobInfo = client(home, Some(&who.who))?.call(
-                "POST",
-                &format!("/v1/jobs/{job}/revoke"),
-                Some(&RevokeJob { reason }),
-            )?;
+            let info = client(home, Some(&who.who))?.revoke(&job, &RevokeJob { reason })?;
             if who.json {
                 return print_json(&info);
             }
@@ -651,17 +614,6 @@ fn lookup_asset(mine: &[AssetInfo], spec: &str, kind: AssetKind) -> Result<Asset
         bail!("asset `{n}` is a {}, not a {}", a.kind.as_str(), kind.as_str());
     }
     Ok(AssetRef { asset: a.name.clone(), owner: a.owner.clone(), kind: a.kind, content_digest: a.content_digest })
-}
-
-/// The policy a manifest names, fetched from the service and checked against the
-/// digest in the manifest (so what an approver reads is what the job is bound to).
-fn fetch_policy(c: &Client, m: &JobManifest) -> Result<JobPolicy> {
-    let p: PolicyInfo = c.call::<(), _>("GET", &format!("/v1/policies/{}", m.platform_policy), None)?;
-    let got = p.policy.digest();
-    if got != m.platform_policy {
-        bail!("the service returned a policy whose digest is {got}, not the manifest's {}", m.platform_policy);
-    }
-    Ok(p.policy)
 }
 
 fn print_job(j: &JobInfo, policy: &JobPolicy) {
@@ -776,25 +728,20 @@ pub enum WorkerCmd {
     },
     /// Run the worker: enrol the TPM's AK with the trust service, then claim and run
     /// ready attested jobs.
+    #[cfg(feature = "worker")]
     Run(super::worker::WorkerRunArgs),
 }
 
 /// Runs `perun worker`.
 pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
     match cmd {
+        #[cfg(feature = "worker")]
         WorkerCmd::Run(a) => super::worker::run(a, home),
         WorkerCmd::Enrol { name, ek, tcti, ek_cert, ek_chain, who } => {
             let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("reading {}", f.display()));
             let (ek_public, from_tpm) = match (ek, tcti) {
                 (Some(f), _) => (read(&f)?, None),
-                (None, Some(t)) => {
-                    let mut tpm =
-                        perun_tpm::device::Tpm::connect(&t, perun_tpm::tools::KeyAlg::Rsa).with_context(|| {
-                            format!("connecting to the TPM at {t} (no TPM here? see README: without a TPM, an swtpm)")
-                        })?;
-                    let cert = if ek_cert.is_none() { Some(tpm.ek_certificate()?) } else { None };
-                    (tpm.ek_public().to_vec(), cert)
-                }
+                (None, Some(t)) => read_ek(&t, ek_cert.is_none())?,
                 (None, None) => bail!("give the EK with --ek FILE or --tcti TCTI"),
             };
             let ek_certificate = match (ek_cert, from_tpm) {
@@ -806,7 +753,7 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             };
             let ek_chain = ek_chain.iter().map(|f| read(f).map(Into::into)).collect::<Result<_>>()?;
             let body = EnrolWorker { name, ek_public, ek_certificate, ek_chain };
-            let w: WorkerInfo = client(home, Some(&who.who))?.call("POST", "/v1/workers", Some(&body))?;
+            let w = client(home, Some(&who.who))?.enrol_worker(&body)?;
             if who.json {
                 return print_json(&w);
             }
@@ -821,8 +768,7 @@ pub fn worker(cmd: WorkerCmd, home: &Home) -> Result<()> {
             Ok(())
         }
         WorkerCmd::Deenrol { name, who } => {
-            let w: WorkerInfo =
-                client(home, Some(&who.who))?.call::<(), _>("DELETE", &format!("/v1/workers/{name}"), None)?;
+            let w = client(home, Some(&who.who))?.deenrol_worker(&name)?;
             if who.json {
                 return print_json(&w);
             }
@@ -847,11 +793,21 @@ pub enum AuditCmd {
     },
 }
 
-/// The service's audit key from its base64 form.
-pub(crate) fn audit_key(b64: &str) -> Result<ed25519_dalek::VerifyingKey> {
-    use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).context("the service's audit key is not base64")?;
-    ed25519_dalek::VerifyingKey::try_from(raw.as_slice()).context("the service's audit key is malformed")
+/// The EK public area and (with `with_cert`) its certificate, read from the TPM at
+/// `tcti`.
+#[cfg(feature = "worker")]
+fn read_ek(tcti: &str, with_cert: bool) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut tpm = perun_tpm::device::Tpm::connect(tcti, perun_tpm::tools::KeyAlg::Rsa).with_context(|| {
+        format!("connecting to the TPM at {tcti} (no TPM here? see README: without a TPM, an swtpm)")
+    })?;
+    let cert = if with_cert { Some(tpm.ek_certificate()?) } else { None };
+    Ok((tpm.ek_public().to_vec(), cert))
+}
+
+/// This build has no TPM access (it was built without the `worker` role).
+#[cfg(not(feature = "worker"))]
+fn read_ek(_tcti: &str, _with_cert: bool) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    bail!("this perun was built without the worker role: read the EK with `tpm2_createek -u ek.pub` and give --ek ek.pub --ek-cert FILE")
 }
 
 /// Runs `perun audit`.
@@ -860,9 +816,9 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
         AuditCmd::Show { who } => (who, false),
         AuditCmd::Verify { who } => (who, true),
     };
-    let c = client(home, Some(&who.who))?;
-    let log: AuditLog = c.call::<(), _>("GET", "/v1/audit", None)?;
-    if verify {
+    let keys = home.load_identity(&who.who)?;
+    let me = Stakeholder::new(&client(home, None)?, &keys);
+    let log = if verify {
         let remote = load_remote(home)?;
         if remote.audit_key.is_empty() {
             bail!(
@@ -873,16 +829,7 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
                 remote.fingerprint
             );
         }
-        let key = audit_key(&remote.audit_key)?;
-        let info: ServiceInfo = c.call::<(), _>("GET", "/v1/service", None)?;
-        if info.audit_key != remote.audit_key {
-            bail!(
-                "the service now signs its audit log with ed25519:{}, not the key pinned by `perun remote add` \
-                 (ed25519:{}): its records cannot be trusted",
-                info.audit_key,
-                remote.audit_key
-            );
-        }
+        let key = parse_audit_key(&remote.audit_key)?;
         let file = checkpoint_file(home, &who.who);
         let since: Option<perun_proto::audit::Checkpoint> = match std::fs::read(&file) {
             Ok(b) => {
@@ -891,7 +838,7 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
-        let head = perun_proto::audit::verify_extends(&log.records, &key, since.as_ref())?;
+        let (log, head) = me.verify_audit(&key, since.as_ref())?;
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -906,7 +853,10 @@ pub fn audit(cmd: AuditCmd, home: &Home) -> Result<()> {
                 head.seq
             );
         }
-    }
+        log
+    } else {
+        me.client().audit()?
+    };
     if who.json {
         return print_json(&log);
     }

@@ -192,3 +192,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a worker or an enclave says when it delivered the model to `path`.
+#[cfg(any(feature = "worker", feature = "enclave"))]
+pub fn delivered_line(path: &std::path::Path, review: bool) -> String {
+    if review {
+        format!("model sealed under a key the trust service holds, awaiting the owners' review: {}", path.display())
+    } else {
+        format!("model sealed to the receivers: {}", path.display())
+    }
+}

@@ -78,7 +78,7 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
             Progress::Released { assets } => say!("  keys released for {} assets", assets.len()),
             Progress::Opened { asset, bytes } => say!("  {asset}: opened in memory ({bytes} bytes)"),
             Progress::Epoch(m) => say!("  {}", super::train::epoch_line(m)),
-            Progress::Delivered { path, review } => say!("  {}", delivered_line(path, review)),
+            Progress::Delivered { path, review } => say!("  {}", super::train::delivered_line(path, review)),
             _ => {}
         });
         let aborted = match r {
@@ -98,14 +98,5 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
                 None => Ok(()),
             };
         }
-    }
-}
-
-/// What a worker or an enclave says when it delivered the model to `path`.
-pub fn delivered_line(path: &std::path::Path, review: bool) -> String {
-    if review {
-        format!("model sealed under a key the trust service holds, awaiting the owners' review: {}", path.display())
-    } else {
-        format!("model sealed to the receivers: {}", path.display())
     }
 }

@@ -1,0 +1,351 @@
+//! The stakeholders' workflows over the typed API, written once for the CLI, the demo,
+//! the benchmarks and the tests: registration, asset registration with the asset key
+//! wrapped to the service, manifest building, the approver's review and signed approval,
+//! and verification of the audit chain against the pinned audit key.
+//!
+//! The approval rule it implements (DESIGN.md, "the release rule"): an approver signs the
+//! digest of the manifest it recomputed from what the service returned, never a digest
+//! it was given, and only after reading the platform policy the manifest pins (checked
+//! against the manifest's digest of it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::VerifyingKey;
+use perun_attest::JobPolicy;
+use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
+use perun_core::receipt::{Envelope, Statement};
+use perun_core::{
+    sign_digest, AssetKind, AssetRef, Digest, DpTarget, JobManifest, JobMode, JobPurpose, Name, Role, SignedTerms,
+};
+use perun_proto::audit::Checkpoint;
+use perun_proto::wire::{
+    ApproveJob, AssetInfo, AuditLog, JobInfo, PolicyInfo, ProposeJob, RegisterAsset, RegisterStakeholder, ReviewOutput,
+};
+use perun_seal::{AssetKey, StakeholderKeys};
+
+use crate::{Caller, Client, ClientError};
+
+/// A stakeholder speaking to the service: its keys and a client that signs as it.
+pub struct Stakeholder<'k> {
+    keys: &'k StakeholderKeys,
+    client: Client,
+}
+
+/// What [`Stakeholder::approve`] does with a policy that accepts development evidence
+/// (a software TPM, a local EK CA, the `sim` TEE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Development {
+    /// Refuse to sign ([`ClientError::DevelopmentPolicy`]): the default a user gets.
+    Refuse,
+    /// Sign all the same (trying Perun on one machine).
+    Allow,
+}
+
+/// An asset to register: its descriptor as the sealed file's authenticated header gives
+/// it, where workers fetch it, and its key.
+pub struct AssetRegistration<'a> {
+    /// The asset's name.
+    pub name: Name,
+    /// What it holds.
+    pub kind: AssetKind,
+    /// SHA-256 of its plaintext (the sealed header's `content_digest`).
+    pub content_digest: Digest,
+    /// A path on the workers' hosts or an http(s) URL.
+    pub location: String,
+    /// The asset key, wrapped here to the service's recipient; never sent in the clear.
+    pub key: &'a AssetKey,
+    /// The owner's signed terms, if any.
+    pub terms: Option<SignedTerms>,
+}
+
+impl<'k> Stakeholder<'k> {
+    /// `keys`'s stakeholder on `base`'s connection.
+    pub fn new(base: &Client, keys: &'k StakeholderKeys) -> Self {
+        let client =
+            base.with_caller(Caller::Stakeholder { name: keys.name().clone(), key: keys.signing_key().clone() });
+        Self { keys, client }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &Name {
+        self.keys.name()
+    }
+
+    /// Its keys.
+    pub fn keys(&self) -> &'k StakeholderKeys {
+        self.keys
+    }
+
+    /// The client signing as it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client signing as it, taken.
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
+    /// Registers it with `roles`.
+    pub fn register(&self, roles: &[Role]) -> Result<(), ClientError> {
+        let body = RegisterStakeholder { identity: self.keys.public(), roles: roles.iter().copied().collect() };
+        self.client.register_stakeholder(&body)
+    }
+
+    /// Registers a sealed asset: its key is wrapped (age, X25519) to the recipient the
+    /// pinned service names in `GET /v1/service`, so only that service can unwrap it.
+    ///
+    /// Errors: [`ClientError::Seal`] for a service recipient that does not parse or a
+    /// failed wrap; the service's refusals.
+    pub fn register_asset(&self, a: AssetRegistration<'_>) -> Result<AssetInfo, ClientError> {
+        let info = self.client.service()?;
+        let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+        let body = RegisterAsset {
+            terms: a.terms,
+            name: a.name,
+            kind: a.kind,
+            content_digest: a.content_digest,
+            location: a.location,
+            wrapped_key: perun_seal::wrap::wrap(a.key.to_secret_string().as_bytes(), &service)?,
+            recipient: a.key.recipient().to_string(),
+        };
+        self.client.register_asset(&body)
+    }
+
+    /// Publishes a platform or TEE policy (its JSON).
+    pub fn publish_policy(&self, policy_json: Vec<u8>) -> Result<PolicyInfo, ClientError> {
+        self.client.publish_policy(policy_json)
+    }
+
+    /// Proposes `manifest`.
+    pub fn propose(&self, manifest: JobManifest) -> Result<JobInfo, ClientError> {
+        self.client.propose(&ProposeJob { manifest })
+    }
+
+    /// What an approver reads before signing: the job with its manifest, checked to
+    /// digest to `job`, and the platform policy it pins, checked against the manifest.
+    ///
+    /// Errors: [`ClientError::ManifestMismatch`], [`ClientError::PolicyMismatch`].
+    pub fn review_job(&self, job: &Digest) -> Result<(JobInfo, JobPolicy), ClientError> {
+        let info = self.client.job(job)?;
+        let got = info.manifest.digest();
+        if got != *job {
+            return Err(ClientError::ManifestMismatch { expected: *job, got });
+        }
+        let policy = self.pinned_policy(&info.manifest)?;
+        Ok((info, policy))
+    }
+
+    /// The policy `manifest` pins, fetched and checked against its digest.
+    ///
+    /// Errors: [`ClientError::PolicyMismatch`].
+    pub fn pinned_policy(&self, manifest: &JobManifest) -> Result<JobPolicy, ClientError> {
+        let p = self.client.policy(&manifest.platform_policy)?;
+        let got = p.policy.digest();
+        if got != manifest.platform_policy {
+            return Err(ClientError::PolicyMismatch { expected: manifest.platform_policy, got });
+        }
+        Ok(p.policy)
+    }
+
+    /// Reviews `job` ([`Self::review_job`]) and signs its recomputed digest under
+    /// `approval/v1` (`APPROVAL_CONTEXT`). Returns the job as reviewed and as it stands
+    /// after the approval.
+    ///
+    /// Errors: those of [`Self::review_job`]; [`ClientError::DevelopmentPolicy`] for a
+    /// policy that accepts development evidence, unless `development` allows it.
+    pub fn approve(&self, job: &Digest, development: Development) -> Result<(JobInfo, JobInfo), ClientError> {
+        let (info, policy) = self.review_job(job)?;
+        let dev = policy.development();
+        if !dev.is_empty() && development == Development::Refuse {
+            return Err(ClientError::DevelopmentPolicy { job: *job, policy: policy.name().to_owned(), why: dev });
+        }
+        let after = self.approve_unreviewed(job)?;
+        Ok((info, after))
+    }
+
+    /// Signs `job` without reading it first: for parties whose manifest it built itself
+    /// (the demo's, the benchmarks'). A user's approval goes through [`Self::approve`].
+    pub fn approve_unreviewed(&self, job: &Digest) -> Result<JobInfo, ClientError> {
+        let signature = sign_digest(self.keys.signing_key(), APPROVAL_CONTEXT, job);
+        self.client.approve(job, &ApproveJob { signature })
+    }
+
+    /// Fetches the audit records it may see and verifies their chain: every record
+    /// signed by `pinned` (the audit key pinned with the service, never one fetched now),
+    /// none missing or edited, extending `since` (the checkpoint verified last time).
+    /// Returns the records and the new checkpoint to keep.
+    ///
+    /// Errors: [`ClientError::AuditKeyChanged`] when the service now names another
+    /// audit key; [`ClientError::Audit`] for a broken chain.
+    pub fn verify_audit(
+        &self,
+        pinned: &VerifyingKey,
+        since: Option<&Checkpoint>,
+    ) -> Result<(AuditLog, Checkpoint), ClientError> {
+        let log = self.client.audit()?;
+        let now = self.client.service()?.audit_key;
+        if parse_audit_key(&now).ok() != Some(*pinned) {
+            use base64::Engine as _;
+            let pinned = base64::engine::general_purpose::STANDARD.encode(pinned.as_bytes());
+            return Err(ClientError::AuditKeyChanged { pinned, now });
+        }
+        let head = perun_proto::audit::verify_extends(&log.records, pinned, since)?;
+        Ok((log, head))
+    }
+}
+
+impl Stakeholder<'_> {
+    /// A finished job's training receipt, verified under `pinned` (the audit key pinned
+    /// with the service) and checked to be `job`'s.
+    ///
+    /// Errors: [`ClientError::Receipt`] for an envelope that does not verify;
+    /// [`ClientError::ReceiptMismatch`] for the receipt of another job.
+    pub fn verified_receipt(&self, job: &Digest, pinned: &VerifyingKey) -> Result<(Envelope, Statement), ClientError> {
+        let env = self.client.receipt(job)?;
+        let statement = env.verify(pinned).map_err(ClientError::Receipt)?;
+        if statement.predicate.job != *job {
+            return Err(ClientError::ReceiptMismatch { expected: *job, got: statement.predicate.job });
+        }
+        Ok((env, statement))
+    }
+
+    /// A reviewing owner's decision on `job`'s outputs: the receipt is verified first
+    /// ([`Self::verified_receipt`]); a release is signed under `output-release/v1` over
+    /// the job and that receipt's payload (`perun_proto::review::review_digest`), a
+    /// refusal is sent unsigned.
+    pub fn review_output(&self, job: &Digest, pinned: &VerifyingKey, release: bool) -> Result<JobInfo, ClientError> {
+        let (env, _) = self.verified_receipt(job, pinned)?;
+        let signature = release.then(|| {
+            sign_digest(
+                self.keys.signing_key(),
+                perun_proto::review::REVIEW_CONTEXT,
+                &perun_proto::review::review_digest(job, &env),
+            )
+        });
+        self.client.review(job, &ReviewOutput { release, signature })
+    }
+}
+
+/// The service's audit key from its standard-base64 form (`GET /v1/service`).
+///
+/// Errors: [`ClientError::AuditKey`] for text that is not base64 of an Ed25519 key.
+pub fn parse_audit_key(b64: &str) -> Result<VerifyingKey, ClientError> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| ClientError::AuditKey { why: "it is not base64" })?;
+    VerifyingKey::try_from(raw.as_slice()).map_err(|_| ClientError::AuditKey { why: "it is not an Ed25519 key" })
+}
+
+/// A job manifest, built from what differs between jobs; the rest takes the defaults a
+/// careful proposer wants (train, attest every hour, valid for a day).
+///
+/// ```
+/// # use perun_client::workflow::ManifestBuilder;
+/// # use perun_core::{AssetKind, AssetRef, Digest, JobMode, Name};
+/// let model = AssetRef {
+///     asset: "model".parse().unwrap(),
+///     owner: "model-owner".parse().unwrap(),
+///     kind: AssetKind::Model,
+///     content_digest: Digest::of(b"model"),
+/// };
+/// let m = ManifestBuilder::new("cnn", JobMode::Attested, model, Digest::of(b"policy"), "infra".parse().unwrap())
+///     .receivers(["model-owner".parse().unwrap()])
+///     .build(1_000);
+/// assert_eq!(m.expires_at, 1_000 + 86_400);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManifestBuilder {
+    m: JobManifest,
+    valid_for_s: u64,
+}
+
+impl ManifestBuilder {
+    /// A job named `name` in `mode` over `model`, on the provider's workers that meet
+    /// the policy with digest `policy`.
+    pub fn new(name: impl Into<String>, mode: JobMode, model: AssetRef, policy: Digest, provider: Name) -> Self {
+        Self {
+            m: JobManifest {
+                schema: MANIFEST_SCHEMA,
+                name: name.into(),
+                mode,
+                model,
+                data: Vec::new(),
+                platform_policy: policy,
+                provider,
+                workers: BTreeSet::new(),
+                hyperparameters: BTreeMap::new(),
+                receivers: Vec::new(),
+                purpose: JobPurpose::Train,
+                approvers: BTreeSet::new(),
+                privacy: None,
+                attestation_interval_s: 3600,
+                created_at: 0,
+                expires_at: 0,
+            },
+            valid_for_s: 86_400,
+        }
+    }
+
+    /// The data sets it trains on.
+    pub fn data(mut self, data: impl IntoIterator<Item = AssetRef>) -> Self {
+        self.m.data = data.into_iter().collect();
+        self
+    }
+
+    /// The workers (by name) it may run on; none means any of the provider's.
+    pub fn workers(mut self, workers: impl IntoIterator<Item = String>) -> Self {
+        self.m.workers = workers.into_iter().collect();
+        self
+    }
+
+    /// Who receives the outputs, sealed to their keys.
+    pub fn receivers(mut self, receivers: impl IntoIterator<Item = Name>) -> Self {
+        self.m.receivers = receivers.into_iter().collect();
+        self
+    }
+
+    /// Approvers beyond the asset owners.
+    pub fn approvers(mut self, approvers: impl IntoIterator<Item = Name>) -> Self {
+        self.m.approvers = approvers.into_iter().collect();
+        self
+    }
+
+    /// The training recipe's hyperparameters (epochs, batch, learning rate...).
+    pub fn hyperparameters(mut self, h: BTreeMap<String, serde_json::Value>) -> Self {
+        self.m.hyperparameters = h;
+        self
+    }
+
+    /// Train (the default) or serve.
+    pub fn purpose(mut self, purpose: JobPurpose) -> Self {
+        self.m.purpose = purpose;
+        self
+    }
+
+    /// A DP-SGD target: (epsilon, delta) and the clipping norm.
+    pub fn privacy(mut self, privacy: Option<DpTarget>) -> Self {
+        self.m.privacy = privacy;
+        self
+    }
+
+    /// The longest time between two attestations of a running worker, in seconds.
+    pub fn attestation_interval_s(mut self, s: u64) -> Self {
+        self.m.attestation_interval_s = s;
+        self
+    }
+
+    /// How long the job may be started after it is built, in seconds.
+    pub fn valid_for_s(mut self, s: u64) -> Self {
+        self.valid_for_s = s;
+        self
+    }
+
+    /// The manifest, created at `now` (Unix seconds).
+    pub fn build(mut self, now: u64) -> JobManifest {
+        self.m.created_at = now;
+        self.m.expires_at = now.saturating_add(self.valid_for_s);
+        self.m
+    }
+}
