@@ -339,33 +339,10 @@ impl Serving {
     /// Answers one HTTP request: `GET /v1/health`, `POST /v1/attestation`,
     /// `POST /v1/predict`; any other path 404, another method 405.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
-        let busy = || {
-            ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "the enclave is reading other requests: try again shortly")
-                .reply()
-        };
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/health") => health(&self),
-            (&Method::POST, "/v1/attestation") => match bodies.try_acquire() {
-                Ok(_permit) => attestation(self, req).await,
-                Err(_) => busy(),
-            },
-            (&Method::POST, "/v1/predict") => {
-                // Who signs is checked before a byte of the body is read: only the job's
-                // receivers, at a time near now, hold a body slot.
-                let precheck = signed_headers(self.job, |name| req.headers().get(name).and_then(|v| v.to_str().ok()))
-                    .map_err(ServeError::from)
-                    .and_then(|sh| {
-                        self.receivers.precheck(&sh, perun_proto::unix_now()).map(|_| ()).map_err(ServeError::from)
-                    });
-                match (declared_over(&req, self.limits.body_limit()), precheck) {
-                    (true, _) => too_large(self.limits),
-                    (false, Err(e)) => e.reply(),
-                    (false, Ok(())) => match bodies.try_acquire() {
-                        Ok(_permit) => predict(self, req).await,
-                        Err(_) => busy(),
-                    },
-                }
-            }
+            (&Method::POST, "/v1/attestation") => attestation(self, req, bodies).await,
+            (&Method::POST, "/v1/predict") => predict(self, req, bodies).await,
             (_, "/v1/health" | "/v1/attestation" | "/v1/predict") => {
                 ServeError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path").reply()
             }
@@ -387,14 +364,23 @@ enum BodyRefused {
     Broken(String),
     /// It did not arrive within [`BODY_TIMEOUT`].
     TooSlow,
+    /// [`BODIES_AT_ONCE`] other bodies are being read.
+    Busy,
 }
 
 /// The body, read only up to `limit` bytes: a larger declared length is refused before
 /// a byte of it is read, a longer body once the limit is passed.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<(HeaderMap, hyper::Uri, Bytes), BodyRefused> {
+/// Every body holds one of `bodies`' permits while it is read, so anonymous senders
+/// cannot make the enclave hold more than [`BODIES_AT_ONCE`] bodies.
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    bodies: &tokio::sync::Semaphore,
+) -> Result<(HeaderMap, hyper::Uri, Bytes), BodyRefused> {
     if declared_over(&req, limit) {
         return Err(BodyRefused::TooLarge);
     }
+    let _permit = bodies.try_acquire().map_err(|_| BodyRefused::Busy)?;
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => Err(BodyRefused::TooSlow),
@@ -435,6 +421,10 @@ fn unread(e: BodyRefused) -> Reply {
         BodyRefused::TooLarge => {
             ServeError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large").reply()
         }
+        BodyRefused::Busy => {
+            ServeError::new(StatusCode::SERVICE_UNAVAILABLE, "the enclave is reading other requests: try again shortly")
+                .reply()
+        }
     }
 }
 
@@ -458,8 +448,8 @@ fn health(s: &Serving) -> Reply {
     }
 }
 
-async fn attestation(s: Arc<Serving>, req: Request<Incoming>) -> Reply {
-    match read_body(req, MAX_SMALL_BODY).await {
+async fn attestation(s: Arc<Serving>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
+    match read_body(req, MAX_SMALL_BODY, bodies).await {
         Ok((_, _, body)) => run(s, move |s| s.evidence(&parse(&body)?)).await,
         Err(BodyRefused::TooLarge) => {
             ServeError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {MAX_SMALL_BODY} bytes"))
@@ -472,8 +462,18 @@ async fn attestation(s: Arc<Serving>, req: Request<Incoming>) -> Reply {
 /// `POST /v1/predict`: the body no larger than its rows may take (a larger declared
 /// length is refused before a byte of it is read), the request signed by a receiver,
 /// then the rows, counted as they are read.
-async fn predict(s: Arc<Serving>, req: Request<Incoming>) -> Reply {
-    let (headers, uri, body) = match read_body(req, s.limits.body_limit()).await {
+async fn predict(s: Arc<Serving>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
+    if declared_over(&req, s.limits.body_limit()) {
+        return too_large(s.limits);
+    }
+    // Who signs is checked before a byte of the body is read: only the job's receivers,
+    // at a time near now, get a body read.
+    let signer = signed_headers(s.job, |name| req.headers().get(name).and_then(|v| v.to_str().ok()))
+        .and_then(|sh| s.receivers.precheck(&sh, perun_proto::unix_now()).map(|_| ()));
+    if let Err(e) = signer {
+        return ServeError::from(e).reply();
+    }
+    let (headers, uri, body) = match read_body(req, s.limits.body_limit(), bodies).await {
         Ok(r) => r,
         Err(BodyRefused::TooLarge) => return too_large(s.limits),
         Err(e) => return unread(e),

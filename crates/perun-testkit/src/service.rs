@@ -36,14 +36,8 @@ impl InProcess<SqliteStore> {
     /// clock at `now` (Unix seconds). Nothing it holds outlives it.
     pub fn in_memory(now: u64) -> Result<Self, TestkitError> {
         let dir = tempfile::tempdir()?;
-        let clock = Arc::new(AtomicU64::new(now));
-        let mut s = Self::start(
-            SqliteStore::in_memory()?,
-            &dir.path().join("keys"),
-            Clock::Manual(clock.clone()),
-            TrustConfig::default(),
-        )?;
-        s.clock = Some(clock);
+        let clock = Clock::Manual(Arc::new(AtomicU64::new(now)));
+        let mut s = Self::start(SqliteStore::in_memory()?, &dir.path().join("keys"), clock, TrustConfig::default())?;
         s._keys = Some(dir);
         Ok(s)
     }

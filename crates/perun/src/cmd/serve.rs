@@ -121,9 +121,20 @@ pub struct Settings {
     listen: SocketAddr,
     hosts: Vec<String>,
     threads: usize,
-    #[serde(skip)]
+    #[serde(rename = "limits", serialize_with = "limits_of")]
     trust: TrustConfig,
-    limits: Limits,
+}
+
+/// `[limits]` as `--print-config` shows it: the intervals and rates in force (the
+/// metrics token is never printed).
+fn limits_of<S: serde::Serializer>(t: &TrustConfig, s: S) -> Result<S::Ok, S::Error> {
+    Limits {
+        nonce_valid_s: Some(t.nonce_valid_s),
+        challenge_valid_s: Some(t.challenge_valid_s),
+        attestation_grace_s: Some(t.attestation_grace_s),
+        anonymous_audits_per_minute: Some(t.anonymous_audits_per_minute),
+    }
+    .serialize(s)
 }
 
 /// A store as `--print-config` shows it: a SQLite path as it is; a PostgreSQL URL (any
@@ -180,12 +191,6 @@ impl Settings {
             );
             trust.metrics_token = Some(perun_core::Digest::of(token.as_bytes()));
         }
-        let limits = Limits {
-            nonce_valid_s: Some(trust.nonce_valid_s),
-            challenge_valid_s: Some(trust.challenge_valid_s),
-            attestation_grace_s: Some(trust.attestation_grace_s),
-            anonymous_audits_per_minute: Some(trust.anonymous_audits_per_minute),
-        };
         let threads = a.threads.or(file.threads).unwrap_or(2);
         let store_connections =
             a.store_connections.or(file.store_connections).unwrap_or(perun_trust::store::postgres::DEFAULT_CONNECTIONS);
@@ -200,7 +205,6 @@ impl Settings {
             hosts: if a.hosts.is_empty() { file.hosts.unwrap_or_default() } else { a.hosts.clone() },
             threads: within("threads", threads, 1, 256)?,
             trust,
-            limits,
         })
     }
 }
