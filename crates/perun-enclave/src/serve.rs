@@ -44,8 +44,10 @@ const MAX_SMALL_BODY: usize = 64 << 10;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Request bodies read at once; past it a request is answered 503 before its body is
-/// read, so anonymous senders cannot make the enclave hold more than this many bodies.
+/// Requests of one route in flight at once (their bodies read and held until answered);
+/// past it a request is answered 503 before its body is read. The anonymous evidence
+/// route and the receivers' prediction route have slots of their own, so a flood of one
+/// cannot take the other's.
 const BODIES_AT_ONCE: usize = 8;
 
 /// Open connections at most; past it a new connection is closed at once.
@@ -338,11 +340,11 @@ impl Serving {
 
     /// Answers one HTTP request: `GET /v1/health`, `POST /v1/attestation`,
     /// `POST /v1/predict`; any other path 404, another method 405.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, slots: &Slots) -> Reply {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/v1/health") => health(&self),
-            (&Method::POST, "/v1/attestation") => attestation(self, req, bodies).await,
-            (&Method::POST, "/v1/predict") => predict(self, req, bodies).await,
+            (&Method::POST, "/v1/attestation") => attestation(self, req, &slots.evidence).await,
+            (&Method::POST, "/v1/predict") => predict(self, req, &slots.predict).await,
             (_, "/v1/health" | "/v1/attestation" | "/v1/predict") => {
                 ServeError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path").reply()
             }
@@ -370,21 +372,39 @@ enum BodyRefused {
 
 /// The body, read only up to `limit` bytes: a larger declared length is refused before
 /// a byte of it is read, a longer body once the limit is passed.
-/// Every body holds one of `bodies`' permits while it is read, so anonymous senders
-/// cannot make the enclave hold more than [`BODIES_AT_ONCE`] bodies.
+/// The body slots of the two routes that read one.
+pub struct Slots {
+    evidence: tokio::sync::Semaphore,
+    predict: tokio::sync::Semaphore,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            evidence: tokio::sync::Semaphore::new(BODIES_AT_ONCE),
+            predict: tokio::sync::Semaphore::new(BODIES_AT_ONCE),
+        }
+    }
+}
+
+/// A permit of the route's slots while the request is read and answered.
+type Slot<'a> = tokio::sync::SemaphorePermit<'a>;
+
+/// Reads the body under one of `bodies`' permits, which the caller holds until it has
+/// answered: a route never holds more than [`BODIES_AT_ONCE`] bodies.
 async fn read_body(
     req: Request<Incoming>,
     limit: usize,
     bodies: &tokio::sync::Semaphore,
-) -> Result<(HeaderMap, hyper::Uri, Bytes), BodyRefused> {
+) -> Result<(Slot<'_>, HeaderMap, hyper::Uri, Bytes), BodyRefused> {
     if declared_over(&req, limit) {
         return Err(BodyRefused::TooLarge);
     }
-    let _permit = bodies.try_acquire().map_err(|_| BodyRefused::Busy)?;
+    let permit = bodies.try_acquire().map_err(|_| BodyRefused::Busy)?;
     let (parts, body) = req.into_parts();
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => Err(BodyRefused::TooSlow),
-        Ok(Ok(c)) => Ok((parts.headers, parts.uri, c.to_bytes())),
+        Ok(Ok(c)) => Ok((permit, parts.headers, parts.uri, c.to_bytes())),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyRefused::TooLarge),
         Ok(Err(e)) => Err(BodyRefused::Broken(e.to_string())),
     }
@@ -450,7 +470,7 @@ fn health(s: &Serving) -> Reply {
 
 async fn attestation(s: Arc<Serving>, req: Request<Incoming>, bodies: &tokio::sync::Semaphore) -> Reply {
     match read_body(req, MAX_SMALL_BODY, bodies).await {
-        Ok((_, _, body)) => run(s, move |s| s.evidence(&parse(&body)?)).await,
+        Ok((_slot, _, _, body)) => run(s, move |s| s.evidence(&parse(&body)?)).await,
         Err(BodyRefused::TooLarge) => {
             ServeError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {MAX_SMALL_BODY} bytes"))
                 .reply()
@@ -473,7 +493,7 @@ async fn predict(s: Arc<Serving>, req: Request<Incoming>, bodies: &tokio::sync::
     if let Err(e) = signer {
         return ServeError::from(e).reply();
     }
-    let (headers, uri, body) = match read_body(req, s.limits.body_limit(), bodies).await {
+    let (_slot, headers, uri, body) = match read_body(req, s.limits.body_limit(), bodies).await {
         Ok(r) => r,
         Err(BodyRefused::TooLarge) => return too_large(s.limits),
         Err(e) => return unread(e),
@@ -498,7 +518,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let bodies = Arc::new(tokio::sync::Semaphore::new(BODIES_AT_ONCE));
+    let slots = Arc::new(Slots::default());
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
@@ -518,12 +538,12 @@ async fn serve(
             drop(stream);
             continue;
         };
-        let (s, bodies) = (serving.clone(), bodies.clone());
+        let (s, slots) = (serving.clone(), slots.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
-                let (s, bodies) = (s.clone(), bodies.clone());
-                async move { Ok::<_, std::convert::Infallible>(s.handle(req, &bodies).await) }
+                let (s, slots) = (s.clone(), slots.clone());
+                async move { Ok::<_, std::convert::Infallible>(s.handle(req, &slots).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
