@@ -287,7 +287,9 @@ fn run(deployment: Deployment, n_workers: usize) {
     let rounds: usize = std::env::var("PERUN_LOAD_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
     let t0 = Instant::now();
     let s = Scratch::new();
-    let quiet = [("PERUN_LOG", "warn")];
+    // A load test of a development service: registration is open (admission has tests
+    // of its own in trust_service.rs).
+    let quiet = [("PERUN_LOG", "warn"), ("PERUN_OPEN_REGISTRATION", "true")];
     let plan = match deployment {
         Deployment::Restarted => {
             Replicas { args: Vec::new(), store: s.path("trust").join("perun.db").to_string_lossy().into_owned() }
@@ -498,7 +500,7 @@ fn run(deployment: Deployment, n_workers: usize) {
         let b = &r.body;
         *kinds.entry(format!("{:?}", b.kind)).or_default() += 1;
         match b.kind {
-            AuditKind::JobApproved => *approved.entry((b.job.unwrap(), Name::new(&b.actor).unwrap())).or_default() += 1,
+            AuditKind::JobApproved => *approved.entry((b.job.unwrap(), Name::new(&b.actor.to_string()).unwrap())).or_default() += 1,
             AuditKind::KeyReleased => {
                 assert_eq!(b.assets.len(), 1, "{b:?}");
                 let key = (b.job.unwrap(), b.assets[0].clone());
@@ -509,7 +511,7 @@ fn run(deployment: Deployment, n_workers: usize) {
             AuditKind::JobProposed => *proposed.entry(b.job.unwrap()).or_default() += 1,
             AuditKind::JobClaimed => {
                 let job = b.job.unwrap();
-                assert_eq!(b.actor, format!("worker:{}", worker_of[&job]), "{b:?}");
+                assert_eq!(b.actor.to_string(), format!("worker:{}", worker_of[&job]), "{b:?}");
                 *claimed.entry(job).or_default() += 1;
             }
             AuditKind::AttestationRefused | AuditKind::JobRevoked | AuditKind::JobExpired => {

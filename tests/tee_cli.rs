@@ -26,8 +26,7 @@ fn a_clinic_gets_private_predictions_from_an_enclave_its_policy_accepts() {
     for (who, roles) in
         [("model-owner", "model-owner,receiver"), ("hospital-a", "data-owner"), ("tee-host", "provider")]
     {
-        s.ok(&["id", "new", who]);
-        s.ok(&["id", "register", who, "--role", roles]);
+        s.register_admitted(who, roles);
     }
 
     // The model owner trains on its side and seals the trained model (weights carrying

@@ -74,7 +74,8 @@ impl World {
         {
             let c = w.client_of(p);
             let body = RegisterStakeholder { identity: p.public(), roles: roles.into_iter().collect() };
-            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&body)).unwrap();
+            c.call::<_, Registration>("POST", "/v1/stakeholders", Some(&body)).unwrap();
+            w._trust.admit(p.name()).unwrap();
         }
         w
     }
@@ -107,7 +108,12 @@ impl World {
             kind,
             content_digest: info.header.content_digest,
             location: path.to_string_lossy().into_owned(),
-            wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &self.recipient).unwrap(),
+            wrapped_key: perun_seal::wrap::wrap(
+                key.to_secret_string().as_bytes(),
+                &self.recipient,
+                &perun_seal::wrap::WrapContext::asset_key(self.people[who].name(), &name(asset), kind, &info.header.content_digest),
+            )
+            .unwrap(),
             recipient: key.recipient().to_string(),
         };
         let _: AssetInfo = self.client(who).call("POST", "/v1/assets", Some(&body)).unwrap();
@@ -608,4 +614,41 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     )
     .unwrap();
     assert!(e.accuracy > 0.9, "{}", e.accuracy);
+}
+
+/// Issue 31, 5: anonymous reports to a ready `tee` job wrote one signed audit record each,
+/// under an enclave name the sender chose. Now a refused first report is an anonymous
+/// refusal: at most `anonymous_audits_per_minute` (60) records a minute for the job,
+/// none under the chosen name, and the rest answered 429 with nothing written.
+#[test]
+fn anonymous_reports_to_a_ready_job_write_a_bounded_audit_under_no_chosen_name() {
+    let w = World::new(perun_trust::unix_now());
+    let (weights, _) = trained_model();
+    let model = w.asset(OWNER, "mlp-flooded", AssetKind::Model, &weights);
+    let policy = w.policy(&sim_policy(&sim(1), "names the sim key", true));
+    let job = w.job(JobPurpose::Serve, &model, &[], policy, "flooded");
+    let chain = || w.client(OWNER).call::<(), AuditLog>("GET", "/v1/audit", None).unwrap().records;
+    let before = chain().len();
+    let service = w.anon.audience();
+    let mut limited = 0;
+    for i in 0..100 {
+        let who = format!("flood-{i}");
+        let eph = EphemeralKey::generate();
+        let nonce = w.nonce(&job, &who).unwrap();
+        let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
+        // A sim key the policy does not name: refused.
+        match w.send(&job, &who, &eph, &nonce, sim(2).evidence(binding.as_bytes()).unwrap()) {
+            Err(ClientError::Refused { .. }) => {}
+            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let records = chain();
+    let written = records.len() - before;
+    assert!(written <= 62, "{written} audit records for 100 anonymous reports");
+    assert!(limited >= 38, "{limited} of 100 reports were answered 429");
+    for b in records.iter().filter_map(|v| v.body.as_ref()) {
+        assert!(!b.actor.to_string().starts_with("worker:flood-"), "a chosen name became an actor: {b:?}");
+    }
+    assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
 }

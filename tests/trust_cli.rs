@@ -41,8 +41,7 @@ fn register_all(s: &Scratch) {
         ("model-owner", "model-owner,receiver"),
         ("infra", "provider"),
     ] {
-        s.ok(&["id", "new", who]);
-        s.ok(&["id", "register", who, "--role", roles]);
+        s.register_admitted(who, roles);
     }
 }
 

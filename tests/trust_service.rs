@@ -14,6 +14,7 @@ use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
 use perun_proto::wire::*;
 use perun_proto::JobState;
+use perun_seal::wrap::WrapContext;
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
@@ -89,7 +90,9 @@ impl World {
         for p in &w.people {
             let c = w.as_person(p);
             let body = RegisterStakeholder { identity: p.public(), roles: roles_of(p.name().as_str()) };
-            c.call::<_, ()>("POST", "/v1/stakeholders", Some(&body)).unwrap();
+            let r: Registration = c.call("POST", "/v1/stakeholders", Some(&body)).unwrap();
+            assert_eq!(r.status, RegistrationStatus::Pending, "registration waits for admission by default");
+            w.trust.admit(p.name()).unwrap();
         }
         let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
         for (owner, asset, kind) in [
@@ -104,7 +107,12 @@ impl World {
                 kind,
                 content_digest: Digest::of(asset.as_bytes()),
                 location: format!("/data/{asset}.sealed"),
-                wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient).unwrap(),
+                wrapped_key: perun_seal::wrap::wrap(
+                    key.to_secret_string().as_bytes(),
+                    &recipient,
+                    &WrapContext::asset_key(w.people[owner].name(), &name(asset), kind, &Digest::of(asset.as_bytes())),
+                )
+                .unwrap(),
                 recipient: key.recipient().to_string(),
             };
             let _: AssetInfo = w.client(owner).call("POST", "/v1/assets", Some(&body)).unwrap();
@@ -773,7 +781,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     assert!(matches!(r, Err(ClientError::NotFound(_))));
     // A name is not taken over by another key.
     let imposter = StakeholderKeys::generate(name("hospital-a"));
-    let r: Result<(), _> = w.as_person(&imposter).call(
+    let r: Result<Registration, _> = w.as_person(&imposter).call(
         "POST",
         "/v1/stakeholders",
         Some(&RegisterStakeholder { identity: imposter.public(), roles: [Role::DataOwner].into() }),
@@ -902,7 +910,8 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let other_provider = StakeholderKeys::generate(name("infra-2"));
     let c = w.as_person(&other_provider);
     let reg = RegisterStakeholder { identity: other_provider.public(), roles: [Role::Provider].into() };
-    c.call::<_, ()>("POST", "/v1/stakeholders", Some(&reg)).unwrap();
+    c.call::<_, Registration>("POST", "/v1/stakeholders", Some(&reg)).unwrap();
+    w.trust.admit(other_provider.name()).unwrap();
     let t3 = Swtpm::start().unwrap();
     let mut p3 = Platform::user_space(Tpm::connect(&t3.tcti(), KeyAlg::Rsa).unwrap()).unwrap();
     let _: WorkerInfo = c.call("POST", "/v1/workers", Some(&p3.enrolment(name("gpu-9")).unwrap())).unwrap();
@@ -1117,8 +1126,8 @@ fn registrations_are_rate_limited() {
     for i in 0..80 {
         let p = StakeholderKeys::generate(name(&format!("spam-{i}")));
         let body = RegisterStakeholder { identity: p.public(), roles: [Role::Provider].into() };
-        match w.as_person(&p).call::<_, ()>("POST", "/v1/stakeholders", Some(&body)) {
-            Ok(()) => {}
+        match w.as_person(&p).call::<_, Registration>("POST", "/v1/stakeholders", Some(&body)) {
+            Ok(_) => {}
             Err(ClientError::TooManyRequests(_)) => limited += 1,
             Err(e) => panic!("{e}"),
         }
@@ -1163,6 +1172,42 @@ fn records_edited_in_the_store_are_refused() {
     assert!(r.is_err(), "a job was proposed on an edited policy");
 }
 
+/// Issue 31: a wrapped asset key is bound to its owner, asset, kind and content. Mallory
+/// registering an asset under its own name with a key hospital-a wrapped for its data set
+/// is refused, and so is hospital-a's own key under another name or content: the service
+/// unwraps no key for a registration it was not made for.
+#[test]
+fn an_asset_key_wrapped_for_one_registration_opens_for_no_other() {
+    let Some(w) = World::new() else { return };
+    let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
+    let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
+    let key = AssetKey::generate();
+    let digest = Digest::of(b"hospital-a's records");
+    let made_for = WrapContext::asset_key(w.people[HOSPITAL_A].name(), &name("scans"), AssetKind::Dataset, &digest);
+    let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient, &made_for).unwrap();
+    let body = |asset: &str, content: Digest| RegisterAsset {
+        terms: None,
+        name: name(asset),
+        kind: AssetKind::Dataset,
+        content_digest: content,
+        location: format!("/data/{asset}.sealed"),
+        wrapped_key: wrapped.clone(),
+        recipient: key.recipient().to_string(),
+    };
+    let register = |who: usize, b: &RegisterAsset| w.client(who).call::<_, AssetInfo>("POST", "/v1/assets", Some(b));
+    for (who, b) in [
+        (MALLORY, body("scans", digest)),
+        (MALLORY, body("stolen", digest)),
+        (HOSPITAL_A, body("scans2", digest)),
+        (HOSPITAL_A, body("scans", Digest::of(b"other content"))),
+    ] {
+        let r = register(who, &b);
+        assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("was not made for")), "{r:?}");
+    }
+    // The registration it was made for goes through.
+    register(HOSPITAL_A, &body("scans", digest)).unwrap();
+}
+
 /// Registers `asset` (a data set of hospital-a) with `terms` signed by `signer`.
 fn register_with_terms(
     w: &World,
@@ -1180,7 +1225,12 @@ fn register_with_terms(
         kind: AssetKind::Dataset,
         content_digest: Digest::of(asset.as_bytes()),
         location: format!("/data/{asset}.sealed"),
-        wrapped_key: perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient).unwrap(),
+        wrapped_key: perun_seal::wrap::wrap(
+            key.to_secret_string().as_bytes(),
+            &recipient,
+            &WrapContext::asset_key(w.people[HOSPITAL_A].name(), &name(asset), AssetKind::Dataset, &Digest::of(asset.as_bytes())),
+        )
+        .unwrap(),
         recipient: key.recipient().to_string(),
     };
     w.client(HOSPITAL_A).call("POST", "/v1/assets", Some(&body))
@@ -1295,8 +1345,9 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
     let service = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
 
-    // Runs a job to its finish with an output key wrapped to the service.
-    let run = |w: &mut World, tag: &str| -> (Digest, AssetKey) {
+    // Runs a job to its finish with an output key wrapped to the service. `lifted`: the
+    // wrapped key to deliver instead of one made for this job (the replay attack).
+    let run_with = |w: &mut World, tag: &str, lifted: Option<&[u8]>| -> (Digest, AssetKey, Result<(), perun_worker::WorkerError>) {
         let job = propose_approved(w, &manifest_on(w, "bc-r", tag, None)).unwrap();
         let claimed = w.worker().claim(&job).unwrap();
         assert_eq!(claimed.review_recipient.as_deref(), Some(info.wrap_recipient.as_str()));
@@ -1320,9 +1371,31 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
             matches!(&direct, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("wrapped to this service")),
             "{direct:?}"
         );
+        // A key wrapped to the service without naming this job and output: refused.
+        let unbound = WrapContext::other("output-key", &[job.as_bytes()]);
         out.wrapped_key =
-            Some(perun_core::HexBytes(perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service).unwrap()));
-        w.worker().finish(&job, finish(&out)).unwrap();
+            Some(perun_core::HexBytes(perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service, &unbound).unwrap()));
+        let r = w.worker().finish(&job, finish(&out));
+        assert!(
+            matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("was not made for")),
+            "{r:?}"
+        );
+        let wrapped = match lifted {
+            Some(k) => k.to_vec(),
+            None => perun_seal::wrap::wrap(
+                key.to_secret_string().as_bytes(),
+                &service,
+                &WrapContext::output_key(&job, "model"),
+            )
+            .unwrap(),
+        };
+        out.wrapped_key = Some(perun_core::HexBytes(wrapped));
+        let r = w.worker().finish(&job, finish(&out));
+        (job, key, r)
+    };
+    let run = |w: &mut World, tag: &str| -> (Digest, AssetKey) {
+        let (job, key, r) = run_with(w, tag, None);
+        r.unwrap();
         (job, key)
     };
     let key_path = |job: &Digest| format!("/v1/jobs/{job}/outputs/model/key");
@@ -1355,11 +1428,45 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let done = review(HOSPITAL_A, &release(HOSPITAL_A, right)).unwrap();
     assert_eq!(done.review.unwrap().outcome, perun_proto::ReviewOutcome::Released);
     let k: OutputKey = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None).unwrap();
-    let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity()).unwrap();
+    let mine = WrapContext::output_for_receiver(&job, "model", w.people[MODEL_OWNER].name());
+    let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &mine).unwrap();
     assert_eq!(&opened[..], key.to_secret_string().as_bytes());
+    // The receiver's copy is bound to this job: read as another job's, it is refused.
+    let elsewhere = WrapContext::output_for_receiver(&Digest::of(b"another job"), "model", w.people[MODEL_OWNER].name());
+    assert!(perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &elsewhere).is_err());
+    // No party ever sees the key wrapped to the service: not in the job, not in a list.
+    for who in [HOSPITAL_A, MODEL_OWNER, INFRA] {
+        let info: JobInfo = w.client(who).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
+        assert!(info.under_review && info.outputs.iter().all(|o| o.wrapped_key.is_none()), "{who}");
+        let all: Vec<JobInfo> = w.client(who).call::<(), _>("GET", "/v1/jobs", None).unwrap();
+        assert!(all.iter().flat_map(|j| &j.outputs).all(|o| o.wrapped_key.is_none()), "{who}");
+    }
+
     // Only the receiver gets it; a released review cannot be refused afterwards.
     assert!(w.client(HOSPITAL_A).call::<(), OutputKey>("GET", &key_path(&job), None).is_err());
     assert!(review(HOSPITAL_A, &ReviewOutput { release: false, signature: None }).is_err());
+
+    // The replay of issue 31: a party lifts the victim job's wrapped output key (from the
+    // worker's disk, or a listing of old) and has its own job's worker deliver it as that
+    // job's output, to have the service rewrap it to the thief's receivers. The key names
+    // the victim job: refused, nothing stored, nothing rewrapped, no review opened.
+    let victim = w.trust.store().read(|tx| {
+        use perun_trust::store::TxExt as _;
+        tx.get::<perun_trust::records::JobRecord>(&job.to_string())
+    });
+    let lifted = victim.unwrap().unwrap().outputs[0].wrapped_key.clone().unwrap();
+    let (thief, _, r) = run_with(&mut w, "thief", Some(&lifted.0));
+    assert!(
+        matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("was not made for")),
+        "{r:?}"
+    );
+    let stored = w.trust.store().read(|tx| {
+        use perun_trust::store::TxExt as _;
+        tx.get::<perun_trust::records::JobRecord>(&thief.to_string())
+    });
+    let stored = stored.unwrap().unwrap();
+    assert!(stored.outputs.is_empty() && stored.output_keys.is_empty() && stored.review.is_none());
+    assert_ne!(stored.state, JobState::Finished);
 
     // A refused review: the key never reaches the receivers.
     let (refused, _) = run(&mut w, "refused");

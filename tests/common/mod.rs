@@ -44,6 +44,18 @@ impl Scratch {
     }
 
     /// Runs `perun` and asserts success; returns stdout.
+    /// Registers identity `who` (made first) with `roles` on the service whose data is
+    /// `trust/`, and admits it as that service's operator (`perun serve --admit`): until
+    /// then it can do nothing.
+    pub fn register_admitted(&self, who: &str, roles: &str) {
+        self.ok(&["id", "new", who]);
+        let applied = self.ok(&["id", "register", who, "--role", roles]);
+        assert!(applied.contains("awaits admission"), "{applied}");
+        let trust = self.path("trust");
+        let admitted = self.ok(&["serve", "--data", trust.to_str().unwrap(), "--admit", who]);
+        assert!(admitted.contains("is admitted"), "{admitted}");
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.perun(args);
         assert!(out.status.success(), "perun {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));

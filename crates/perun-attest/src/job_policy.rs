@@ -88,6 +88,7 @@ impl JobPolicy {
                         "it accepts debug TEEs: their memory, and the assets in it, are the host's to read".to_owned(),
                     );
                 }
+                out.extend(p.unpinned_code());
                 out
             }
         }
@@ -219,5 +220,35 @@ mod tests {
         let mut bad = serde_json::to_value(&tee).unwrap();
         bad["allowed"] = serde_json::json!([]);
         assert!(JobPolicy::from_json(bad.to_string().as_bytes()).is_err());
+    }
+
+    /// Issue 31, 7: an SNP policy whose only measurement is `host_data` (the host's choice)
+    /// with floors of 0 pins no code: approvers are told, and refuse it by default.
+    #[test]
+    fn a_tee_policy_that_pins_no_code_is_flagged_for_approvers() {
+        let snp = |m: &str, floor: u64| {
+            JobPolicy::Tee(TeePolicy {
+                name: "snp".into(),
+                allowed: vec![AllowedTee { kind: Some(TeeKind::SevSnp), measurements: [(m.to_owned(), "ab".repeat(32))].into() }],
+                min_tcb: TcbLevel::UpToDate,
+                sim_keys: Default::default(),
+                min_svn: crate::tee::SNP_TCB_COMPONENTS.iter().map(|c| ((*c).to_owned(), floor)).collect(),
+                allow_debug: false,
+            })
+        };
+        let weak = snp("host_data", 0).development();
+        assert_eq!(weak.len(), 2, "{weak:?}");
+        assert!(weak[0].contains("pins no code identity") && weak[1].contains("floors"), "{weak:?}");
+        assert!(snp("measurement", 3).development().is_empty());
+        assert_eq!(snp("measurement", 0).development().len(), 1);
+        let sgx = JobPolicy::Tee(TeePolicy {
+            name: "sgx".into(),
+            allowed: vec![AllowedTee { kind: Some(TeeKind::Sgx), measurements: [("isv_prod_id".to_owned(), "01".into())].into() }],
+            min_tcb: TcbLevel::UpToDate,
+            sim_keys: Default::default(),
+            min_svn: Default::default(),
+            allow_debug: false,
+        });
+        assert!(sgx.development().iter().any(|w| w.contains("mr_enclave, mr_signer")));
     }
 }

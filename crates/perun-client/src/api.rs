@@ -11,9 +11,9 @@
 use perun_core::receipt::Envelope;
 use perun_core::{Digest, Name};
 use perun_proto::wire::{
-    ActivateAk, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed, CredentialChallenge,
+    ActivateAk, Application, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed, CredentialChallenge,
     EnclaveAttested, EnclaveNonce, EnrolWorker, FailJob, FinishJob, JobInfo, JobMetrics, NonceIssued, OfferedJob,
-    OutputKey, PolicyInfo, PresentAk, ProposeJob, RegisterAsset, RegisterStakeholder, ReportMetrics, ReviewOutput,
+    OutputKey, PolicyInfo, PresentAk, ProposeJob, RegisterAsset, RegisterStakeholder, Registration, ReportMetrics, ReviewOutput,
     RevokeJob, ServiceInfo, WorkerInfo,
 };
 
@@ -28,8 +28,18 @@ impl Client {
     }
 
     /// `POST /v1/stakeholders`: registers the calling stakeholder with its roles.
-    pub fn register_stakeholder(&self, body: &RegisterStakeholder) -> Result<(), ClientError> {
+    pub fn register_stakeholder(&self, body: &RegisterStakeholder) -> Result<Registration, ClientError> {
         self.call("POST", "/v1/stakeholders", Some(body))
+    }
+
+    /// `GET /v1/applications`: the registrations awaiting admission (for members).
+    pub fn applications(&self) -> Result<Vec<Application>, ClientError> {
+        self.call("GET", "/v1/applications", NONE)
+    }
+
+    /// `POST /v1/applications/{name}/admit`: this member's vote to admit `name`.
+    pub fn vote_admission(&self, name: &Name) -> Result<Registration, ClientError> {
+        self.call("POST", &format!("/v1/applications/{name}/admit"), NONE)
     }
 
     /// `POST /v1/assets`: registers a sealed asset (descriptor, wrapped key, terms).

@@ -134,6 +134,14 @@ pub enum ClientError {
         /// The job the receipt is of.
         got: perun_core::Digest,
     },
+    /// A delivered output's bytes are not the ones the service recorded.
+    #[error("the file given for output `{output}` of job {job} does not match the digest the service recorded for it")]
+    OutputMismatch {
+        /// The output.
+        output: String,
+        /// The job.
+        job: perun_core::Digest,
+    },
     /// The audit chain does not verify.
     #[error("{0}")]
     Audit(#[from] perun_proto::audit::AuditError),

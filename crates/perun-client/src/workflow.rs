@@ -19,8 +19,10 @@ use perun_core::{
 };
 use perun_proto::audit::Checkpoint;
 use perun_proto::wire::{
-    ApproveJob, AssetInfo, AuditLog, JobInfo, PolicyInfo, ProposeJob, RegisterAsset, RegisterStakeholder, ReviewOutput,
+    ApproveJob, AssetInfo, AuditLog, JobInfo, PolicyInfo, ProposeJob, RegisterAsset, RegisterStakeholder, Registration,
+    ReviewOutput,
 };
+use perun_seal::wrap::WrapContext;
 use perun_seal::{AssetKey, StakeholderKeys};
 
 use crate::{Caller, Client, ClientError};
@@ -86,27 +88,34 @@ impl<'k> Stakeholder<'k> {
         self.client
     }
 
-    /// Registers it with `roles`.
-    pub fn register(&self, roles: &[Role]) -> Result<(), ClientError> {
+    /// Registers it with `roles`: a member at once where the service registers openly
+    /// (development), else pending until the operator or a quorum of members admits it
+    /// (the answer says which).
+    pub fn register(&self, roles: &[Role]) -> Result<Registration, ClientError> {
         let body = RegisterStakeholder { identity: self.keys.public(), roles: roles.iter().copied().collect() };
         self.client.register_stakeholder(&body)
     }
 
     /// Registers a sealed asset: its key is wrapped (age, X25519) to the recipient the
-    /// pinned service names in `GET /v1/service`, so only that service can unwrap it.
+    /// pinned service names in `GET /v1/service`, so only that service can unwrap it, and
+    /// bound to this owner, the asset's name, kind and content digest
+    /// ([`WrapContext::asset_key`]), so that it opens for no other registration.
     ///
     /// Errors: [`ClientError::Seal`] for a service recipient that does not parse or a
     /// failed wrap; the service's refusals.
     pub fn register_asset(&self, a: AssetRegistration<'_>) -> Result<AssetInfo, ClientError> {
         let info = self.client.service()?;
         let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
+        // Bound to this owner, asset, kind and content: the service unwraps it for
+        // nothing else (DESIGN.md section 2).
+        let context = WrapContext::asset_key(self.keys.name(), &a.name, a.kind, &a.content_digest);
         let body = RegisterAsset {
             terms: a.terms,
             name: a.name,
             kind: a.kind,
             content_digest: a.content_digest,
             location: a.location,
-            wrapped_key: perun_seal::wrap::wrap(a.key.to_secret_string().as_bytes(), &service)?,
+            wrapped_key: perun_seal::wrap::wrap(a.key.to_secret_string().as_bytes(), &service, &context)?,
             recipient: a.key.recipient().to_string(),
         };
         self.client.register_asset(&body)
@@ -224,6 +233,40 @@ impl Stakeholder<'_> {
             )
         });
         self.client.review(job, &ReviewOutput { release, signature })
+    }
+
+    /// Opens output `output` of `job` (a receiver's copy of the sealed file, `sealed`)
+    /// into memory, after checking its bytes against the digest the service recorded.
+    /// Under review, the output key comes from the service, wrapped to this receiver for
+    /// this job and output ([`WrapContext::output_for_receiver`]), and is refused if it
+    /// was made for anything else; otherwise the output is sealed to this receiver's own
+    /// key.
+    ///
+    /// Errors: [`ClientError::OutputMismatch`] for bytes that are not the recorded output;
+    /// [`ClientError::Seal`] for a key made for another context or a file that does not
+    /// open; the service's refusals (a pending or refused review, not a receiver).
+    pub fn open_output(
+        &self,
+        job: &JobInfo,
+        output: &perun_proto::OutputInfo,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ClientError> {
+        if perun_core::Digest::of(sealed) != output.sealed_digest {
+            return Err(ClientError::OutputMismatch { output: output.name.clone(), job: job.id });
+        }
+        let len = Some(sealed.len() as u64);
+        let kind = Some(perun_core::AssetKind::Output);
+        if job.under_review {
+            let k = self.client.output_key(&job.id, &output.name)?;
+            let context = WrapContext::output_for_receiver(&job.id, &output.name, self.keys.name());
+            let text = perun_seal::wrap::unwrap(&k.wrapped_key, self.keys.age_identity(), &context)?;
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| ClientError::Seal(perun_seal::SealError::InvalidKey("the output key is not text".into())))?;
+            let key = AssetKey::parse(text)?;
+            Ok(perun_seal::sealed::open_to_vec(sealed, len, key.identity(), kind)?.1)
+        } else {
+            Ok(perun_seal::sealed::open_to_vec(sealed, len, self.keys.age_identity(), kind)?.1)
+        }
     }
 }
 

@@ -152,6 +152,27 @@ pub struct JobManifest {
     pub expires_at: u64,
 }
 
+/// Deepest nesting of arrays and objects a hyper-parameter value may have.
+pub const MAX_HYPERPARAMETER_DEPTH: usize = 4;
+
+/// Largest manifest, as JSON.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+
+/// How deep arrays and objects nest in `v` (a scalar: 0), counted without recursion.
+fn json_depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            serde_json::Value::Array(a) => stack.extend(a.iter().map(|x| (x, d.saturating_add(1)))),
+            serde_json::Value::Object(o) => stack.extend(o.values().map(|x| (x, d.saturating_add(1)))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl JobManifest {
     /// Parses a manifest from JSON and checks its rules.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CoreError> {
@@ -242,6 +263,22 @@ impl JobManifest {
             || self.data.len() > 64
         {
             return bad("at most 64 hyper-parameters, receivers, approvers and data assets each");
+        }
+        // Bounded where it is accepted: a value nested past what any recipe needs would
+        // break every later read of the stored job (a JSON parser's recursion limit).
+        for (k, v) in &self.hyperparameters {
+            if k.is_empty() || k.len() > 64 {
+                return bad("hyper-parameter names must be 1 to 64 characters");
+            }
+            if json_depth(v) > MAX_HYPERPARAMETER_DEPTH {
+                return bad(&format!(
+                    "hyper-parameter `{k}` is nested deeper than {MAX_HYPERPARAMETER_DEPTH} levels of arrays or objects"
+                ));
+            }
+        }
+        let size = serde_json::to_vec(self).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_MANIFEST_BYTES {
+            return bad(&format!("a manifest is at most {} KiB as JSON ({size} bytes)", MAX_MANIFEST_BYTES / 1024));
         }
         Ok(())
     }
@@ -365,5 +402,22 @@ pub(crate) mod tests {
         assert!(m.validate().is_ok());
         m.workers.insert(String::new());
         assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn deep_or_large_hyper_parameters_are_refused_where_they_are_accepted() {
+        let mut m = manifest();
+        let mut deep = serde_json::json!(1);
+        for _ in 0..124 {
+            deep = serde_json::json!([deep]);
+        }
+        m.hyperparameters.insert("lr".into(), deep);
+        assert!(matches!(m.validate(), Err(CoreError::InvalidManifest(e)) if e.contains("nested deeper")));
+        m.hyperparameters.insert("lr".into(), serde_json::json!({"a": [[1, 2], [3]]}));
+        assert!(m.validate().is_ok());
+        m.hyperparameters.insert("big".into(), serde_json::json!("x".repeat(MAX_MANIFEST_BYTES)));
+        assert!(matches!(m.validate(), Err(CoreError::InvalidManifest(e)) if e.contains("KiB")));
+        assert_eq!(json_depth(&serde_json::json!(3)), 0);
+        assert_eq!(json_depth(&serde_json::json!({"a": [1]})), 2);
     }
 }

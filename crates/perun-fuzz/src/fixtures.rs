@@ -294,7 +294,8 @@ pub fn trust() -> Option<&'static Trust<SqliteStore>> {
             let raw = serde_json::to_vec(&body).ok()?;
             let path = "/v1/stakeholders";
             let sh = SignedHeaders::sign(&key, &name, &audience(), "POST", path, &raw, FIXED_NOW);
-            trust.register_stakeholder(&sh, RequestParts { method: "POST", path, body: &raw }, body).ok()?;
+            trust.register_stakeholder(None, &sh, RequestParts { method: "POST", path, body: &raw }, body).ok()?;
+            trust.admit(&name).ok()?;
             Some(trust)
         })
         .as_ref()

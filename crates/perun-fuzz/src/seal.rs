@@ -38,9 +38,14 @@ pub fn sealed_header(data: &[u8]) {
         read_sealed(&sealed[..sealed.len().saturating_sub(17)], key);
     }
     let plain = &data[..data.len().min(MAX_WRAPPED_SECRET)];
-    if let Ok(wrapped) = wrap(plain, &key.recipient()) {
+    if let Ok(wrapped) = wrap(plain, &key.recipient(), &fuzz_context()) {
         let _ = open_to_vec(&wrapped[..], Some(wrapped.len() as u64), key.identity(), Some(AssetKind::Dataset));
     }
+}
+
+/// The context the seed corpus's wrapped keys were made for (`tests/seeds.rs`).
+fn fuzz_context() -> perun_seal::wrap::WrapContext {
+    perun_seal::wrap::WrapContext::other("fuzz", &[b"seed"])
 }
 
 /// Plaintext bytes per `age` STREAM chunk.
@@ -69,7 +74,7 @@ pub fn sealed_file(data: &[u8]) {
     let _ = open_to_vec(data, Some(data.len() as u64), key.identity(), None);
     let _ = open_to_vec(data, None, key.identity(), Some(AssetKind::Model));
     read_sealed(data, key);
-    if let Ok(secret) = unwrap(data, key.identity()) {
+    if let Ok(secret) = unwrap(data, key.identity(), &fuzz_context()) {
         let _ = secret.len();
     }
 }

@@ -64,7 +64,8 @@ pub fn wire_request(data: &[u8]) {
     if let Some(b) = body::<wire::RegisterAsset>(data) {
         let _ = parse_recipient(&b.recipient);
         if let Some(k) = fixtures::asset_key() {
-            let _ = perun_seal::wrap::unwrap(&b.wrapped_key, k.identity());
+            let context = perun_seal::wrap::WrapContext::asset_key(&b.name, &b.name, b.kind, &b.content_digest);
+            let _ = perun_seal::wrap::unwrap(&b.wrapped_key, k.identity(), &context);
         }
     }
     if let Some(b) = body::<wire::ProposeJob>(data) {

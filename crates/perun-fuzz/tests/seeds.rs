@@ -372,7 +372,12 @@ fn write_the_seed_corpus() {
     c.put(
         "sealed_file",
         "gen-wrapped-key.age",
-        &perun_seal::wrap::wrap(b"AGE-SECRET-KEY-1FUZZ", &key.recipient()).unwrap(),
+        &perun_seal::wrap::wrap(
+            b"AGE-SECRET-KEY-1FUZZ",
+            &key.recipient(),
+            &perun_seal::wrap::WrapContext::other("fuzz", &[b"seed"]),
+        )
+        .unwrap(),
     );
 
     // Manifests.

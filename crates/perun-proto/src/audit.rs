@@ -73,8 +73,11 @@ pub const AUDIT_CONTEXT: &str = "audit-record/v1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuditKind {
-    /// A stakeholder registered.
+    /// A stakeholder registered (and was admitted: by open registration, the operator,
+    /// or the last vote of a quorum).
     StakeholderRegistered,
+    /// A member voted to admit a pending registration.
+    AdmissionVoted,
     /// An asset and its wrapped key were registered.
     AssetRegistered,
     /// A platform policy was published.
@@ -109,6 +112,94 @@ pub enum AuditKind {
     OutputReviewed,
 }
 
+/// Who did what a record tells: a kind, never a bare string, so that no stakeholder can
+/// be mistaken for the service, an anonymous caller or a worker.
+///
+/// On the wire it is the string it always was (so records written before it hash the
+/// same): `service`, `anonymous`, `worker:<name>`, or a stakeholder's name. A name holds
+/// no `:`, and the stakeholder names `service` and `anonymous` are reserved
+/// ([`Actor::RESERVED`], refused at registration), so each string reads one way. A string
+/// that is none of these (a record from a future version) reads as [`Actor::Other`],
+/// which concerns no stakeholder.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Actor {
+    /// The trust service itself (key releases, ledger charges, revocations).
+    Service,
+    /// The service's operator, acting on its store (`perun serve --admit`).
+    Operator,
+    /// A caller not authenticated (yet): an enclave's first report, an unknown worker.
+    Anonymous,
+    /// An enrolled worker or an enclave, by its worker name.
+    Worker(Name),
+    /// A registered stakeholder.
+    Stakeholder(Name),
+    /// A string no kind above reads (never written by this version).
+    Other(String),
+}
+
+impl Actor {
+    /// Stakeholder names that would read as another actor: refused at registration.
+    pub const RESERVED: [&'static str; 3] = ["service", "anonymous", "operator"];
+
+    /// A stakeholder actor.
+    pub fn stakeholder(name: &Name) -> Self {
+        Self::Stakeholder(name.clone())
+    }
+
+    /// A worker actor.
+    pub fn worker(name: &Name) -> Self {
+        Self::Worker(name.clone())
+    }
+
+    /// Whether this actor is stakeholder `who` (a worker or the service never is).
+    pub fn is_stakeholder(&self, who: &Name) -> bool {
+        matches!(self, Self::Stakeholder(n) if n == who)
+    }
+}
+
+impl std::fmt::Display for Actor {
+    /// The wire form, padded as the formatter asks (`{:<16}`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Service => f.pad("service"),
+            Self::Operator => f.pad("operator"),
+            Self::Anonymous => f.pad("anonymous"),
+            Self::Worker(n) => f.pad(&format!("worker:{n}")),
+            Self::Stakeholder(n) => f.pad(n.as_str()),
+            Self::Other(s) => f.pad(s),
+        }
+    }
+}
+
+impl std::str::FromStr for Actor {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "service" => Self::Service,
+            "operator" => Self::Operator,
+            "anonymous" => Self::Anonymous,
+            _ => match s.strip_prefix("worker:") {
+                Some(w) => Name::new(w).map_or_else(|_| Self::Other(s.to_owned()), Self::Worker),
+                None => Name::new(s).map_or_else(|_| Self::Other(s.to_owned()), Self::Stakeholder),
+            },
+        })
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let Ok(a) = s.parse();
+        Ok(a)
+    }
+}
+
 /// The content of a record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,8 +212,8 @@ pub struct AuditBody {
     pub at: u64,
     /// What happened.
     pub kind: AuditKind,
-    /// Who did it (a stakeholder, `worker:<name>`, or `service`).
-    pub actor: String,
+    /// Who did it.
+    pub actor: Actor,
     /// The job concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<Digest>,
@@ -277,7 +368,7 @@ mod tests {
                 prev,
                 at: 100 + i as u64,
                 kind: AuditKind::JobApproved,
-                actor: if i % 2 == 0 { "hospital-a" } else { "hospital-b" }.into(),
+                actor: Actor::Stakeholder(Name::new(if i % 2 == 0 { "hospital-a" } else { "hospital-b" }).unwrap()),
                 job: None,
                 assets: Vec::new(),
                 parties: if i % 2 == 0 { vec![a.clone()] } else { Vec::new() },
@@ -291,7 +382,7 @@ mod tests {
     }
 
     fn view_for(records: &[AuditRecord], who: &Name) -> Vec<AuditView> {
-        records.iter().map(|r| r.view(r.body.actor == who.as_str() || r.body.parties.contains(who))).collect()
+        records.iter().map(|r| r.view(r.body.actor.is_stakeholder(who) || r.body.parties.contains(who))).collect()
     }
 
     #[test]
@@ -350,5 +441,28 @@ mod tests {
         assert!(e.contains("audit record 1") && e.contains("hidden"), "{e}");
         // The empty chain is a checkpoint too.
         assert_eq!(verify_extends(&[], &vk, None).unwrap().seq, 0);
+    }
+
+    #[test]
+    fn actors_read_one_way_and_keep_their_wire_form() {
+        let name = |s: &str| Name::new(s).unwrap();
+        for (text, actor) in [
+            ("service", Actor::Service),
+            ("operator", Actor::Operator),
+            ("anonymous", Actor::Anonymous),
+            ("worker:gpu-1", Actor::Worker(name("gpu-1"))),
+            ("hospital-a", Actor::Stakeholder(name("hospital-a"))),
+            ("worker:Not A Name", Actor::Other("worker:Not A Name".into())),
+        ] {
+            let parsed: Actor = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(parsed, actor);
+            assert_eq!(serde_json::to_value(&actor).unwrap(), serde_json::json!(text));
+        }
+        // The service, a worker and an anonymous caller concern no stakeholder, whatever
+        // names are registered.
+        for a in [Actor::Service, Actor::Anonymous, Actor::Worker(name("service")), Actor::Other("service".into())] {
+            assert!(!a.is_stakeholder(&name("service")) && !a.is_stakeholder(&name("anonymous")));
+        }
+        assert!(Actor::RESERVED.iter().all(|r| !matches!(r.parse::<Actor>(), Ok(Actor::Stakeholder(_)))));
     }
 }

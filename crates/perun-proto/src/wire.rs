@@ -35,6 +35,44 @@ pub struct RegisterStakeholder {
     pub roles: std::collections::BTreeSet<perun_core::Role>,
 }
 
+/// The answer to `POST /v1/stakeholders`: whether the registration took effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The name registered.
+    pub name: Name,
+    /// `admitted`: a member now; `pending`: it awaits admission.
+    pub status: RegistrationStatus,
+    /// What happens next, in words.
+    pub message: String,
+}
+
+/// Where a registration stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationStatus {
+    /// A member: its roles are in force.
+    Admitted,
+    /// Awaiting admission by the operator or a quorum of members; until then it can do
+    /// nothing but wait.
+    Pending,
+}
+
+/// A registration awaiting admission, as members and the operator see it
+/// (`GET /v1/applications`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Application {
+    /// The public identity it registers (name, signing key, recipient).
+    pub identity: PublicIdentity,
+    /// The roles it asks for.
+    pub roles: std::collections::BTreeSet<perun_core::Role>,
+    /// When it applied (Unix seconds).
+    pub applied_at: u64,
+    /// Members that voted to admit it so far.
+    pub votes: std::collections::BTreeSet<Name>,
+    /// Votes needed (0: only the operator admits).
+    pub quorum: u32,
+}
+
 /// `POST /v1/assets`, signed by the owner.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,8 +175,13 @@ pub struct JobInfo {
     pub released: bool,
     /// Why it was revoked or expired.
     pub reason: Option<String>,
-    /// The outputs delivered.
+    /// The outputs delivered, as shown to parties: never with their wrapped keys (a
+    /// receiver asks for its own with `GET /v1/jobs/{id}/outputs/{name}/key`).
     pub outputs: Vec<OutputInfo>,
+    /// Whether the outputs are sealed under keys the service holds for the owners'
+    /// review (the receivers ask for their keys), rather than to the receivers directly.
+    #[serde(default)]
+    pub under_review: bool,
     /// The output review, where an asset's terms ask for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,

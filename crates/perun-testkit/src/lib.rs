@@ -55,4 +55,7 @@ pub enum TestkitError {
     /// A temporary folder could not be made.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The world could not be set up as asked.
+    #[error("{0}")]
+    Setup(String),
 }

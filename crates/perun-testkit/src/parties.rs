@@ -3,7 +3,7 @@
 
 use perun_client::{AssetRegistration, Client, ManifestBuilder, Stakeholder};
 use perun_core::{AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
-use perun_proto::wire::JobInfo;
+use perun_proto::wire::{JobInfo, RegistrationStatus};
 use perun_seal::{AssetKey, StakeholderKeys};
 use perun_worker::WorkerError;
 
@@ -32,8 +32,20 @@ const DATA: &str = "data";
 
 impl Parties {
     /// Registers the three stakeholders, the model and the data set (their keys wrapped
-    /// to the service), and the provider's policy, through `anon`'s connection.
+    /// to the service), and the provider's policy, through `anon`'s connection, on a
+    /// service that registers openly (`TrustConfig::open_registration`).
     pub fn register(anon: &Client) -> Result<Self, TestkitError> {
+        Self::register_admitted_by(anon, |name| {
+            Err(TestkitError::Setup(format!("`{name}` awaits admission: the service does not register openly")))
+        })
+    }
+
+    /// [`Self::register`] on a service that admits each registration: `admit` is its
+    /// operator (for an in-process service, `|n| trust.admit(n)`).
+    pub fn register_admitted_by(
+        anon: &Client,
+        admit: impl Fn(&Name) -> Result<(), TestkitError>,
+    ) -> Result<Self, TestkitError> {
         let owner = StakeholderKeys::generate(Name::new("model-owner")?);
         let hospital = StakeholderKeys::generate(Name::new("hospital")?);
         let infra = StakeholderKeys::generate(Name::new("infra")?);
@@ -42,7 +54,9 @@ impl Parties {
             (&hospital, &[Role::DataOwner]),
             (&infra, &[Role::Provider]),
         ] {
-            Stakeholder::new(anon, k).register(roles)?;
+            if Stakeholder::new(anon, k).register(roles)?.status == RegistrationStatus::Pending {
+                admit(k.name())?;
+            }
         }
         for (k, asset, kind) in [(&owner, MODEL, AssetKind::Model), (&hospital, DATA, AssetKind::Dataset)] {
             let key = AssetKey::generate();

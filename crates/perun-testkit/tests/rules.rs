@@ -32,7 +32,7 @@ struct World {
 impl World {
     fn new() -> Self {
         let svc = InProcess::in_memory(perun_proto::unix_now()).unwrap();
-        let parties = Parties::register(&svc.anon).unwrap();
+        let parties = Parties::register_admitted_by(&svc.anon, |n| Ok(svc.trust.admit(n).map(drop)?)).unwrap();
         let owner = Parties::client_of(&svc.anon, &parties.owner);
         let hospital = Parties::client_of(&svc.anon, &parties.hospital);
         let infra = Parties::client_of(&svc.anon, &parties.infra);
@@ -240,4 +240,154 @@ fn refusals_are_typed_client_errors() {
     let w = World::new();
     let e = w.svc.anon.job(&Digest::of(b"no such job")).unwrap_err();
     assert!(matches!(e, ClientError::Unauthenticated(_) | ClientError::NotFound(_)), "{e}");
+}
+
+/// A service on an in-memory store with `config`, its clock at now.
+fn service_with(config: perun_trust::TrustConfig) -> (InProcess<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = perun_trust::Clock::Manual(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+        perun_proto::unix_now(),
+    )));
+    let svc = InProcess::start(SqliteStore::in_memory().unwrap(), &dir.path().join("keys"), clock, config).unwrap();
+    (svc, dir)
+}
+
+fn keys(name: &str) -> perun_seal::StakeholderKeys {
+    perun_seal::StakeholderKeys::generate(Name::new(name).unwrap())
+}
+
+/// Issue 31, 6: who may join. Self-registration as provider, model owner and receiver
+/// was the first step of every cross-job attack; by default a registration is an
+/// application that can do nothing until the operator admits it.
+#[test]
+fn a_registration_does_nothing_until_the_operator_admits_it() {
+    use perun_core::Role;
+    use perun_proto::wire::RegistrationStatus;
+    let w = World::new();
+    let mallory = keys("mallory");
+    let me = Stakeholder::new(&w.svc.anon, &mallory);
+    let r = me.register(&[Role::Provider, Role::ModelOwner, Role::Receiver]).unwrap();
+    assert_eq!(r.status, RegistrationStatus::Pending);
+    assert!(r.message.contains("perun serve --admit mallory"), "{}", r.message);
+    // Registering again is the same application; another key cannot take the name.
+    assert_eq!(me.register(&[Role::Provider, Role::ModelOwner, Role::Receiver]).unwrap().status, RegistrationStatus::Pending);
+    let squatter = keys("mallory");
+    let e = Stakeholder::new(&w.svc.anon, &squatter).register(&[Role::Provider]).unwrap_err();
+    assert!(matches!(e, ClientError::Conflict(_)), "{e}");
+    // Pending, it can publish nothing, propose nothing, see nothing.
+    let policy = serde_json::to_vec(&perun_testkit::soft_worker::policy("mallory's", &w.parties.ca).unwrap()).unwrap();
+    for e in [
+        me.publish_policy(policy.clone()).map(drop).unwrap_err(),
+        me.client().jobs().map(drop).unwrap_err(),
+        me.client().audit().map(drop).unwrap_err(),
+        me.client().applications().map(drop).unwrap_err(),
+    ] {
+        assert!(matches!(&e, ClientError::Unauthenticated(m) if m.contains("awaits admission")), "{e}");
+    }
+    // Members do not admit where the quorum is 0 (the default): the operator does.
+    let e = w.owner.vote_admission(mallory.name()).unwrap_err();
+    assert!(matches!(e, ClientError::Forbidden(_)), "{e}");
+    let pending = w.svc.trust.applications().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].identity.fingerprint(), mallory.public().fingerprint());
+    w.svc.trust.admit(mallory.name()).unwrap();
+    me.publish_policy(policy).unwrap();
+    assert!(w.svc.trust.applications().unwrap().is_empty());
+    let e = w.svc.trust.admit(mallory.name()).unwrap_err();
+    assert!(matches!(e, perun_trust::TrustError::NotFound(_)), "{e}");
+}
+
+#[test]
+fn a_quorum_of_members_admits_where_the_service_says_so_and_open_registration_is_a_flag() {
+    use perun_core::Role;
+    use perun_proto::wire::RegistrationStatus;
+    let (svc, _dir) = service_with(perun_trust::TrustConfig { admission_quorum: 2, ..Default::default() });
+    let members: Vec<_> = ["a", "b"].iter().map(|n| keys(n)).collect();
+    for k in &members {
+        Stakeholder::new(&svc.anon, k).register(&[Role::DataOwner]).unwrap();
+        svc.trust.admit(k.name()).unwrap();
+    }
+    let newcomer = keys("newcomer");
+    let other = keys("other");
+    for k in [&newcomer, &other] {
+        Stakeholder::new(&svc.anon, k).register(&[Role::DataOwner]).unwrap();
+    }
+    let client = |k: &perun_seal::StakeholderKeys| Parties::client_of(&svc.anon, k);
+    // A pending registration cannot vote for another (or itself).
+    let e = client(&other).vote_admission(newcomer.name()).unwrap_err();
+    assert!(matches!(e, ClientError::Unauthenticated(_)), "{e}");
+    let first = client(&members[0]).vote_admission(newcomer.name()).unwrap();
+    assert_eq!(first.status, RegistrationStatus::Pending);
+    // The same member voting twice is one vote.
+    let again = client(&members[0]).vote_admission(newcomer.name()).unwrap();
+    assert_eq!(again.status, RegistrationStatus::Pending);
+    assert!(client(&newcomer).jobs().is_err());
+    let second = client(&members[1]).vote_admission(newcomer.name()).unwrap();
+    assert_eq!(second.status, RegistrationStatus::Admitted);
+    client(&newcomer).jobs().unwrap();
+    // The admission is in the audit log the voters and the newcomer see.
+    let seen = client(&newcomer).audit().unwrap();
+    assert!(seen.records.iter().filter_map(|v| v.body.as_ref()).any(|b| b.kind == AuditKind::StakeholderRegistered
+        && b.detail.contains("admitted by a, b")));
+
+    let (open, _dir) = service_with(perun_trust::TrustConfig { open_registration: true, ..Default::default() });
+    let r = Stakeholder::new(&open.anon, &keys("dev")).register(&[Role::Provider]).unwrap();
+    assert_eq!(r.status, RegistrationStatus::Admitted);
+}
+
+/// Issue 31, 4: names that are also actors. `service`, `anonymous` and `operator` are
+/// refused as names, and the service's own records (key releases, ledger charges,
+/// revocations) concern no stakeholder by the actor's name alone.
+#[test]
+fn reserved_names_are_refused_and_the_service_records_concern_no_stranger() {
+    use perun_core::Role;
+    let mut w = World::new();
+    for n in perun_proto::audit::Actor::RESERVED {
+        let e = Stakeholder::new(&w.svc.anon, &keys(n)).register(&[Role::Receiver]).unwrap_err();
+        assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("reserved")), "{n}: {e}");
+    }
+    let (job, answer) = honest(&mut w);
+    assert_eq!(answer.unwrap().unwrap().keys.len(), 2);
+    assert!(w.released(&job));
+    let stranger = keys("stranger");
+    Stakeholder::new(&w.svc.anon, &stranger).register(&[Role::Receiver]).unwrap();
+    w.svc.trust.admit(stranger.name()).unwrap();
+    let seen = Parties::client_of(&w.svc.anon, &stranger).audit().unwrap();
+    let bodies: Vec<_> = seen.records.iter().filter_map(|v| v.body.as_ref()).collect();
+    assert!(bodies.iter().all(|b| b.job.is_none()), "a stranger sees a job's records: {bodies:?}");
+    assert!(bodies.iter().all(|b| b.kind != AuditKind::KeyReleased));
+}
+
+/// Issue 31, 3: one job breaks no list. A manifest nested past any recipe is refused
+/// where it is proposed; a record that no longer reads is left out of every list (and
+/// named in the log) instead of failing it; the provider a job names may decline it.
+#[test]
+fn one_bad_job_breaks_no_list_and_a_provider_declines_a_job() {
+    let w = World::new();
+    let mut deep = serde_json::json!(1);
+    for _ in 0..124 {
+        deep = serde_json::json!([deep]);
+    }
+    let mut m = w.parties.manifest("deep", w.worker.name());
+    m.hyperparameters.insert("lr".into(), deep);
+    let e = Parties::propose(&w.owner, m).unwrap_err();
+    assert_eq!(code(&e), Some(ApiCode::BadRequest), "{e}");
+
+    use perun_trust::store::Store as _;
+    let job = w.approved_job();
+    // A record the store can no longer read (edited, or written by a newer version).
+    w.svc
+        .trust
+        .store()
+        .write(|tx| tx.put_raw(perun_trust::store::Table::Jobs, "sha256:0000", b"{\"not\": \"a job\"}", None))
+        .unwrap();
+    for c in [&w.owner, &w.hospital, &w.infra] {
+        let jobs = c.jobs().unwrap();
+        assert_eq!(jobs.len(), 1, "the readable job is listed");
+    }
+    assert!(w.worker.session().client().offered().is_ok());
+    // The provider declines the job: revoked, nothing released.
+    let info = w.infra.revoke(&job, &RevokeJob { reason: "we will not run this".into() }).unwrap();
+    assert_eq!(info.state, perun_proto::JobState::Revoked);
+    assert!(!w.released(&job));
 }

@@ -69,6 +69,8 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/readyz", get(readyz::<S>))
         .route("/v1/service", get(service_info::<S>))
         .route("/v1/stakeholders", post(register_stakeholder::<S>))
+        .route("/v1/applications", get(applications::<S>))
+        .route("/v1/applications/{name}/admit", post(vote_admission::<S>))
         .route("/v1/assets", get(list_assets::<S>).post(register_asset::<S>))
         .route("/v1/assets/{name}", get(get_asset::<S>))
         .route(
@@ -255,9 +257,36 @@ async fn readyz<S: Store>(State(t): State<Shared<S>>) -> Response {
 
 handler!(service_info, |t, _r| Ok(t.info()));
 
-handler!(register_stakeholder, |t, r| {
-    let sh = signed_headers(&r.headers)?;
-    t.register_stakeholder(&sh, r.parts(), parse(&r.body)?)
+/// The remote address of a request's connection, as the server inserts it.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// `POST /v1/stakeholders`: rate-limited per caller address.
+async fn register_stakeholder<S: Store>(
+    State(t): State<Shared<S>>,
+    peer: Option<axum::Extension<PeerAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let peer = peer.map(|axum::Extension(p)| p.0.ip());
+    let r = Req { method, uri, headers, body };
+    blocking(t, move |t| {
+        let sh = signed_headers(&r.headers)?;
+        t.register_stakeholder(peer, &sh, r.parts(), parse(&r.body)?)
+    })
+    .await
+}
+
+handler!(applications, |t, r| {
+    r.stakeholder(t)?;
+    t.applications()
+});
+
+handler!(vote_admission, |t, r, name: String| {
+    let who = r.stakeholder(t)?;
+    t.vote_admission(&who.identity.name, &name)
 });
 
 handler!(register_asset, |t, r| {

@@ -10,7 +10,7 @@
 use ed25519_dalek::SigningKey;
 use perun_core::{sign_digest, Digest, Name};
 pub use perun_proto::audit::{
-    body_hash, verify_chain, verify_extends, AuditBody, AuditError, AuditKind, AuditRecord, AuditView, Checkpoint,
+    body_hash, Actor, verify_chain, verify_extends, AuditBody, AuditError, AuditKind, AuditRecord, AuditView, Checkpoint,
     AUDIT_CONTEXT,
 };
 
@@ -23,7 +23,7 @@ pub struct Event {
     /// What happened.
     pub kind: AuditKind,
     /// Who did it.
-    pub actor: String,
+    pub actor: Actor,
     /// The job concerned.
     pub job: Option<Digest>,
     /// The assets concerned.
@@ -36,8 +36,8 @@ pub struct Event {
 
 impl Event {
     /// An event with no job or assets.
-    pub fn new(kind: AuditKind, actor: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind, actor: actor.into(), job: None, assets: Vec::new(), parties: Vec::new(), detail: detail.into() }
+    pub fn new(kind: AuditKind, actor: Actor, detail: impl Into<String>) -> Self {
+        Self { kind, actor, job: None, assets: Vec::new(), parties: Vec::new(), detail: detail.into() }
     }
 
     /// Names the job and every party and asset of its manifest.
@@ -85,7 +85,7 @@ pub fn append(tx: &mut dyn Tx, key: &SigningKey, at: u64, event: Event) -> Resul
 
 /// Whether a record concerns `who`.
 pub fn concerns(body: &AuditBody, who: &Name) -> bool {
-    body.actor == who.as_str() || body.parties.contains(who)
+    body.actor.is_stakeholder(who) || body.parties.contains(who)
 }
 
 /// The chain as `who` may see it.
@@ -106,7 +106,11 @@ mod tests {
         let a = Name::new("hospital-a").unwrap();
         let mut recs = Vec::new();
         for i in 0..5u64 {
-            let mut e = Event::new(AuditKind::JobApproved, if i % 2 == 0 { "hospital-a" } else { "hospital-b" }, "x");
+            let mut e = Event::new(
+                AuditKind::JobApproved,
+                Actor::Stakeholder(Name::new(if i % 2 == 0 { "hospital-a" } else { "hospital-b" }).unwrap()),
+                "x",
+            );
             if i % 2 == 0 {
                 e.parties = vec![a.clone()];
             }

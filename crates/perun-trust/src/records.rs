@@ -30,6 +30,30 @@ impl Record for StakeholderRecord {
     }
 }
 
+/// A registration that awaits admission (DESIGN.md section 2: who is a stakeholder is
+/// decided). It is no stakeholder: it authenticates nothing, owns nothing, approves
+/// nothing. The operator admits it (`perun serve --admit NAME`), or enough members vote
+/// (`TrustConfig::admission_quorum`); unadmitted, it expires.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplicationRecord {
+    /// The public keys and name it registers.
+    pub identity: PublicIdentity,
+    /// The roles it asks for.
+    pub roles: std::collections::BTreeSet<perun_core::Role>,
+    /// When it applied (Unix seconds).
+    pub applied_at: u64,
+    /// Members that voted to admit it.
+    #[serde(default)]
+    pub votes: std::collections::BTreeSet<Name>,
+}
+
+impl Record for ApplicationRecord {
+    const TABLE: Table = Table::Applications;
+    fn key(&self) -> String {
+        self.identity.name.to_string()
+    }
+}
+
 /// A registered asset. The key is wrapped to the service's `age` key: the store never
 /// holds it in plaintext.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -297,5 +321,24 @@ mod opt_hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(d)?.map(|s| hex::decode(s).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// What one provider has published: counted in the write that publishes, so that a
+/// publication reads one small record, not every stored policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyQuota {
+    /// The provider.
+    pub owner: Name,
+    /// Policies published.
+    pub policies: u64,
+    /// Their JSON bytes, in all.
+    pub bytes: u64,
+}
+
+impl Record for PolicyQuota {
+    const TABLE: Table = Table::Service;
+    fn key(&self) -> String {
+        format!("policy-quota/{}", self.owner)
     }
 }

@@ -101,7 +101,7 @@ pub async fn serve<S: Store>(
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(crate::api::PeerAddr(peer))));
         tokio::spawn(async move {
             let _slot = (slot, peer_slot);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -232,13 +232,15 @@ pub fn run_released<A: Attester>(
         return Err(abort(agent, &job, e));
     }
     // Under the owners' review, the model is sealed under a fresh key wrapped to the
-    // service, which hands it to the receivers only once every reviewer released it.
+    // service for this job and output, which hands it to the receivers only once every
+    // reviewer released it.
     let (recipients, wrapped_key) = match &claimed.review_recipient {
         Some(service) => {
             let key = AssetKey::generate();
             let service = perun_seal::keys::parse_recipient(service)
                 .map_err(|source| WorkerError::Recipient { who: "the service".into(), source })?;
-            let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service)?;
+            let context = perun_seal::wrap::WrapContext::output_key(&job, "model");
+            let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service, &context)?;
             (vec![key.recipient()], Some(perun_core::HexBytes(wrapped)))
         }
         None => (

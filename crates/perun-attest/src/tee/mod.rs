@@ -176,6 +176,51 @@ impl TeePolicy {
     }
 }
 
+/// The measurements that name the code a TEE runs, by kind: an allowed set must pin one
+/// of them, or anything the host loads into that TEE passes. SGX: the enclave's or its
+/// signer's identity; TDX: the TD's initial contents (RTMRs extend it); SEV-SNP: the
+/// launch measurement (`host_data` is chosen by the host and pins nothing).
+pub fn code_identity(kind: Option<TeeKind>) -> &'static [&'static str] {
+    match kind {
+        Some(TeeKind::Sgx) => &["mr_enclave", "mr_signer"],
+        Some(TeeKind::Tdx) => &["mr_td"],
+        Some(TeeKind::SevSnp) => &["measurement"],
+        Some(TeeKind::Sim) => &["measurement", "sim_key"],
+        None => &["mr_enclave", "mr_signer", "mr_td", "measurement"],
+    }
+}
+
+impl TeePolicy {
+    /// Why this policy does not pin the code it admits, in words for approvers: each
+    /// allowed set that names no code identity ([`code_identity`]), and SEV-SNP floors
+    /// of 0 (any firmware). Empty for a policy that pins what runs.
+    pub fn unpinned_code(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, a) in self.allowed.iter().enumerate() {
+            let names = code_identity(a.kind);
+            if !names.iter().any(|n| a.measurements.contains_key(*n)) {
+                let kind = a.kind.map_or_else(|| "any TEE".to_owned(), |k| format!("{k:?}"));
+                out.push(format!(
+                    "its measurement set {} ({kind}) pins no code identity (one of {}): any code the host loads \
+                     into that TEE passes",
+                    i + 1,
+                    names.join(", ")
+                ));
+            }
+        }
+        let snp = self.allowed.iter().any(|a| a.kind.is_none_or(|k| k == TeeKind::SevSnp));
+        let zero: Vec<&str> =
+            SNP_TCB_COMPONENTS.iter().copied().filter(|c| self.min_svn.get(*c).is_none_or(|v| *v == 0)).collect();
+        if snp && !zero.is_empty() {
+            out.push(format!(
+                "its SEV-SNP TCB floors for {} are 0: firmware with every published vulnerability passes",
+                zero.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 /// The verifier for `kind`, where this build has it.
 pub fn verifier(kind: TeeKind) -> Result<Box<dyn TeeVerifier>, AttestError> {
     match kind {

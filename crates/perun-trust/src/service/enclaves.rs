@@ -23,6 +23,7 @@ use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
 use super::jobs::job_in;
 use super::workers::live_error;
 use super::{worker_actor, Trust};
+use crate::audit::Actor;
 use crate::records::{JobRecord, JobState, PolicyRecord, WorkerRecord, WorkerState};
 use crate::store::{Store, TxExt as _};
 use crate::wire::{AttestEnclave, EnclaveAttested, NonceIssued};
@@ -82,7 +83,7 @@ impl<S: Store> Trust<S> {
         if let Err(why) = self.nonces.check(&req.nonce, &seen.id, &req.enclave, now, self.config.nonce_valid_s) {
             let e = TrustError::Refused { reason: why, failures: Vec::new() };
             return Err(match caller {
-                None => self.refused_anonymous("anonymous", Some(&seen), Vec::new(), e),
+                None => self.refused_anonymous(&Actor::Anonymous, Some(&seen), Vec::new(), e),
                 Some(_) => self.refused(&actor, Some(&seen), e),
             });
         }
@@ -135,10 +136,19 @@ impl<S: Store> Trust<S> {
                     }
                 }
             }
-            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &req.enclave)? {
+            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &req.enclave, caller.is_some_and(|c| c.name == req.enclave))? {
                 return Ok(Err((job, e)));
             }
-            // A refused first report ends nothing: anyone may send one.
+            // A refused first report ends nothing: anyone may send one. Nor is it written
+            // here under the enclave name its sender chose: it is audited below as an
+            // anonymous refusal, at most so many a minute for the job.
+            if first && !result.accepted() {
+                self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
+                let reasons: Vec<String> = result.failures.iter().map(|f| f.to_string()).collect();
+                let reason = format!("attestation refused: {}", reasons.join("; "));
+                let e = TrustError::Refused { reason, failures: result.failures.clone() };
+                return Ok(Err((job, e)));
+            }
             if let Err(e) = self.record_result(tx, &mut job, &actor, &result, !first)? {
                 return Ok(Err((job, e)));
             }
@@ -182,12 +192,16 @@ impl<S: Store> Trust<S> {
                 Ok(a)
             }
             Err((_, e @ TrustError::Revoked(_))) => Err(e),
+            // Refusals of reports before the job ran on an enclave (a first report, or one
+            // from a caller without the job's token): anonymous, rate-limited.
+            Err((job, e)) if caller.is_none() || seen.state == JobState::Ready => {
+                Err(self.refused_anonymous(&Actor::Anonymous, Some(&job), Vec::new(), e))
+            }
             Err((_, e @ TrustError::Refused { .. })) => {
                 self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(job = %job_id, enclave = %req.enclave, reason = %e, "TEE evidence refused");
                 Err(e)
             }
-            Err((job, e)) if caller.is_none() => Err(self.refused_anonymous("anonymous", Some(&job), Vec::new(), e)),
             Err((job, e)) => Err(self.refused(&actor, Some(&job), e)),
         }
     }

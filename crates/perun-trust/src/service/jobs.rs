@@ -7,10 +7,11 @@ use perun_core::manifest::APPROVAL_CONTEXT;
 use perun_core::{verify_digest, JobManifest, JobMode, Name, Role};
 
 use super::Trust;
-use crate::audit::{AuditKind, Event};
+use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{ApprovalRecord, AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, StakeholderRecord};
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{JobInfo, JobMetrics};
+use perun_proto::OutputInfo;
 use crate::TrustError;
 
 impl<S: Store> Trust<S> {
@@ -111,7 +112,7 @@ impl<S: Store> Trust<S> {
                 output_keys: Default::default(),
             };
             tx.put(&job)?;
-            let e = Event::new(AuditKind::JobProposed, proposer.as_str(), format!("job `{}` proposed", manifest.name));
+            let e = Event::new(AuditKind::JobProposed, Actor::stakeholder(&proposer), format!("job `{}` proposed", manifest.name));
             self.audit(tx, e.for_job(id, &manifest))?;
             Ok(job)
         })?;
@@ -132,7 +133,7 @@ impl<S: Store> Trust<S> {
         if !job.manifest.required_approvers().contains(approver) {
             let err =
                 TrustError::Forbidden(format!("{approver} owns no asset of job {job_id}: its approval is not asked"));
-            return Err(self.refused(approver.as_str(), Some(&job), err));
+            return Err(self.refused(&Actor::stakeholder(approver), Some(&job), err));
         }
         let key = self
             .store
@@ -145,7 +146,7 @@ impl<S: Store> Trust<S> {
             let err = TrustError::Forbidden(format!(
                 "the approval signature of {approver} does not cover job {job_id} (was the manifest edited?)"
             ));
-            return Err(self.refused(approver.as_str(), Some(&job), err));
+            return Err(self.refused(&Actor::stakeholder(approver), Some(&job), err));
         }
         let result = self.store.write(|tx| {
             // Re-read inside the transaction: another approval may have landed.
@@ -156,7 +157,7 @@ impl<S: Store> Trust<S> {
             }
             let rec = ApprovalRecord { job: job.id, approver: approver.clone(), signature, at: self.now() };
             if tx.insert(&rec, None)? {
-                let e = Event::new(AuditKind::JobApproved, approver.as_str(), format!("{approver} approved"));
+                let e = Event::new(AuditKind::JobApproved, Actor::stakeholder(&approver), format!("{approver} approved"));
                 self.audit(tx, e.for_job(job.id, &job.manifest))?;
             }
             if job.state == JobState::Proposed && self.missing_approvals(tx, &job)?.is_empty() {
@@ -192,12 +193,18 @@ impl<S: Store> Trust<S> {
         Ok(missing)
     }
 
-    /// Revokes a job at a party's request.
+    /// Revokes a job at a party's request: its proposer, an asset owner, or the provider
+    /// it names (a provider declines a job it will not run this way).
     pub fn revoke(&self, caller: &Name, job_id: &str, reason: &str) -> Result<JobInfo, TrustError> {
         let job = self.job_for(caller, job_id)?;
-        if !job.manifest.required_approvers().contains(caller) && &job.proposer != caller {
-            let err = TrustError::Forbidden("only the proposer or an asset owner may revoke a job".into());
-            return Err(self.refused(caller.as_str(), Some(&job), err));
+        let may = job.manifest.required_approvers().contains(caller)
+            || &job.proposer == caller
+            || &job.manifest.provider == caller;
+        if !may {
+            let err = TrustError::Forbidden(
+                "only the proposer, an asset owner or the job's provider may revoke a job".into(),
+            );
+            return Err(self.refused(&Actor::stakeholder(caller), Some(&job), err));
         }
         let job = self.store.write(|tx| {
             let mut job = job_in(tx, job_id)?;
@@ -217,7 +224,7 @@ impl<S: Store> Trust<S> {
 
     /// Every job `caller` is a party of.
     pub fn jobs_of(&self, caller: &Name) -> Result<Vec<JobInfo>, TrustError> {
-        let all: Vec<JobRecord> = self.store.read(|tx| tx.list(""))?;
+        let all: Vec<JobRecord> = self.store.read(|tx| tx.list_readable(""))?;
         all.iter().filter(|j| is_party(j, caller)).map(|j| self.job_info_unchecked(j)).collect()
     }
 
@@ -257,7 +264,10 @@ impl<S: Store> Trust<S> {
             last_attested_at: job.last_attested_at,
             released: job.released,
             reason: job.reason.clone(),
-            outputs: job.outputs.clone(),
+            // The output keys wrapped to the service stay with the service: a party needs
+            // only its own key (`output_key`), never another's.
+            outputs: job.outputs.iter().map(|o| OutputInfo { wrapped_key: None, ..o.clone() }).collect(),
+            under_review: job.review.is_some(),
             review: job.review.clone(),
             has_receipt: job.receipt.is_some(),
         })

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use perun_core::{Digest, Name};
 
-use crate::audit::{self, AuditKind, Event};
+use crate::audit::{self, Actor, AuditKind, Event};
 use crate::keys::ServiceKeys;
 use crate::metrics::Metrics;
 use crate::records::{JobRecord, JobState};
@@ -66,6 +66,12 @@ pub struct TrustConfig {
     pub anonymous_audits_per_minute: u32,
     /// SHA-256 of the bearer token `/metrics` requires; `None` turns `/metrics` off.
     pub metrics_token: Option<perun_core::Digest>,
+    /// Development only: a registration takes effect at once, without admission. Off by
+    /// default: the operator (or a quorum of members) admits each registration.
+    pub open_registration: bool,
+    /// Members' votes that admit a pending registration; 0 (the default): only the
+    /// operator admits.
+    pub admission_quorum: u32,
 }
 
 impl Default for TrustConfig {
@@ -76,6 +82,8 @@ impl Default for TrustConfig {
             attestation_grace_s: 5,
             anonymous_audits_per_minute: 60,
             metrics_token: None,
+            open_registration: false,
+            admission_quorum: 0,
         }
     }
 }
@@ -89,7 +97,7 @@ pub struct Trust<S: Store> {
     metrics: Metrics,
     nonces: crate::nonce::NonceIssuer,
     anonymous: governor::DefaultKeyedRateLimiter<String>,
-    registrations: governor::DefaultDirectRateLimiter,
+    registrations: governor::DefaultKeyedRateLimiter<String>,
     /// When [`Trust::sweep`] last pruned expired nonces (Unix seconds).
     last_prune: AtomicU64,
 }
@@ -101,7 +109,7 @@ impl<S: Store> Trust<S> {
         let per_minute =
             std::num::NonZeroU32::new(config.anonymous_audits_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         let anonymous = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
-        let registrations = governor::RateLimiter::direct(governor::Quota::per_minute(per_minute));
+        let registrations = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
         Self {
             store,
             keys,
@@ -188,19 +196,19 @@ impl<S: Store> Trust<S> {
 
     /// Records a refusal in its own transaction and hands the error back. The failed
     /// request's own transaction rolled back, so nothing it would have granted exists.
-    fn refused(&self, actor: &str, job: Option<&JobRecord>, err: TrustError) -> TrustError {
+    fn refused(&self, actor: &Actor, job: Option<&JobRecord>, err: TrustError) -> TrustError {
         self.refused_to(actor, job, Vec::new(), err)
     }
 
     /// [`Self::refused`], naming more parties the record concerns (a worker's provider).
-    fn refused_to(&self, actor: &str, job: Option<&JobRecord>, parties: Vec<Name>, err: TrustError) -> TrustError {
+    fn refused_to(&self, actor: &Actor, job: Option<&JobRecord>, parties: Vec<Name>, err: TrustError) -> TrustError {
         self.metrics.requests_refused.fetch_add(1, Ordering::Relaxed);
-        let mut event = Event::new(AuditKind::Refused, actor, err.to_string());
+        let mut event = Event::new(AuditKind::Refused, actor.clone(), err.to_string());
         if let Some(j) = job {
             event = event.for_job(j.id, &j.manifest);
         }
         event.parties.extend(parties);
-        tracing::warn!(actor, reason = %err, "request refused");
+        tracing::warn!(actor = %actor, reason = %err, "request refused");
         if let Err(e) = self.store.write(|tx| self.audit(tx, event)) {
             tracing::error!(error = %e, "could not write the audit record of a refusal");
         }
@@ -214,15 +222,15 @@ impl<S: Store> Trust<S> {
     /// knew (an enrolled worker, or `anonymous`), never text the caller chose.
     fn refused_anonymous(
         &self,
-        actor: &str,
+        actor: &Actor,
         job: Option<&JobRecord>,
         parties: Vec<Name>,
         err: TrustError,
     ) -> TrustError {
-        let key = job.map_or_else(|| actor.to_owned(), |j| j.id.to_string());
+        let key = job.map_or_else(|| actor.to_string(), |j| j.id.to_string());
         if self.anonymous.check_key(&key).is_err() {
             self.metrics.anonymous_refusals_dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(actor, reason = %err, "anonymous request refused (not audited: rate limit)");
+            tracing::warn!(actor = %actor, reason = %err, "anonymous request refused (not audited: rate limit)");
             return TrustError::TooManyRequests(format!(
                 "{err} (and too many refused anonymous requests: try again in a minute)"
             ));
@@ -246,7 +254,7 @@ impl<S: Store> Trust<S> {
             self.metrics.jobs_revoked.fetch_add(1, Ordering::Relaxed);
         }
         tracing::warn!(job = %job.id, state = state.as_str(), %reason, "job ended");
-        self.audit(tx, Event::new(kind, "service", reason).for_job(job.id, &job.manifest))
+        self.audit(tx, Event::new(kind, Actor::Service, reason).for_job(job.id, &job.manifest))
     }
 
     /// Applies the clock to one job inside `tx`: expiry, and revocation for a missed
@@ -296,13 +304,14 @@ impl<S: Store> Trust<S> {
         let now = self.now();
         let due: Vec<JobRecord> = self
             .store
-            .read(|tx| tx.list::<JobRecord>(""))?
+            .read(|tx| tx.list_readable::<JobRecord>(""))?
             .into_iter()
             .filter(|j| self.deadline_passed(j).is_some())
             .collect();
         let last = self.last_prune.load(Ordering::Relaxed);
         let prune = now.saturating_sub(last) >= PRUNE_EVERY_S;
         self.anonymous.retain_recent();
+        self.registrations.retain_recent();
         if due.is_empty() && !prune {
             return Ok(0);
         }
@@ -319,6 +328,7 @@ impl<S: Store> Trust<S> {
             if prune {
                 tx.prune(crate::store::Table::Sessions, now)?;
                 tx.prune(crate::store::Table::RequestNonces, now)?;
+                tx.prune(crate::store::Table::Applications, now)?;
             }
             Ok(ended)
         })?;
@@ -333,8 +343,8 @@ impl<S: Store> Trust<S> {
 pub const PRUNE_EVERY_S: u64 = 10;
 
 /// An audit actor string for a worker.
-pub(crate) fn worker_actor(name: &Name) -> String {
-    format!("worker:{name}")
+pub(crate) fn worker_actor(name: &Name) -> Actor {
+    Actor::worker(name)
 }
 
 #[cfg(test)]

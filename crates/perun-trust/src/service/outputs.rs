@@ -3,18 +3,22 @@
 //!
 //! Without review, the worker seals each output to the receivers itself. Where an asset's
 //! terms ask for review, the worker seals each output under a fresh key and wraps that key
-//! to the service (like an asset key); the service rewraps it to the receivers only after
-//! every reviewing owner signed a release of this job and receipt. A refusal leaves the
-//! key wrapped to the service alone: the receivers never get it.
+//! to the service, bound to this job and output ([`WrapContext::output_key`]); the service
+//! rewraps it to the receivers, each bound to the job, output and receiver
+//! ([`WrapContext::output_for_receiver`]), only after every reviewing owner signed a
+//! release of this job and receipt. A refusal leaves the key wrapped to the service alone:
+//! the receivers never get it. The wrapped keys are never shown to a party: job listings
+//! carry the outputs without them.
 
 use perun_core::receipt::{Envelope, PrivacySpent, ReceiptApproval, Statement, Subject, TrainingPredicate};
 use perun_core::{verify_digest, DpTarget, JobMode, Name};
+use perun_seal::wrap::WrapContext;
 
 use super::jobs::{is_party, job_in};
 use super::terms::reviewers;
 use super::worker_actor;
 use super::Trust;
-use crate::audit::{AuditKind, Event};
+use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{ApprovalRecord, JobRecord, JobState, Review, ReviewOutcome, StakeholderRecord, WorkerRecord};
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{FinishJob, JobInfo, OutputKey, ReviewOutput};
@@ -73,19 +77,10 @@ impl<S: Store> Trust<S> {
                 return Ok(Err((job, e)));
             }
             let reviewers = reviewers(tx, &job.manifest)?;
+            if let Err(e) = self.check_output_keys(&job, &body, !reviewers.is_empty()) {
+                return Ok(Err((job, e)));
+            }
             if !reviewers.is_empty() {
-                let wrapped = |o: &crate::records::OutputRecord| {
-                    o.wrapped_key
-                        .as_ref()
-                        .is_some_and(|k| perun_seal::wrap::unwrap(&k.0, self.keys.wrap.identity()).is_ok())
-                };
-                if let Some(o) = body.outputs.iter().find(|o| !wrapped(o)) {
-                    let e = TrustError::BadRequest(format!(
-                        "output `{}` must be sealed under a key wrapped to this service: its owners review it",
-                        o.name
-                    ));
-                    return Ok(Err((job, e)));
-                }
                 job.review = Some(Review {
                     reviewers: reviewers.into_iter().collect(),
                     released_by: Default::default(),
@@ -101,11 +96,54 @@ impl<S: Store> Trust<S> {
             let spent = body.privacy.map(|p| format!("; DP-SGD epsilon {:.4} spent", p.epsilon)).unwrap_or_default();
             let review = if job.review.is_some() { "; held for the owners' review" } else { "" };
             let detail = format!("outputs: {}{spent}{review}; receipt signed", names.join(", "));
-            let ev = Event::new(AuditKind::JobFinished, actor.as_str(), detail);
+            let ev = Event::new(AuditKind::JobFinished, actor.clone(), detail);
             self.audit(tx, ev.for_job(job.id, &job.manifest))?;
             Ok(Ok(()))
         })?;
         outcome.map_err(|(job, e)| self.attestation_refused(&actor, &job, worker, e))
+    }
+
+    /// Each delivered output's key, where the job's owners review its outputs, must be
+    /// wrapped to this service for this job and that output
+    /// ([`WrapContext::output_key`]): a wrapped key lifted from another job (from its
+    /// worker's disk, or an old job listing) opens as that job's, and is refused before
+    /// anything is stored. Without review, no output carries a key for the service.
+    fn check_output_keys(&self, job: &JobRecord, body: &FinishJob, reviewed: bool) -> Result<(), TrustError> {
+        let mut names = std::collections::BTreeSet::new();
+        for o in &body.outputs {
+            if o.name.is_empty() || o.name.len() > 64 || !names.insert(o.name.as_str()) {
+                return Err(TrustError::BadRequest(format!(
+                    "output names must be unique and 1 to 64 bytes long (`{}`)",
+                    o.name.chars().take(64).collect::<String>()
+                )));
+            }
+            match (&o.wrapped_key, reviewed) {
+                (Some(k), true) => {
+                    let context = WrapContext::output_key(&job.id, &o.name);
+                    perun_seal::wrap::unwrap(&k.0, self.keys.wrap.identity(), &context).map_err(|e| {
+                        TrustError::BadRequest(format!(
+                            "output `{}`: its key must be wrapped to this service for job {} and this output: {e}",
+                            o.name, job.id
+                        ))
+                    })?;
+                }
+                (None, true) => {
+                    return Err(TrustError::BadRequest(format!(
+                        "output `{}` must be sealed under a key wrapped to this service: its owners review it",
+                        o.name
+                    )))
+                }
+                (Some(_), false) => {
+                    return Err(TrustError::BadRequest(format!(
+                        "output `{}` carries a key for the service, but no owner of job {} reviews its outputs: \
+                         seal it to the receivers",
+                        o.name, job.id
+                    )))
+                }
+                (None, false) => {}
+            }
+        }
+        Ok(())
     }
 
     fn sign_receipt(
@@ -201,25 +239,28 @@ impl<S: Store> Trust<S> {
             };
             job.review = Some(review);
             tx.put(&job)?;
-            let ev = Event::new(AuditKind::OutputReviewed, caller.as_str(), detail);
+            let ev = Event::new(AuditKind::OutputReviewed, Actor::stakeholder(&caller), detail);
             self.audit(tx, ev.for_job(job.id, &job.manifest))?;
             Ok(Ok(job))
         })?;
         match outcome {
             Ok(job) => self.job(caller, &job.id.to_string()),
-            Err(e) => Err(self.refused(caller.as_str(), Some(&job), e)),
+            Err(e) => Err(self.refused(&Actor::stakeholder(caller), Some(&job), e)),
         }
     }
 
     fn wrap_outputs_to_receivers(&self, tx: &mut dyn Tx, job: &mut JobRecord) -> Result<(), TrustError> {
         for o in &job.outputs {
             let Some(wrapped) = &o.wrapped_key else { continue };
-            let key = perun_seal::wrap::unwrap(&wrapped.0, self.keys.wrap.identity())?;
+            // Checked at finish, and again here: a key edited into the stored job from
+            // another job's record names that job.
+            let key = perun_seal::wrap::unwrap(&wrapped.0, self.keys.wrap.identity(), &WrapContext::output_key(&job.id, &o.name))?;
             for r in &job.manifest.receivers {
                 let s: StakeholderRecord =
                     tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
                 let recipient = perun_seal::keys::parse_recipient(&s.identity.age_recipient)?;
-                let to_receiver = perun_seal::wrap::wrap(&key, &recipient)?;
+                let context = WrapContext::output_for_receiver(&job.id, &o.name, r);
+                let to_receiver = perun_seal::wrap::wrap(&key, &recipient, &context)?;
                 job.output_keys.insert(format!("{r}/{}", o.name), perun_core::HexBytes(to_receiver));
             }
         }

@@ -3,14 +3,18 @@
 
 use perun_attest::JobPolicy;
 use perun_core::{verify_digest, AssetKind, Name, Role};
+use perun_seal::wrap::WrapContext;
 use perun_seal::AssetKey;
 
 use super::Trust;
-use crate::audit::{self, AuditKind, AuditRecord, Event};
+use crate::audit::{self, Actor, AuditKind, AuditRecord, Event};
 use crate::auth::{request_digest, SignedHeaders, MAX_SKEW_S, REQUEST_CONTEXT};
-use crate::records::{AssetRecord, PolicyRecord, RequestNonceRecord, StakeholderRecord};
-use crate::store::{Store, Table, TxExt as _};
-use crate::wire::{AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, ServiceInfo};
+use crate::records::{ApplicationRecord, AssetRecord, PolicyQuota, PolicyRecord, RequestNonceRecord, StakeholderRecord};
+use crate::store::{Store, Table, Tx, TxExt as _};
+use crate::wire::{
+    Application, AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, Registration, RegistrationStatus,
+    ServiceInfo,
+};
 use crate::TrustError;
 
 /// A request as the HTTP layer hands it over for authentication.
@@ -26,6 +30,15 @@ pub struct RequestParts<'a> {
 
 /// The most policies one provider may publish.
 pub const MAX_POLICIES_PER_PROVIDER: usize = 64;
+
+/// The most policy bytes (JSON) one provider may keep here, in all.
+pub const MAX_POLICY_BYTES_PER_PROVIDER: u64 = 32 << 20;
+
+/// Seconds a registration awaits admission before it expires (7 days).
+pub const APPLICATION_VALID_S: u64 = 7 * 86_400;
+
+/// Registrations that may await admission at once.
+pub const MAX_APPLICATIONS: usize = 1000;
 
 impl<S: Store> Trust<S> {
     /// Who the service is.
@@ -73,6 +86,16 @@ impl<S: Store> Trust<S> {
     /// Authenticates a signed stakeholder request; returns the stakeholder.
     pub fn authenticate(&self, sh: &SignedHeaders, req: RequestParts<'_>) -> Result<StakeholderRecord, TrustError> {
         let who: Option<StakeholderRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
+        let who = match who {
+            Some(w) => Some(w),
+            None => {
+                let pending: Option<ApplicationRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
+                if pending.is_some() {
+                    return Err(TrustError::Unauthenticated(self.pending_message(&sh.identity)));
+                }
+                None
+            }
+        };
         let who = who.ok_or_else(|| {
             TrustError::Unauthenticated(format!(
                 "`{}` is not registered here: run `perun id register {} --role ROLE` first (data-owner, model-owner, provider, receiver)",
@@ -84,20 +107,36 @@ impl<S: Store> Trust<S> {
         Ok(who)
     }
 
-    /// Registers a stakeholder; the request must be signed by the key it registers.
+    /// Registers a stakeholder; the request must be signed by the key it registers, from
+    /// `peer` (the caller's address: registrations are rate-limited per caller).
+    ///
+    /// With [`TrustConfig::open_registration`] (development) it is a member at once.
+    /// Otherwise it becomes an application ([`RegistrationStatus::Pending`]) that the
+    /// operator admits ([`Self::admit`]) or a quorum of members votes in
+    /// ([`Self::vote_admission`]); until then it authenticates nothing. Applications
+    /// expire after [`APPLICATION_VALID_S`], and at most [`MAX_APPLICATIONS`] wait at once.
     pub fn register_stakeholder(
         &self,
+        peer: Option<std::net::IpAddr>,
         sh: &SignedHeaders,
         req: RequestParts<'_>,
         body: RegisterStakeholder,
-    ) -> Result<(), TrustError> {
-        // Anyone may register (the signature is by the key registered): registrations
-        // are rate-limited so that none can fill the store and every party's audit view.
-        if self.registrations.check().is_err() {
-            return Err(TrustError::TooManyRequests("too many registrations: try again in a minute".into()));
+    ) -> Result<Registration, TrustError> {
+        // Anyone may apply (the signature is by the key registered): applications are
+        // rate-limited per caller so that none can fill the store, and no caller can
+        // spend another's share.
+        let caller = peer.map_or_else(|| "unknown peer".to_owned(), |ip| ip.to_string());
+        if self.registrations.check_key(&caller).is_err() {
+            return Err(TrustError::TooManyRequests("too many registrations from your address: try again in a minute".into()));
         }
         let id = body.identity;
         id.check().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        if Actor::RESERVED.contains(&id.name.as_str()) {
+            return Err(TrustError::BadRequest(format!(
+                "the name `{}` is reserved (it names the service's own actors in the audit log): choose another",
+                id.name
+            )));
+        }
         if body.roles.is_empty() {
             return Err(TrustError::BadRequest(
                 "a registration declares at least one role: data-owner, model-owner, provider, receiver".into(),
@@ -110,10 +149,15 @@ impl<S: Store> Trust<S> {
         let key = id.verifying_key().map_err(|e| TrustError::BadRequest(e.to_string()))?;
         self.check_signed(sh, req, &key)?;
         let now = self.now();
+        let admitted = |name: &Name| Registration {
+            name: name.clone(),
+            status: RegistrationStatus::Admitted,
+            message: format!("`{name}` is registered"),
+        };
         self.store.write(|tx| {
             if let Some(existing) = tx.get::<StakeholderRecord>(id.name.as_str())? {
                 if existing.identity == id && existing.roles == roles {
-                    return Ok(());
+                    return Ok(admitted(&id.name));
                 }
                 if existing.identity == id {
                     return Err(TrustError::Conflict(format!(
@@ -124,11 +168,147 @@ impl<S: Store> Trust<S> {
                 }
                 return Err(TrustError::Conflict(format!("the name `{}` is taken by another key", id.name)));
             }
-            let detail = format!("{} as {}", id.fingerprint(), role_list(&roles));
-            tx.put(&StakeholderRecord { identity: id.clone(), registered_at: now, roles })?;
-            let mut e = Event::new(AuditKind::StakeholderRegistered, id.name.as_str(), detail);
-            e.parties = vec![id.name.clone()];
-            self.audit(tx, e)
+            if self.config.open_registration {
+                let detail = format!("{} as {} (open registration: development)", id.fingerprint(), role_list(&roles));
+                tx.put(&StakeholderRecord { identity: id.clone(), registered_at: now, roles })?;
+                let mut e = Event::new(AuditKind::StakeholderRegistered, Actor::stakeholder(&id.name), detail);
+                e.parties = vec![id.name.clone()];
+                self.audit(tx, e)?;
+                return Ok(admitted(&id.name));
+            }
+            if let Some(pending) = tx.get::<ApplicationRecord>(id.name.as_str())? {
+                if pending.identity != id || pending.roles != roles {
+                    return Err(TrustError::Conflict(format!(
+                        "the name `{}` has a pending registration with another key or other roles",
+                        id.name
+                    )));
+                }
+            } else {
+                if tx.list_raw(Table::Applications, "")?.len() >= MAX_APPLICATIONS {
+                    return Err(TrustError::TooManyRequests(format!(
+                        "{MAX_APPLICATIONS} registrations already await admission: ask the operator to admit or \
+                         wait for them to expire"
+                    )));
+                }
+                let rec = ApplicationRecord { identity: id.clone(), roles, applied_at: now, votes: Default::default() };
+                tx.insert(&rec, Some(now.saturating_add(APPLICATION_VALID_S)))?;
+            }
+            Ok(Registration {
+                name: id.name.clone(),
+                status: RegistrationStatus::Pending,
+                message: self.pending_message(&id.name),
+            })
+        })
+    }
+
+    /// What a pending registration is told: who admits it, and how.
+    fn pending_message(&self, name: &Name) -> String {
+        let members = match self.config.admission_quorum {
+            0 => String::new(),
+            1 => " or one member (`perun id admit NAME --as MEMBER`)".to_owned(),
+            n => format!(" or {n} members (`perun id admit NAME --as MEMBER`)"),
+        };
+        format!(
+            "`{name}` awaits admission: the service's operator admits it (`perun serve --admit {name}`){members}; \
+             it expires unadmitted after {} days",
+            APPLICATION_VALID_S / 86_400
+        )
+    }
+
+    /// The registrations awaiting admission, oldest first.
+    pub fn applications(&self) -> Result<Vec<Application>, TrustError> {
+        let mut all: Vec<ApplicationRecord> = self.store.read(|tx| tx.list_readable(""))?;
+        let now = self.now();
+        all.retain(|a| a.applied_at.saturating_add(APPLICATION_VALID_S) > now);
+        all.sort_by_key(|a| a.applied_at);
+        Ok(all
+            .into_iter()
+            .map(|a| Application {
+                identity: a.identity,
+                roles: a.roles,
+                applied_at: a.applied_at,
+                votes: a.votes,
+                quorum: self.config.admission_quorum,
+            })
+            .collect())
+    }
+
+    /// The operator admits pending registration `name` (it acts on the store: whoever runs
+    /// the service is trusted with who joins it). Audited with [`Actor::Operator`].
+    ///
+    /// Errors: [`TrustError::NotFound`] when no registration of that name awaits.
+    pub fn admit(&self, name: &Name) -> Result<Registration, TrustError> {
+        self.store.write(|tx| self.admit_in(tx, name, Actor::Operator, "admitted by the operator".into()))
+    }
+
+    /// Member `voter` votes to admit pending registration `name`; with
+    /// [`TrustConfig::admission_quorum`] votes it is admitted.
+    ///
+    /// Errors: [`TrustError::Forbidden`] where members do not admit (quorum 0);
+    /// [`TrustError::NotFound`] when no registration of that name awaits.
+    pub fn vote_admission(&self, voter: &Name, name: &str) -> Result<Registration, TrustError> {
+        let quorum = self.config.admission_quorum;
+        if quorum == 0 {
+            return Err(TrustError::Forbidden(
+                "members do not admit here: the service's operator does (`perun serve --admit NAME`)".into(),
+            ));
+        }
+        let name = Name::new(name).map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        self.store.write(|tx| {
+            let mut app: ApplicationRecord = tx
+                .get(name.as_str())?
+                .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))?;
+            app.votes.insert(voter.clone());
+            let votes = app.votes.len();
+            if votes >= quorum as usize {
+                let who: Vec<&str> = app.votes.iter().map(Name::as_str).collect();
+                return self.admit_in(tx, &name, Actor::stakeholder(voter), format!("admitted by {}", who.join(", ")));
+            }
+            let expires = app.applied_at.saturating_add(APPLICATION_VALID_S);
+            tx.put_raw(
+                Table::Applications,
+                name.as_str(),
+                &serde_json::to_vec(&app).map_err(|e| TrustError::Store(e.to_string()))?,
+                Some(expires),
+            )?;
+            let mut e = Event::new(
+                AuditKind::AdmissionVoted,
+                Actor::stakeholder(voter),
+                format!("{voter} voted to admit {name} as {} ({votes} of {quorum})", role_list(&app.roles)),
+            );
+            e.parties = app.votes.iter().cloned().collect();
+            self.audit(tx, e)?;
+            Ok(Registration {
+                name: name.clone(),
+                status: RegistrationStatus::Pending,
+                message: format!("{votes} of {quorum} votes to admit `{name}`"),
+            })
+        })
+    }
+
+    /// Moves application `name` into the members inside `tx`, audited.
+    fn admit_in(&self, tx: &mut dyn Tx, name: &Name, actor: Actor, how: String) -> Result<Registration, TrustError> {
+        let app: ApplicationRecord = tx
+            .get(name.as_str())?
+            .filter(|a: &ApplicationRecord| a.applied_at.saturating_add(APPLICATION_VALID_S) > self.now())
+            .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))?;
+        if tx.get::<StakeholderRecord>(name.as_str())?.is_some() {
+            return Err(TrustError::Conflict(format!("`{name}` is a member already")));
+        }
+        let detail = format!("{} as {}: {how}", app.identity.fingerprint(), role_list(&app.roles));
+        let mut parties: Vec<Name> = app.votes.iter().cloned().collect();
+        parties.push(name.clone());
+        tx.put(&StakeholderRecord { identity: app.identity, registered_at: self.now(), roles: app.roles })?;
+        tx.delete(Table::Applications, name.as_str())?;
+        let mut e = Event::new(AuditKind::StakeholderRegistered, actor, detail);
+        parties.sort();
+        parties.dedup();
+        e.parties = parties;
+        self.audit(tx, e)?;
+        Ok(Registration {
+            name: name.clone(),
+            status: RegistrationStatus::Admitted,
+            message: format!("`{name}` is admitted"),
         })
     }
 
@@ -141,7 +321,13 @@ impl<S: Store> Trust<S> {
                 "{action} is for a {role}; `{who}` registered as {}",
                 role_list(&r.roles)
             ))),
-            None => Err(TrustError::Unauthenticated(format!("`{who}` is not registered"))),
+            None => {
+                let pending: Option<ApplicationRecord> = self.store.read(|tx| tx.get(who.as_str()))?;
+                Err(TrustError::Unauthenticated(match pending {
+                    Some(_) => self.pending_message(who),
+                    None => format!("`{who}` is not registered"),
+                }))
+            }
         }
     }
 
@@ -155,9 +341,13 @@ impl<S: Store> Trust<S> {
         if body.location.trim().is_empty() || body.location.len() > 2048 || body.location.contains(['\n', '\r']) {
             return Err(TrustError::BadRequest("location must be a path or URL of at most 2048 characters".into()));
         }
-        let key = perun_seal::wrap::unwrap(&body.wrapped_key, self.keys.wrap.identity()).map_err(|e| {
+        // The key must have been wrapped by this owner for this asset: a wrapped key
+        // lifted from another registration names another owner, asset or content.
+        let context = WrapContext::asset_key(owner, &body.name, body.kind, &body.content_digest);
+        let key = perun_seal::wrap::unwrap(&body.wrapped_key, self.keys.wrap.identity(), &context).map_err(|e| {
             TrustError::BadRequest(format!(
-                "the wrapped key does not open with the service key ({e}): wrap it to the service's wrap_recipient"
+                "the wrapped key does not open with the service key for this registration ({e}): wrap it to the \
+                 service's wrap_recipient, bound to this owner and asset (perun_seal::wrap::WrapContext::asset_key)"
             ))
         })?;
         let text =
@@ -187,7 +377,7 @@ impl<S: Store> Trust<S> {
             tx.put(&record)?;
             let mut e = Event::new(
                 AuditKind::AssetRegistered,
-                owner.as_str(),
+                Actor::stakeholder(owner),
                 format!("{} {} ({})", record.kind.as_str(), record.name, record.content_digest),
             );
             e.assets = vec![record.name.clone()];
@@ -210,7 +400,7 @@ impl<S: Store> Trust<S> {
 
     /// The caller's assets.
     pub fn assets_of(&self, caller: &Name) -> Result<Vec<AssetInfo>, TrustError> {
-        let all: Vec<AssetRecord> = self.store.read(|tx| tx.list(""))?;
+        let all: Vec<AssetRecord> = self.store.read(|tx| tx.list_readable(""))?;
         Ok(all.iter().filter(|a| &a.owner == caller).map(asset_info).collect())
     }
 
@@ -234,24 +424,43 @@ impl<S: Store> Trust<S> {
             if tx.get::<PolicyRecord>(&digest.to_string())?.is_some() {
                 return Ok(());
             }
-            // Only each record's owner is read, not the policies (up to 16 MiB each).
-            #[derive(serde::Deserialize)]
-            struct Owner {
-                owner: Name,
-            }
-            let mut published = 0;
-            for raw in tx.list_raw(Table::Policies, "")? {
-                let o: Owner = serde_json::from_slice(&raw).map_err(|e| TrustError::Store(e.to_string()))?;
-                published += usize::from(&o.owner == owner);
-            }
-            if published >= MAX_POLICIES_PER_PROVIDER {
+            let mut quota = match tx.get::<PolicyQuota>(&format!("policy-quota/{owner}"))? {
+                Some(q) => q,
+                // Published before quotas were kept: counted once, then kept.
+                None => {
+                    #[derive(serde::Deserialize)]
+                    struct Owner {
+                        owner: Name,
+                    }
+                    let mut q = PolicyQuota { owner: owner.clone(), policies: 0, bytes: 0 };
+                    for raw in tx.list_raw(Table::Policies, "")? {
+                        let o: Owner = serde_json::from_slice(&raw).map_err(|e| TrustError::Store(e.to_string()))?;
+                        if &o.owner == owner {
+                            q.policies = q.policies.saturating_add(1);
+                            q.bytes = q.bytes.saturating_add(raw.len() as u64);
+                        }
+                    }
+                    q
+                }
+            };
+            let size = serde_json::to_vec(&record).map(|v| v.len() as u64).unwrap_or(u64::MAX);
+            if quota.policies >= MAX_POLICIES_PER_PROVIDER as u64
+                || quota.bytes.saturating_add(size) > MAX_POLICY_BYTES_PER_PROVIDER
+            {
                 return Err(TrustError::Conflict(format!(
-                    "`{owner}` has published {published} policies, the most one provider may keep here"
+                    "`{owner}` has published {} policies ({} KiB), the most one provider may keep here is \
+                     {MAX_POLICIES_PER_PROVIDER} in {} MiB",
+                    quota.policies,
+                    quota.bytes / 1024,
+                    MAX_POLICY_BYTES_PER_PROVIDER >> 20
                 )));
             }
+            quota.policies = quota.policies.saturating_add(1);
+            quota.bytes = quota.bytes.saturating_add(size);
+            tx.put(&quota)?;
             tx.put(&record)?;
             let mut e =
-                Event::new(AuditKind::PolicyAdded, owner.as_str(), format!("{} ({digest})", record.policy.name()));
+                Event::new(AuditKind::PolicyAdded, Actor::stakeholder(&owner), format!("{} ({digest})", record.policy.name()));
             e.parties = vec![owner.clone()];
             self.audit(tx, e)
         })?;

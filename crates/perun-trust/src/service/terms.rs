@@ -10,7 +10,7 @@ use perun_core::terms::TERMS_CONTEXT;
 use perun_core::{verify_digest, AssetKind, AssetTerms, JobManifest, Name, SignedTerms};
 
 use super::Trust;
-use crate::audit::{AuditKind, Event};
+use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{AssetRecord, JobRecord, StakeholderRecord};
 use crate::store::{Store, Tx, TxExt as _};
 use crate::TrustError;
@@ -112,7 +112,7 @@ impl<S: Store> Trust<S> {
                 .unwrap_or_default();
             let max = terms.max_jobs.map(|m| format!(" of at most {m}")).unwrap_or_default();
             let detail = format!("asset {}: job {} used it ({}{max} jobs){budget}", rec.name, job.id, rec.usage.jobs);
-            let mut ev = Event::new(AuditKind::LedgerCharged, "service", detail).for_job(job.id, &job.manifest);
+            let mut ev = Event::new(AuditKind::LedgerCharged, Actor::Service, detail).for_job(job.id, &job.manifest);
             ev.assets = vec![rec.name.clone()];
             self.audit(tx, ev)?;
         }

@@ -15,11 +15,12 @@ use perun_attest::AttestError;
 use perun_attest::JobPolicy;
 use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
 use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
+use perun_seal::wrap::WrapContext;
 use zeroize::Zeroizing;
 
 use super::jobs::{job_in, policy_in};
 use super::{worker_actor, Trust};
-use crate::audit::{AuditKind, Event};
+use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{
     AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, ReleaseRecord, SessionRecord, StakeholderRecord,
     WorkerRecord, WorkerState,
@@ -109,7 +110,7 @@ impl<S: Store> Trust<S> {
             tx.put(&record)?;
             let mut e = Event::new(
                 AuditKind::WorkerEnrolled,
-                by.as_str(),
+                Actor::stakeholder(by),
                 format!("worker {name} EK {ek_digest} certified by {}", issuer_of(&record)),
             );
             e.parties = vec![by.clone()];
@@ -134,7 +135,7 @@ impl<S: Store> Trust<S> {
                     self.end_job(tx, &mut job, JobState::Revoked, format!("worker {name} was de-enrolled by {by}"))?;
                 }
             }
-            let mut e = Event::new(AuditKind::WorkerEnrolled, by.as_str(), format!("worker {name} de-enrolled"));
+            let mut e = Event::new(AuditKind::WorkerEnrolled, Actor::stakeholder(&by), format!("worker {name} de-enrolled"));
             e.parties = vec![by.clone()];
             self.audit(tx, e)?;
             Ok(worker_info(&w))
@@ -218,7 +219,7 @@ impl<S: Store> Trust<S> {
                     format!("worker {name} proved a new AK while it ran the job: the job's keys stay with the old one");
                 self.end_job(tx, &mut job, JobState::Revoked, reason)?;
             }
-            let mut e = Event::new(AuditKind::WorkerActivated, actor.as_str(), "AK proven by credential activation");
+            let mut e = Event::new(AuditKind::WorkerActivated, actor.clone(), "AK proven by credential activation");
             e.parties = vec![current.enrolled_by.clone()];
             self.audit(tx, e)
         })
@@ -269,7 +270,7 @@ impl<S: Store> Trust<S> {
         }
         let now = self.now();
         let all: Vec<(JobRecord, Option<PolicyRecord>)> = self.store.read(|tx| {
-            let jobs: Vec<JobRecord> = tx.list("")?;
+            let jobs: Vec<JobRecord> = tx.list_readable("")?;
             let mut out = Vec::new();
             for j in jobs {
                 if j.state == JobState::Ready
@@ -386,7 +387,7 @@ impl<S: Store> Trust<S> {
         job.worker = Some(worker.clone());
         job.claimed_at = Some(self.now());
         tx.put(job)?;
-        let e = Event::new(AuditKind::JobClaimed, worker_actor(worker).as_str(), format!("claimed by {worker}"));
+        let e = Event::new(AuditKind::JobClaimed, worker_actor(worker), format!("claimed by {worker}"));
         self.audit(tx, e.for_job(job.id, &job.manifest))?;
         Ok(Claimed {
             job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
@@ -520,7 +521,7 @@ impl<S: Store> Trust<S> {
     /// How a refused attestation answers: a revoked job's refusal is already audited.
     pub(super) fn attestation_refused(
         &self,
-        actor: &str,
+        actor: &Actor,
         job: &JobRecord,
         worker: &WorkerRecord,
         e: TrustError,
@@ -587,7 +588,7 @@ impl<S: Store> Trust<S> {
         req: &Attest,
         appraisal: TpmAppraisal,
     ) -> Result<Result<(AttestationResult, usize), TrustError>, TrustError> {
-        if let Err(e) = self.spend_nonce(tx, &req.nonce, job, &worker.name)? {
+        if let Err(e) = self.spend_nonce(tx, &req.nonce, job, &worker.name, true)? {
             return Ok(Err(e));
         }
         if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
@@ -627,12 +628,12 @@ impl<S: Store> Trust<S> {
         &self,
         tx: &mut dyn Tx,
         job: &mut JobRecord,
-        actor: &str,
+        actor: &Actor,
         result: &AttestationResult,
         revoke: bool,
     ) -> Result<Result<(), TrustError>, TrustError> {
         let kind = if result.accepted() { AuditKind::AttestationAccepted } else { AuditKind::AttestationRefused };
-        let ev = Event::new(kind, actor, result.describe());
+        let ev = Event::new(kind, actor.clone(), result.describe());
         self.audit(tx, ev.for_job(job.id, &job.manifest))?;
         if !result.accepted() {
             self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
@@ -659,13 +660,17 @@ impl<S: Store> Trust<S> {
 
     /// Spends an attestation nonce inside `tx`: it must have been issued by this service,
     /// to `worker`, for `job`, recently, and never used; it is spent whatever the verdict.
-    /// The inner error (audited) refuses the evidence.
+    /// The inner error refuses the evidence; it is audited here under the worker's name
+    /// when `authenticated` (the caller proved it is that worker), and left to the caller's
+    /// rate-limited anonymous refusal otherwise (a name an anonymous sender chose is
+    /// never an audit actor).
     pub(super) fn spend_nonce(
         &self,
         tx: &mut dyn Tx,
         nonce: &str,
         job: &JobRecord,
         worker: &Name,
+        authenticated: bool,
     ) -> Result<Result<(), TrustError>, TrustError> {
         let valid = self.config.nonce_valid_s;
         let fresh = match self.nonces.check(nonce, &job.id, worker, self.now(), valid) {
@@ -691,8 +696,10 @@ impl<S: Store> Trust<S> {
             Ok(()) => Ok(()),
             Err(why) => {
                 let e = TrustError::Refused { reason: why, failures: Vec::new() };
-                let ev = Event::new(AuditKind::AttestationRefused, worker_actor(worker).as_str(), e.to_string());
-                self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                if authenticated {
+                    let ev = Event::new(AuditKind::AttestationRefused, worker_actor(worker), e.to_string());
+                    self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+                }
                 Err(e)
             }
         })
@@ -726,7 +733,10 @@ impl<S: Store> Trust<S> {
         for a in job.manifest.assets() {
             let rec: AssetRecord =
                 tx.get(a.asset.as_str())?.ok_or_else(|| TrustError::Store(format!("asset {} vanished", a.asset)))?;
-            let key = perun_seal::wrap::unwrap(&rec.wrapped_key, self.keys.wrap.identity())?;
+            // The stored key must be the one this asset's owner registered: a key moved
+            // between asset records in the store names another asset and is refused.
+            let context = WrapContext::asset_key(&rec.owner, &rec.name, rec.kind, &rec.content_digest);
+            let key = perun_seal::wrap::unwrap(&rec.wrapped_key, self.keys.wrap.identity(), &context)?;
             let sealed = seal_to(ephemeral_key, &release_info(&job.id, a.asset.as_str()), &key)?;
             tx.put(&ReleaseRecord {
                 job: job.id,
@@ -736,7 +746,7 @@ impl<S: Store> Trust<S> {
                 at: self.now(),
             })?;
             let detail = format!("key of {} sealed to {worker}'s attested key {}", a.asset, hex::encode(ephemeral_key));
-            let mut ev = Event::new(AuditKind::KeyReleased, "service", detail).for_job(job.id, &job.manifest);
+            let mut ev = Event::new(AuditKind::KeyReleased, Actor::Service, detail).for_job(job.id, &job.manifest);
             ev.assets = vec![a.asset.clone()];
             self.audit(tx, ev)?;
             keys.push(ReleasedKey { asset: a.asset.clone(), sealed });

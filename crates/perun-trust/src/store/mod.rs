@@ -42,11 +42,13 @@ pub enum Table {
     Metrics,
     /// Facts about the service itself (its identity), by name.
     Service,
+    /// Registrations awaiting admission, by name (they expire).
+    Applications,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Stakeholders,
         Table::Assets,
         Table::Policies,
@@ -58,6 +60,7 @@ impl Table {
         Table::Releases,
         Table::Metrics,
         Table::Service,
+        Table::Applications,
     ];
 
     /// The table's name in SQL.
@@ -74,6 +77,7 @@ impl Table {
             Table::Releases => "releases",
             Table::Metrics => "metrics",
             Table::Service => "service",
+            Table::Applications => "applications",
         }
     }
 }
@@ -89,6 +93,8 @@ pub trait Tx {
     fn insert_raw(&mut self, table: Table, key: &str, body: &[u8], expires: Option<u64>) -> Result<bool, TrustError>;
     /// Every record whose key starts with `prefix`, in key order.
     fn list_raw(&mut self, table: Table, prefix: &str) -> Result<Vec<Vec<u8>>, TrustError>;
+    /// Removes the record at `key`, if any; returns whether there was one.
+    fn delete(&mut self, table: Table, key: &str) -> Result<bool, TrustError>;
     /// Removes the records that expired before `now`; returns how many.
     fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError>;
     /// The last audit record's sequence number and chain hash.
@@ -142,6 +148,21 @@ pub trait TxExt: Tx {
             .iter()
             .map(|b| serde_json::from_slice(b).map_err(|e| TrustError::Store(e.to_string())))
             .collect()
+    }
+    /// [`Self::list`] for views and scans over many parties' records (job lists, offers,
+    /// the deadline sweep): a record that does not read is logged and left out, so one
+    /// bad record never breaks every party's list. Decisions read their records with
+    /// [`Self::get`], which refuses an unreadable one.
+    fn list_readable<R: Record>(&mut self, prefix: &str) -> Result<Vec<R>, TrustError> {
+        let raw = self.list_raw(R::TABLE, prefix)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, b) in raw.iter().enumerate() {
+            match serde_json::from_slice(b) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::error!(table = R::TABLE.name(), index = i, error = %e, "unreadable record left out of a list"),
+            }
+        }
+        Ok(out)
     }
 }
 

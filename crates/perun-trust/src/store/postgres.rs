@@ -52,6 +52,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX request_nonces_expires ON request_nonces(expires);"#,
     // 2: the service's identity (replicas and restarts must hold the same keys).
     r#"CREATE TABLE service (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);"#,
+    // 3: registrations awaiting admission.
+    r#"CREATE TABLE applications (key TEXT COLLATE "C" PRIMARY KEY, body BYTEA NOT NULL, expires BIGINT);
+       CREATE INDEX applications_expires ON applications(expires);"#,
 ];
 
 /// Advisory lock keys (any 64-bit numbers; "perun" in ASCII, then 1 and 2).
@@ -460,6 +463,11 @@ impl Tx for PgTx<'_, '_> {
         let sql = format!("SELECT body FROM {} WHERE key >= $1 AND key < $2 ORDER BY key", table.name());
         let upper = format!("{prefix}\u{10FFFF}");
         self.rows(&sql, &[&prefix, &upper])?.iter().map(|r| r.try_get(0).map_err(TrustError::from)).collect()
+    }
+
+    fn delete(&mut self, table: Table, key: &str) -> Result<bool, TrustError> {
+        let sql = format!("DELETE FROM {} WHERE key = $1", table.name());
+        Ok(self.exec(&sql, &[&key])? == 1)
     }
 
     fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError> {

@@ -28,6 +28,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX request_nonces_expires ON request_nonces(expires);",
     // 2: the service's identity (replicas and restarts must hold the same keys).
     "CREATE TABLE service (key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER);",
+    // 3: registrations awaiting admission.
+    "CREATE TABLE applications (key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER);
+     CREATE INDEX applications_expires ON applications(expires);",
 ];
 
 /// Read connections of a file store: WAL lets them read while the writer commits.
@@ -134,6 +137,11 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self.tx.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![prefix, upper], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delete(&mut self, table: Table, key: &str) -> Result<bool, TrustError> {
+        let sql = format!("DELETE FROM {} WHERE key = ?1", table.name());
+        Ok(self.tx.prepare_cached(&sql)?.execute(params![key])? == 1)
     }
 
     fn prune(&mut self, table: Table, now: u64) -> Result<usize, TrustError> {

@@ -299,18 +299,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     let info: JobInfo = model_owner.client.job(&job)?;
     let out = info.outputs.first().context("the job delivered no output")?;
     let sealed_bytes = std::fs::read(&out.location)?;
-    if Digest::of(&sealed_bytes) != out.sealed_digest {
-        bail!("the delivered model does not match the digest the service recorded");
-    }
-    let key: OutputKey = model_owner.client.output_key(&job, "model")?;
-    let key_text = perun_seal::wrap::unwrap(&key.wrapped_key, model_owner.keys.age_identity())?;
-    let output_key = perun_seal::AssetKey::parse(std::str::from_utf8(&key_text)?)?;
-    let (_, weights) = sealed::open_to_vec(
-        &sealed_bytes[..],
-        Some(sealed_bytes.len() as u64),
-        output_key.identity(),
-        Some(AssetKind::Output),
-    )?;
+    let weights = model_owner.stakeholder().open_output(&info, out, &sealed_bytes)?;
     let receipt_json = serde_json::to_vec(&receipt)?;
     let checked = super::outputs::verify_receipt(&receipt_json, &weights, &audit_key)?;
     println!(

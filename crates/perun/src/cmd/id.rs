@@ -25,6 +25,20 @@ pub enum IdCmd {
         #[arg(long = "role", required = true, value_delimiter = ',')]
         roles: Vec<perun_core::Role>,
     },
+    /// Vote, as a member, to admit a pending registration (where the service lets a
+    /// quorum of members admit; otherwise its operator admits with `perun serve --admit`).
+    Admit {
+        /// The pending registration's name.
+        name: Name,
+        #[command(flatten)]
+        who: crate::cmd::remote::As,
+    },
+    /// The registrations awaiting admission, with their keys' fingerprints: compare them
+    /// with the applicants' own (`perun id show NAME`) before you vote.
+    Applications {
+        #[command(flatten)]
+        who: crate::cmd::remote::As,
+    },
     /// Show an identity's public halves.
     Show {
         /// The stakeholder's name.
@@ -47,6 +61,8 @@ pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
         }
         IdCmd::Show { name, json } => show(&home.load_identity(&name)?, json),
         IdCmd::Register { name, roles } => crate::cmd::remote::register(home, &name, &roles),
+        IdCmd::Admit { name, who } => crate::cmd::remote::vote_admission(home, &name, &who),
+        IdCmd::Applications { who } => crate::cmd::remote::applications(home, &who),
     }
 }
 

@@ -110,7 +110,11 @@ impl LocalWorld {
             let keys = StakeholderKeys::generate(name.clone());
             keys.save(&home.identity_dir(&name))?;
             let me = Stakeholder::new(&anon, &keys);
-            me.register(&roles_for(n))?;
+            // The local world's service runs here, so this process is its operator: each
+            // registration waits for admission, and the operator admits it.
+            if me.register(&roles_for(n))?.status == perun_proto::wire::RegistrationStatus::Pending {
+                service.admit(&name)?;
+            }
             let client = me.into_client();
             parties.push(Party { keys, client });
         }

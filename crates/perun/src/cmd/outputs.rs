@@ -10,9 +10,8 @@ use clap::Subcommand;
 use perun_core::receipt::{Envelope, Statement};
 use perun_core::terms::TERMS_CONTEXT;
 use perun_core::{sign_digest, AssetTerms, Digest, JobMode, Name, PrivacyBudget, SignedTerms};
-use perun_proto::wire::{AssetInfo, JobInfo, OutputKey};
+use perun_proto::wire::{AssetInfo, JobInfo};
 use perun_proto::ReviewOutcome;
-use perun_seal::AssetKey;
 
 use perun_client::Stakeholder;
 
@@ -149,18 +148,8 @@ pub fn output(home: &Home, job: &Digest, out: &Path, who: &As) -> Result<()> {
     let info: JobInfo = c.job(job)?;
     let o = info.outputs.first().with_context(|| format!("job {job} has delivered no output"))?;
     let sealed = std::fs::read(&o.location).with_context(|| format!("reading {}", o.location))?;
-    if Digest::of(&sealed) != o.sealed_digest {
-        bail!("{} does not match the digest the service recorded for it", o.location);
-    }
     let keys = home.load_identity(&who.who)?;
-    let plain = if o.wrapped_key.is_some() {
-        let k: OutputKey = c.output_key(job, &o.name)?;
-        let text = perun_seal::wrap::unwrap(&k.wrapped_key, keys.age_identity())?;
-        let key = AssetKey::parse(std::str::from_utf8(&text).context("the output key is not text")?)?;
-        perun_seal::sealed::open_to_vec(&sealed[..], Some(sealed.len() as u64), key.identity(), None)?.1
-    } else {
-        perun_seal::sealed::open_to_vec(&sealed[..], Some(sealed.len() as u64), keys.age_identity(), None)?.1
-    };
+    let plain = Stakeholder::new(&c, &keys).open_output(&info, o, &sealed)?;
     perun_seal::fsutil::write_secret_file(out, &plain)?;
     println!("model of job {job} opened: {} bytes written to {} ({})", plain.len(), out.display(), Digest::of(&plain));
     Ok(())

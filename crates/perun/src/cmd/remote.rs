@@ -187,10 +187,51 @@ pub fn remote(cmd: RemoteCmd, home: &Home) -> Result<()> {
 /// Registers an identity with the service, with its roles.
 pub fn register(home: &Home, name: &Name, roles: &[Role]) -> Result<()> {
     let keys = home.load_identity(name)?;
-    Stakeholder::new(&client(home, None)?, &keys).register(roles)?;
+    let answer = Stakeholder::new(&client(home, None)?, &keys).register(roles)?;
     let roles: std::collections::BTreeSet<Role> = roles.iter().copied().collect();
     let shown: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    show!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint());
+    match answer.status {
+        RegistrationStatus::Admitted => {
+            show!("registered `{name}` as {} ({})", shown.join(", "), keys.public().fingerprint())
+        }
+        RegistrationStatus::Pending => {
+            show!("applied as `{name}` ({}) with roles {}", keys.public().fingerprint(), shown.join(", "));
+            show!("{}", answer.message);
+        }
+    }
+    Ok(())
+}
+
+/// `perun id admit`: a member's vote to admit a pending registration.
+pub fn vote_admission(home: &Home, name: &Name, who: &As) -> Result<()> {
+    let answer = client(home, Some(&who.who))?.vote_admission(name)?;
+    if who.json {
+        return print_json(&answer);
+    }
+    show!("{}", answer.message);
+    Ok(())
+}
+
+/// `perun id applications`: the registrations awaiting admission, as a member sees them.
+pub fn applications(home: &Home, who: &As) -> Result<()> {
+    let list = client(home, Some(&who.who))?.applications()?;
+    if who.json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        show!("no registration awaits admission");
+    }
+    for a in list {
+        let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
+        show!(
+            "{:<24} {} roles {} votes {}/{}",
+            a.identity.name.as_str(),
+            a.identity.fingerprint(),
+            roles.join(","),
+            a.votes.len(),
+            a.quorum
+        );
+    }
     Ok(())
 }
 

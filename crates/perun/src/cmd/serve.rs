@@ -65,6 +65,22 @@ pub struct ServeArgs {
     /// secret shown) and exit without starting.
     #[arg(long)]
     pub print_config: bool,
+    /// Development only: registrations take effect at once, without admission (off by
+    /// default: the operator admits each one with `--admit`, or a quorum of members).
+    #[arg(long, env = "PERUN_OPEN_REGISTRATION", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub open_registration: Option<bool>,
+    /// Members' votes (`perun id admit`) that admit a pending registration; 0 (the
+    /// default): only the operator admits.
+    #[arg(long)]
+    pub admission_quorum: Option<u32>,
+    /// As the operator, admit the pending registration NAME (on this service's store and
+    /// keys: the same --data, or --store and --keys) and exit. Compare its fingerprint
+    /// (`--applications`) with the one the applicant gave you first.
+    #[arg(long, value_name = "NAME")]
+    pub admit: Option<perun_core::Name>,
+    /// List the registrations awaiting admission (name, key fingerprint, roles) and exit.
+    #[arg(long)]
+    pub applications: bool,
 }
 
 /// The settings of `perun serve` as a file holds them: every key optional, none unknown.
@@ -89,6 +105,10 @@ pub struct ServeConfig {
     pub hosts: Option<Vec<String>>,
     /// See `--threads`.
     pub threads: Option<usize>,
+    /// See `--open-registration`.
+    pub open_registration: Option<bool>,
+    /// See `--admission-quorum`.
+    pub admission_quorum: Option<u32>,
     /// The release rule's clocks and the service's rate limits.
     pub limits: Option<Limits>,
 }
@@ -121,6 +141,8 @@ pub struct Settings {
     listen: SocketAddr,
     hosts: Vec<String>,
     threads: usize,
+    open_registration: bool,
+    admission_quorum: u32,
     #[serde(rename = "limits", serialize_with = "limits_of")]
     trust: TrustConfig,
 }
@@ -183,6 +205,8 @@ impl Settings {
                 10_000,
             )?,
             metrics_token: None,
+            open_registration: a.open_registration.or(file.open_registration).unwrap_or(false),
+            admission_quorum: within("admission_quorum", a.admission_quorum.or(file.admission_quorum).unwrap_or(0), 0, 64)?,
         };
         if let Ok(token) = std::env::var("PERUN_METRICS_TOKEN") {
             anyhow::ensure!(
@@ -204,6 +228,8 @@ impl Settings {
             listen: a.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
             hosts: if a.hosts.is_empty() { file.hosts.unwrap_or_default() } else { a.hosts.clone() },
             threads: within("threads", threads, 1, 256)?,
+            open_registration: trust.open_registration,
+            admission_quorum: trust.admission_quorum,
             trust,
         })
     }
@@ -217,6 +243,13 @@ impl Settings {
         let mut weaker = Vec::new();
         if self.store_plaintext {
             weaker.push("store_plaintext: the store is reached without TLS".to_owned());
+        }
+        if self.trust.open_registration {
+            weaker.push(
+                "open_registration: anyone who reaches the service becomes a member with the roles it asks for \
+                 (development only)"
+                    .to_owned(),
+            );
         }
         if self.trust.nonce_valid_s > d.nonce_valid_s {
             weaker.push(format!("limits.nonce_valid_s = {} (default {})", self.trust.nonce_valid_s, d.nonce_valid_s));
@@ -305,6 +338,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let trust = Arc::new(Trust::new(store, keys, Clock::System, a.trust));
     // Replicas on one database must be one service: refuse keys other than the store's.
     trust.bind_identity()?;
+    if let Some(name) = &args.admit {
+        let r = trust.admit(name)?;
+        println!("{}", r.message);
+        return Ok(());
+    }
+    if args.applications {
+        let list = trust.applications()?;
+        if list.is_empty() {
+            println!("no registration awaits admission");
+        }
+        for a in list {
+            let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
+            println!("{:<24} {} roles {}", a.identity.name.as_str(), a.identity.fingerprint(), roles.join(","));
+        }
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.threads.max(1))
         .enable_all()
