@@ -75,7 +75,7 @@ fn verified_chain(store: &impl Store, key: &ed25519_dalek::VerifyingKey) -> usiz
 #[test]
 fn two_replicas_given_the_same_attestation_at_once_release_its_keys_once() {
     let Some(p) = Pair::start() else { return };
-    let parties = Parties::register_admitted_by(&p.anon[0], |n| Ok(p.trust[1].admit(n).map(drop)?)).unwrap();
+    let parties = Parties::register_admitted_by(&p.anon[0], |n, fp| Ok(p.trust[1].admit(n, fp).map(drop)?)).unwrap();
     let infra = Parties::client_of(&p.anon[0], &parties.infra);
     let owner = Parties::client_of(&p.anon[0], &parties.owner);
     let approvers: Vec<_> = parties.approvers().into_iter().collect();
@@ -283,7 +283,7 @@ fn the_store_is_reached_over_verified_tls_and_a_server_with_another_ca_is_refuse
 #[test]
 fn a_missed_attestation_is_revoked_once_when_both_replicas_sweep_at_once() {
     let Some(p) = Pair::start_with(TrustConfig { attestation_grace_s: 0, ..TrustConfig::default() }) else { return };
-    let parties = Parties::register_admitted_by(&p.anon[0], |n| Ok(p.trust[1].admit(n).map(drop)?)).unwrap();
+    let parties = Parties::register_admitted_by(&p.anon[0], |n, fp| Ok(p.trust[1].admit(n, fp).map(drop)?)).unwrap();
     let infra = Parties::client_of(&p.anon[0], &parties.infra);
     let mut sim = SimWorker::enrol(&infra, &p.anon[1], Name::new("sleepy").unwrap(), &parties.ca).unwrap();
     let mut m = parties.manifest("sleepy job", sim.name());

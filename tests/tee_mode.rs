@@ -75,7 +75,7 @@ impl World {
             let c = w.client_of(p);
             let body = RegisterStakeholder { identity: p.public(), roles: roles.into_iter().collect() };
             c.call::<_, Registration>("POST", "/v1/stakeholders", Some(&body)).unwrap();
-            w._trust.admit(p.name()).unwrap();
+            w._trust.admit(p.name(), &p.public().fingerprint()).unwrap();
         }
         w
     }

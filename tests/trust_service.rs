@@ -92,7 +92,7 @@ impl World {
             let body = RegisterStakeholder { identity: p.public(), roles: roles_of(p.name().as_str()) };
             let r: Registration = c.call("POST", "/v1/stakeholders", Some(&body)).unwrap();
             assert_eq!(r.status, RegistrationStatus::Pending, "registration waits for admission by default");
-            w.trust.admit(p.name()).unwrap();
+            w.trust.admit(p.name(), &p.public().fingerprint()).unwrap();
         }
         let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
         for (owner, asset, kind) in [
@@ -911,7 +911,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let c = w.as_person(&other_provider);
     let reg = RegisterStakeholder { identity: other_provider.public(), roles: [Role::Provider].into() };
     c.call::<_, Registration>("POST", "/v1/stakeholders", Some(&reg)).unwrap();
-    w.trust.admit(other_provider.name()).unwrap();
+    w.trust.admit(other_provider.name(), &other_provider.public().fingerprint()).unwrap();
     let t3 = Swtpm::start().unwrap();
     let mut p3 = Platform::user_space(Tpm::connect(&t3.tcti(), KeyAlg::Rsa).unwrap()).unwrap();
     let _: WorkerInfo = c.call("POST", "/v1/workers", Some(&p3.enrolment(name("gpu-9")).unwrap())).unwrap();

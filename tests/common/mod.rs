@@ -48,11 +48,13 @@ impl Scratch {
     /// `trust/`, and admits it as that service's operator (`perun serve --admit`): until
     /// then it can do nothing.
     pub fn register_admitted(&self, who: &str, roles: &str) {
-        self.ok(&["id", "new", who]);
+        let made = self.ok(&["id", "new", who]);
+        let fingerprint = made.lines().find_map(|l| l.strip_prefix("fingerprint:")).unwrap().trim().to_owned();
         let applied = self.ok(&["id", "register", who, "--role", roles]);
         assert!(applied.contains("awaits admission"), "{applied}");
         let trust = self.path("trust");
-        let admitted = self.ok(&["serve", "--data", trust.to_str().unwrap(), "--admit", who]);
+        let admitted =
+            self.ok(&["serve", "--data", trust.to_str().unwrap(), "--admit", who, "--fingerprint", &fingerprint]);
         assert!(admitted.contains("is admitted"), "{admitted}");
     }
 

@@ -11,7 +11,7 @@
 use perun_core::receipt::Envelope;
 use perun_core::{Digest, Name};
 use perun_proto::wire::{
-    ActivateAk, Application, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed, CredentialChallenge,
+    ActivateAk, AdmitVote, Application, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed, CredentialChallenge,
     EnclaveAttested, EnclaveNonce, EnrolWorker, FailJob, FinishJob, JobInfo, JobMetrics, NonceIssued, OfferedJob,
     OutputKey, PolicyInfo, PresentAk, ProposeJob, RegisterAsset, RegisterStakeholder, Registration, ReportMetrics, ReviewOutput,
     RevokeJob, ServiceInfo, WorkerInfo,
@@ -37,9 +37,11 @@ impl Client {
         self.call("GET", "/v1/applications", NONE)
     }
 
-    /// `POST /v1/applications/{name}/admit`: this member's vote to admit `name`.
-    pub fn vote_admission(&self, name: &Name) -> Result<Registration, ClientError> {
-        self.call("POST", &format!("/v1/applications/{name}/admit"), NONE)
+    /// `POST /v1/applications/{name}/admit`: this member's vote to admit `name`, whose key
+    /// has `fingerprint` (as the voter checked it with the applicant).
+    pub fn vote_admission(&self, name: &Name, fingerprint: &str) -> Result<Registration, ClientError> {
+        let body = AdmitVote { fingerprint: fingerprint.to_owned() };
+        self.call("POST", &format!("/v1/applications/{name}/admit"), Some(&body))
     }
 
     /// `POST /v1/assets`: registers a sealed asset (descriptor, wrapped key, terms).

@@ -294,8 +294,9 @@ pub fn trust() -> Option<&'static Trust<SqliteStore>> {
             let raw = serde_json::to_vec(&body).ok()?;
             let path = "/v1/stakeholders";
             let sh = SignedHeaders::sign(&key, &name, &audience(), "POST", path, &raw, FIXED_NOW);
+            let fingerprint = body.identity.fingerprint();
             trust.register_stakeholder(None, &sh, RequestParts { method: "POST", path, body: &raw }, body).ok()?;
-            trust.admit(&name).ok()?;
+            trust.admit(&name, &fingerprint).ok()?;
             Some(trust)
         })
         .as_ref()

@@ -57,6 +57,16 @@ pub enum RegistrationStatus {
     Pending,
 }
 
+/// `POST /v1/applications/{name}/admit`, signed by a member: its vote, bound to the key
+/// it checked with the applicant (the fingerprint `perun id show` prints), so that a vote
+/// never admits a key its voter did not see.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmitVote {
+    /// The applicant's key fingerprint, as the voter checked it.
+    pub fingerprint: String,
+}
+
 /// A registration awaiting admission, as members and the operator see it
 /// (`GET /v1/applications`).
 #[derive(Clone, Debug, Serialize, Deserialize)]

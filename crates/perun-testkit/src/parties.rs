@@ -35,16 +35,17 @@ impl Parties {
     /// to the service), and the provider's policy, through `anon`'s connection, on a
     /// service that registers openly (`TrustConfig::open_registration`).
     pub fn register(anon: &Client) -> Result<Self, TestkitError> {
-        Self::register_admitted_by(anon, |name| {
+        Self::register_admitted_by(anon, |name, _| {
             Err(TestkitError::Setup(format!("`{name}` awaits admission: the service does not register openly")))
         })
     }
 
     /// [`Self::register`] on a service that admits each registration: `admit` is its
-    /// operator (for an in-process service, `|n| trust.admit(n)`).
+    /// operator, given the name and key fingerprint (for an in-process service,
+    /// `|n, fp| Ok(trust.admit(n, fp).map(drop)?)`).
     pub fn register_admitted_by(
         anon: &Client,
-        admit: impl Fn(&Name) -> Result<(), TestkitError>,
+        admit: impl Fn(&Name, &str) -> Result<(), TestkitError>,
     ) -> Result<Self, TestkitError> {
         let owner = StakeholderKeys::generate(Name::new("model-owner")?);
         let hospital = StakeholderKeys::generate(Name::new("hospital")?);
@@ -55,7 +56,7 @@ impl Parties {
             (&infra, &[Role::Provider]),
         ] {
             if Stakeholder::new(anon, k).register(roles)?.status == RegistrationStatus::Pending {
-                admit(k.name())?;
+                admit(k.name(), &k.public().fingerprint())?;
             }
         }
         for (k, asset, kind) in [(&owner, MODEL, AssetKind::Model), (&hospital, DATA, AssetKind::Dataset)] {

@@ -32,7 +32,7 @@ struct World {
 impl World {
     fn new() -> Self {
         let svc = InProcess::in_memory(perun_proto::unix_now()).unwrap();
-        let parties = Parties::register_admitted_by(&svc.anon, |n| Ok(svc.trust.admit(n).map(drop)?)).unwrap();
+        let parties = Parties::register_admitted_by(&svc.anon, |n, fp| Ok(svc.trust.admit(n, fp).map(drop)?)).unwrap();
         let owner = Parties::client_of(&svc.anon, &parties.owner);
         let hospital = Parties::client_of(&svc.anon, &parties.hospital);
         let infra = Parties::client_of(&svc.anon, &parties.infra);
@@ -285,15 +285,15 @@ fn a_registration_does_nothing_until_the_operator_admits_it() {
         assert!(matches!(&e, ClientError::Unauthenticated(m) if m.contains("awaits admission")), "{e}");
     }
     // Members do not admit where the quorum is 0 (the default): the operator does.
-    let e = w.owner.vote_admission(mallory.name()).unwrap_err();
+    let e = w.owner.vote_admission(mallory.name(), &mallory.public().fingerprint()).unwrap_err();
     assert!(matches!(e, ClientError::Forbidden(_)), "{e}");
     let pending = w.svc.trust.applications().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].identity.fingerprint(), mallory.public().fingerprint());
-    w.svc.trust.admit(mallory.name()).unwrap();
+    w.svc.trust.admit(mallory.name(), &mallory.public().fingerprint()).unwrap();
     me.publish_policy(policy).unwrap();
     assert!(w.svc.trust.applications().unwrap().is_empty());
-    let e = w.svc.trust.admit(mallory.name()).unwrap_err();
+    let e = w.svc.trust.admit(mallory.name(), &mallory.public().fingerprint()).unwrap_err();
     assert!(matches!(e, perun_trust::TrustError::NotFound(_)), "{e}");
 }
 
@@ -305,7 +305,7 @@ fn a_quorum_of_members_admits_where_the_service_says_so_and_open_registration_is
     let members: Vec<_> = ["a", "b"].iter().map(|n| keys(n)).collect();
     for k in &members {
         Stakeholder::new(&svc.anon, k).register(&[Role::DataOwner]).unwrap();
-        svc.trust.admit(k.name()).unwrap();
+        svc.trust.admit(k.name(), &k.public().fingerprint()).unwrap();
     }
     let newcomer = keys("newcomer");
     let other = keys("other");
@@ -313,16 +313,20 @@ fn a_quorum_of_members_admits_where_the_service_says_so_and_open_registration_is
         Stakeholder::new(&svc.anon, k).register(&[Role::DataOwner]).unwrap();
     }
     let client = |k: &perun_seal::StakeholderKeys| Parties::client_of(&svc.anon, k);
+    let fp = newcomer.public().fingerprint();
     // A pending registration cannot vote for another (or itself).
-    let e = client(&other).vote_admission(newcomer.name()).unwrap_err();
+    let e = client(&other).vote_admission(newcomer.name(), &fp).unwrap_err();
     assert!(matches!(e, ClientError::Unauthenticated(_)), "{e}");
-    let first = client(&members[0]).vote_admission(newcomer.name()).unwrap();
+    // A vote counts only for the key its voter checked.
+    let e = client(&members[0]).vote_admission(newcomer.name(), &other.public().fingerprint()).unwrap_err();
+    assert!(matches!(&e, ClientError::Conflict(m) if m.contains("not the key")), "{e}");
+    let first = client(&members[0]).vote_admission(newcomer.name(), &fp).unwrap();
     assert_eq!(first.status, RegistrationStatus::Pending);
-    // The same member voting twice is one vote.
-    let again = client(&members[0]).vote_admission(newcomer.name()).unwrap();
-    assert_eq!(again.status, RegistrationStatus::Pending);
+    // The same member voting twice is one vote, and is told so.
+    let e = client(&members[0]).vote_admission(newcomer.name(), &fp).unwrap_err();
+    assert!(matches!(&e, ClientError::Conflict(m) if m.contains("already")), "{e}");
     assert!(client(&newcomer).jobs().is_err());
-    let second = client(&members[1]).vote_admission(newcomer.name()).unwrap();
+    let second = client(&members[1]).vote_admission(newcomer.name(), &fp).unwrap();
     assert_eq!(second.status, RegistrationStatus::Admitted);
     client(&newcomer).jobs().unwrap();
     // The admission is in the audit log the voters and the newcomer see.
@@ -351,7 +355,7 @@ fn reserved_names_are_refused_and_the_service_records_concern_no_stranger() {
     assert!(w.released(&job));
     let stranger = keys("stranger");
     Stakeholder::new(&w.svc.anon, &stranger).register(&[Role::Receiver]).unwrap();
-    w.svc.trust.admit(stranger.name()).unwrap();
+    w.svc.trust.admit(stranger.name(), &stranger.public().fingerprint()).unwrap();
     let seen = Parties::client_of(&w.svc.anon, &stranger).audit().unwrap();
     let bodies: Vec<_> = seen.records.iter().filter_map(|v| v.body.as_ref()).collect();
     assert!(bodies.iter().all(|b| b.job.is_none()), "a stranger sees a job's records: {bodies:?}");
@@ -390,4 +394,45 @@ fn one_bad_job_breaks_no_list_and_a_provider_declines_a_job() {
     let info = w.infra.revoke(&job, &RevokeJob { reason: "we will not run this".into() }).unwrap();
     assert_eq!(info.state, perun_proto::JobState::Revoked);
     assert!(!w.released(&job));
+}
+
+/// From the attack on this change: one network cannot fill the admission queue; the
+/// operator admits only the key the applicant showed it (a squatter who applied first
+/// under the name is not admitted) and may reject an application; an identity whose
+/// recipient is no key is refused (it would fail every release to its jobs); a
+/// revocation's reason is an account, not a payload.
+#[test]
+fn the_admission_queue_holds_few_per_network_and_admits_only_the_checked_key() {
+    use perun_core::{PublicIdentity, Role};
+    use perun_proto::wire::RegisterStakeholder;
+    let w = World::new();
+    let (real, squatter) = (keys("carol"), keys("carol"));
+    Stakeholder::new(&w.svc.anon, &squatter).register(&[Role::Receiver]).unwrap();
+    let e = w.svc.trust.admit(real.name(), &real.public().fingerprint()).unwrap_err();
+    assert!(matches!(&e, perun_trust::TrustError::Conflict(m) if m.contains("not the key")), "{e}");
+    w.svc.trust.reject(squatter.name()).unwrap();
+    Stakeholder::new(&w.svc.anon, &real).register(&[Role::Receiver]).unwrap();
+    w.svc.trust.admit(real.name(), &real.public().fingerprint()).unwrap();
+
+    let dave = keys("dave");
+    let bad = PublicIdentity::new(dave.name().clone(), &dave.signing_key().verifying_key(), format!("age1{}", "b".repeat(58)));
+    let e = Parties::client_of(&w.svc.anon, &dave)
+        .register_stakeholder(&RegisterStakeholder { identity: bad, roles: [Role::Receiver].into() })
+        .unwrap_err();
+    assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("recipient")), "{e}");
+
+    let mut limited = 0;
+    for i in 0..20 {
+        match Stakeholder::new(&w.svc.anon, &keys(&format!("spam-{i}"))).register(&[Role::Provider]) {
+            Ok(_) => {}
+            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(limited >= 10, "{limited} of 20 registrations from one network were limited");
+    assert!(w.svc.trust.applications().unwrap().len() <= 10);
+
+    let job = w.approved_job();
+    let e = w.hospital.revoke(&job, &RevokeJob { reason: "x".repeat(10_000) }).unwrap_err();
+    assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("at most 512 bytes")), "{e}");
 }

@@ -286,7 +286,8 @@ handler!(applications, |t, r| {
 
 handler!(vote_admission, |t, r, name: String| {
     let who = r.stakeholder(t)?;
-    t.vote_admission(&who.identity.name, &name)
+    let vote: crate::wire::AdmitVote = parse(&r.body)?;
+    t.vote_admission(&who.identity.name, &name, &vote.fingerprint)
 });
 
 handler!(register_asset, |t, r| {

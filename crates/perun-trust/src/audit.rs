@@ -35,9 +35,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// An event with no job or assets.
+    /// An event with no job or assets. The detail is cut at [`MAX_DETAIL`] bytes: a record
+    /// holds an account, not whatever text a caller's request carried.
     pub fn new(kind: AuditKind, actor: Actor, detail: impl Into<String>) -> Self {
-        Self { kind, actor, job: None, assets: Vec::new(), parties: Vec::new(), detail: detail.into() }
+        let detail = clip(detail.into(), MAX_DETAIL);
+        Self { kind, actor, job: None, assets: Vec::new(), parties: Vec::new(), detail }
     }
 
     /// Names the job and every party and asset of its manifest.
@@ -53,6 +55,24 @@ impl Event {
         self.parties = parties;
         self
     }
+}
+
+/// The longest detail an audit record keeps, in bytes.
+pub const MAX_DETAIL: usize = 2048;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked where it was cut.
+pub(crate) fn clip(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    const MARK: &str = " [cut]";
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
 }
 
 /// Appends `event` to the chain inside `tx`, signed with `key`.
@@ -122,5 +142,15 @@ mod tests {
         let mut edited = views.clone();
         edited[0].body.as_mut().unwrap().detail = "nothing happened".into();
         assert_eq!(verify_chain(&edited, &key.verifying_key()), Err(AuditError::Edited { record: 1 }));
+    }
+
+    #[test]
+    fn details_are_cut_at_a_character_boundary() {
+        assert_eq!(clip("short".into(), 10), "short");
+        let long = "é".repeat(2000);
+        let cut = clip(long, MAX_DETAIL);
+        assert!(cut.len() <= MAX_DETAIL && cut.ends_with(" [cut]"), "{}", cut.len());
+        let e = Event::new(AuditKind::Refused, Actor::Anonymous, "m".repeat(2_000_000));
+        assert!(e.detail.len() <= MAX_DETAIL);
     }
 }

@@ -45,6 +45,10 @@ pub struct ApplicationRecord {
     /// Members that voted to admit it.
     #[serde(default)]
     pub votes: std::collections::BTreeSet<Name>,
+    /// The network prefix it applied from (`/24`, `/64`): each prefix may hold only a
+    /// few applications at once.
+    #[serde(default)]
+    pub from: String,
 }
 
 impl Record for ApplicationRecord {

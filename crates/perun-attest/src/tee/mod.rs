@@ -234,6 +234,15 @@ pub fn verifier(kind: TeeKind) -> Result<Box<dyn TeeVerifier>, AttestError> {
     }
 }
 
+/// `s`, at most `max` characters of it.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        format!("{}...", s.chars().take(max).collect::<String>())
+    }
+}
+
 fn failure(why: String) -> Failure {
     Failure { path: None, digest: None, why }
 }
@@ -247,6 +256,11 @@ pub fn appraise_tee(
     policy: &TeePolicy,
     now: u64,
 ) -> Result<TeeClaims, Vec<Failure>> {
+    // Sim evidence is software anyone can make: where the policy names no sim key it is
+    // refused before anything in it is read (or repeated in a failure).
+    if evidence.kind == TeeKind::Sim && policy.sim_keys.is_empty() {
+        return Err(vec![failure("evidence from the sim TEE (software): this policy names no sim key".into())]);
+    }
     let claims = verifier(evidence.kind)
         .and_then(|v| v.verify(evidence, now))
         .map_err(|e| vec![failure(format!("{:?} evidence does not verify: {e}", evidence.kind))])?;
@@ -269,7 +283,14 @@ pub fn appraise_tee(
             && a.measurements.iter().all(|(k, v)| claims.measurements.get(k).is_some_and(|m| m.eq_ignore_ascii_case(v)))
     };
     if !policy.allowed.iter().any(matches) {
-        let shown: Vec<String> = claims.measurements.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // Values as the evidence states them, each cut to what a measurement can be (SHA-512
+        // is 128 hex digits): a failure names what differs, not whatever a report carried.
+        let shown: Vec<String> = claims
+            .measurements
+            .iter()
+            .take(16)
+            .map(|(k, v)| format!("{}={}", cut(k, 32), cut(v, 128)))
+            .collect();
         failures.push(failure(format!("measurements not in the policy: {}", shown.join(", "))));
     }
     if claims.debug && !policy.allow_debug {
@@ -312,5 +333,38 @@ pub fn appraise_tee(
         Ok(claims)
     } else {
         Err(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim_policy(keys: BTreeSet<String>) -> TeePolicy {
+        TeePolicy {
+            name: "p".into(),
+            allowed: vec![AllowedTee { kind: Some(TeeKind::Sim), measurements: [("measurement".to_owned(), "ab".repeat(32))].into() }],
+            min_tcb: TcbLevel::UpToDate,
+            sim_keys: keys,
+            min_svn: Default::default(),
+            allow_debug: false,
+        }
+    }
+
+    /// Issue 31, 5: a report is no vehicle for text. Sim evidence to a policy that names
+    /// no sim key is refused before it is read; values a failure repeats are cut to what a
+    /// measurement can be.
+    #[test]
+    fn failures_repeat_no_more_of_a_report_than_a_measurement() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let huge = vec![0x4d; 1_000_000];
+        let ev = sim::make_evidence(&key, &huge, b"data").unwrap();
+        let refused = appraise_tee(&ev, b"data", &sim_policy(BTreeSet::new()), 0).unwrap_err();
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].why.contains("names no sim key") && refused[0].why.len() < 200, "{}", refused[0].why);
+        let named = sim_policy([hex::encode(key.verifying_key().as_bytes())].into());
+        let refused = appraise_tee(&ev, b"data", &named, 0).unwrap_err();
+        let text: usize = refused.iter().map(|f| f.why.len()).sum();
+        assert!(text < 2048, "{text} bytes of failures for a 1 MB measurement");
     }
 }

@@ -26,9 +26,8 @@ impl TeeVerifier for SnpVerifier {
 
     fn verify(&self, evidence: &TeeEvidence, _now: u64) -> Result<TeeClaims, AttestError> {
         let bad = |e: String| AttestError::Check(format!("SNP: {e}"));
-        let vcek_hex = evidence.collateral.get("vcek").and_then(|v| v.as_str()).unwrap_or_default();
-        let vcek = hex::decode(vcek_hex).map_err(|_| bad("the collateral lacks a hex `vcek` (DER)".into()))?;
-        let vcek = Certificate::from_der(&vcek).map_err(|e| bad(format!("VCEK: {e}")))?;
+        let vcek_der = vcek_der_of(evidence)?;
+        let vcek = Certificate::from_der(&vcek_der).map_err(|e| bad(format!("VCEK: {e}")))?;
         let version = evidence.report.get(..4).map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
         match version {
             Some(v) if SUPPORTED_VERSIONS.contains(&v) => {}
@@ -43,6 +42,19 @@ impl TeeVerifier for SnpVerifier {
             None => return Err(bad(format!("the report has {} bytes, too few for a version", evidence.report.len()))),
         }
         let report = AttestationReport::from_bytes(&evidence.report).map_err(|e| bad(format!("report: {e}")))?;
+        // SIGNING_KEY (AMD SEV-SNP ABI specification, ATTESTATION_REPORT, bits 4:2 of
+        // KEY_INFO): 0 VCEK, 1 VLEK, 7 none.
+        match report.key_info.signing_key() {
+            0 => {}
+            1 => {
+                return Err(bad("the report is signed by a VLEK (the cloud provider's versioned key, chained to \
+                                AMD's ASVK), not a VCEK: VLEK-signed reports are not supported yet; use a host \
+                                that signs reports with its VCEK"
+                    .into()))
+            }
+            7 => return Err(bad("the report is not signed (SIGNING_KEY says none)".into())),
+            k => return Err(bad(format!("the report names signing key {k}, which the ABI does not define"))),
+        }
         let mut verified = false;
         for (ark, ask) in [
             (builtin::milan::ark(), builtin::milan::ask()),
@@ -62,7 +74,7 @@ impl TeeVerifier for SnpVerifier {
         // A VCEK is one chip's key at one TCB: the report it signed must name that chip
         // and that TCB, or an old VCEK (of firmware since fixed) vouches for a report
         // claiming a newer TCB.
-        vcek_binding(&vcek_der_of(evidence)?, &report.chip_id, &report.reported_tcb).map_err(bad)?;
+        vcek_binding(&vcek_der, &report.chip_id, &report.reported_tcb).map_err(bad)?;
         let t = &report.reported_tcb;
         let status =
             format!("reported TCB bootloader {} tee {} snp {} microcode {}", t.bootloader, t.tee, t.snp, t.microcode);

@@ -14,6 +14,9 @@ use crate::wire::{JobInfo, JobMetrics};
 use perun_proto::OutputInfo;
 use crate::TrustError;
 
+/// Jobs one proposer may have proposed, ready or running at once.
+pub const MAX_OPEN_JOBS_PER_PROPOSER: usize = 1024;
+
 impl<S: Store> Trust<S> {
     /// Proposes a job. Every asset must be registered with the owner, kind and content
     /// digest the manifest names; the policy and receivers must exist.
@@ -34,6 +37,29 @@ impl<S: Store> Trust<S> {
         let job = self.store.write(|tx| {
             if tx.get::<JobRecord>(&id.to_string())?.is_some() {
                 return Err(TrustError::Conflict(format!("job {id} was already proposed")));
+            }
+            // One party cannot fill every other party's lists: its jobs that have not
+            // ended are bounded.
+            // Only two fields of each job are read, not its manifest.
+            #[derive(serde::Deserialize)]
+            struct Open {
+                proposer: Name,
+                state: JobState,
+            }
+            let mut open = 0usize;
+            for raw in tx.list_raw(crate::store::Table::Jobs, "")? {
+                if let Ok(j) = serde_json::from_slice::<Open>(&raw) {
+                    open += usize::from(
+                        &j.proposer == proposer
+                            && matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running),
+                    );
+                }
+            }
+            if open >= MAX_OPEN_JOBS_PER_PROPOSER {
+                return Err(TrustError::TooManyRequests(format!(
+                    "`{proposer}` has {open} jobs that have not ended, the most one proposer may have: revoke \
+                     the ones you no longer need"
+                )));
             }
             for a in manifest.assets() {
                 // One answer whether the asset is missing or registered otherwise: who
@@ -196,6 +222,12 @@ impl<S: Store> Trust<S> {
     /// Revokes a job at a party's request: its proposer, an asset owner, or the provider
     /// it names (a provider declines a job it will not run this way).
     pub fn revoke(&self, caller: &Name, job_id: &str, reason: &str) -> Result<JobInfo, TrustError> {
+        if reason.len() > super::MAX_REASON {
+            return Err(TrustError::BadRequest(format!(
+                "a revocation's reason is at most {} bytes: say why in a sentence",
+                super::MAX_REASON
+            )));
+        }
         let job = self.job_for(caller, job_id)?;
         let may = job.manifest.required_approvers().contains(caller)
             || &job.proposer == caller

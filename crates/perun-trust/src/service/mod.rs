@@ -109,7 +109,11 @@ impl<S: Store> Trust<S> {
         let per_minute =
             std::num::NonZeroU32::new(config.anonymous_audits_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         let anonymous = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
-        let registrations = governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute));
+        // Registrations per caller network: a burst of 10, then one a minute.
+        let registrations = governor::RateLimiter::keyed(
+            governor::Quota::per_minute(std::num::NonZeroU32::MIN)
+                .allow_burst(std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN)),
+        );
         Self {
             store,
             keys,
@@ -246,6 +250,8 @@ impl<S: Store> Trust<S> {
 
     /// Moves a job to `state` (revoked or expired) with `reason`, audited, inside `tx`.
     fn end_job(&self, tx: &mut dyn Tx, job: &mut JobRecord, state: JobState, reason: String) -> Result<(), TrustError> {
+        // Kept in the job every party lists, and in the audit log: an account, bounded.
+        let reason = audit::clip(reason, MAX_REASON);
         job.state = state;
         job.reason = Some(reason.clone());
         tx.put(job)?;
@@ -338,6 +344,10 @@ impl<S: Store> Trust<S> {
         Ok(ended)
     }
 }
+
+/// The longest reason a job keeps for its end, in bytes (a revoking party's words, a
+/// worker's error, the verifier's failures).
+pub const MAX_REASON: usize = 512;
 
 /// Seconds between prunings of expired attestation and request nonces.
 pub const PRUNE_EVERY_S: u64 = 10;

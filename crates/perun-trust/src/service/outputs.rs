@@ -258,7 +258,15 @@ impl<S: Store> Trust<S> {
             for r in &job.manifest.receivers {
                 let s: StakeholderRecord =
                     tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;
-                let recipient = perun_seal::keys::parse_recipient(&s.identity.age_recipient)?;
+                // Checked at registration; a record from before that check must not hold
+                // back every other receiver's key.
+                let recipient = match perun_seal::keys::parse_recipient(&s.identity.age_recipient) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(receiver = %r, job = %job.id, error = %e, "receiver's recipient does not parse: no key wrapped to it");
+                        continue;
+                    }
+                };
                 let context = WrapContext::output_for_receiver(&job.id, &o.name, r);
                 let to_receiver = perun_seal::wrap::wrap(&key, &recipient, &context)?;
                 job.output_keys.insert(format!("{r}/{}", o.name), perun_core::HexBytes(to_receiver));

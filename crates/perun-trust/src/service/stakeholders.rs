@@ -40,6 +40,9 @@ pub const APPLICATION_VALID_S: u64 = 7 * 86_400;
 /// Registrations that may await admission at once.
 pub const MAX_APPLICATIONS: usize = 1000;
 
+/// Registrations from one network (/24, /64) that may await admission at once.
+pub const MAX_APPLICATIONS_PER_NETWORK: usize = 10;
+
 impl<S: Store> Trust<S> {
     /// Who the service is.
     pub fn info(&self) -> ServiceInfo {
@@ -125,12 +128,18 @@ impl<S: Store> Trust<S> {
         // Anyone may apply (the signature is by the key registered): applications are
         // rate-limited per caller so that none can fill the store, and no caller can
         // spend another's share.
-        let caller = peer.map_or_else(|| "unknown peer".to_owned(), |ip| ip.to_string());
+        let caller = peer.map_or_else(|| "unknown peer".to_owned(), caller_prefix);
         if self.registrations.check_key(&caller).is_err() {
-            return Err(TrustError::TooManyRequests("too many registrations from your address: try again in a minute".into()));
+            return Err(TrustError::TooManyRequests(
+                "too many registrations from your network: try again in a few minutes".into(),
+            ));
         }
         let id = body.identity;
         id.check().map_err(|e| TrustError::BadRequest(e.to_string()))?;
+        // The recipient outputs are wrapped to must be a key, not only look like one: a
+        // receiver whose recipient does not parse would fail every release to its job.
+        perun_seal::keys::parse_recipient(&id.age_recipient)
+            .map_err(|e| TrustError::BadRequest(format!("the identity's age recipient: {e}")))?;
         if Actor::RESERVED.contains(&id.name.as_str()) {
             return Err(TrustError::BadRequest(format!(
                 "the name `{}` is reserved (it names the service's own actors in the audit log): choose another",
@@ -184,13 +193,26 @@ impl<S: Store> Trust<S> {
                     )));
                 }
             } else {
-                if tx.list_raw(Table::Applications, "")?.len() >= MAX_APPLICATIONS {
+                let waiting: Vec<ApplicationRecord> = tx.list_readable("")?;
+                if waiting.len() >= MAX_APPLICATIONS {
                     return Err(TrustError::TooManyRequests(format!(
                         "{MAX_APPLICATIONS} registrations already await admission: ask the operator to admit or \
-                         wait for them to expire"
+                         reject them"
                     )));
                 }
-                let rec = ApplicationRecord { identity: id.clone(), roles, applied_at: now, votes: Default::default() };
+                if waiting.iter().filter(|a| a.from == caller).count() >= MAX_APPLICATIONS_PER_NETWORK {
+                    return Err(TrustError::TooManyRequests(format!(
+                        "{MAX_APPLICATIONS_PER_NETWORK} registrations from your network already await admission: \
+                         ask the operator to admit or reject them"
+                    )));
+                }
+                let rec = ApplicationRecord {
+                    identity: id.clone(),
+                    roles,
+                    applied_at: now,
+                    votes: Default::default(),
+                    from: caller.clone(),
+                };
                 tx.insert(&rec, Some(now.saturating_add(APPLICATION_VALID_S)))?;
             }
             Ok(Registration {
@@ -205,11 +227,11 @@ impl<S: Store> Trust<S> {
     fn pending_message(&self, name: &Name) -> String {
         let members = match self.config.admission_quorum {
             0 => String::new(),
-            1 => " or one member (`perun id admit NAME --as MEMBER`)".to_owned(),
-            n => format!(" or {n} members (`perun id admit NAME --as MEMBER`)"),
+            1 => " or one member (`perun id admit NAME --fingerprint KEY --as MEMBER`)".to_owned(),
+            n => format!(" or {n} members (`perun id admit NAME --fingerprint KEY --as MEMBER`)"),
         };
         format!(
-            "`{name}` awaits admission: the service's operator admits it (`perun serve --admit {name}`){members}; \
+            "`{name}` awaits admission: the service's operator admits it (`perun serve --admit {name} --fingerprint KEY`){members}; \
              it expires unadmitted after {} days",
             APPLICATION_VALID_S / 86_400
         )
@@ -233,20 +255,45 @@ impl<S: Store> Trust<S> {
             .collect())
     }
 
-    /// The operator admits pending registration `name` (it acts on the store: whoever runs
-    /// the service is trusted with who joins it). Audited with [`Actor::Operator`].
+    /// The operator admits pending registration `name` whose key has `fingerprint` (as the
+    /// applicant's `perun id show` prints it: a squatter who applied first under the name
+    /// has another key). It acts on the store: whoever runs the service is trusted with
+    /// who joins it. Audited with [`Actor::Operator`].
     ///
-    /// Errors: [`TrustError::NotFound`] when no registration of that name awaits.
-    pub fn admit(&self, name: &Name) -> Result<Registration, TrustError> {
-        self.store.write(|tx| self.admit_in(tx, name, Actor::Operator, "admitted by the operator".into()))
+    /// Errors: [`TrustError::NotFound`] when no registration of that name awaits;
+    /// [`TrustError::Conflict`] when its key is not `fingerprint`.
+    pub fn admit(&self, name: &Name, fingerprint: &str) -> Result<Registration, TrustError> {
+        self.store.write(|tx| {
+            let app: Option<ApplicationRecord> = tx.get(name.as_str())?;
+            if let Some(a) = app {
+                check_fingerprint(name, &a, fingerprint)?;
+            }
+            self.admit_in(tx, name, Actor::Operator, "admitted by the operator".into())
+        })
     }
 
-    /// Member `voter` votes to admit pending registration `name`; with
-    /// [`TrustConfig::admission_quorum`] votes it is admitted.
+    /// The operator rejects pending registration `name`: it is removed (its name is free
+    /// again). Not audited: an application was never a member.
+    ///
+    /// Errors: [`TrustError::NotFound`] when no registration of that name awaits.
+    pub fn reject(&self, name: &Name) -> Result<(), TrustError> {
+        self.store.write(|tx| {
+            if tx.delete(Table::Applications, name.as_str())? {
+                Ok(())
+            } else {
+                Err(TrustError::NotFound(format!("no registration of `{name}` awaits admission")))
+            }
+        })
+    }
+
+    /// Member `voter` votes to admit pending registration `name`, whose key it checked
+    /// has `fingerprint`; with [`TrustConfig::admission_quorum`] votes it is admitted.
     ///
     /// Errors: [`TrustError::Forbidden`] where members do not admit (quorum 0);
-    /// [`TrustError::NotFound`] when no registration of that name awaits.
-    pub fn vote_admission(&self, voter: &Name, name: &str) -> Result<Registration, TrustError> {
+    /// [`TrustError::NotFound`] when no registration of that name awaits;
+    /// [`TrustError::Conflict`] when its key is not the one the voter checked, or the
+    /// voter voted already.
+    pub fn vote_admission(&self, voter: &Name, name: &str, fingerprint: &str) -> Result<Registration, TrustError> {
         let quorum = self.config.admission_quorum;
         if quorum == 0 {
             return Err(TrustError::Forbidden(
@@ -258,7 +305,13 @@ impl<S: Store> Trust<S> {
             let mut app: ApplicationRecord = tx
                 .get(name.as_str())?
                 .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))?;
-            app.votes.insert(voter.clone());
+            check_fingerprint(&name, &app, fingerprint)?;
+            if !app.votes.insert(voter.clone()) {
+                return Err(TrustError::Conflict(format!(
+                    "you voted to admit `{name}` already ({} of {quorum} votes)",
+                    app.votes.len()
+                )));
+            }
             let votes = app.votes.len();
             if votes >= quorum as usize {
                 let who: Vec<&str> = app.votes.iter().map(Name::as_str).collect();
@@ -295,7 +348,8 @@ impl<S: Store> Trust<S> {
         if tx.get::<StakeholderRecord>(name.as_str())?.is_some() {
             return Err(TrustError::Conflict(format!("`{name}` is a member already")));
         }
-        let detail = format!("{} as {}: {how}", app.identity.fingerprint(), role_list(&app.roles));
+        let app_key = app.identity.fingerprint();
+        let detail = format!("{name} (key {app_key}) as {}: {how}", role_list(&app.roles));
         let mut parties: Vec<Name> = app.votes.iter().cloned().collect();
         parties.push(name.clone());
         tx.put(&StakeholderRecord { identity: app.identity, registered_at: self.now(), roles: app.roles })?;
@@ -308,7 +362,7 @@ impl<S: Store> Trust<S> {
         Ok(Registration {
             name: name.clone(),
             status: RegistrationStatus::Admitted,
-            message: format!("`{name}` is admitted"),
+            message: format!("`{name}` (key {}) is admitted", app_key),
         })
     }
 
@@ -507,5 +561,35 @@ fn asset_info(r: &AssetRecord) -> AssetInfo {
         registered_at: r.registered_at,
         terms: r.terms.as_ref().map(|t| t.terms.clone()),
         usage: r.usage,
+    }
+}
+
+/// Refuses an admission of `app` unless its key has the `fingerprint` its admitter
+/// checked with the applicant.
+fn check_fingerprint(name: &Name, app: &ApplicationRecord, fingerprint: &str) -> Result<(), TrustError> {
+    let theirs = app.identity.fingerprint();
+    if theirs.eq_ignore_ascii_case(fingerprint.trim()) {
+        return Ok(());
+    }
+    Err(TrustError::Conflict(format!(
+        "the registration of `{name}` is for key {theirs}, not the key {} you checked: ask the applicant for \
+         `perun id show {name}` again",
+        fingerprint.chars().take(64).collect::<String>()
+    )))
+}
+
+/// The network a registration comes from, as its rate limit and its share of the
+/// applications count it: an IPv4 address's /24, an IPv6 address's /64 (one host holds
+/// many addresses of either).
+fn caller_prefix(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }

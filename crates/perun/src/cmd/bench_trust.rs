@@ -176,7 +176,9 @@ fn measure(d: &Deployment, workers: usize, rounds: usize, clients: usize, thread
     let anon = &anons[0];
 
     let setup = Instant::now();
-    let parties = Parties::register(anon)?;
+    // This process runs the service: it is its operator and admits the parties.
+    let operator = first.clone().context("no replica")?;
+    let parties = Parties::register_admitted_by(anon, |n, fp| Ok(operator.admit(n, fp).map(drop)?))?;
     let (oc, ic) = (Parties::client_of(anon, &parties.owner), Parties::client_of(anon, &parties.infra));
     let approvers = parties.approvers().map(|k| (k, Parties::client_of(anon, k)));
     let mut sims = Vec::with_capacity(workers);

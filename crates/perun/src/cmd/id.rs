@@ -30,6 +30,10 @@ pub enum IdCmd {
     Admit {
         /// The pending registration's name.
         name: Name,
+        /// Its key's fingerprint, as the applicant's `perun id show NAME` prints it: the
+        /// vote counts only for that key.
+        #[arg(long)]
+        fingerprint: String,
         #[command(flatten)]
         who: crate::cmd::remote::As,
     },
@@ -53,6 +57,10 @@ pub enum IdCmd {
 pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
     match cmd {
         IdCmd::New { name } => {
+            anyhow::ensure!(
+                !perun_proto::audit::Actor::RESERVED.contains(&name.as_str()),
+                "the name `{name}` is reserved (it names the trust service's own actors in the audit log): choose another"
+            );
             let keys = StakeholderKeys::generate(name.clone());
             let dir = home.identity_dir(&name);
             keys.save(&dir)?;
@@ -61,7 +69,7 @@ pub fn run(cmd: IdCmd, home: &Home) -> Result<()> {
         }
         IdCmd::Show { name, json } => show(&home.load_identity(&name)?, json),
         IdCmd::Register { name, roles } => crate::cmd::remote::register(home, &name, &roles),
-        IdCmd::Admit { name, who } => crate::cmd::remote::vote_admission(home, &name, &who),
+        IdCmd::Admit { name, fingerprint, who } => crate::cmd::remote::vote_admission(home, &name, &fingerprint, &who),
         IdCmd::Applications { who } => crate::cmd::remote::applications(home, &who),
     }
 }

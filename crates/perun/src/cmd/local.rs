@@ -113,7 +113,7 @@ impl LocalWorld {
             // The local world's service runs here, so this process is its operator: each
             // registration waits for admission, and the operator admits it.
             if me.register(&roles_for(n))?.status == perun_proto::wire::RegistrationStatus::Pending {
-                service.admit(&name)?;
+                service.admit(&name, &keys.public().fingerprint())?;
             }
             let client = me.into_client();
             parties.push(Party { keys, client });

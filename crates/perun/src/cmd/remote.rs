@@ -202,9 +202,10 @@ pub fn register(home: &Home, name: &Name, roles: &[Role]) -> Result<()> {
     Ok(())
 }
 
-/// `perun id admit`: a member's vote to admit a pending registration.
-pub fn vote_admission(home: &Home, name: &Name, who: &As) -> Result<()> {
-    let answer = client(home, Some(&who.who))?.vote_admission(name)?;
+/// `perun id admit`: a member's vote to admit a pending registration whose key the
+/// member checked with the applicant (`fingerprint`, as `perun id show` prints it).
+pub fn vote_admission(home: &Home, name: &Name, fingerprint: &str, who: &As) -> Result<()> {
+    let answer = client(home, Some(&who.who))?.vote_admission(name, fingerprint)?;
     if who.json {
         return print_json(&answer);
     }
@@ -221,18 +222,20 @@ pub fn applications(home: &Home, who: &As) -> Result<()> {
     if list.is_empty() {
         show!("no registration awaits admission");
     }
-    for a in list {
-        let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
-        show!(
-            "{:<24} {} roles {} votes {}/{}",
-            a.identity.name.as_str(),
-            a.identity.fingerprint(),
-            roles.join(","),
-            a.votes.len(),
-            a.quorum
-        );
+    for a in &list {
+        show!("{}", application_line(a));
     }
     Ok(())
+}
+
+/// One pending registration in a line: name, key fingerprint, roles, who admits it.
+pub fn application_line(a: &Application) -> String {
+    let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
+    let admits = match a.quorum {
+        0 => "the operator admits it".to_owned(),
+        q => format!("{} of {q} member votes", a.votes.len()),
+    };
+    format!("{:<24} key {} roles {}: {admits}", a.identity.name.as_str(), a.identity.fingerprint(), roles.join(","))
 }
 
 /// `perun asset`.

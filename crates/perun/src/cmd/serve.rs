@@ -74,10 +74,16 @@ pub struct ServeArgs {
     #[arg(long)]
     pub admission_quorum: Option<u32>,
     /// As the operator, admit the pending registration NAME (on this service's store and
-    /// keys: the same --data, or --store and --keys) and exit. Compare its fingerprint
-    /// (`--applications`) with the one the applicant gave you first.
-    #[arg(long, value_name = "NAME")]
+    /// keys: the same --data, or --store and --keys) and exit; needs --fingerprint.
+    #[arg(long, value_name = "NAME", requires = "fingerprint")]
     pub admit: Option<perun_core::Name>,
+    /// With --admit: the key fingerprint the applicant gave you (its `perun id show NAME`
+    /// prints it); a registration under that name with another key is not admitted.
+    #[arg(long, value_name = "KEY")]
+    pub fingerprint: Option<String>,
+    /// As the operator, reject (remove) the pending registration NAME and exit.
+    #[arg(long, value_name = "NAME")]
+    pub reject: Option<perun_core::Name>,
     /// List the registrations awaiting admission (name, key fingerprint, roles) and exit.
     #[arg(long)]
     pub applications: bool,
@@ -339,8 +345,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // Replicas on one database must be one service: refuse keys other than the store's.
     trust.bind_identity()?;
     if let Some(name) = &args.admit {
-        let r = trust.admit(name)?;
+        let fingerprint = args.fingerprint.as_deref().context("--admit needs --fingerprint")?;
+        let r = trust.admit(name, fingerprint)?;
         println!("{}", r.message);
+        return Ok(());
+    }
+    if let Some(name) = &args.reject {
+        trust.reject(name)?;
+        println!("the registration of `{name}` is rejected: removed");
         return Ok(());
     }
     if args.applications {
@@ -348,9 +360,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if list.is_empty() {
             println!("no registration awaits admission");
         }
-        for a in list {
-            let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
-            println!("{:<24} {} roles {}", a.identity.name.as_str(), a.identity.fingerprint(), roles.join(","));
+        for a in &list {
+            println!("{}", crate::cmd::remote::application_line(a));
         }
         return Ok(());
     }
