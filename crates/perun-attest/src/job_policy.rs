@@ -136,6 +136,13 @@ impl JobPolicy {
                     None => "not pinned".into(),
                 };
                 line("kernel cmdline", cmdline);
+                line(
+                    "IMA policy",
+                    match &p.ima_policy {
+                        Some(pin) => format!("{} {} (its load must be in every worker's log)", pin.path, pin.digest),
+                        None => "not pinned: the kernel's built-in policy (does not measure tmpfs)".into(),
+                    },
+                );
                 for x in &p.excludes {
                     line("  IMA exclude", if x.is_empty() { "(empty: every path)".into() } else { x.clone() });
                 }

@@ -66,6 +66,31 @@ pub struct PlatformPolicy {
     /// Off by default: that evidence is for development only.
     #[serde(default)]
     pub accept_user_space_ima: bool,
+    /// The IMA policy the worker's kernel must run: a custom policy file, loaded by its
+    /// path from the measured initramfs (`echo PATH > /sys/kernel/security/ima/policy`),
+    /// which the built-in policy measures (`func=POLICY_CHECK`). See [`ImaPolicyPin`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_policy: Option<ImaPolicyPin>,
+}
+
+/// A custom IMA policy pinned by its path and digest.
+///
+/// What the kernel's IMA log proves is only what its IMA policy measures (Linux,
+/// `Documentation/ABI/testing/ima_policy`): the built-in `tcb` policy does not measure
+/// `tmpfs`, and the first write to `/sys/kernel/security/ima/policy` replaces it. A kernel
+/// built without `CONFIG_IMA_WRITE_POLICY` (Debian's) takes one write only and then
+/// removes the file; written as a path, the policy file is measured under the built-in
+/// policy's `POLICY_CHECK` rule. So a log holding this pin's entry proves that the pinned
+/// policy is the one in force, and that nothing replaced it; a log without it, that
+/// another policy (or none) was loaded. The kernel (and so its configuration) is pinned by
+/// the boot PCRs the approvers signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImaPolicyPin {
+    /// The policy file's path as the kernel records it (`/etc/ima/ima-policy`).
+    pub path: String,
+    /// Its digest (`sha256:hex`).
+    pub digest: String,
 }
 
 /// Whether `path` lies under the exclude `prefix`, by whole path components (`/tmp`
@@ -206,6 +231,23 @@ impl PlatformPolicy {
                  the host's root could extend PCR 10 with any log (pin it with `perun policy generate --kernel-cmdline`)"
                     .to_owned(),
             );
+        } else if !self.kernel_cmdline.as_deref().is_some_and(|c| {
+            crate::bootlog::kernel_params(c).iter().any(|(n, v)| n == "lockdown" && v == "confidentiality")
+        }) {
+            out.push(
+                "its kernel command line does not set lockdown=confidentiality: the host's root can read kernel \
+                 memory, and the worker's through it (/dev/mem, /proc/kcore, kprobes, eBPF), and load unsigned \
+                 modules"
+                    .to_owned(),
+            );
+        }
+        if !self.accept_user_space_ima && self.ima_policy.is_none() {
+            out.push(
+                "it pins no IMA policy: the kernel's built-in `tcb` policy does not measure programs run from tmpfs, \
+                 and root can replace it, so the host's root can run code nobody measured (pin a custom policy \
+                 loaded from the measured initramfs: `perun policy generate --ima-policy FILE`)"
+                    .to_owned(),
+            );
         }
         if self.excludes.iter().any(|x| x.trim_end_matches('/').matches('/').count() < 2) {
             out.push(
@@ -259,9 +301,27 @@ impl PlatformPolicy {
     pub fn check_entries(&self, entries: &[Entry], first_round: bool) -> Vec<Failure> {
         let mut out = Vec::new();
         let mut saw_worker = false;
+        let mut saw_policy = false;
         for (i, e) in entries.iter().enumerate() {
             let digest = e.file_digest.to_text();
             let digest = digest.as_str();
+            if let Some(pin) = self.ima_policy.as_ref().filter(|p| p.path == e.path) {
+                // Loaded before anything it is meant to measure ran (the worker binary),
+                // once, with the pinned bytes.
+                if digest != pin.digest || saw_policy || saw_worker {
+                    out.push(Failure {
+                        path: Some(e.path.clone()),
+                        digest: Some(digest.to_owned()),
+                        why: format!(
+                            "an IMA policy at the pinned path other than the pinned one ({}), or loaded again or \
+                             late: the kernel's IMA policy is not the approved one",
+                            pin.digest
+                        ),
+                    });
+                }
+                saw_policy = true;
+                continue;
+            }
             if e.violation {
                 out.push(Failure {
                     path: Some(e.path.clone()),
@@ -296,6 +356,17 @@ impl PlatformPolicy {
                     "file not in the policy"
                 };
                 out.push(Failure { path: Some(e.path.clone()), digest: Some(digest.to_owned()), why: why.into() });
+            }
+        }
+        if let (true, false, Some(pin)) = (first_round, saw_policy, self.ima_policy.as_ref()) {
+            if !entries.iter().any(|e| e.path == USER_SPACE_MARKER) {
+                out.push(Failure {
+                    path: Some(pin.path.clone()),
+                    digest: Some(pin.digest.clone()),
+                    why: "the pinned IMA policy was never loaded: the kernel ran another IMA policy (or the built-in \
+                          one, which does not measure tmpfs), so what ran unmeasured cannot be ruled out"
+                        .into(),
+                });
             }
         }
         if first_round && !saw_worker {
@@ -520,6 +591,12 @@ mod tests {
             p.development()
         );
         p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb".into());
+        // Without lockdown, root reads the worker's memory through the kernel's.
+        assert!(p.development()[0].contains("lockdown=confidentiality"), "{:?}", p.development());
+        p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb lockdown=confidentiality".into());
+        // ... and the built-in policy it names measures neither tmpfs nor its own rewrite.
+        assert!(p.development()[0].contains("pins no IMA policy"), "{:?}", p.development());
+        p.ima_policy = Some(ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: "sha256:00".into() });
         assert!(p.development().is_empty());
         for wide in ["", "/", "/usr", "/a/"] {
             p.excludes = vec![wide.into()];
@@ -545,5 +622,46 @@ mod tests {
         json["kernel_cmdline"] = serde_json::json!("ima_policy=tcb");
         let e = PlatformPolicy::from_json(json.to_string().as_bytes()).unwrap_err().to_string();
         assert!(e.contains("no event of boot_events"), "{e}");
+    }
+
+    /// Issue 31, 2: with an IMA policy pinned, the log must show that policy loaded (once,
+    /// with the pinned bytes, before the worker ran); a log without it comes from a kernel
+    /// that ran another policy, which may not have measured what ran.
+    #[test]
+    fn a_pinned_ima_policy_must_be_loaded_once_before_the_worker() {
+        use crate::ima::Entry;
+        let d = |b: &[u8]| perun_core::Digest::of(b);
+        let worker = d(b"perun");
+        let pin = ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: format!("sha256:{}", d(b"rules").to_hex()) };
+        let mut p = PlatformPolicy {
+            schema: POLICY_SCHEMA,
+            name: "pinned".into(),
+            worker_binary: Some(format!("sha256:{}", worker.to_hex())),
+            ..Default::default()
+        };
+        p.allowed_digests.insert(format!("sha256:{}", worker.to_hex()));
+        p.ima_policy = Some(pin);
+        let e = |path: &str, b: &[u8]| Entry::ima_ng(path, "sha256", d(b).as_bytes());
+        let boot = e("boot_aggregate", b"agg");
+        let ok = [boot.clone(), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
+        assert!(p.check_entries(&ok, true).is_empty(), "{:?}", p.check_entries(&ok, true));
+        // Later rounds do not repeat it.
+        assert!(p.check_entries(&ok[2..], false).is_empty());
+        let never = [boot.clone(), e("/usr/bin/perun", b"perun")];
+        assert!(p.check_entries(&never, true).iter().any(|f| f.why.contains("never loaded")));
+        let other = [boot.clone(), e("/etc/ima/ima-policy", b"dont_measure"), e("/usr/bin/perun", b"perun")];
+        assert!(p.check_entries(&other, true).iter().any(|f| f.why.contains("other than the pinned")));
+        let late = [boot.clone(), e("/usr/bin/perun", b"perun"), e("/etc/ima/ima-policy", b"rules")];
+        assert!(!p.check_entries(&late, true).is_empty());
+        let twice = [boot, e("/etc/ima/ima-policy", b"rules"), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
+        assert!(!p.check_entries(&twice, true).is_empty());
+        // Approvers see an unpinned kernel IMA policy as what it is.
+        let mut unpinned = p.clone();
+        unpinned.ima_policy = None;
+        unpinned.kernel_cmdline = Some("ima_policy=tcb".into());
+        assert!(unpinned.development().iter().any(|w| w.contains("pins no IMA policy")));
+        let mut pinned = unpinned.clone();
+        pinned.ima_policy = p.ima_policy.clone();
+        assert!(!pinned.development().iter().any(|w| w.contains("IMA policy")));
     }
 }

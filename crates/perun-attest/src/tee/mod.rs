@@ -259,7 +259,7 @@ pub fn appraise_tee(
     // Sim evidence is software anyone can make: where the policy names no sim key it is
     // refused before anything in it is read (or repeated in a failure).
     if evidence.kind == TeeKind::Sim && policy.sim_keys.is_empty() {
-        return Err(vec![failure("evidence from the sim TEE (software): this policy names no sim key".into())]);
+        return Err(vec![failure("evidence from the sim TEE (software): this policy does not name that key (it names no sim key)".into())]);
     }
     let claims = verifier(evidence.kind)
         .and_then(|v| v.verify(evidence, now))

@@ -84,6 +84,15 @@ pub struct AnchorArgs {
     /// the kernel runs an IMA policy (`ima_policy=`).
     #[arg(long = "kernel-cmdline", requires = "boot_from_or_log")]
     pub kernel_cmdline: Option<String>,
+    /// The custom IMA policy file the workers' measured initramfs loads by its path
+    /// (`echo /etc/ima/ima-policy > /sys/kernel/security/ima/policy`): pinned by digest,
+    /// its load must be in every worker's IMA log (the built-in `tcb` policy does not
+    /// measure tmpfs, and root could replace it).
+    #[arg(long = "ima-policy", value_name = "FILE")]
+    pub ima_policy: Option<PathBuf>,
+    /// The path the initramfs loads the IMA policy from, as the kernel records it.
+    #[arg(long = "ima-policy-path", default_value = "/etc/ima/ima-policy", requires = "ima_policy")]
+    pub ima_policy_path: String,
 }
 
 impl AnchorArgs {
@@ -129,6 +138,15 @@ impl AnchorArgs {
                 bail!("the reference event log holds no measurement of the kernel command line `{c}` (PCR 8 or 9): is it /proc/cmdline of that boot?");
             }
             policy.kernel_cmdline = Some(c.to_owned());
+        }
+        if let Some(f) = &self.ima_policy {
+            let path = self.ima_policy_path.trim();
+            anyhow::ensure!(path.starts_with('/'), "--ima-policy-path must be absolute, as the kernel records it");
+            let digest = perun_core::Digest::of(&read(f)?);
+            policy.ima_policy = Some(perun_attest::policy::ImaPolicyPin {
+                path: path.to_owned(),
+                digest: format!("sha256:{}", digest.to_hex()),
+            });
         }
         let unpinned: Vec<u32> = BOOT_PCRS.filter(|i| !policy.required_pcrs.contains_key(i)).collect();
         if !unpinned.is_empty() {
