@@ -1470,6 +1470,13 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
 
     // A refused review: the key never reaches the receivers.
     let (refused, _) = run(&mut w, "refused");
+    // A release signed for the first job's receipt, replayed into this job's review: it
+    // covers another job and receipt, so it releases nothing here.
+    let signature = sign_digest(w.people[HOSPITAL_A].signing_key(), perun_proto::review::REVIEW_CONTEXT, &right);
+    let body = ReviewOutput { release: true, signature: Some(signature) };
+    let replayed: Result<JobInfo, _> =
+        w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&body));
+    assert!(matches!(&replayed, Err(ClientError::Forbidden(m)) if m.contains("does not cover")), "{replayed:?}");
     let no = ReviewOutput { release: false, signature: None };
     let r: JobInfo = w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
     assert_eq!(r.review.unwrap().outcome, perun_proto::ReviewOutcome::Refused);

@@ -73,17 +73,21 @@ pub struct PlatformPolicy {
     pub ima_policy: Option<ImaPolicyPin>,
 }
 
-/// A custom IMA policy pinned by its path and digest.
+/// A custom IMA policy pinned by its path, its digest, and where its load stands in the
+/// log.
 ///
 /// What the kernel's IMA log proves is only what its IMA policy measures (Linux,
 /// `Documentation/ABI/testing/ima_policy`): the built-in `tcb` policy does not measure
 /// `tmpfs`, and the first write to `/sys/kernel/security/ima/policy` replaces it. A kernel
 /// built without `CONFIG_IMA_WRITE_POLICY` (Debian's) takes one write only and then
 /// removes the file; written as a path, the policy file is measured under the built-in
-/// policy's `POLICY_CHECK` rule. So a log holding this pin's entry proves that the pinned
-/// policy is the one in force, and that nothing replaced it; a log without it, that
-/// another policy (or none) was loaded. The kernel (and so its configuration) is pinned by
-/// the boot PCRs the approvers signed.
+/// policy's `POLICY_CHECK` rule. An entry of the file proves nothing alone (an `ima-ng`
+/// entry does not say which hook measured it: root reading the file under `tcb` makes the
+/// same entry), so the pin holds the log as the reference boot began it: the entries
+/// between `boot_aggregate` and the load (`prelude`: the measured initramfs's init and
+/// what it ran, which nobody but that pinned initramfs controls), then the load. A worker's
+/// log must begin exactly so; then the pinned policy is the one in force, and nothing
+/// replaced it. The kernel (and so its configuration) is pinned by the boot PCRs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImaPolicyPin {
@@ -91,6 +95,69 @@ pub struct ImaPolicyPin {
     pub path: String,
     /// Its digest (`sha256:hex`).
     pub digest: String,
+    /// The reference log's entries between `boot_aggregate` and the load, as
+    /// `(path, digest)`.
+    #[serde(default)]
+    pub prelude: Vec<(String, String)>,
+}
+
+/// Templates whose entries are file measurements (an `ima-buf` entry measures a buffer
+/// under a name of the caller's choice; the legacy `ima` template is SHA-1 only).
+const FILE_TEMPLATES: [&str; 5] = ["ima-ng", "ima-ngv2", "ima-sig", "ima-sigv2", "ima-modsig"];
+
+impl ImaPolicyPin {
+    /// Pins the policy file `bytes` at `path`, with the prelude the reference `log` (its
+    /// first round, from `boot_aggregate`) shows before its load.
+    ///
+    /// Errors: [`AttestError::Policy`] when the reference log never loads that policy.
+    pub fn from_reference(path: &str, bytes: &[u8], log: &[Entry]) -> Result<Self, AttestError> {
+        let digest = format!("sha256:{}", perun_core::Digest::of(bytes).to_hex());
+        let at = log
+            .iter()
+            .position(|e| e.path == path && e.file_digest.to_text() == digest)
+            .filter(|&i| i >= 1)
+            .ok_or_else(|| {
+                AttestError::Policy(format!(
+                    "the reference boot's IMA log never loads the IMA policy {path} ({digest}): boot the reference \
+                     machine with its initramfs loading it (`echo {path} > /sys/kernel/security/ima/policy`)"
+                ))
+            })?;
+        let prelude = log[1..at].iter().map(|e| (e.path.clone(), e.file_digest.to_text())).collect();
+        Ok(Self { path: path.to_owned(), digest, prelude })
+    }
+
+    /// Why the first round of a log (from `boot_aggregate`) does not begin as pinned.
+    fn check_start(&self, entries: &[Entry]) -> Option<String> {
+        let load = 1 + self.prelude.len();
+        for (i, (path, digest)) in self.prelude.iter().enumerate() {
+            let Some(e) = entries.get(i + 1) else {
+                return Some("the log ends before the pinned IMA policy's load".into());
+            };
+            if e.violation || &e.path != path || &e.file_digest.to_text() != digest {
+                return Some(format!(
+                    "entry {} is {} ({}), where the reference boot measured {path} ({digest}) before loading its \
+                     IMA policy",
+                    i + 1,
+                    e.path,
+                    e.file_digest.to_text()
+                ));
+            }
+        }
+        match entries.get(load) {
+            Some(e)
+                if !e.violation
+                    && FILE_TEMPLATES.contains(&e.template.as_str())
+                    && e.path == self.path
+                    && e.file_digest.to_text() == self.digest =>
+            {
+                None
+            }
+            _ => Some(format!(
+                "entry {load} is not the load of the pinned IMA policy {} ({})",
+                self.path, self.digest
+            )),
+        }
+    }
 }
 
 /// Whether `path` lies under the exclude `prefix`, by whole path components (`/tmp`
@@ -301,25 +368,32 @@ impl PlatformPolicy {
     pub fn check_entries(&self, entries: &[Entry], first_round: bool) -> Vec<Failure> {
         let mut out = Vec::new();
         let mut saw_worker = false;
-        let mut saw_policy = false;
+        // The pinned IMA policy's load stands where the reference boot put it; a later
+        // entry of the same file (root reading it) is any file's entry.
+        let pinned_load = match (first_round, &self.ima_policy) {
+            (true, Some(pin)) if !entries.iter().any(|e| e.path == USER_SPACE_MARKER) => {
+                match pin.check_start(entries) {
+                    Some(why) => {
+                        out.push(Failure {
+                            path: Some(pin.path.clone()),
+                            digest: Some(pin.digest.clone()),
+                            why: format!(
+                                "the pinned IMA policy was never loaded as the reference boot loaded it ({why}): the \
+                                 kernel ran another IMA policy (or the built-in one, which does not measure tmpfs), \
+                                 so what ran unmeasured cannot be ruled out"
+                            ),
+                        });
+                        None
+                    }
+                    None => Some(1 + pin.prelude.len()),
+                }
+            }
+            _ => None,
+        };
         for (i, e) in entries.iter().enumerate() {
             let digest = e.file_digest.to_text();
             let digest = digest.as_str();
-            if let Some(pin) = self.ima_policy.as_ref().filter(|p| p.path == e.path) {
-                // Loaded before anything it is meant to measure ran (the worker binary),
-                // once, with the pinned bytes.
-                if digest != pin.digest || saw_policy || saw_worker {
-                    out.push(Failure {
-                        path: Some(e.path.clone()),
-                        digest: Some(digest.to_owned()),
-                        why: format!(
-                            "an IMA policy at the pinned path other than the pinned one ({}), or loaded again or \
-                             late: the kernel's IMA policy is not the approved one",
-                            pin.digest
-                        ),
-                    });
-                }
-                saw_policy = true;
+            if Some(i) == pinned_load {
                 continue;
             }
             if e.violation {
@@ -356,17 +430,6 @@ impl PlatformPolicy {
                     "file not in the policy"
                 };
                 out.push(Failure { path: Some(e.path.clone()), digest: Some(digest.to_owned()), why: why.into() });
-            }
-        }
-        if let (true, false, Some(pin)) = (first_round, saw_policy, self.ima_policy.as_ref()) {
-            if !entries.iter().any(|e| e.path == USER_SPACE_MARKER) {
-                out.push(Failure {
-                    path: Some(pin.path.clone()),
-                    digest: Some(pin.digest.clone()),
-                    why: "the pinned IMA policy was never loaded: the kernel ran another IMA policy (or the built-in \
-                          one, which does not measure tmpfs), so what ran unmeasured cannot be ruled out"
-                        .into(),
-                });
             }
         }
         if first_round && !saw_worker {
@@ -596,7 +659,7 @@ mod tests {
         p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb lockdown=confidentiality".into());
         // ... and the built-in policy it names measures neither tmpfs nor its own rewrite.
         assert!(p.development()[0].contains("pins no IMA policy"), "{:?}", p.development());
-        p.ima_policy = Some(ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: "sha256:00".into() });
+        p.ima_policy = Some(ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: "sha256:00".into(), prelude: Vec::new() });
         assert!(p.development().is_empty());
         for wide in ["", "/", "/usr", "/a/"] {
             p.excludes = vec![wide.into()];
@@ -624,44 +687,55 @@ mod tests {
         assert!(e.contains("no event of boot_events"), "{e}");
     }
 
-    /// Issue 31, 2: with an IMA policy pinned, the log must show that policy loaded (once,
-    /// with the pinned bytes, before the worker ran); a log without it comes from a kernel
-    /// that ran another policy, which may not have measured what ran.
+    /// Issue 31, 2: with an IMA policy pinned, the log must begin as the reference boot's
+    /// did (its initramfs's measurements, then the policy's load); an entry of the policy
+    /// file anywhere else (root reading it under the built-in policy) proves nothing.
     #[test]
-    fn a_pinned_ima_policy_must_be_loaded_once_before_the_worker() {
+    fn a_pinned_ima_policy_must_be_loaded_where_the_reference_boot_loaded_it() {
         use crate::ima::Entry;
         let d = |b: &[u8]| perun_core::Digest::of(b);
         let worker = d(b"perun");
-        let pin = ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: format!("sha256:{}", d(b"rules").to_hex()) };
+        let e = |path: &str, b: &[u8]| Entry::ima_ng(path, "sha256", d(b).as_bytes());
+        let boot = e("boot_aggregate", b"agg");
+        let reference = [boot.clone(), e("/init", b"init"), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
+        let pin = ImaPolicyPin::from_reference("/etc/ima/ima-policy", b"rules", &reference).unwrap();
+        assert_eq!(pin.prelude.len(), 1);
+        assert!(ImaPolicyPin::from_reference("/etc/ima/ima-policy", b"other", &reference).is_err());
         let mut p = PlatformPolicy {
             schema: POLICY_SCHEMA,
             name: "pinned".into(),
             worker_binary: Some(format!("sha256:{}", worker.to_hex())),
             ..Default::default()
         };
-        p.allowed_digests.insert(format!("sha256:{}", worker.to_hex()));
+        for b in [&b"perun"[..], b"init", b"rules"] {
+            p.allowed_digests.insert(format!("sha256:{}", d(b).to_hex()));
+        }
         p.ima_policy = Some(pin);
-        let e = |path: &str, b: &[u8]| Entry::ima_ng(path, "sha256", d(b).as_bytes());
-        let boot = e("boot_aggregate", b"agg");
-        let ok = [boot.clone(), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
-        assert!(p.check_entries(&ok, true).is_empty(), "{:?}", p.check_entries(&ok, true));
+        let never = |f: &[Failure]| f.iter().any(|f| f.why.contains("never loaded"));
+        assert!(p.check_entries(&reference, true).is_empty(), "{:?}", p.check_entries(&reference, true));
         // Later rounds do not repeat it.
-        assert!(p.check_entries(&ok[2..], false).is_empty());
-        let never = [boot.clone(), e("/usr/bin/perun", b"perun")];
-        assert!(p.check_entries(&never, true).iter().any(|f| f.why.contains("never loaded")));
-        let other = [boot.clone(), e("/etc/ima/ima-policy", b"dont_measure"), e("/usr/bin/perun", b"perun")];
-        assert!(p.check_entries(&other, true).iter().any(|f| f.why.contains("other than the pinned")));
-        let late = [boot.clone(), e("/usr/bin/perun", b"perun"), e("/etc/ima/ima-policy", b"rules")];
-        assert!(!p.check_entries(&late, true).is_empty());
-        let twice = [boot, e("/etc/ima/ima-policy", b"rules"), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
-        assert!(!p.check_entries(&twice, true).is_empty());
+        assert!(p.check_entries(&reference[3..], false).is_empty());
+        // Not loaded; loaded late (root reading the file after the built-in policy stayed);
+        // another file; an ima-buf or violation entry in its place.
+        let missing = [boot.clone(), e("/init", b"init"), e("/usr/bin/perun", b"perun")];
+        let late = [boot.clone(), e("/init", b"init"), e("/usr/bin/perun", b"perun"), e("/etc/ima/ima-policy", b"rules")];
+        let other = [boot.clone(), e("/init", b"init"), e("/etc/ima/ima-policy", b"dont_measure"), e("/usr/bin/perun", b"perun")];
+        let mut buf = e("/etc/ima/ima-policy", b"rules");
+        buf.template = "ima-buf".into();
+        let as_buf = [boot.clone(), e("/init", b"init"), buf, e("/usr/bin/perun", b"perun")];
+        let mut violation = e("/etc/ima/ima-policy", b"rules");
+        violation.violation = true;
+        let as_violation = [boot, e("/init", b"init"), violation, e("/usr/bin/perun", b"perun")];
+        for (what, log) in [("missing", &missing[..]), ("late", &late), ("other", &other), ("ima-buf", &as_buf), ("violation", &as_violation)] {
+            assert!(never(&p.check_entries(log, true)), "{what}: {:?}", p.check_entries(log, true));
+        }
         // Approvers see an unpinned kernel IMA policy as what it is.
         let mut unpinned = p.clone();
         unpinned.ima_policy = None;
-        unpinned.kernel_cmdline = Some("ima_policy=tcb".into());
+        unpinned.kernel_cmdline = Some("ima_policy=tcb lockdown=confidentiality".into());
         assert!(unpinned.development().iter().any(|w| w.contains("pins no IMA policy")));
         let mut pinned = unpinned.clone();
         pinned.ima_policy = p.ima_policy.clone();
-        assert!(!pinned.development().iter().any(|w| w.contains("IMA policy")));
+        assert!(pinned.development().is_empty(), "{:?}", pinned.development());
     }
 }

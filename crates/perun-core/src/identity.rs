@@ -53,10 +53,13 @@ impl PublicIdentity {
             .map_err(|e| CoreError::InvalidPublicKey(format!("signing key is not an Ed25519 point: {e}")))
     }
 
-    /// A short fingerprint of the signing key, for people to compare.
+    /// A fingerprint of the signing key for people to compare: the first 32 hex digits
+    /// (128 bits) of its SHA-256.
     pub fn fingerprint(&self) -> String {
         let d = Digest::of(self.signing_key.as_bytes());
-        d.to_hex()[..16].to_owned()
+        // 128 bits: what an operator or a member compares with the applicant's before
+        // admitting it, so no key can be ground to match another's.
+        d.to_hex()[..32].to_owned()
     }
 
     /// Verifies a signature made by this identity over a digest in a given context.

@@ -17,6 +17,9 @@ use crate::TrustError;
 /// Jobs one proposer may have proposed, ready or running at once.
 pub const MAX_OPEN_JOBS_PER_PROPOSER: usize = 1024;
 
+/// Jobs one proposer may propose in all (ended ones stay in every party's list).
+pub const MAX_JOBS_PER_PROPOSER: usize = 10_000;
+
 impl<S: Store> Trust<S> {
     /// Proposes a job. Every asset must be registered with the owner, kind and content
     /// digest the manifest names; the policy and receivers must exist.
@@ -46,14 +49,19 @@ impl<S: Store> Trust<S> {
                 proposer: Name,
                 state: JobState,
             }
-            let mut open = 0usize;
+            let (mut open, mut all) = (0usize, 0usize);
             for raw in tx.list_raw(crate::store::Table::Jobs, "")? {
                 if let Ok(j) = serde_json::from_slice::<Open>(&raw) {
-                    open += usize::from(
-                        &j.proposer == proposer
-                            && matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running),
-                    );
+                    if &j.proposer == proposer {
+                        all += 1;
+                        open += usize::from(matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running));
+                    }
                 }
+            }
+            if all >= MAX_JOBS_PER_PROPOSER {
+                return Err(TrustError::TooManyRequests(format!(
+                    "`{proposer}` has proposed {all} jobs here, the most one proposer may: ask the operator"
+                )));
             }
             if open >= MAX_OPEN_JOBS_PER_PROPOSER {
                 return Err(TrustError::TooManyRequests(format!(
@@ -222,10 +230,10 @@ impl<S: Store> Trust<S> {
     /// Revokes a job at a party's request: its proposer, an asset owner, or the provider
     /// it names (a provider declines a job it will not run this way).
     pub fn revoke(&self, caller: &Name, job_id: &str, reason: &str) -> Result<JobInfo, TrustError> {
-        if reason.len() > super::MAX_REASON {
+        if reason.len() > super::MAX_REVOKE_REASON {
             return Err(TrustError::BadRequest(format!(
                 "a revocation's reason is at most {} bytes: say why in a sentence",
-                super::MAX_REASON
+                super::MAX_REVOKE_REASON
             )));
         }
         let job = self.job_for(caller, job_id)?;

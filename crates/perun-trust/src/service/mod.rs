@@ -345,9 +345,13 @@ impl<S: Store> Trust<S> {
     }
 }
 
-/// The longest reason a job keeps for its end, in bytes (a revoking party's words, a
-/// worker's error, the verifier's failures).
-pub const MAX_REASON: usize = 512;
+/// The longest reason a job keeps for its end, in bytes (who ended it, and a revoking
+/// party's words, a worker's error or the verifier's failures).
+pub const MAX_REASON: usize = 1024;
+
+/// The longest reason a party may give for a revocation, in bytes (kept whole within
+/// [`MAX_REASON`]).
+pub const MAX_REVOKE_REASON: usize = 512;
 
 /// Seconds between prunings of expired attestation and request nonces.
 pub const PRUNE_EVERY_S: u64 = 10;

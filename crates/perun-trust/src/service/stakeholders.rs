@@ -40,7 +40,7 @@ pub const APPLICATION_VALID_S: u64 = 7 * 86_400;
 /// Registrations that may await admission at once.
 pub const MAX_APPLICATIONS: usize = 1000;
 
-/// Registrations from one network (/24, /64) that may await admission at once.
+/// Registrations from one network (/24, /48) that may await admission at once.
 pub const MAX_APPLICATIONS_PER_NETWORK: usize = 10;
 
 impl<S: Store> Trust<S> {
@@ -579,17 +579,32 @@ fn check_fingerprint(name: &Name, app: &ApplicationRecord, fingerprint: &str) ->
 }
 
 /// The network a registration comes from, as its rate limit and its share of the
-/// applications count it: an IPv4 address's /24, an IPv6 address's /64 (one host holds
-/// many addresses of either).
+/// applications count it: an IPv4 address's /24, an IPv6 address's /48 (one site holds
+/// many addresses of either). An IPv4 address a dual-stack listener sees as IPv6
+/// (`::ffff:a.b.c.d`) counts as the IPv4 address it is.
 fn caller_prefix(ip: std::net::IpAddr) -> String {
-    match ip {
+    match ip.to_canonical() {
         std::net::IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
             format!("{a}.{b}.{c}.0/24")
         }
         std::net::IpAddr::V6(v6) => {
             let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_count_by_network_and_mapped_ipv4_is_ipv4() {
+        let p = |s: &str| caller_prefix(s.parse().unwrap());
+        assert_eq!(p("203.0.113.7"), "203.0.113.0/24");
+        assert_eq!(p("::ffff:203.0.113.9"), "203.0.113.0/24");
+        assert_eq!(p("2001:db8:1:2::1"), p("2001:db8:1:ffff::2"));
+        assert_ne!(p("2001:db8:1::1"), p("2001:db8:2::1"));
     }
 }

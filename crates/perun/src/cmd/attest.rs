@@ -108,10 +108,12 @@ impl AnchorArgs {
         for f in &self.ek_intermediate {
             policy.ek.add_intermediate(&read(f)?).with_context(|| format!("{}", f.display()))?;
         }
+        let mut reference_ima = None;
         let log = match (&self.boot_from, &self.boot_log, &self.boot_pcrs) {
             (Some(b), _, _) => {
                 let b: EvidenceBundle = serde_json::from_slice(&read(b)?).context("reading the reference bundle")?;
                 policy.pin_boot_pcrs(&b.evidence.pcrs)?;
+                reference_ima = Some(b.evidence.ima_log.clone());
                 (!b.evidence.event_log.is_empty()).then_some(b.evidence.event_log)
             }
             (None, Some(l), _) => Some(read(l)?),
@@ -142,11 +144,13 @@ impl AnchorArgs {
         if let Some(f) = &self.ima_policy {
             let path = self.ima_policy_path.trim();
             anyhow::ensure!(path.starts_with('/'), "--ima-policy-path must be absolute, as the kernel records it");
-            let digest = perun_core::Digest::of(&read(f)?);
-            policy.ima_policy = Some(perun_attest::policy::ImaPolicyPin {
-                path: path.to_owned(),
-                digest: format!("sha256:{}", digest.to_hex()),
-            });
+            let log = reference_ima.as_deref().context(
+                "--ima-policy needs the reference machine's evidence (--bundle from `perun attest collect`): its IMA \
+                 log shows where the policy is loaded",
+            )?;
+            let entries: Vec<_> =
+                parse_binary(log, 0).context("reading the reference IMA log")?.into_iter().map(|(e, _)| e).collect();
+            policy.ima_policy = Some(perun_attest::policy::ImaPolicyPin::from_reference(path, &read(f)?, &entries)?);
         }
         let unpinned: Vec<u32> = BOOT_PCRS.filter(|i| !policy.required_pcrs.contains_key(i)).collect();
         if !unpinned.is_empty() {
