@@ -500,7 +500,9 @@ fn run(deployment: Deployment, n_workers: usize) {
         let b = &r.body;
         *kinds.entry(format!("{:?}", b.kind)).or_default() += 1;
         match b.kind {
-            AuditKind::JobApproved => *approved.entry((b.job.unwrap(), Name::new(&b.actor.to_string()).unwrap())).or_default() += 1,
+            AuditKind::JobApproved => {
+                *approved.entry((b.job.unwrap(), Name::new(&b.actor.to_string()).unwrap())).or_default() += 1
+            }
             AuditKind::KeyReleased => {
                 assert_eq!(b.assets.len(), 1, "{b:?}");
                 let key = (b.job.unwrap(), b.assets[0].clone());

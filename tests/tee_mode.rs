@@ -111,7 +111,12 @@ impl World {
             wrapped_key: perun_seal::wrap::wrap(
                 key.to_secret_string().as_bytes(),
                 &self.recipient,
-                &perun_seal::wrap::WrapContext::asset_key(self.people[who].name(), &name(asset), kind, &info.header.content_digest),
+                &perun_seal::wrap::WrapContext::asset_key(
+                    self.people[who].name(),
+                    &name(asset),
+                    kind,
+                    &info.header.content_digest,
+                ),
             )
             .unwrap(),
             recipient: key.recipient().to_string(),

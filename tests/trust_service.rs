@@ -1228,7 +1228,12 @@ fn register_with_terms(
         wrapped_key: perun_seal::wrap::wrap(
             key.to_secret_string().as_bytes(),
             &recipient,
-            &WrapContext::asset_key(w.people[HOSPITAL_A].name(), &name(asset), AssetKind::Dataset, &Digest::of(asset.as_bytes())),
+            &WrapContext::asset_key(
+                w.people[HOSPITAL_A].name(),
+                &name(asset),
+                AssetKind::Dataset,
+                &Digest::of(asset.as_bytes()),
+            ),
         )
         .unwrap(),
         recipient: key.recipient().to_string(),
@@ -1347,7 +1352,10 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
 
     // Runs a job to its finish with an output key wrapped to the service. `lifted`: the
     // wrapped key to deliver instead of one made for this job (the replay attack).
-    let run_with = |w: &mut World, tag: &str, lifted: Option<&[u8]>| -> (Digest, AssetKey, Result<(), perun_worker::WorkerError>) {
+    let run_with = |w: &mut World,
+                    tag: &str,
+                    lifted: Option<&[u8]>|
+     -> (Digest, AssetKey, Result<(), perun_worker::WorkerError>) {
         let job = propose_approved(w, &manifest_on(w, "bc-r", tag, None)).unwrap();
         let claimed = w.worker().claim(&job).unwrap();
         assert_eq!(claimed.review_recipient.as_deref(), Some(info.wrap_recipient.as_str()));
@@ -1373,8 +1381,9 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
         );
         // A key wrapped to the service without naming this job and output: refused.
         let unbound = WrapContext::other("output-key", &[job.as_bytes()]);
-        out.wrapped_key =
-            Some(perun_core::HexBytes(perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service, &unbound).unwrap()));
+        out.wrapped_key = Some(perun_core::HexBytes(
+            perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &service, &unbound).unwrap(),
+        ));
         let r = w.worker().finish(&job, finish(&out));
         assert!(
             matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("was not made for")),
@@ -1432,7 +1441,8 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &mine).unwrap();
     assert_eq!(&opened[..], key.to_secret_string().as_bytes());
     // The receiver's copy is bound to this job: read as another job's, it is refused.
-    let elsewhere = WrapContext::output_for_receiver(&Digest::of(b"another job"), "model", w.people[MODEL_OWNER].name());
+    let elsewhere =
+        WrapContext::output_for_receiver(&Digest::of(b"another job"), "model", w.people[MODEL_OWNER].name());
     assert!(perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &elsewhere).is_err());
     // No party ever sees the key wrapped to the service: not in the job, not in a list.
     for who in [HOSPITAL_A, MODEL_OWNER, INFRA] {

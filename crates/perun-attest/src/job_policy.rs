@@ -236,7 +236,10 @@ mod tests {
         let snp = |m: &str, floor: u64| {
             JobPolicy::Tee(TeePolicy {
                 name: "snp".into(),
-                allowed: vec![AllowedTee { kind: Some(TeeKind::SevSnp), measurements: [(m.to_owned(), "ab".repeat(32))].into() }],
+                allowed: vec![AllowedTee {
+                    kind: Some(TeeKind::SevSnp),
+                    measurements: [(m.to_owned(), "ab".repeat(32))].into(),
+                }],
                 min_tcb: TcbLevel::UpToDate,
                 sim_keys: Default::default(),
                 min_svn: crate::tee::SNP_TCB_COMPONENTS.iter().map(|c| ((*c).to_owned(), floor)).collect(),
@@ -250,7 +253,10 @@ mod tests {
         assert_eq!(snp("measurement", 0).development().len(), 1);
         let sgx = JobPolicy::Tee(TeePolicy {
             name: "sgx".into(),
-            allowed: vec![AllowedTee { kind: Some(TeeKind::Sgx), measurements: [("isv_prod_id".to_owned(), "01".into())].into() }],
+            allowed: vec![AllowedTee {
+                kind: Some(TeeKind::Sgx),
+                measurements: [("isv_prod_id".to_owned(), "01".into())].into(),
+            }],
             min_tcb: TcbLevel::UpToDate,
             sim_keys: Default::default(),
             min_svn: Default::default(),

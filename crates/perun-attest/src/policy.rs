@@ -152,10 +152,7 @@ impl ImaPolicyPin {
             {
                 None
             }
-            _ => Some(format!(
-                "entry {load} is not the load of the pinned IMA policy {} ({})",
-                self.path, self.digest
-            )),
+            _ => Some(format!("entry {load} is not the load of the pinned IMA policy {} ({})", self.path, self.digest)),
         }
     }
 }
@@ -659,7 +656,8 @@ mod tests {
         p.kernel_cmdline = Some("root=/dev/sda1 ima_policy=tcb lockdown=confidentiality".into());
         // ... and the built-in policy it names measures neither tmpfs nor its own rewrite.
         assert!(p.development()[0].contains("pins no IMA policy"), "{:?}", p.development());
-        p.ima_policy = Some(ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: "sha256:00".into(), prelude: Vec::new() });
+        p.ima_policy =
+            Some(ImaPolicyPin { path: "/etc/ima/ima-policy".into(), digest: "sha256:00".into(), prelude: Vec::new() });
         assert!(p.development().is_empty());
         for wide in ["", "/", "/usr", "/a/"] {
             p.excludes = vec![wide.into()];
@@ -697,7 +695,8 @@ mod tests {
         let worker = d(b"perun");
         let e = |path: &str, b: &[u8]| Entry::ima_ng(path, "sha256", d(b).as_bytes());
         let boot = e("boot_aggregate", b"agg");
-        let reference = [boot.clone(), e("/init", b"init"), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
+        let reference =
+            [boot.clone(), e("/init", b"init"), e("/etc/ima/ima-policy", b"rules"), e("/usr/bin/perun", b"perun")];
         let pin = ImaPolicyPin::from_reference("/etc/ima/ima-policy", b"rules", &reference).unwrap();
         assert_eq!(pin.prelude.len(), 1);
         assert!(ImaPolicyPin::from_reference("/etc/ima/ima-policy", b"other", &reference).is_err());
@@ -718,15 +717,27 @@ mod tests {
         // Not loaded; loaded late (root reading the file after the built-in policy stayed);
         // another file; an ima-buf or violation entry in its place.
         let missing = [boot.clone(), e("/init", b"init"), e("/usr/bin/perun", b"perun")];
-        let late = [boot.clone(), e("/init", b"init"), e("/usr/bin/perun", b"perun"), e("/etc/ima/ima-policy", b"rules")];
-        let other = [boot.clone(), e("/init", b"init"), e("/etc/ima/ima-policy", b"dont_measure"), e("/usr/bin/perun", b"perun")];
+        let late =
+            [boot.clone(), e("/init", b"init"), e("/usr/bin/perun", b"perun"), e("/etc/ima/ima-policy", b"rules")];
+        let other = [
+            boot.clone(),
+            e("/init", b"init"),
+            e("/etc/ima/ima-policy", b"dont_measure"),
+            e("/usr/bin/perun", b"perun"),
+        ];
         let mut buf = e("/etc/ima/ima-policy", b"rules");
         buf.template = "ima-buf".into();
         let as_buf = [boot.clone(), e("/init", b"init"), buf, e("/usr/bin/perun", b"perun")];
         let mut violation = e("/etc/ima/ima-policy", b"rules");
         violation.violation = true;
         let as_violation = [boot, e("/init", b"init"), violation, e("/usr/bin/perun", b"perun")];
-        for (what, log) in [("missing", &missing[..]), ("late", &late), ("other", &other), ("ima-buf", &as_buf), ("violation", &as_violation)] {
+        for (what, log) in [
+            ("missing", &missing[..]),
+            ("late", &late),
+            ("other", &other),
+            ("ima-buf", &as_buf),
+            ("violation", &as_violation),
+        ] {
             assert!(never(&p.check_entries(log, true)), "{what}: {:?}", p.check_entries(log, true));
         }
         // Approvers see an unpinned kernel IMA policy as what it is.

@@ -11,10 +11,10 @@
 use perun_core::receipt::Envelope;
 use perun_core::{Digest, Name};
 use perun_proto::wire::{
-    ActivateAk, AdmitVote, Application, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed, CredentialChallenge,
-    EnclaveAttested, EnclaveNonce, EnrolWorker, FailJob, FinishJob, JobInfo, JobMetrics, NonceIssued, OfferedJob,
-    OutputKey, PolicyInfo, PresentAk, ProposeJob, RegisterAsset, RegisterStakeholder, Registration, ReportMetrics, ReviewOutput,
-    RevokeJob, ServiceInfo, WorkerInfo,
+    ActivateAk, AdmitVote, Application, ApproveJob, AssetInfo, Attest, AttestEnclave, Attested, AuditLog, Claimed,
+    CredentialChallenge, EnclaveAttested, EnclaveNonce, EnrolWorker, FailJob, FinishJob, JobInfo, JobMetrics,
+    NonceIssued, OfferedJob, OutputKey, PolicyInfo, PresentAk, ProposeJob, RegisterAsset, RegisterStakeholder,
+    Registration, ReportMetrics, ReviewOutput, RevokeJob, ServiceInfo, WorkerInfo,
 };
 
 use crate::{Client, ClientError};

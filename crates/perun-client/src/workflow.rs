@@ -260,8 +260,9 @@ impl Stakeholder<'_> {
             let k = self.client.output_key(&job.id, &output.name)?;
             let context = WrapContext::output_for_receiver(&job.id, &output.name, self.keys.name());
             let text = perun_seal::wrap::unwrap(&k.wrapped_key, self.keys.age_identity(), &context)?;
-            let text = std::str::from_utf8(&text)
-                .map_err(|_| ClientError::Seal(perun_seal::SealError::InvalidKey("the output key is not text".into())))?;
+            let text = std::str::from_utf8(&text).map_err(|_| {
+                ClientError::Seal(perun_seal::SealError::InvalidKey("the output key is not text".into()))
+            })?;
             let key = AssetKey::parse(text)?;
             Ok(perun_seal::sealed::open_to_vec(sealed, len, key.identity(), kind)?.1)
         } else {

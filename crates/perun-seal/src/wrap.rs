@@ -58,7 +58,12 @@ impl WrapContext {
     pub fn asset_key(owner: &Name, asset: &Name, kind: AssetKind, content_digest: &Digest) -> Self {
         Self::new(
             "asset-key",
-            &[owner.as_str().as_bytes(), asset.as_str().as_bytes(), kind.as_str().as_bytes(), content_digest.as_bytes()],
+            &[
+                owner.as_str().as_bytes(),
+                asset.as_str().as_bytes(),
+                kind.as_str().as_bytes(),
+                content_digest.as_bytes(),
+            ],
             format!("the key of {kind} `{asset}` of {owner} ({content_digest})"),
         )
     }

@@ -245,9 +245,8 @@ fn refusals_are_typed_client_errors() {
 /// A service on an in-memory store with `config`, its clock at now.
 fn service_with(config: perun_trust::TrustConfig) -> (InProcess<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let clock = perun_trust::Clock::Manual(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
-        perun_proto::unix_now(),
-    )));
+    let clock =
+        perun_trust::Clock::Manual(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(perun_proto::unix_now())));
     let svc = InProcess::start(SqliteStore::in_memory().unwrap(), &dir.path().join("keys"), clock, config).unwrap();
     (svc, dir)
 }
@@ -270,7 +269,10 @@ fn a_registration_does_nothing_until_the_operator_admits_it() {
     assert_eq!(r.status, RegistrationStatus::Pending);
     assert!(r.message.contains("perun serve --admit mallory"), "{}", r.message);
     // Registering again is the same application; another key cannot take the name.
-    assert_eq!(me.register(&[Role::Provider, Role::ModelOwner, Role::Receiver]).unwrap().status, RegistrationStatus::Pending);
+    assert_eq!(
+        me.register(&[Role::Provider, Role::ModelOwner, Role::Receiver]).unwrap().status,
+        RegistrationStatus::Pending
+    );
     let squatter = keys("mallory");
     let e = Stakeholder::new(&w.svc.anon, &squatter).register(&[Role::Provider]).unwrap_err();
     assert!(matches!(e, ClientError::Conflict(_)), "{e}");
@@ -331,8 +333,11 @@ fn a_quorum_of_members_admits_where_the_service_says_so_and_open_registration_is
     client(&newcomer).jobs().unwrap();
     // The admission is in the audit log the voters and the newcomer see.
     let seen = client(&newcomer).audit().unwrap();
-    assert!(seen.records.iter().filter_map(|v| v.body.as_ref()).any(|b| b.kind == AuditKind::StakeholderRegistered
-        && b.detail.contains("admitted by a, b")));
+    assert!(seen
+        .records
+        .iter()
+        .filter_map(|v| v.body.as_ref())
+        .any(|b| b.kind == AuditKind::StakeholderRegistered && b.detail.contains("admitted by a, b")));
 
     let (open, _dir) = service_with(perun_trust::TrustConfig { open_registration: true, ..Default::default() });
     let r = Stakeholder::new(&open.anon, &keys("dev")).register(&[Role::Provider]).unwrap();
@@ -415,7 +420,11 @@ fn the_admission_queue_holds_few_per_network_and_admits_only_the_checked_key() {
     w.svc.trust.admit(real.name(), &real.public().fingerprint()).unwrap();
 
     let dave = keys("dave");
-    let bad = PublicIdentity::new(dave.name().clone(), &dave.signing_key().verifying_key(), format!("age1{}", "b".repeat(58)));
+    let bad = PublicIdentity::new(
+        dave.name().clone(),
+        &dave.signing_key().verifying_key(),
+        format!("age1{}", "b".repeat(58)),
+    );
     let e = Parties::client_of(&w.svc.anon, &dave)
         .register_stakeholder(&RegisterStakeholder { identity: bad, roles: [Role::Receiver].into() })
         .unwrap_err();

@@ -10,8 +10,8 @@
 use ed25519_dalek::SigningKey;
 use perun_core::{sign_digest, Digest, Name};
 pub use perun_proto::audit::{
-    body_hash, Actor, verify_chain, verify_extends, AuditBody, AuditError, AuditKind, AuditRecord, AuditView, Checkpoint,
-    AUDIT_CONTEXT,
+    body_hash, verify_chain, verify_extends, Actor, AuditBody, AuditError, AuditKind, AuditRecord, AuditView,
+    Checkpoint, AUDIT_CONTEXT,
 };
 
 use crate::store::Tx;

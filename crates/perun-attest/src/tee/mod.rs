@@ -259,7 +259,9 @@ pub fn appraise_tee(
     // Sim evidence is software anyone can make: where the policy names no sim key it is
     // refused before anything in it is read (or repeated in a failure).
     if evidence.kind == TeeKind::Sim && policy.sim_keys.is_empty() {
-        return Err(vec![failure("evidence from the sim TEE (software): this policy does not name that key (it names no sim key)".into())]);
+        return Err(vec![failure(
+            "evidence from the sim TEE (software): this policy does not name that key (it names no sim key)".into(),
+        )]);
     }
     let claims = verifier(evidence.kind)
         .and_then(|v| v.verify(evidence, now))
@@ -285,12 +287,8 @@ pub fn appraise_tee(
     if !policy.allowed.iter().any(matches) {
         // Values as the evidence states them, each cut to what a measurement can be (SHA-512
         // is 128 hex digits): a failure names what differs, not whatever a report carried.
-        let shown: Vec<String> = claims
-            .measurements
-            .iter()
-            .take(16)
-            .map(|(k, v)| format!("{}={}", cut(k, 32), cut(v, 128)))
-            .collect();
+        let shown: Vec<String> =
+            claims.measurements.iter().take(16).map(|(k, v)| format!("{}={}", cut(k, 32), cut(v, 128))).collect();
         failures.push(failure(format!("measurements not in the policy: {}", shown.join(", "))));
     }
     if claims.debug && !policy.allow_debug {
@@ -343,7 +341,10 @@ mod tests {
     fn sim_policy(keys: BTreeSet<String>) -> TeePolicy {
         TeePolicy {
             name: "p".into(),
-            allowed: vec![AllowedTee { kind: Some(TeeKind::Sim), measurements: [("measurement".to_owned(), "ab".repeat(32))].into() }],
+            allowed: vec![AllowedTee {
+                kind: Some(TeeKind::Sim),
+                measurements: [("measurement".to_owned(), "ab".repeat(32))].into(),
+            }],
             min_tcb: TcbLevel::UpToDate,
             sim_keys: keys,
             min_svn: Default::default(),

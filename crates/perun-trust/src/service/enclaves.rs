@@ -136,7 +136,9 @@ impl<S: Store> Trust<S> {
                     }
                 }
             }
-            if let Err(e) = self.spend_nonce(tx, &req.nonce, &job, &req.enclave, caller.is_some_and(|c| c.name == req.enclave))? {
+            if let Err(e) =
+                self.spend_nonce(tx, &req.nonce, &job, &req.enclave, caller.is_some_and(|c| c.name == req.enclave))?
+            {
                 return Ok(Err((job, e)));
             }
             // A refused first report ends nothing: anyone may send one. Nor is it written

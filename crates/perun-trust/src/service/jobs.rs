@@ -11,8 +11,8 @@ use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{ApprovalRecord, AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, StakeholderRecord};
 use crate::store::{Store, Tx, TxExt as _};
 use crate::wire::{JobInfo, JobMetrics};
-use perun_proto::OutputInfo;
 use crate::TrustError;
+use perun_proto::OutputInfo;
 
 /// Jobs one proposer may have proposed, ready or running at once.
 pub const MAX_OPEN_JOBS_PER_PROPOSER: usize = 1024;
@@ -54,7 +54,8 @@ impl<S: Store> Trust<S> {
                 if let Ok(j) = serde_json::from_slice::<Open>(&raw) {
                     if &j.proposer == proposer {
                         all += 1;
-                        open += usize::from(matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running));
+                        open +=
+                            usize::from(matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running));
                     }
                 }
             }
@@ -146,7 +147,11 @@ impl<S: Store> Trust<S> {
                 output_keys: Default::default(),
             };
             tx.put(&job)?;
-            let e = Event::new(AuditKind::JobProposed, Actor::stakeholder(&proposer), format!("job `{}` proposed", manifest.name));
+            let e = Event::new(
+                AuditKind::JobProposed,
+                Actor::stakeholder(&proposer),
+                format!("job `{}` proposed", manifest.name),
+            );
             self.audit(tx, e.for_job(id, &manifest))?;
             Ok(job)
         })?;
@@ -191,7 +196,8 @@ impl<S: Store> Trust<S> {
             }
             let rec = ApprovalRecord { job: job.id, approver: approver.clone(), signature, at: self.now() };
             if tx.insert(&rec, None)? {
-                let e = Event::new(AuditKind::JobApproved, Actor::stakeholder(&approver), format!("{approver} approved"));
+                let e =
+                    Event::new(AuditKind::JobApproved, Actor::stakeholder(&approver), format!("{approver} approved"));
                 self.audit(tx, e.for_job(job.id, &job.manifest))?;
             }
             if job.state == JobState::Proposed && self.missing_approvals(tx, &job)?.is_empty() {

@@ -254,7 +254,11 @@ impl<S: Store> Trust<S> {
             let Some(wrapped) = &o.wrapped_key else { continue };
             // Checked at finish, and again here: a key edited into the stored job from
             // another job's record names that job.
-            let key = perun_seal::wrap::unwrap(&wrapped.0, self.keys.wrap.identity(), &WrapContext::output_key(&job.id, &o.name))?;
+            let key = perun_seal::wrap::unwrap(
+                &wrapped.0,
+                self.keys.wrap.identity(),
+                &WrapContext::output_key(&job.id, &o.name),
+            )?;
             for r in &job.manifest.receivers {
                 let s: StakeholderRecord =
                     tx.get(r.as_str())?.ok_or_else(|| TrustError::Store(format!("receiver {r} vanished")))?;

@@ -9,7 +9,9 @@ use perun_seal::AssetKey;
 use super::Trust;
 use crate::audit::{self, Actor, AuditKind, AuditRecord, Event};
 use crate::auth::{request_digest, SignedHeaders, MAX_SKEW_S, REQUEST_CONTEXT};
-use crate::records::{ApplicationRecord, AssetRecord, PolicyQuota, PolicyRecord, RequestNonceRecord, StakeholderRecord};
+use crate::records::{
+    ApplicationRecord, AssetRecord, PolicyQuota, PolicyRecord, RequestNonceRecord, StakeholderRecord,
+};
 use crate::store::{Store, Table, Tx, TxExt as _};
 use crate::wire::{
     Application, AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, Registration, RegistrationStatus,
@@ -513,8 +515,11 @@ impl<S: Store> Trust<S> {
             quota.bytes = quota.bytes.saturating_add(size);
             tx.put(&quota)?;
             tx.put(&record)?;
-            let mut e =
-                Event::new(AuditKind::PolicyAdded, Actor::stakeholder(&owner), format!("{} ({digest})", record.policy.name()));
+            let mut e = Event::new(
+                AuditKind::PolicyAdded,
+                Actor::stakeholder(&owner),
+                format!("{} ({digest})", record.policy.name()),
+            );
             e.parties = vec![owner.clone()];
             self.audit(tx, e)
         })?;

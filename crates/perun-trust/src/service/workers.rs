@@ -135,7 +135,8 @@ impl<S: Store> Trust<S> {
                     self.end_job(tx, &mut job, JobState::Revoked, format!("worker {name} was de-enrolled by {by}"))?;
                 }
             }
-            let mut e = Event::new(AuditKind::WorkerEnrolled, Actor::stakeholder(&by), format!("worker {name} de-enrolled"));
+            let mut e =
+                Event::new(AuditKind::WorkerEnrolled, Actor::stakeholder(&by), format!("worker {name} de-enrolled"));
             e.parties = vec![by.clone()];
             self.audit(tx, e)?;
             Ok(worker_info(&w))

@@ -159,7 +159,9 @@ pub trait TxExt: Tx {
         for (i, b) in raw.iter().enumerate() {
             match serde_json::from_slice(b) {
                 Ok(r) => out.push(r),
-                Err(e) => tracing::error!(table = R::TABLE.name(), index = i, error = %e, "unreadable record left out of a list"),
+                Err(e) => {
+                    tracing::error!(table = R::TABLE.name(), index = i, error = %e, "unreadable record left out of a list")
+                }
             }
         }
         Ok(out)

@@ -212,7 +212,12 @@ impl Settings {
             )?,
             metrics_token: None,
             open_registration: a.open_registration.or(file.open_registration).unwrap_or(false),
-            admission_quorum: within("admission_quorum", a.admission_quorum.or(file.admission_quorum).unwrap_or(0), 0, 64)?,
+            admission_quorum: within(
+                "admission_quorum",
+                a.admission_quorum.or(file.admission_quorum).unwrap_or(0),
+                0,
+                64,
+            )?,
         };
         if let Ok(token) = std::env::var("PERUN_METRICS_TOKEN") {
             anyhow::ensure!(
