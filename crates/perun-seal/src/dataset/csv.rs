@@ -81,13 +81,59 @@ fn sniff(bytes: &[u8]) -> Result<u8, SealError> {
     Ok(best.0)
 }
 
-/// Reads CSV bytes into a [`CsvTable`].
+/// Text in UTF-16 (Excel's "Unicode Text" export) as UTF-8, by the byte order `unit`
+/// reads.
+fn from_utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, SealError> {
+    if bytes.len() % 2 != 0 {
+        return Err(SealError::Csv(
+            "the file starts with a UTF-16 byte order mark but has an odd number of bytes".into(),
+        ));
+    }
+    let units = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+    char::decode_utf16(units).collect::<Result<String, _>>().map_err(|e| {
+        SealError::Csv(format!(
+            "the file starts with a UTF-16 byte order mark but is not valid UTF-16 ({e}): save it as \"CSV UTF-8\""
+        ))
+    })
+}
+
+/// Excel's `sep=X` first line, which names the delimiter: the delimiter and the bytes
+/// after that line. `None` where the first line is no `sep=` line.
+///
+/// Errors: a `sep=` line that names no single delimiter character.
+fn sep_line(bytes: &[u8]) -> Result<Option<(u8, &[u8])>, SealError> {
+    let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let line = bytes[..end].strip_suffix(b"\r").unwrap_or(&bytes[..end]);
+    if line.len() < 4 || !line[..4].eq_ignore_ascii_case(b"sep=") {
+        return Ok(None);
+    }
+    match line[4..] {
+        [d] if d == b'\t' || (d.is_ascii_graphic() && d != b'"') => Ok(Some((d, bytes.get(end + 1..).unwrap_or(&[])))),
+        _ => Err(SealError::Csv(format!(
+            "line 1: the `sep=` line (Excel's delimiter line) must name one delimiter character, not `{}`",
+            String::from_utf8_lossy(&line[4..]).chars().take(20).collect::<String>()
+        ))),
+    }
+}
+
+/// Reads CSV bytes into a [`CsvTable`]: UTF-8 (with or without a byte order mark), or
+/// UTF-16 where a byte order mark says so (Excel's "Unicode Text"); the delimiter is the
+/// one an Excel `sep=X` first line names, else the one that reads the most columns.
 ///
 /// Errors: [`SealError::Csv`] for text that is not UTF-8 (naming the line), a missing
 /// header, duplicate or empty column names, and records of another width (naming the
 /// line and both counts).
 pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let decoded;
+    let bytes = if let Some(rest) = bytes.strip_prefix(b"\xff\xfe") {
+        decoded = from_utf16(rest, u16::from_le_bytes)?;
+        decoded.as_bytes()
+    } else if let Some(rest) = bytes.strip_prefix(b"\xfe\xff") {
+        decoded = from_utf16(rest, u16::from_be_bytes)?;
+        decoded.as_bytes()
+    } else {
+        bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
+    };
     if let Err(e) = std::str::from_utf8(bytes) {
         let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
         return Err(SealError::Csv(format!(
@@ -95,7 +141,10 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
             e.valid_up_to()
         )));
     }
-    let delimiter = sniff(bytes)?;
+    let (delimiter, bytes, skipped) = match sep_line(bytes)? {
+        Some((d, rest)) => (d, rest, 1),
+        None => (sniff(bytes)?, bytes, 0),
+    };
     let mut records = reader(bytes, delimiter).into_records();
     let headers: Vec<String> = match records.next() {
         Some(Ok(h)) if !(h.len() == 1 && h.get(0) == Some("")) => h.iter().map(str::to_owned).collect(),
@@ -112,7 +161,7 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
     let mut out = Vec::new();
     for rec in records {
         let rec = rec.map_err(|e| SealError::Csv(format!("{e}")))?;
-        let line = rec.position().map_or(0, csv::Position::line);
+        let line = rec.position().map_or(0, csv::Position::line).saturating_add(skipped);
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // blank line
         }
@@ -250,6 +299,30 @@ fn index_labels(raw: &[String]) -> (Vec<String>, Vec<i64>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn excel_sep_lines_and_unicode_text_read_as_the_same_table() {
+        let control = read_table(b"a,b,label\n5.1,3.5,x\n4.9,3,y\n").unwrap();
+        let sep = read_table(b"sep=;\r\na;b;label\r\n5,1;3,5;x\r\n4,9;3;y\r\n").unwrap();
+        let text = "a\tb\tlabel\r\n5.1\t3.5\tx\r\n4.9\t3\ty\r\n";
+        let utf16: Vec<u8> = [0xff, 0xfe].into_iter().chain(text.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let unicode = read_table(&utf16).unwrap();
+        for t in [&sep, &unicode] {
+            assert_eq!(t.headers, control.headers);
+            for ((l, r), (_, c)) in t.records.iter().zip(&control.records) {
+                for (k, (x, y)) in r.iter().zip(c).enumerate() {
+                    if k < 2 {
+                        assert_eq!(t.number(*l, k, x).unwrap(), control.number(1, k, y).unwrap());
+                    }
+                }
+            }
+        }
+        let crlf = read_table(b"a;b;label\r\n5,1;3,5;x\r\n4,9;3;y\r\n").unwrap();
+        assert_eq!(sep.records[0].0, crlf.records[0].0 + 1, "line numbers count the sep= line");
+        let e = read_table(b"sep=;;\na;b\n").unwrap_err();
+        assert!(e.to_string().contains("sep="), "{e}");
+        assert!(read_table(&[0xff, 0xfe, 0x41]).unwrap_err().to_string().contains("UTF-16"));
+    }
+
     use super::*;
 
     #[test]
