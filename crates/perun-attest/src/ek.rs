@@ -202,6 +202,8 @@ struct Ca {
     fingerprint: Digest,
     subject: String,
     subject_raw: Vec<u8>,
+    /// The subject as RFC 5280 section 7.1 compares names ([`prepared_name`]).
+    subject_prepared: String,
     group: String,
     /// Its file name in the shipped bundle (empty for a policy's own CA).
     name: String,
@@ -209,11 +211,19 @@ struct Ca {
 
 impl Ca {
     fn new(der: Vec<u8>, group: &str) -> Result<Self, AttestError> {
-        let (subject, subject_raw) = {
+        let (subject, subject_raw, subject_prepared) = {
             let c = parse(&der)?;
-            (c.subject().to_string(), c.subject().as_raw().to_vec())
+            (c.subject().to_string(), c.subject().as_raw().to_vec(), prepared_name(c.subject()))
         };
-        Ok(Self { fingerprint: Digest::of(&der), der, subject, subject_raw, group: group.into(), name: String::new() })
+        Ok(Self {
+            fingerprint: Digest::of(&der),
+            der,
+            subject,
+            subject_raw,
+            subject_prepared,
+            group: group.into(),
+            name: String::new(),
+        })
     }
 }
 
@@ -371,9 +381,13 @@ fn walk(cert: &X509Certificate<'_>, s: &mut Search<'_>, depth: usize) -> Result<
         return Ok(None);
     }
     let issuer_raw = cert.issuer().as_raw();
+    // Candidates by name as RFC 5280 section 7.1 matches them (a TPM maker's EK may spell
+    // its issuer with other spaces or case than its CA's subject); each is then proven by
+    // its signature, so a looser name admits no other signer.
+    let issuer_prepared = prepared_name(cert.issuer());
     let issued_at = cert.validity().not_before.timestamp();
     let pool = s.pool;
-    for ca in pool.iter().filter(|ca| ca.subject_raw == issuer_raw) {
+    for ca in pool.iter().filter(|ca| ca.subject_raw == issuer_raw || ca.subject_prepared == issuer_prepared) {
         if s.on_path.contains(&ca.fingerprint) {
             continue;
         }
@@ -436,6 +450,34 @@ fn check_key_is_ek(cert: &X509Certificate<'_>, ek: &PublicKey) -> Result<(), Att
         return Err(AttestError::Check("the EK certificate certifies another key than this TPM's EK".into()));
     }
     Ok(())
+}
+
+/// A distinguished name in the form RFC 5280 section 7.1 compares it, with RFC 4518's
+/// string preparation as far as certificates need it: per RDN (in order) its attributes
+/// (as a set), each PrintableString or UTF8String value with insignificant space removed
+/// (leading and trailing, internal runs as one space) and case folded; any other value
+/// byte for byte, as the RFC asks for the other types.
+fn prepared_name(name: &x509_parser::x509::X509Name<'_>) -> String {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let mut out = String::new();
+    for rdn in name.iter() {
+        let mut attributes: Vec<String> = rdn
+            .iter()
+            .map(|a| {
+                let value = match (a.attr_value().tag(), a.as_str()) {
+                    (Tag::PrintableString | Tag::Utf8String, Ok(s)) => {
+                        format!("s:{}", s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase())
+                    }
+                    _ => format!("x:{}", hex::encode(a.as_slice())),
+                };
+                format!("{}={value}", a.attr_type().to_id_string())
+            })
+            .collect();
+        attributes.sort();
+        out.push_str(&attributes.join("+"));
+        out.push('/');
+    }
+    out
 }
 
 /// Verifies `cert`'s signature with `issuer`'s public key.

@@ -164,3 +164,23 @@ fn a_hostile_pool_of_cross_signed_cas_cannot_make_path_building_slow() {
     }
     assert!(policy.check().unwrap_err().to_string().contains("at most 16"));
 }
+
+/// Issue 38, 1: names compared as RFC 5280 section 7.1 says. A genuine Intel PTT EK names
+/// its issuer with one space where the shipped intermediate's subject has two; the EK's
+/// signature verifies under that intermediate's key (as OpenSSL finds), so the chain
+/// builds, by the bundle and by the intermediate given explicitly.
+#[test]
+fn an_issuer_spelled_with_other_insignificant_spaces_still_finds_its_ca() {
+    let cert = read("ek/intel-ptt-glk-ecc-ek.der");
+    let hardware = EkPolicy::from_bundle(&["hardware"]).unwrap();
+    let v = verify(&cert, &hardware).unwrap_or_else(|e| panic!("{e}"));
+    assert!(v.path.iter().any(|p| p.contains("GLK_EPID_PROD")), "{:?}", v.path);
+    let mut explicit = EkPolicy::from_bundle(&["hardware"]).unwrap();
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ek-roots/intermediates/intel-glk-epid-prod-ek-intermediate.pem"
+    ))
+    .unwrap();
+    explicit.add_intermediate(&pem).unwrap();
+    verify(&cert, &explicit).unwrap_or_else(|e| panic!("with the intermediate given: {e}"));
+}
