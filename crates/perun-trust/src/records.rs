@@ -45,16 +45,26 @@ pub struct ApplicationRecord {
     /// Members that voted to admit it.
     #[serde(default)]
     pub votes: std::collections::BTreeSet<Name>,
-    /// The network prefix it applied from (`/24`, `/64`): each prefix may hold only a
+    /// The network prefix it applied from (`/24`, `/48`): each prefix may hold only a
     /// few applications at once.
     #[serde(default)]
     pub from: String,
+}
+
+impl ApplicationRecord {
+    /// Whether it still awaits admission at `now` (Unix seconds), not expired.
+    pub fn pending_at(&self, now: u64) -> bool {
+        self.expires().is_some_and(|at| at > now)
+    }
 }
 
 impl Record for ApplicationRecord {
     const TABLE: Table = Table::Applications;
     fn key(&self) -> String {
         self.identity.name.to_string()
+    }
+    fn expires(&self) -> Option<u64> {
+        Some(self.applied_at.saturating_add(crate::service::stakeholders::APPLICATION_VALID_S))
     }
 }
 
@@ -328,21 +338,31 @@ mod opt_hex {
     }
 }
 
-/// What one provider has published: counted in the write that publishes, so that a
-/// publication reads one small record, not every stored policy.
+/// What one party has added of one kind (policies it published, jobs it proposed),
+/// counted in the write that adds to it: a bound is checked by reading this one small
+/// record, not every stored one.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PolicyQuota {
-    /// The provider.
+pub struct Quota {
+    /// What is counted: [`Table::name`] of the records it counts.
+    pub kind: String,
+    /// The party.
     pub owner: Name,
-    /// Policies published.
-    pub policies: u64,
+    /// Records added.
+    pub count: u64,
     /// Their JSON bytes, in all.
     pub bytes: u64,
 }
 
-impl Record for PolicyQuota {
+impl Quota {
+    /// The store key of `owner`'s quota of the records in `table`.
+    pub fn key_of(table: Table, owner: &Name) -> String {
+        format!("quota/{}/{owner}", table.name())
+    }
+}
+
+impl Record for Quota {
     const TABLE: Table = Table::Service;
     fn key(&self) -> String {
-        format!("policy-quota/{}", self.owner)
+        format!("quota/{}/{}", self.kind, self.owner)
     }
 }

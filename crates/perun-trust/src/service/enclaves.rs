@@ -22,7 +22,7 @@ use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
 
 use super::jobs::job_in;
 use super::workers::live_error;
-use super::{worker_actor, Trust};
+use super::Trust;
 use crate::audit::Actor;
 use crate::records::{JobRecord, JobState, PolicyRecord, WorkerRecord, WorkerState};
 use crate::store::{Store, TxExt as _};
@@ -65,7 +65,7 @@ impl<S: Store> Trust<S> {
         job_id: &str,
         req: AttestEnclave,
     ) -> Result<EnclaveAttested, TrustError> {
-        let actor = worker_actor(&req.enclave);
+        let actor = Actor::worker(&req.enclave);
         let started = std::time::Instant::now();
         let now = self.now();
         // Appraisal (certificate chains, signatures) outside the store's write lock.
@@ -144,14 +144,8 @@ impl<S: Store> Trust<S> {
             // A refused first report ends nothing: anyone may send one. Nor is it written
             // here under the enclave name its sender chose: it is audited below as an
             // anonymous refusal, at most so many a minute for the job.
-            if first && !result.accepted() {
-                self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
-                let reasons: Vec<String> = result.failures.iter().map(|f| f.to_string()).collect();
-                let reason = format!("attestation refused: {}", reasons.join("; "));
-                let e = TrustError::Refused { reason, failures: result.failures.clone() };
-                return Ok(Err((job, e)));
-            }
-            if let Err(e) = self.record_result(tx, &mut job, &actor, &result, !first)? {
+            let audited_as = (!first || result.accepted()).then_some(&actor);
+            if let Err(e) = self.record_result(tx, &mut job, audited_as, &result, !first)? {
                 return Ok(Err((job, e)));
             }
             let Some(claims) = accepted.clone() else {

@@ -14,11 +14,8 @@ use crate::wire::{JobInfo, JobMetrics};
 use crate::TrustError;
 use perun_proto::OutputInfo;
 
-/// Jobs one proposer may have proposed, ready or running at once.
-pub const MAX_OPEN_JOBS_PER_PROPOSER: usize = 1024;
-
 /// Jobs one proposer may propose in all (ended ones stay in every party's list).
-pub const MAX_JOBS_PER_PROPOSER: usize = 10_000;
+pub const MAX_JOBS_PER_PROPOSER: u64 = 10_000;
 
 impl<S: Store> Trust<S> {
     /// Proposes a job. Every asset must be registered with the owner, kind and content
@@ -41,35 +38,17 @@ impl<S: Store> Trust<S> {
             if tx.get::<JobRecord>(&id.to_string())?.is_some() {
                 return Err(TrustError::Conflict(format!("job {id} was already proposed")));
             }
-            // One party cannot fill every other party's lists: its jobs that have not
-            // ended are bounded.
-            // Only two fields of each job are read, not its manifest.
-            #[derive(serde::Deserialize)]
-            struct Open {
-                proposer: Name,
-                state: JobState,
-            }
-            let (mut open, mut all) = (0usize, 0usize);
-            for raw in tx.list_raw(crate::store::Table::Jobs, "")? {
-                if let Ok(j) = serde_json::from_slice::<Open>(&raw) {
-                    if &j.proposer == proposer {
-                        all += 1;
-                        open +=
-                            usize::from(matches!(j.state, JobState::Proposed | JobState::Ready | JobState::Running));
-                    }
-                }
-            }
-            if all >= MAX_JOBS_PER_PROPOSER {
+            // One party cannot fill every other party's lists: the jobs it proposes (which
+            // stay listed once ended) are bounded, counted as it proposes them.
+            let mut quota = super::quota_in(tx, crate::store::Table::Jobs, proposer)?;
+            if quota.count >= MAX_JOBS_PER_PROPOSER {
                 return Err(TrustError::TooManyRequests(format!(
-                    "`{proposer}` has proposed {all} jobs here, the most one proposer may: ask the operator"
+                    "`{proposer}` has proposed {} jobs here, the most one proposer may: ask the operator",
+                    quota.count
                 )));
             }
-            if open >= MAX_OPEN_JOBS_PER_PROPOSER {
-                return Err(TrustError::TooManyRequests(format!(
-                    "`{proposer}` has {open} jobs that have not ended, the most one proposer may have: revoke \
-                     the ones you no longer need"
-                )));
-            }
+            quota.count = quota.count.saturating_add(1);
+            tx.put(&quota)?;
             for a in manifest.assets() {
                 // One answer whether the asset is missing or registered otherwise: who
                 // owns what, and what it holds, is its owner's to tell.

@@ -26,7 +26,7 @@ use perun_core::{Digest, Name};
 use crate::audit::{self, Actor, AuditKind, Event};
 use crate::keys::ServiceKeys;
 use crate::metrics::Metrics;
-use crate::records::{JobRecord, JobState};
+use crate::records::{JobRecord, JobState, Quota};
 use crate::store::{Store, Tx, TxExt as _};
 use crate::TrustError;
 
@@ -245,7 +245,7 @@ impl<S: Store> Trust<S> {
     /// [`Self::refused_anonymous`] for a request naming enrolled worker `w` (its provider
     /// sees the record).
     fn refused_worker(&self, w: &crate::records::WorkerRecord, err: TrustError) -> TrustError {
-        self.refused_anonymous(&worker_actor(&w.name), None, vec![w.enrolled_by.clone()], err)
+        self.refused_anonymous(&Actor::worker(&w.name), None, vec![w.enrolled_by.clone()], err)
     }
 
     /// Moves a job to `state` (revoked or expired) with `reason`, audited, inside `tx`.
@@ -345,6 +345,29 @@ impl<S: Store> Trust<S> {
     }
 }
 
+/// `owner`'s quota of the records in `table` (policies it published, jobs it proposed)
+/// inside `tx`. Where none is kept yet (a store from before quotas), it is counted once
+/// from the records, by the top-level `owner` (or `proposer`) field each names.
+pub(crate) fn quota_in(tx: &mut dyn Tx, table: crate::store::Table, owner: &Name) -> Result<Quota, TrustError> {
+    if let Some(q) = tx.get::<Quota>(&Quota::key_of(table, owner))? {
+        return Ok(q);
+    }
+    // Only the owner of each record is read, not the record.
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        #[serde(alias = "proposer")]
+        owner: Name,
+    }
+    let mut q = Quota { kind: table.name().to_owned(), owner: owner.clone(), count: 0, bytes: 0 };
+    for raw in tx.list_raw(table, "")? {
+        if serde_json::from_slice::<Owner>(&raw).is_ok_and(|o| &o.owner == owner) {
+            q.count = q.count.saturating_add(1);
+            q.bytes = q.bytes.saturating_add(raw.len() as u64);
+        }
+    }
+    Ok(q)
+}
+
 /// The longest reason a job keeps for its end, in bytes (who ended it, and a revoking
 /// party's words, a worker's error or the verifier's failures).
 pub const MAX_REASON: usize = 1024;
@@ -355,11 +378,6 @@ pub const MAX_REVOKE_REASON: usize = 512;
 
 /// Seconds between prunings of expired attestation and request nonces.
 pub const PRUNE_EVERY_S: u64 = 10;
-
-/// An audit actor string for a worker.
-pub(crate) fn worker_actor(name: &Name) -> Actor {
-    Actor::worker(name)
-}
 
 #[cfg(test)]
 mod tests {

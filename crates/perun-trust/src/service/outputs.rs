@@ -16,7 +16,6 @@ use perun_seal::wrap::WrapContext;
 
 use super::jobs::{is_party, job_in};
 use super::terms::reviewers;
-use super::worker_actor;
 use super::Trust;
 use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{ApprovalRecord, JobRecord, JobState, Review, ReviewOutcome, StakeholderRecord, WorkerRecord};
@@ -34,7 +33,7 @@ impl<S: Store> Trust<S> {
     /// that is not the manifest's, and, under review, for an output whose key is not
     /// wrapped to this service. On success the service signs the training receipt.
     pub fn finish(&self, worker: &WorkerRecord, job_id: &str, body: FinishJob) -> Result<(), TrustError> {
-        let actor = worker_actor(&worker.name);
+        let actor = Actor::worker(&worker.name);
         // An attested worker's token is a credential in ordinary memory, which the host's
         // root can read, and its TPM can activate new ones: the token alone cannot vouch
         // for outputs. A finish carries a last quote over the digest of its claims, appraised

@@ -9,10 +9,8 @@ use perun_seal::AssetKey;
 use super::Trust;
 use crate::audit::{self, Actor, AuditKind, AuditRecord, Event};
 use crate::auth::{request_digest, SignedHeaders, MAX_SKEW_S, REQUEST_CONTEXT};
-use crate::records::{
-    ApplicationRecord, AssetRecord, PolicyQuota, PolicyRecord, RequestNonceRecord, StakeholderRecord,
-};
-use crate::store::{Store, Table, Tx, TxExt as _};
+use crate::records::{ApplicationRecord, AssetRecord, PolicyRecord, RequestNonceRecord, StakeholderRecord};
+use crate::store::{Record as _, Store, Table, Tx, TxExt as _};
 use crate::wire::{
     Application, AssetInfo, AuditLog, PolicyInfo, RegisterAsset, RegisterStakeholder, Registration, RegistrationStatus,
     ServiceInfo,
@@ -91,22 +89,7 @@ impl<S: Store> Trust<S> {
     /// Authenticates a signed stakeholder request; returns the stakeholder.
     pub fn authenticate(&self, sh: &SignedHeaders, req: RequestParts<'_>) -> Result<StakeholderRecord, TrustError> {
         let who: Option<StakeholderRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
-        let who = match who {
-            Some(w) => Some(w),
-            None => {
-                let pending: Option<ApplicationRecord> = self.store.read(|tx| tx.get(sh.identity.as_str()))?;
-                if pending.is_some() {
-                    return Err(TrustError::Unauthenticated(self.pending_message(&sh.identity)));
-                }
-                None
-            }
-        };
-        let who = who.ok_or_else(|| {
-            TrustError::Unauthenticated(format!(
-                "`{}` is not registered here: run `perun id register {} --role ROLE` first (data-owner, model-owner, provider, receiver)",
-                sh.identity, sh.identity
-            ))
-        })?;
+        let Some(who) = who else { return Err(self.not_a_member(&sh.identity)?) };
         let key = who.identity.verifying_key().map_err(|e| TrustError::Store(e.to_string()))?;
         self.check_signed(sh, req, &key)?;
         Ok(who)
@@ -215,7 +198,7 @@ impl<S: Store> Trust<S> {
                     votes: Default::default(),
                     from: caller.clone(),
                 };
-                tx.insert(&rec, Some(now.saturating_add(APPLICATION_VALID_S)))?;
+                tx.insert(&rec, rec.expires())?;
             }
             Ok(Registration {
                 name: id.name.clone(),
@@ -223,6 +206,19 @@ impl<S: Store> Trust<S> {
                 message: self.pending_message(&id.name),
             })
         })
+    }
+
+    /// Why `who`, who is no member, is refused: its registration awaits admission, or it
+    /// never registered. (The outer error: the store failed.)
+    fn not_a_member(&self, who: &Name) -> Result<TrustError, TrustError> {
+        let pending: Option<ApplicationRecord> = self.store.read(|tx| tx.get(who.as_str()))?;
+        Ok(TrustError::Unauthenticated(match pending {
+            Some(a) if a.pending_at(self.now()) => self.pending_message(who),
+            _ => format!(
+                "`{who}` is not registered here: run `perun id register {who} --role ROLE` first (data-owner, \
+                 model-owner, provider, receiver)"
+            ),
+        }))
     }
 
     /// What a pending registration is told: who admits it, and how.
@@ -243,7 +239,7 @@ impl<S: Store> Trust<S> {
     pub fn applications(&self) -> Result<Vec<Application>, TrustError> {
         let mut all: Vec<ApplicationRecord> = self.store.read(|tx| tx.list_readable(""))?;
         let now = self.now();
-        all.retain(|a| a.applied_at.saturating_add(APPLICATION_VALID_S) > now);
+        all.retain(|a| a.pending_at(now));
         all.sort_by_key(|a| a.applied_at);
         Ok(all
             .into_iter()
@@ -266,11 +262,9 @@ impl<S: Store> Trust<S> {
     /// [`TrustError::Conflict`] when its key is not `fingerprint`.
     pub fn admit(&self, name: &Name, fingerprint: &str) -> Result<Registration, TrustError> {
         self.store.write(|tx| {
-            let app: Option<ApplicationRecord> = tx.get(name.as_str())?;
-            if let Some(a) = app {
-                check_fingerprint(name, &a, fingerprint)?;
-            }
-            self.admit_in(tx, name, Actor::Operator, "admitted by the operator".into())
+            let app = self.pending_in(tx, name)?;
+            check_fingerprint(name, &app, fingerprint)?;
+            self.admit_in(tx, app, Actor::Operator, "admitted by the operator".into())
         })
     }
 
@@ -304,9 +298,7 @@ impl<S: Store> Trust<S> {
         }
         let name = Name::new(name).map_err(|e| TrustError::BadRequest(e.to_string()))?;
         self.store.write(|tx| {
-            let mut app: ApplicationRecord = tx
-                .get(name.as_str())?
-                .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))?;
+            let mut app = self.pending_in(tx, &name)?;
             check_fingerprint(&name, &app, fingerprint)?;
             if !app.votes.insert(voter.clone()) {
                 return Err(TrustError::Conflict(format!(
@@ -317,15 +309,10 @@ impl<S: Store> Trust<S> {
             let votes = app.votes.len();
             if votes >= quorum as usize {
                 let who: Vec<&str> = app.votes.iter().map(Name::as_str).collect();
-                return self.admit_in(tx, &name, Actor::stakeholder(voter), format!("admitted by {}", who.join(", ")));
+                let how = format!("admitted by {}", who.join(", "));
+                return self.admit_in(tx, app, Actor::stakeholder(voter), how);
             }
-            let expires = app.applied_at.saturating_add(APPLICATION_VALID_S);
-            tx.put_raw(
-                Table::Applications,
-                name.as_str(),
-                &serde_json::to_vec(&app).map_err(|e| TrustError::Store(e.to_string()))?,
-                Some(expires),
-            )?;
+            tx.put(&app)?;
             let mut e = Event::new(
                 AuditKind::AdmissionVoted,
                 Actor::stakeholder(voter),
@@ -341,25 +328,33 @@ impl<S: Store> Trust<S> {
         })
     }
 
-    /// Moves application `name` into the members inside `tx`, audited.
-    fn admit_in(&self, tx: &mut dyn Tx, name: &Name, actor: Actor, how: String) -> Result<Registration, TrustError> {
-        let app: ApplicationRecord = tx
-            .get(name.as_str())?
-            .filter(|a: &ApplicationRecord| a.applied_at.saturating_add(APPLICATION_VALID_S) > self.now())
-            .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))?;
+    /// The registration `name` that awaits admission inside `tx` (not expired).
+    fn pending_in(&self, tx: &mut dyn Tx, name: &Name) -> Result<ApplicationRecord, TrustError> {
+        tx.get::<ApplicationRecord>(name.as_str())?
+            .filter(|a| a.pending_at(self.now()))
+            .ok_or_else(|| TrustError::NotFound(format!("no registration of `{name}` awaits admission")))
+    }
+
+    /// Moves application `app` into the members inside `tx`, audited.
+    fn admit_in(
+        &self,
+        tx: &mut dyn Tx,
+        app: ApplicationRecord,
+        actor: Actor,
+        how: String,
+    ) -> Result<Registration, TrustError> {
+        let name = app.identity.name.clone();
         if tx.get::<StakeholderRecord>(name.as_str())?.is_some() {
             return Err(TrustError::Conflict(format!("`{name}` is a member already")));
         }
         let app_key = app.identity.fingerprint();
         let detail = format!("{name} (key {app_key}) as {}: {how}", role_list(&app.roles));
-        let mut parties: Vec<Name> = app.votes.iter().cloned().collect();
-        parties.push(name.clone());
+        let mut parties = app.votes;
+        parties.insert(name.clone());
         tx.put(&StakeholderRecord { identity: app.identity, registered_at: self.now(), roles: app.roles })?;
         tx.delete(Table::Applications, name.as_str())?;
         let mut e = Event::new(AuditKind::StakeholderRegistered, actor, detail);
-        parties.sort();
-        parties.dedup();
-        e.parties = parties;
+        e.parties = parties.into_iter().collect();
         self.audit(tx, e)?;
         Ok(Registration {
             name: name.clone(),
@@ -377,13 +372,7 @@ impl<S: Store> Trust<S> {
                 "{action} is for a {role}; `{who}` registered as {}",
                 role_list(&r.roles)
             ))),
-            None => {
-                let pending: Option<ApplicationRecord> = self.store.read(|tx| tx.get(who.as_str()))?;
-                Err(TrustError::Unauthenticated(match pending {
-                    Some(_) => self.pending_message(who),
-                    None => format!("`{who}` is not registered"),
-                }))
-            }
+            None => Err(self.not_a_member(who)?),
         }
     }
 
@@ -480,38 +469,20 @@ impl<S: Store> Trust<S> {
             if tx.get::<PolicyRecord>(&digest.to_string())?.is_some() {
                 return Ok(());
             }
-            let mut quota = match tx.get::<PolicyQuota>(&format!("policy-quota/{owner}"))? {
-                Some(q) => q,
-                // Published before quotas were kept: counted once, then kept.
-                None => {
-                    #[derive(serde::Deserialize)]
-                    struct Owner {
-                        owner: Name,
-                    }
-                    let mut q = PolicyQuota { owner: owner.clone(), policies: 0, bytes: 0 };
-                    for raw in tx.list_raw(Table::Policies, "")? {
-                        let o: Owner = serde_json::from_slice(&raw).map_err(|e| TrustError::Store(e.to_string()))?;
-                        if &o.owner == owner {
-                            q.policies = q.policies.saturating_add(1);
-                            q.bytes = q.bytes.saturating_add(raw.len() as u64);
-                        }
-                    }
-                    q
-                }
-            };
+            let mut quota = super::quota_in(tx, Table::Policies, owner)?;
             let size = serde_json::to_vec(&record).map(|v| v.len() as u64).unwrap_or(u64::MAX);
-            if quota.policies >= MAX_POLICIES_PER_PROVIDER as u64
+            if quota.count >= MAX_POLICIES_PER_PROVIDER as u64
                 || quota.bytes.saturating_add(size) > MAX_POLICY_BYTES_PER_PROVIDER
             {
                 return Err(TrustError::Conflict(format!(
                     "`{owner}` has published {} policies ({} KiB), the most one provider may keep here is \
                      {MAX_POLICIES_PER_PROVIDER} in {} MiB",
-                    quota.policies,
+                    quota.count,
                     quota.bytes / 1024,
                     MAX_POLICY_BYTES_PER_PROVIDER >> 20
                 )));
             }
-            quota.policies = quota.policies.saturating_add(1);
+            quota.count = quota.count.saturating_add(1);
             quota.bytes = quota.bytes.saturating_add(size);
             tx.put(&quota)?;
             tx.put(&record)?;

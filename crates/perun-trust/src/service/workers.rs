@@ -19,7 +19,7 @@ use perun_seal::wrap::WrapContext;
 use zeroize::Zeroizing;
 
 use super::jobs::{job_in, policy_in};
-use super::{worker_actor, Trust};
+use super::Trust;
 use crate::audit::{Actor, AuditKind, Event};
 use crate::records::{
     AssetRecord, JobRecord, JobState, MetricRecord, PolicyRecord, ReleaseRecord, SessionRecord, StakeholderRecord,
@@ -178,7 +178,7 @@ impl<S: Store> Trust<S> {
     /// the one [`Self::present_ak`] made for this worker's enrolled EK and this AK, less
     /// than the challenge validity ago: a wrong answer leaves the worker as it was.
     pub fn activate(&self, name: &Name, body: &ActivateAk) -> Result<(), TrustError> {
-        let actor = worker_actor(name);
+        let actor = Actor::worker(name);
         let now = self.now();
         let worker = self.enrolled_tpm(name)?;
         let expected =
@@ -303,7 +303,7 @@ impl<S: Store> Trust<S> {
     /// A worker claims a ready job: it is now the job's only worker, and gets the first
     /// attestation nonce and where the sealed assets are.
     pub fn claim(&self, worker: &WorkerRecord, job_id: &str) -> Result<Claimed, TrustError> {
-        let actor = worker_actor(&worker.name);
+        let actor = Actor::worker(&worker.name);
         let now = self.now();
         let outcome = self.store.write(|tx| {
             let mut job = job_in(tx, job_id)?;
@@ -388,7 +388,7 @@ impl<S: Store> Trust<S> {
         job.worker = Some(worker.clone());
         job.claimed_at = Some(self.now());
         tx.put(job)?;
-        let e = Event::new(AuditKind::JobClaimed, worker_actor(worker), format!("claimed by {worker}"));
+        let e = Event::new(AuditKind::JobClaimed, Actor::worker(worker), format!("claimed by {worker}"));
         self.audit(tx, e.for_job(job.id, &job.manifest))?;
         Ok(Claimed {
             job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
@@ -422,7 +422,7 @@ impl<S: Store> Trust<S> {
     /// A fresh nonce for the job's next attestation. Issuing writes nothing (see
     /// [`crate::nonce`]) unless the clock ended the job.
     pub fn nonce(&self, worker: &WorkerRecord, job_id: &str) -> Result<NonceIssued, TrustError> {
-        let actor = worker_actor(&worker.name);
+        let actor = Actor::worker(&worker.name);
         let mut job = self.job_record(job_id)?;
         if self.deadline_passed(&job).is_some() {
             job = self.store.write(|tx| {
@@ -469,7 +469,7 @@ impl<S: Store> Trust<S> {
     /// on the job's first acceptance every asset key is sealed to the ephemeral key the
     /// evidence binds. Refused: the job is revoked, and nothing is released.
     pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
-        let actor = worker_actor(&worker.name);
+        let actor = Actor::worker(&worker.name);
         let started = std::time::Instant::now();
         let eph = req.ephemeral_key.clone();
         // The service binds its own certificate: evidence a worker made for a relay that
@@ -516,7 +516,7 @@ impl<S: Store> Trust<S> {
     pub fn admit_evidence(&self, worker: &WorkerRecord, job_id: &str) -> Result<(), TrustError> {
         let (job, _) = self.job_and_policy(job_id)?;
         self.check_running_by(&job, &worker.name)
-            .map_err(|e| self.attestation_refused(&worker_actor(&worker.name), &job, worker, e))
+            .map_err(|e| self.attestation_refused(&Actor::worker(&worker.name), &job, worker, e))
     }
 
     /// How a refused attestation answers: a revoked job's refusal is already audited.
@@ -610,8 +610,8 @@ impl<S: Store> Trust<S> {
                 "another attestation of this job was decided meanwhile: send new evidence with a new nonce".into(),
             )));
         }
-        let actor = worker_actor(&worker.name);
-        if let Err(e) = self.record_result(tx, job, &actor, &result, true)? {
+        let actor = Actor::worker(&worker.name);
+        if let Err(e) = self.record_result(tx, job, Some(&actor), &result, true)? {
             return Ok(Err(e));
         }
         let state = job.replay.clone().unwrap_or_default();
@@ -621,21 +621,25 @@ impl<S: Store> Trust<S> {
     }
 
     /// The one release decision's verdict (DESIGN.md section 2), for TPM and TEE
-    /// evidence alike: the Attestation Result goes into the audit log; a refusal ends
-    /// the job if `revoke` (a running job's worker lost its integrity), and refuses the
-    /// request; an acceptance marks the job attested now. Keys are released by the
-    /// caller ([`Self::release_keys`]) only after an `Ok`.
+    /// evidence alike: the Attestation Result goes into the audit log under `actor`
+    /// (`None`: an unauthenticated sender's refused report, which its caller audits as
+    /// an anonymous, rate-limited refusal instead); a refusal ends the job if `revoke` (a
+    /// running job's worker lost its integrity), and refuses the request; an acceptance
+    /// marks the job attested now. Keys are released by the caller
+    /// ([`Self::release_keys`]) only after an `Ok`.
     pub(super) fn record_result(
         &self,
         tx: &mut dyn Tx,
         job: &mut JobRecord,
-        actor: &Actor,
+        actor: Option<&Actor>,
         result: &AttestationResult,
         revoke: bool,
     ) -> Result<Result<(), TrustError>, TrustError> {
-        let kind = if result.accepted() { AuditKind::AttestationAccepted } else { AuditKind::AttestationRefused };
-        let ev = Event::new(kind, actor.clone(), result.describe());
-        self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+        if let Some(actor) = actor {
+            let kind = if result.accepted() { AuditKind::AttestationAccepted } else { AuditKind::AttestationRefused };
+            let ev = Event::new(kind, actor.clone(), result.describe());
+            self.audit(tx, ev.for_job(job.id, &job.manifest))?;
+        }
         if !result.accepted() {
             self.metrics.attestations_refused.fetch_add(1, Ordering::Relaxed);
             let reasons: Vec<String> = result.failures.iter().map(|f| f.to_string()).collect();
@@ -698,7 +702,7 @@ impl<S: Store> Trust<S> {
             Err(why) => {
                 let e = TrustError::Refused { reason: why, failures: Vec::new() };
                 if authenticated {
-                    let ev = Event::new(AuditKind::AttestationRefused, worker_actor(worker), e.to_string());
+                    let ev = Event::new(AuditKind::AttestationRefused, Actor::worker(worker), e.to_string());
                     self.audit(tx, ev.for_job(job.id, &job.manifest))?;
                 }
                 Err(e)

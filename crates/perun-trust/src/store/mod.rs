@@ -119,6 +119,10 @@ pub trait Record: Serialize + DeserializeOwned {
     const TABLE: Table;
     /// Its key.
     fn key(&self) -> String;
+    /// When [`Tx::prune`] may remove it (Unix seconds); `None`: never.
+    fn expires(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Typed access over any [`Tx`].
@@ -135,7 +139,7 @@ pub trait TxExt: Tx {
     /// Writes `r`, replacing any record at its key.
     fn put<R: Record>(&mut self, r: &R) -> Result<(), TrustError> {
         let body = serde_json::to_vec(r).map_err(|e| TrustError::Store(e.to_string()))?;
-        self.put_raw(R::TABLE, &r.key(), &body, None)
+        self.put_raw(R::TABLE, &r.key(), &body, r.expires())
     }
     /// Writes `r` only if its key is new; returns whether it was.
     fn insert<R: Record>(&mut self, r: &R, expires: Option<u64>) -> Result<bool, TrustError> {
