@@ -1,59 +1,290 @@
-//! The one place where the compute device is chosen.
+//! The one place where the compute device and the engine are chosen.
 //!
-//! Default: Burn's `flex` backend, pure Rust on the CPU, deterministic for a fixed seed.
-//! With the `wgpu` feature and `PERUN_DEVICE=gpu`, training runs on the first discrete
-//! GPU through wgpu (Vulkan on NVIDIA). Adding another backend (for example LibTorch
-//! through `burn-tch`) means adding a feature and a branch here, nothing else.
+//! Two engines run Perun's networks, through Burn's dispatch backend:
+//! - **flex**, Burn's pure-Rust CPU backend: in every build, deterministic for a fixed
+//!   seed, and the faster one where a training step is small (each op costs little);
+//! - **LibTorch** (the `libtorch` feature, through `burn-tch`): PyTorch's own kernels,
+//!   on the CPU and, with `libtorch-cuda`, on an NVIDIA GPU. It is the faster one where a
+//!   step is large: convolutions and wide layers.
+//!
+//! Which one trains a workload is decided by [`Engine::for_workload`], a rule from
+//! measurement (README, "Training engines"): LibTorch where a training step's forward
+//! pass reaches [`LIBTORCH_MIN_MACS`] multiply-accumulates, flex below. The GPU is
+//! reached through LibTorch only: one GPU path that is measured, not two.
 
 use burn::tensor::Device;
 
-/// Which device to compute on.
+use crate::spec::ModelSpec;
+use crate::MlError;
+
+/// Where to compute, and with which engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compute {
-    /// The CPU (`flex`).
+    /// The CPU, with the engine [`Engine::for_workload`] picks for the model.
     Cpu,
-    /// A GPU (requires the `wgpu` feature).
+    /// The CPU with this engine, whatever the rule says (benchmarks, the engines'
+    /// agreement test). An engine this build does not carry is an error.
+    CpuWith(Engine),
+    /// The first CUDA GPU, through LibTorch (the `libtorch-cuda` feature).
     Gpu,
 }
 
+/// A training engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Burn's `flex` backend: pure Rust, CPU.
+    Flex,
+    /// LibTorch through `burn-tch`: CPU, or CUDA with `libtorch-cuda`.
+    LibTorch,
+}
+
+/// The smallest forward pass per training step, in multiply-accumulates, that trains
+/// faster on LibTorch than on flex. Measured on 2 cores with `perun bench train` (the
+/// CIFAR-shaped CNN, 64 x 25 M MACs per step: LibTorch 4.9x faster than flex) and `perun
+/// bench dp --engine` (the breast-cancer MLP, 32 x 1.5 k MACs per step: flex 3.8x faster;
+/// 1.5 k per DP-SGD sample: flex 3.4x faster).
+pub const LIBTORCH_MIN_MACS: u64 = 10_000_000;
+
+/// The version of the libtorch this build links (from its headers), or `None`.
+pub const LIBTORCH_VERSION: Option<&str> = option_env!("PERUN_LIBTORCH_VERSION");
+
+impl Engine {
+    /// The engines this build carries, flex first.
+    pub fn carried() -> &'static [Engine] {
+        if cfg!(feature = "libtorch") {
+            &[Engine::Flex, Engine::LibTorch]
+        } else {
+            &[Engine::Flex]
+        }
+    }
+
+    /// The engine for training (or evaluating) `spec` on the CPU: LibTorch where this
+    /// build carries it and a step's forward pass has at least [`LIBTORCH_MIN_MACS`]
+    /// multiply-accumulates (per sample times batch, or per sample alone under DP-SGD,
+    /// which computes each sample's gradient apart); flex otherwise. A spec that does not
+    /// validate gets flex, whose checks then say what is wrong.
+    pub fn for_workload(spec: &ModelSpec) -> Engine {
+        if !cfg!(feature = "libtorch") {
+            return Engine::Flex;
+        }
+        let Ok(per_sample) = spec.macs_per_sample() else { return Engine::Flex };
+        let t = &spec.training;
+        let per_step = if t.privacy.is_some() { 1 } else { t.batch_size as u64 };
+        if per_sample.saturating_mul(per_step) >= LIBTORCH_MIN_MACS {
+            Engine::LibTorch
+        } else {
+            Engine::Flex
+        }
+    }
+
+    /// The engine's name as `--engine` and `PERUN_ENGINE` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Flex => "flex",
+            Engine::LibTorch => "libtorch",
+        }
+    }
+
+    /// The engine named `name` (`flex` or `libtorch`), or `None`.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        match name {
+            "flex" => Some(Engine::Flex),
+            "libtorch" => Some(Engine::LibTorch),
+            _ => None,
+        }
+    }
+}
+
 impl Compute {
-    /// From `PERUN_DEVICE` (`cpu`, the default, or `gpu`).
-    pub fn from_env() -> Self {
-        match std::env::var("PERUN_DEVICE").as_deref() {
-            Ok("gpu") => Self::Gpu,
-            _ => Self::Cpu,
-        }
-    }
-}
-
-/// The device for `compute`, or an error that says how to get it.
-pub fn device(compute: Compute) -> Result<Device, crate::MlError> {
-    match compute {
-        Compute::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
-        Compute::Gpu => {
-            // Ask first: acquiring a device where there is no adapter panics inside the
-            // runtime instead of returning an error.
-            if Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec().is_empty() {
-                return Err(crate::MlError::Backend(
-                    "no GPU adapter found through wgpu: install the GPU's Vulkan driver (for NVIDIA: the driver's \
-                     Vulkan ICD with libnvidia-glvkspirv), or use --device cpu"
-                        .into(),
-                ));
+    /// From the environment: `PERUN_DEVICE` (`cpu`, the default, or `gpu`) and, on the
+    /// CPU, `PERUN_ENGINE` (`flex` or `libtorch`; unset: the workload rule).
+    ///
+    /// # Errors
+    /// [`MlError::Backend`] for a value it does not know, rather than a silent default.
+    pub fn from_env() -> Result<Self, MlError> {
+        let device = std::env::var("PERUN_DEVICE").unwrap_or_default();
+        let engine = std::env::var("PERUN_ENGINE").unwrap_or_default();
+        let engine = match engine.as_str() {
+            "" => None,
+            name => Some(
+                Engine::from_name(name)
+                    .ok_or_else(|| MlError::Backend(format!("PERUN_ENGINE={name:?}: expected flex or libtorch")))?,
+            ),
+        };
+        match (device.as_str(), engine) {
+            ("" | "cpu", None) => Ok(Compute::Cpu),
+            ("" | "cpu", Some(e)) => Ok(Compute::CpuWith(e)),
+            ("gpu", None | Some(Engine::LibTorch)) => Ok(Compute::Gpu),
+            ("gpu", Some(Engine::Flex)) => {
+                Err(MlError::Backend("PERUN_ENGINE=flex runs on the CPU only: unset it or PERUN_DEVICE=gpu".into()))
             }
-            Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+            (other, _) => Err(MlError::Backend(format!("PERUN_DEVICE={other:?}: expected cpu or gpu"))),
         }
-        #[cfg(not(feature = "wgpu"))]
-        Compute::Gpu => Err(crate::MlError::Backend(
-            "this build has no GPU backend: rebuild perun with `--features gpu` (perun-ml: `wgpu`)".into(),
-        )),
+    }
+
+    /// The engine that computes `spec` here.
+    pub fn engine(self, spec: &ModelSpec) -> Engine {
+        match self {
+            Compute::Cpu => Engine::for_workload(spec),
+            Compute::CpuWith(engine) => engine,
+            Compute::Gpu => Engine::LibTorch,
+        }
     }
 }
 
-/// A short description of the device, for reports.
-pub fn describe(compute: Compute) -> &'static str {
-    match compute {
-        Compute::Cpu => "cpu (burn flex)",
-        Compute::Gpu => "gpu (burn wgpu)",
+/// A device and the engine behind it.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// The engine.
+    pub engine: Engine,
+    /// Burn's device for it.
+    pub device: Device,
+    /// Whether it is a GPU.
+    pub gpu: bool,
+}
+
+impl Placement {
+    /// A short description for reports: `cpu (burn flex)`, `cpu (libtorch 2.11.0)`, ...
+    pub fn describe(&self) -> String {
+        let version = LIBTORCH_VERSION.unwrap_or("?");
+        match (self.engine, self.gpu) {
+            (Engine::Flex, _) => "cpu (burn flex)".into(),
+            (Engine::LibTorch, false) => format!("cpu (libtorch {version})"),
+            (Engine::LibTorch, true) => format!("gpu (libtorch {version}, cuda)"),
+        }
+    }
+}
+
+/// The device that computes `spec` under `compute`, or an error that says how to get it.
+///
+/// # Errors
+/// [`MlError::Backend`] where this build does not carry the engine, or asked for a GPU
+/// that LibTorch cannot see.
+pub fn place(compute: Compute, spec: &ModelSpec) -> Result<Placement, MlError> {
+    let engine = compute.engine(spec);
+    let gpu = compute == Compute::Gpu;
+    let device = match (engine, gpu) {
+        (Engine::Flex, _) => Device::flex(),
+        (Engine::LibTorch, false) => libtorch_cpu()?,
+        (Engine::LibTorch, true) => cuda::device()?,
+    };
+    Ok(Placement { engine, device, gpu })
+}
+
+#[cfg(feature = "libtorch")]
+// Burn 0.22 marks burn-tch deprecated in favour of its CubeCL backends, whose CUDA build
+// cannot be made from the registries this project builds from (README, "Training
+// engines"); LibTorch is the engine that reaches PyTorch's speed here.
+#[allow(deprecated)]
+fn libtorch_cpu() -> Result<Device, MlError> {
+    Ok(Device::libtorch())
+}
+
+#[cfg(not(feature = "libtorch"))]
+fn libtorch_cpu() -> Result<Device, MlError> {
+    Err(MlError::Backend(
+        "this build carries no LibTorch engine: rebuild perun with `--features libtorch` (scripts/install-deps \
+         --libtorch, then scripts/with-libtorch cargo build --release --features libtorch), or use the flex engine"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "libtorch-cuda")]
+mod cuda {
+    use burn::tensor::Device;
+
+    use crate::MlError;
+
+    /// The first CUDA device, once LibTorch says it sees one (acquiring a device that
+    /// is not there panics inside the backend instead of returning an error).
+    pub(super) fn device() -> Result<Device, MlError> {
+        if !tch::Cuda::is_available() {
+            return Err(MlError::Backend(format!(
+                "LibTorch sees no CUDA device ({} visible to the driver): this needs an NVIDIA GPU, its driver and \
+                 CUDA 13's libraries (those of PyTorch 2.11's wheel), or use --device cpu",
+                tch::Cuda::device_count()
+            )));
+        }
+        #[allow(deprecated)] // as `libtorch_cpu`
+        Ok(Device::libtorch_cuda(0))
+    }
+}
+
+#[cfg(not(feature = "libtorch-cuda"))]
+mod cuda {
+    use burn::tensor::Device;
+
+    use crate::MlError;
+
+    pub(super) fn device() -> Result<Device, MlError> {
+        Err(MlError::Backend(
+            "this build has no GPU engine: rebuild perun with `--features libtorch-cuda` (scripts/with-libtorch --cuda \
+             cargo build --release --features libtorch-cuda) and run it where an NVIDIA GPU is, with LD_LIBRARY_PATH \
+             set to the torch/lib of a PyTorch 2.11 (CUDA 13) installation"
+                .into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(layers: serde_json::Value, input: &[usize], batch: usize, dp: bool) -> ModelSpec {
+        let mut training = serde_json::json!({"epochs": 1, "batch_size": batch, "standardize": false});
+        if dp {
+            training["privacy"] = serde_json::json!({"epsilon": 8.0, "delta": 1e-5, "max_grad_norm": 1.0});
+        }
+        ModelSpec::from_json(
+            serde_json::json!({
+                "schema": 1, "name": "t", "input_shape": input, "layers": layers,
+                "loss": "cross_entropy", "optimizer": {"kind": "adam", "lr": 0.001}, "training": training
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn small_steps_stay_on_flex_and_the_rule_follows_the_build() {
+        let mlp = spec(
+            serde_json::json!([{"type": "linear", "out": 16}, {"type": "relu"}, {"type": "linear", "out": 2}]),
+            &[30],
+            32,
+            false,
+        );
+        assert_eq!(Engine::for_workload(&mlp), Engine::Flex);
+        let cnn = spec(
+            serde_json::json!([
+                {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+                {"type": "flatten"}, {"type": "linear", "out": 10}
+            ]),
+            &[3, 32, 32],
+            64,
+            false,
+        );
+        // 64 x 32 x 32 x 27 = 1.77 M per sample, 113 M per step of 64.
+        assert_eq!(cnn.macs_per_sample().unwrap(), 64 * 32 * 32 * 27 + 64 * 32 * 32 * 10);
+        let expected = if cfg!(feature = "libtorch") { Engine::LibTorch } else { Engine::Flex };
+        assert_eq!(Engine::for_workload(&cnn), expected);
+        // Under DP-SGD a step computes one sample at a time: 2.4 M, below the line.
+        let dp = spec(cnn.layers.iter().map(|l| serde_json::to_value(l).unwrap()).collect(), &[3, 32, 32], 64, true);
+        assert_eq!(Engine::for_workload(&dp), Engine::Flex);
+    }
+
+    #[test]
+    fn an_engine_the_build_lacks_is_refused_saying_how_to_get_it() {
+        let mlp = spec(serde_json::json!([{"type": "linear", "out": 2}]), &[4], 8, false);
+        assert_eq!(place(Compute::CpuWith(Engine::Flex), &mlp).unwrap().engine, Engine::Flex);
+        let lt = place(Compute::CpuWith(Engine::LibTorch), &mlp);
+        if cfg!(feature = "libtorch") {
+            assert_eq!(lt.unwrap().describe(), format!("cpu (libtorch {})", LIBTORCH_VERSION.unwrap()));
+        } else {
+            assert!(lt.unwrap_err().to_string().contains("--features libtorch"));
+        }
+        if !cfg!(feature = "libtorch-cuda") {
+            assert!(place(Compute::Gpu, &mlp).unwrap_err().to_string().contains("--features libtorch-cuda"));
+        }
     }
 }

@@ -33,7 +33,7 @@ pub struct Evaluation {
 /// Evaluates trained `weights` of `spec` on `data`.
 pub fn evaluate(spec: &ModelSpec, weights: &[u8], data: &Dataset, compute: Compute) -> Result<Evaluation, MlError> {
     check_fit(spec, data)?;
-    let device = backend::device(compute)?;
+    let device = backend::place(compute, spec)?.device;
     let (net, standardizer) = weights::load(spec, weights, &device)?;
     let prepared = Prepared::new(data, standardizer.as_ref());
     Ok(evaluate_prepared(spec, &net, &prepared, spec.classes()?, &device))
@@ -98,7 +98,7 @@ impl Predictor {
     /// Loads trained `weights` of `spec`.
     pub fn load(spec: ModelSpec, weights: &[u8], compute: Compute) -> Result<Self, MlError> {
         spec.input()?;
-        let device = backend::device(compute)?;
+        let device = backend::place(compute, &spec)?.device;
         let (net, standardizer) = weights::load(&spec, weights, &device)?;
         Ok(Self { spec, net, standardizer, device })
     }
@@ -120,8 +120,31 @@ impl Predictor {
         self.spec.input_shape.iter().product()
     }
 
-    /// Class probabilities for the samples in `features` (row-major).
+    /// Class probabilities for the samples in `features` (row-major): one row of
+    /// `classes` values per sample, each row summing to 1.
+    ///
+    /// # Errors
+    /// [`MlError::Data`] where `features` is not whole samples of finite values.
     pub fn predict(&self, features: &[f32]) -> Result<Vec<Vec<f32>>, MlError> {
+        let Some(logits) = self.forward(features)? else { return Ok(Vec::new()) };
+        let probs = match self.spec.loss {
+            Loss::BinaryCrossEntropy => {
+                let p = sigmoid(logits);
+                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
+            }
+            Loss::CrossEntropy | Loss::Mse => softmax(logits, 1),
+        };
+        rows(probs)
+    }
+
+    /// The network's raw outputs (logits) for the samples in `features`: one row of the
+    /// last layer's width per sample. Errors as [`Predictor::predict`].
+    pub fn logits(&self, features: &[f32]) -> Result<Vec<Vec<f32>>, MlError> {
+        self.forward(features)?.map_or_else(|| Ok(Vec::new()), rows)
+    }
+
+    /// The forward pass over whole samples, `None` for no sample.
+    fn forward(&self, features: &[f32]) -> Result<Option<Tensor<2>>, MlError> {
         let input = self.spec.input()?;
         let len = self.input_len();
         if len == 0 || features.len() % len != 0 {
@@ -132,7 +155,7 @@ impl Predictor {
         }
         let n = features.len() / len;
         if n == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut x = features.to_vec();
         if let Some(s) = &self.standardizer {
@@ -143,16 +166,13 @@ impl Predictor {
             Shape::Flat(f) => Activation::Flat(Tensor::from_data(TensorData::new(x, [n, f]), device)),
             Shape::Image(c, h, w) => Activation::Image(Tensor::from_data(TensorData::new(x, [n, c, h, w]), device)),
         };
-        let logits = self.net.forward(x).into_flat();
-        let probs = match self.spec.loss {
-            Loss::BinaryCrossEntropy => {
-                let p = sigmoid(logits);
-                Tensor::cat(vec![p.clone().neg().add_scalar(1.0), p], 1)
-            }
-            Loss::CrossEntropy | Loss::Mse => softmax(logits, 1),
-        };
-        let k = probs.dims()[1];
-        let flat = probs.into_data().try_into_vec_as::<f32>().map_err(|e| MlError::Backend(format!("{e:?}")))?;
-        Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
+        Ok(Some(self.net.forward(x).into_flat()))
     }
+}
+
+/// The rows of a `[n, k]` tensor.
+fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>, MlError> {
+    let k = t.dims()[1].max(1);
+    let flat = t.into_data().try_into_vec_as::<f32>().map_err(|e| MlError::Backend(format!("{e:?}")))?;
+    Ok(flat.chunks(k).map(<[f32]>::to_vec).collect())
 }

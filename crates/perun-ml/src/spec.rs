@@ -329,8 +329,7 @@ impl ModelSpec {
         if self.layers.is_empty() {
             return Err(MlError::Spec("the model has no layers".into()));
         }
-        let mut count = 0;
-        let out = infer(&self.layers, self.input()?, "", &mut count)?;
+        let out = infer(&self.layers, self.input()?, "", &mut Walk::default())?;
         let Shape::Flat(k) = out else {
             return Err(MlError::Spec(format!("the last layer outputs {out}: end with flatten and linear")));
         };
@@ -345,6 +344,20 @@ impl ModelSpec {
         }
     }
 
+    /// Multiply-accumulates of one sample's forward pass through the linear and
+    /// convolution layers (`in x out` per linear layer, `out_channels x out_height x
+    /// out_width x in_channels x kernel^2` per convolution); the rest is elementwise and
+    /// left out. The engine rule ([`crate::backend::Engine::for_workload`]) uses it.
+    ///
+    /// # Errors
+    /// As [`ModelSpec::validate`], for a spec whose layers do not fit.
+    pub fn macs_per_sample(&self) -> Result<u64, MlError> {
+        self.validate()?;
+        let mut walk = Walk::default();
+        infer(&self.layers, self.input()?, "", &mut walk)?;
+        Ok(walk.macs)
+    }
+
     /// Number of classes the model predicts.
     pub fn classes(&self) -> Result<usize, MlError> {
         let k = self.validate()?;
@@ -352,13 +365,22 @@ impl ModelSpec {
     }
 }
 
+/// What [`infer`] counts on its way through the layers.
+#[derive(Default)]
+pub(crate) struct Walk {
+    /// Layers seen, residual blocks' inner layers included.
+    layers: usize,
+    /// Multiply-accumulates of one sample's forward pass (saturating).
+    macs: u64,
+}
+
 /// Infers each layer's output shape, refusing the first layer that does not fit.
-pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count: &mut usize) -> Result<Shape, MlError> {
+pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, walk: &mut Walk) -> Result<Shape, MlError> {
     for (i, layer) in layers.iter().enumerate() {
-        *count += 1;
+        walk.layers += 1;
         let index = format!("{prefix}{i}");
         let err = |why: String| MlError::Layer { index: index.clone(), kind: layer.kind(), why };
-        if *count > MAX_LAYERS {
+        if walk.layers > MAX_LAYERS {
             return Err(err(format!("a model may have at most {MAX_LAYERS} layers")));
         }
         let units = |n: usize, what: &str| {
@@ -374,6 +396,7 @@ pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count:
                 if n.saturating_mul(out) > MAX_WEIGHTS {
                     return Err(err(format!("{n} x {out} weights exceed {MAX_WEIGHTS}")));
                 }
+                walk.macs = walk.macs.saturating_add(n.saturating_mul(out) as u64);
                 Shape::Flat(out)
             }
             (LayerSpec::Linear { .. }, Shape::Image(..)) => {
@@ -392,7 +415,12 @@ pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count:
                 }
                 let size = |x: usize| (x + 2 * padding).checked_sub(*kernel_size).map(|v| v / stride + 1);
                 match (size(*h), size(*w)) {
-                    (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Shape::Image(*out_channels, oh, ow),
+                    (Some(oh), Some(ow)) if oh > 0 && ow > 0 => {
+                        let per_output = c.saturating_mul(kernel_size.saturating_mul(*kernel_size));
+                        let outputs = out_channels.saturating_mul(oh).saturating_mul(ow);
+                        walk.macs = walk.macs.saturating_add(outputs.saturating_mul(per_output) as u64);
+                        Shape::Image(*out_channels, oh, ow)
+                    }
                     _ => {
                         return Err(err(format!(
                             "kernel {kernel_size} does not fit input {shape} with padding {padding}"
@@ -429,7 +457,7 @@ pub(crate) fn infer(layers: &[LayerSpec], mut shape: Shape, prefix: &str, count:
                 if layers.is_empty() {
                     return Err(err("a residual block needs at least one layer".into()));
                 }
-                let inner = infer(layers, shape.clone(), &format!("{index}."), count)?;
+                let inner = infer(layers, shape.clone(), &format!("{index}."), walk)?;
                 if inner != shape {
                     return Err(err(format!(
                         "its layers turn {shape} into {inner}; a residual block must keep the shape"

@@ -84,6 +84,8 @@ pub struct TrainOutcome {
     pub seconds: f64,
     /// What DP-SGD spent, when the spec asked for it.
     pub privacy: Option<perun_core::receipt::PrivacySpent>,
+    /// The device and engine that trained, as [`backend::Placement::describe`] says it.
+    pub engine: String,
 }
 
 /// Burn seeds its random generator per backend, not per call: two trainings running at
@@ -120,7 +122,8 @@ pub fn train(
     let val_data = val_set.as_ref().filter(|v| !v.is_empty()).map(|v| Prepared::new(v, standardizer.as_ref()));
     drop(train_set);
 
-    let device = backend::device(compute)?;
+    let placement = backend::place(compute, spec)?;
+    let device = placement.device.clone();
     device.seed(t.seed);
     let ad = device.clone().autodiff();
     let mut net = match initial {
@@ -217,6 +220,7 @@ pub fn train(
         val_samples: val_data.as_ref().map_or(0, Prepared::len),
         seconds: start.elapsed().as_secs_f64(),
         privacy: dp.map(|plan| plan.spent(dp_steps)).transpose()?,
+        engine: placement.describe(),
     })
 }
 

@@ -24,13 +24,17 @@ static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         ("enclave", cfg!(feature = "enclave")),
         ("demo", cfg!(feature = "demo")),
         ("bench", cfg!(feature = "bench")),
-        ("gpu", cfg!(feature = "gpu")),
     ]
     .into_iter()
     .filter_map(|(r, on)| on.then_some(r))
     .collect();
     let roles = if roles.is_empty() { "stakeholder commands only".to_owned() } else { roles.join(", ") };
-    format!("{} (roles: {roles})", env!("CARGO_PKG_VERSION"))
+    let mut engines = vec!["flex".to_owned()];
+    if let Some(v) = perun_ml::backend::LIBTORCH_VERSION {
+        let cuda = if cfg!(feature = "libtorch-cuda") { ", cpu and cuda" } else { ", cpu" };
+        engines.push(format!("libtorch {v}{cuda}"));
+    }
+    format!("{} (roles: {roles}; engines: {})", env!("CARGO_PKG_VERSION"), engines.join(", "))
 });
 
 /// Perun: train and serve one model together without showing each other your data.

@@ -72,6 +72,8 @@ pub enum BenchCmd {
         /// Epochs.
         #[arg(long, default_value_t = 1)]
         epochs: usize,
+        #[command(flatten)]
+        compute: super::train::ComputeArgs,
     },
     /// Private predictions through `perun enclave serve` (sim TEE) next to the same model
     /// in-process with no protection: predictions/s and p50/p99 latency.
@@ -99,22 +101,35 @@ pub enum BenchCmd {
         /// Learning rate (default: the spec's).
         #[arg(long)]
         lr: Option<f64>,
+        #[command(flatten)]
+        compute: super::train::ComputeArgs,
     },
     /// Time per training sample of one job in `tee` mode (sim TEE) and in `attested` mode.
     TeeTrain {
         /// Epochs of the digits CNN.
         #[arg(long, default_value_t = 3)]
         epochs: usize,
+        /// Where the `attested` job trains (`gpu`: against the `tee` job on the host's
+        /// CPU cores, the fastest a TEE-only run could be); the `tee` job is on the CPU.
+        #[command(flatten)]
+        compute: super::train::ComputeArgs,
     },
-    /// Training images/s of the CIFAR-10-shaped CNN, next to PyTorch on the same data
-    /// shape and thread count (when PyTorch is installed).
+    /// Training images/s of the CIFAR-10-shaped CNN on each engine, next to PyTorch on
+    /// the same model, data shape, batch and thread count (when PyTorch is installed).
     Train {
         /// Timed steps.
         #[arg(long, default_value_t = 20)]
         steps: usize,
-        /// Compute device for Perun.
-        #[arg(long, value_enum, default_value_t = super::train::DeviceArg::Cpu)]
-        device: super::train::DeviceArg,
+        /// Batch size (default: the model's, 64).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Rounds, each engine and PyTorch in turn; medians are compared.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// `--device cpu` (default): every engine this build carries, or the one
+        /// `--engine` names; `--device gpu`: LibTorch on CUDA against PyTorch on CUDA.
+        #[command(flatten)]
+        compute: super::train::ComputeArgs,
         /// Python interpreter with torch (default: $PERUN_PYTHON, else python3).
         #[arg(long)]
         python: Option<String>,
@@ -128,11 +143,17 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Attest { entries, incremental, quotes } => {
             bench_attest(entries.max(1), incremental.max(1), quotes.max(1))
         }
-        BenchCmd::Train { steps, device, python } => bench_train(steps.max(1), device.into(), python),
-        BenchCmd::Overhead { samples, epochs } => super::bench_overhead::run(samples.max(10), epochs.max(1)),
+        BenchCmd::Train { steps, batch, rounds, compute, python } => {
+            bench_train(steps.max(1), batch, rounds.max(1), compute, python)
+        }
+        BenchCmd::Overhead { samples, epochs, compute } => {
+            super::bench_overhead::run(samples.max(10), epochs.max(1), compute.compute()?)
+        }
         BenchCmd::Predict { requests, batch } => super::bench_tee::predict(requests.max(1), batch),
-        BenchCmd::Dp { repeats, epochs, batch, lr } => super::bench_dp::run(repeats.max(1), epochs, batch, lr),
-        BenchCmd::TeeTrain { epochs } => super::bench_tee::tee_train(epochs.max(1)),
+        BenchCmd::Dp { repeats, epochs, batch, lr, compute } => {
+            super::bench_dp::run(repeats.max(1), epochs, batch, lr, compute.compute()?)
+        }
+        BenchCmd::TeeTrain { epochs, compute } => super::bench_tee::tee_train(epochs.max(1), compute.compute()?),
         BenchCmd::Trust { workers, rounds, clients, threads, postgres, sqlite_only } => super::bench_trust::run(
             workers.max(1),
             rounds.max(1),
@@ -286,45 +307,128 @@ pub fn cifar_shaped(n: usize, seed: u64) -> Result<perun_seal::Dataset> {
 /// binary so that it runs wherever the binary does (and no build path is compiled in).
 const TORCH_PEER: &str = include_str!("../../../../bench/train_cifar_cnn.py");
 
-fn bench_train(steps: usize, compute: perun_ml::backend::Compute, python: Option<String>) -> Result<()> {
+/// One measured row of `perun bench train`: its label and images per second per round.
+struct Row {
+    label: String,
+    rates: Vec<f64>,
+}
+
+impl Row {
+    /// Median, min and max over the rounds.
+    fn summary(&self) -> (f64, f64, f64) {
+        let mut r = self.rates.clone();
+        r.sort_by(f64::total_cmp);
+        let mid = r.get(r.len() / 2).copied().unwrap_or(0.0);
+        (mid, r.first().copied().unwrap_or(0.0), r.last().copied().unwrap_or(0.0))
+    }
+}
+
+fn bench_train(
+    steps: usize,
+    batch: Option<usize>,
+    rounds: usize,
+    compute: super::train::ComputeArgs,
+    python: Option<String>,
+) -> Result<()> {
+    use perun_ml::backend::{Compute, Engine};
+    let gpu = compute.device == super::train::DeviceArg::Gpu;
     let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
+    spec.training.batch_size = batch.unwrap_or(spec.training.batch_size);
     let batch = spec.training.batch_size;
     // Epoch 1 warms up (allocations, kernels); epoch 2 is timed.
     spec.training.epochs = 2;
     spec.training.validation_fraction = 0.0;
+    spec.validate()?;
     let data = cifar_shaped(steps * batch, 7)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
         "CIFAR-10-shaped CNN (conv 3-32, 32-32, pool, 32-64, 64-64, pool, linear 4096-256-10), Adam, batch {batch}"
     );
-    println!("random data of CIFAR shape, {steps} timed steps after one warm-up epoch, {threads} threads");
-    let out = perun_ml::train(&spec, None, &data, compute, &mut |_| std::ops::ControlFlow::Continue(()))?;
-    let perun = out.metrics.last().map_or(0.0, |m| m.samples_per_second);
-    println!("{:<34} {:>12.1} images/s", format!("perun ({})", perun_ml::backend::describe(compute)), perun);
-
+    println!(
+        "random data of CIFAR shape, {steps} timed steps after one warm-up epoch, {threads} threads, {rounds} \
+         round(s), each engine and PyTorch in turn"
+    );
+    let runs: Vec<Compute> = match compute.compute()? {
+        // LibTorch first: flex's thread pool and heap, left behind in the process, would
+        // otherwise weigh on the run measured against PyTorch.
+        Compute::Cpu => Engine::carried().iter().rev().map(|&e| Compute::CpuWith(e)).collect(),
+        one => vec![one],
+    };
+    let asked = python.is_some();
     let python = python.or_else(|| std::env::var("PERUN_PYTHON").ok()).unwrap_or_else(|| "python3".into());
     let has_torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
+    if asked && !has_torch {
+        bail!(
+            "--python {python} cannot import torch: give an interpreter with PyTorch (scripts/install-deps --pytorch)"
+        );
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut torch = Row { label: "pytorch".into(), rates: Vec::new() };
+    // Rounds take turns (Perun, then PyTorch, then again), so that the machine's drift
+    // weighs on both sides alike.
+    for _ in 0..rounds {
+        for (i, &compute) in runs.iter().enumerate() {
+            let out = perun_ml::train(&spec, None, &data, compute, &mut |_| std::ops::ControlFlow::Continue(()))?;
+            let rate = out.metrics.last().map_or(0.0, |m| m.samples_per_second);
+            println!("{:<40} {:>10.1} images/s", format!("perun, {}", out.engine), rate);
+            match rows.get_mut(i) {
+                Some(row) => row.rates.push(rate),
+                None => rows.push(Row { label: format!("perun, {}", out.engine), rates: vec![rate] }),
+            }
+        }
+        if has_torch {
+            let (label, rate) = torch_peer(&python, steps, batch, threads, gpu)?;
+            println!("{label:<40} {rate:>10.1} images/s");
+            torch.label = label;
+            torch.rates.push(rate);
+        }
+    }
+    if !gpu {
+        println!("(the workload rule picks {} for this model)", Engine::for_workload(&spec).name());
+    }
     if !has_torch {
-        println!("PyTorch is not installed for {python} (pip install torch): no baseline to compare with");
+        println!(
+            "PyTorch is not installed for {python}: no baseline to compare with (scripts/install-deps --pytorch, then \
+             --python target/torch-py/bin/python)"
+        );
         return Ok(());
     }
-    let out = Command::new(&python)
+    let (base, lo, hi) = torch.summary();
+    println!();
+    println!("median over {rounds} round(s), min-max:");
+    println!("{:<40} {base:>10.1} images/s  ({lo:.0}-{hi:.0})", torch.label);
+    for row in &rows {
+        let (mid, lo, hi) = row.summary();
+        println!("{:<40} {mid:>10.1} images/s  ({lo:.0}-{hi:.0})", row.label);
+    }
+    println!();
+    for row in &rows {
+        println!(
+            "ratio {} / pytorch: {:.2}x (medians; above 1 means Perun is faster)",
+            row.label,
+            row.summary().0 / base.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+/// Runs the PyTorch peer once: its framework label and images per second.
+fn torch_peer(python: &str, steps: usize, batch: usize, threads: usize, gpu: bool) -> Result<(String, f64)> {
+    let out = Command::new(python)
         .arg("-c")
         .arg(TORCH_PEER)
         .arg(steps.to_string())
         .arg(batch.to_string())
         .env("BENCH_THREADS", threads.to_string())
+        .env("BENCH_DEVICE", if gpu { "cuda" } else { "cpu" })
         .output()
         .context("running the PyTorch peer")?;
     if !out.status.success() {
         bail!("the PyTorch peer failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading the PyTorch peer's output")?;
-    let torch = line["images_per_second"].as_f64().unwrap_or(0.0);
-    println!("{:<34} {:>12.1} images/s", line["framework"].as_str().unwrap_or("pytorch"), torch);
-    println!();
-    println!("ratio perun/pytorch: {:.2}x (above 1 means Perun is faster)", perun / torch.max(1e-9));
-    Ok(())
+    let rate = line["images_per_second"].as_f64().unwrap_or(0.0);
+    Ok((line["framework"].as_str().unwrap_or("pytorch").to_owned(), rate))
 }
 
 fn bench_attest(n: usize, more: usize, quotes: usize) -> Result<()> {

@@ -10,7 +10,13 @@ use crate::embedded;
 
 /// Runs the benchmark: `repeats` trainings per row (accuracy mean and range), with the
 /// spec's epochs, batch size and learning rate unless given.
-pub fn run(repeats: usize, epochs: Option<usize>, batch: Option<usize>, lr: Option<f64>) -> Result<()> {
+pub fn run(
+    repeats: usize,
+    epochs: Option<usize>,
+    batch: Option<usize>,
+    lr: Option<f64>,
+    compute: Compute,
+) -> Result<()> {
     let full = perun_seal::dataset::import_csv(embedded::BREAST_CANCER_CSV, "diagnosis")?;
     let mut parts = full.split(&[0.8, 0.2], 11)?;
     let test = parts.pop().context("split")?;
@@ -24,12 +30,13 @@ pub fn run(repeats: usize, epochs: Option<usize>, batch: Option<usize>, lr: Opti
     spec.optimizer.lr = lr.unwrap_or(spec.optimizer.lr);
     spec.validate()?;
     println!(
-        "breast-cancer MLP ({} training rows, {} held out), {} epochs, batch {}, Adam lr {}, delta 1e-5, clip 1.0",
+        "breast-cancer MLP ({} training rows, {} held out), {} epochs, batch {}, Adam lr {}, delta 1e-5, clip 1.0, on {}",
         train.len(),
         test.len(),
         spec.training.epochs,
         spec.training.batch_size,
-        spec.optimizer.lr
+        spec.optimizer.lr,
+        perun_ml::backend::place(compute, &spec)?.describe()
     );
     println!(
         "{:<10} {:>9} {:>11} {:>9} {:>10} {:>12}",
@@ -43,8 +50,8 @@ pub fn run(repeats: usize, epochs: Option<usize>, batch: Option<usize>, lr: Opti
             let mut s = spec.clone();
             s.training.seed = 7 + r as u64;
             s.training.privacy = eps.map(|epsilon| DpTarget { epsilon, delta: 1e-5, max_grad_norm: 1.0 });
-            let out = perun_ml::train(&s, None, &train, Compute::Cpu, &mut |_| std::ops::ControlFlow::Continue(()))?;
-            let e = perun_ml::evaluate(&s, &out.weights, &test, Compute::Cpu)?;
+            let out = perun_ml::train(&s, None, &train, compute, &mut |_| std::ops::ControlFlow::Continue(()))?;
+            let e = perun_ml::evaluate(&s, &out.weights, &test, compute)?;
             accs.push(e.accuracy * 100.0);
             secs += out.metrics.iter().map(|m| m.seconds).sum::<f64>() / out.metrics.len().max(1) as f64;
             sigma = out.privacy.map(|p| p.noise_multiplier);

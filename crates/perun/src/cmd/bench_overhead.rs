@@ -15,14 +15,14 @@ use perun_worker::job::RunOptions;
 use super::local::LocalWorld;
 
 /// Runs the benchmark.
-pub fn run(samples: usize, epochs: usize) -> Result<()> {
+pub fn run(samples: usize, epochs: usize, compute: perun_ml::backend::Compute) -> Result<()> {
     let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
     spec.training.epochs = epochs;
     let data = super::bench::cifar_shaped(samples, 11)?;
-    let compute = perun_ml::backend::Compute::Cpu;
     println!(
-        "CIFAR-10-shaped CNN, {samples} generated 3x32x32 images, {epochs} epoch(s), batch {}",
-        spec.training.batch_size
+        "CIFAR-10-shaped CNN, {samples} generated 3x32x32 images, {epochs} epoch(s), batch {}, on {}",
+        spec.training.batch_size,
+        perun_ml::backend::place(compute, &spec)?.describe()
     );
 
     // The baseline: training with no protection, once before and once after the attested

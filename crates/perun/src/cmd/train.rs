@@ -15,20 +15,51 @@ use perun_seal::Dataset;
 use crate::ui::print_json;
 
 /// Where to compute.
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
-    /// The CPU (Burn flex backend).
+    /// The CPU.
     Cpu,
-    /// A GPU (builds with `--features gpu`).
+    /// The first NVIDIA GPU, through LibTorch (builds with `--features libtorch-cuda`).
     Gpu,
 }
 
-impl From<DeviceArg> for Compute {
-    fn from(d: DeviceArg) -> Self {
-        match d {
-            DeviceArg::Cpu => Compute::Cpu,
-            DeviceArg::Gpu => Compute::Gpu,
-        }
+/// Which engine computes on the CPU.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// The one the workload rule picks (README, "Training engines"); `bench train` runs
+    /// every engine the build carries.
+    Auto,
+    /// Burn's pure-Rust flex backend.
+    Flex,
+    /// LibTorch (builds with `--features libtorch`).
+    Libtorch,
+}
+
+/// `--device` and `--engine`, shared by the commands that train or evaluate.
+#[derive(Args, Clone, Copy)]
+pub struct ComputeArgs {
+    /// Compute device: cpu, or gpu (LibTorch on CUDA, a `libtorch-cuda` build).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Engine on the CPU: auto (the workload rule's pick; every engine for `bench train`),
+    /// flex or libtorch. The GPU is always LibTorch.
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    pub engine: EngineArg,
+}
+
+impl ComputeArgs {
+    /// What to compute on.
+    pub fn compute(self) -> Result<Compute> {
+        use perun_ml::backend::Engine;
+        Ok(match (self.device, self.engine) {
+            (DeviceArg::Cpu, EngineArg::Auto) => Compute::Cpu,
+            (DeviceArg::Cpu, EngineArg::Flex) => Compute::CpuWith(Engine::Flex),
+            (DeviceArg::Cpu, EngineArg::Libtorch) => Compute::CpuWith(Engine::LibTorch),
+            (DeviceArg::Gpu, EngineArg::Auto | EngineArg::Libtorch) => Compute::Gpu,
+            (DeviceArg::Gpu, EngineArg::Flex) => {
+                anyhow::bail!("--engine flex runs on the CPU only: the GPU is reached through LibTorch")
+            }
+        })
     }
 }
 
@@ -56,9 +87,8 @@ pub struct TrainArgs {
     /// Override the spec's epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Arguments of `perun eval`.
@@ -76,9 +106,8 @@ pub struct EvalArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Reads and validates a spec file.
@@ -133,6 +162,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     let data = Dataset::read_file(&a.data)?;
     let initial = a.weights.as_ref().map(std::fs::read).transpose().context("reading --weights")?;
+    let compute = a.compute.compute()?;
+    // Refuse a device or engine this build lacks before any output is created.
+    perun_ml::backend::place(compute, &spec)?;
     // Refuse early rather than after training.
     let mut out = perun_seal::fsutil::AtomicOutput::create(&a.out)?;
     let mut metrics_file = match &a.metrics {
@@ -142,7 +174,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let steps = data.len().div_ceil(spec.training.batch_size) as u64 * spec.training.epochs as u64;
     let bar = step_bar(steps);
     let mut io_error = None;
-    let outcome = perun_ml::train(&spec, initial.as_deref(), &data, a.device.into(), &mut |ev| {
+    let outcome = perun_ml::train(&spec, initial.as_deref(), &data, compute, &mut |ev| {
         match ev {
             TrainEvent::Step { .. } => bar.inc(1),
             TrainEvent::Epoch(m) => {
@@ -166,11 +198,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
         std::fs::write(p, perun_ml::curve::svg(&spec.name, &outcome.metrics))?;
     }
     println!(
-        "trained {} on {} samples ({} held out) in {:.1}s -> {}",
+        "trained {} on {} samples ({} held out) in {:.1}s on {} -> {}",
         spec.name,
         outcome.train_samples,
         outcome.val_samples,
         outcome.seconds,
+        outcome.engine,
         a.out.display()
     );
     Ok(())
@@ -181,11 +214,18 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let spec = read_spec(&a.spec)?;
     let data = Dataset::read_file(&a.data)?;
     let weights = std::fs::read(&a.weights).with_context(|| format!("reading {}", a.weights.display()))?;
-    let e = perun_ml::evaluate(&spec, &weights, &data, a.device.into())?;
+    let compute = a.compute.compute()?;
+    let e = perun_ml::evaluate(&spec, &weights, &data, compute)?;
     if a.json {
         return print_json(&e);
     }
-    println!("accuracy {:.2}% on {} samples (loss {:.4})", e.accuracy * 100.0, e.samples, e.loss);
+    println!(
+        "accuracy {:.2}% on {} samples (loss {:.4}) on {}",
+        e.accuracy * 100.0,
+        e.samples,
+        e.loss,
+        perun_ml::backend::place(compute, &spec)?.describe()
+    );
     for c in &e.per_class {
         let name = data.class_names.get(c.class).map_or("?", String::as_str);
         println!("  {name:<20} {:>5}/{:<5}", c.correct, c.total);

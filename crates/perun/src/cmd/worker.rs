@@ -47,6 +47,8 @@ pub struct WorkerRunArgs {
 
 /// Runs the worker.
 pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
+    // The engine first: a value it does not know is refused before anything enrols.
+    let compute = perun_ml::backend::Compute::from_env()?;
     let client = super::remote::client(home, None)?;
     let tpm = Tpm::connect(&a.tcti, KeyAlg::Rsa).with_context(|| format!("connecting to the TPM at {}", a.tcti))?;
     let platform = match a.ima {
@@ -60,7 +62,7 @@ pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
         )
     })?;
     say!("worker {} enrolled: AK proven by credential activation", a.name);
-    let opts = RunOptions { out_dir: a.out.clone(), compute: perun_ml::backend::Compute::from_env() };
+    let opts = RunOptions { out_dir: a.out.clone(), compute };
     loop {
         let offered = agent.offered()?;
         let Some(job) = offered.first() else {
