@@ -179,7 +179,11 @@ fn check_event_log(evidence: &TpmEvidence, policy: &PlatformPolicy) -> Vec<Failu
     for i in BOOT_PCRS {
         let quoted = evidence.pcrs.values.get(&i).map(|v| v.as_slice());
         if quoted != Some(log.pcr(i).as_slice()) {
-            return fail(format!("the event log does not replay to the quoted PCR {i}: it is not this boot's log"));
+            return fail(format!(
+                "the event log does not replay to the quoted PCR {i}: either it is another boot's log, or this \
+                 firmware extended PCR {i} without logging the extend (some firmware does); either way the log \
+                 cannot stand for what the quote says, so its events are not checked"
+            ));
         }
     }
     crate::bootlog::differences(&log, &policy.boot_events)

@@ -467,9 +467,10 @@ impl PlatformPolicy {
             return vec![Failure {
                 path: Some("boot_aggregate".into()),
                 digest: Some(got),
-                why: "boot_aggregate is SHA-1, as Linux kernels before 5.8 compute it (over PCRs 0-7 of the SHA-1 \
-                      bank): it does not cover PCRs 8-9 (kernel command line); Perun requires SHA-256 over PCRs 0-9 \
-                      (Linux 5.8 or later)"
+                why: "boot_aggregate is SHA-1: the kernel's IMA hash is SHA-1 (booted with `ima_hash=sha1`, or built \
+                      with it as the default), or the kernel is older than 5.8, which computed it from the SHA-1 bank \
+                      over PCRs 0-7 alone; either way it does not cover PCRs 8-9 (the kernel command line). Perun \
+                      requires SHA-256 over PCRs 0-9: boot Linux 5.8 or later with `ima_hash=sha256`"
                     .into(),
             }];
         }

@@ -184,3 +184,37 @@ fn an_issuer_spelled_with_other_insignificant_spaces_still_finds_its_ca() {
     explicit.add_intermediate(&pem).unwrap();
     verify(&cert, &explicit).unwrap_or_else(|e| panic!("with the intermediate given: {e}"));
 }
+
+/// Issue 38, 1: each remedy the refusal suggests works. A policy trusting a root (as its
+/// own, outside the bundle) that reaches an EK only through an intermediate it does not
+/// hold refuses the EK, naming two remedies: the intermediate given to the policy (`perun
+/// policy generate --ek-intermediate`), or sent by the worker at enrolment (`perun worker
+/// enrol --ek-chain`). Each makes the same EK verify.
+#[test]
+fn every_remedy_the_missing_intermediate_refusal_names_works() {
+    let (root_key, mid_key, ek_key) =
+        (rcgen::KeyPair::generate().unwrap(), rcgen::KeyPair::generate().unwrap(), rcgen::KeyPair::generate().unwrap());
+    let root = ca_cert("Remedy Root CA", &root_key, "Remedy Root CA", &root_key, 1);
+    let mid = ca_cert("Remedy EK Intermediate", &mid_key, "Remedy Root CA", &root_key, 2);
+    let ek = {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.serial_number = Some(3u64.into());
+        let mut issuer = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        issuer.distinguished_name = rcgen::DistinguishedName::new();
+        issuer.distinguished_name.push(rcgen::DnType::CommonName, "Remedy EK Intermediate");
+        let issuer = rcgen::Issuer::new(issuer, rcgen::KeyPair::from_pem(&mid_key.serialize_pem()).unwrap());
+        p.signed_by(&ek_key, &issuer).unwrap().der().to_vec()
+    };
+    let mut policy = EkPolicy::default();
+    policy.add_own_root(&root).unwrap();
+    let e = verify(&ek, &policy).unwrap_err().to_string();
+    assert!(e.contains("--ek-intermediate") && e.contains("--ek-chain"), "{e}");
+    // The policy's remedy.
+    let mut with = policy.clone();
+    with.add_intermediate(&mid).unwrap();
+    verify(&ek, &with).unwrap_or_else(|e| panic!("--ek-intermediate: {e}"));
+    // The enrolment's remedy: the chain the worker sends beside its EK certificate.
+    verify_ek(&ek, std::slice::from_ref(&mid), &certified_key(&ek).unwrap(), &policy)
+        .unwrap_or_else(|e| panic!("--ek-chain: {e}"));
+}

@@ -39,7 +39,7 @@ impl TeeVerifier for DcapVerifier {
         let v = QuoteVerifier::new_prod()
             .with_config::<dcap_qvl::configs::RustCryptoConfig>()
             .verify(&evidence.report, &collateral, now)
-            .map_err(|e| AttestError::Check(format!("DCAP quote: {e}")))?;
+            .map_err(|e| AttestError::Check(format!("DCAP quote: {}", in_words(&format!("{e:#}")))))?;
         let mut m = BTreeMap::new();
         let mut svns = BTreeMap::new();
         let debug: bool;
@@ -84,5 +84,74 @@ impl TeeVerifier for DcapVerifier {
             svns,
             debug,
         })
+    }
+}
+
+/// dcap-qvl's errors in words: the certificate library's time errors print as Rust
+/// structs with seconds since 1970 (`CrlExpired { time: UnixTime(1764547200), next_update:
+/// UnixTime(...) }`); they become sentences with dates and what to do.
+fn in_words(text: &str) -> String {
+    let date = |secs: &str| {
+        secs.parse::<i64>()
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .map_or_else(|| format!("{secs} s after 1970"), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    };
+    // (the struct's name, its second field, the sentence given the checked time and that field's date)
+    let kinds: [(&str, &str, fn(&str, &str) -> String); 3] = [
+        ("CrlExpired", "next_update", |at, until| {
+            format!(
+                "a certificate revocation list in the collateral expired on {until} (checked at {at}): fetch fresh \
+                 collateral from Intel's PCS"
+            )
+        }),
+        ("CertExpired", "not_after", |at, until| {
+            format!(
+                "a certificate in the chain expired on {until} (checked at {at}): fetch fresh collateral from Intel's PCS"
+            )
+        }),
+        ("CertNotValidYet", "not_before", |at, from| {
+            format!(
+                "a certificate in the chain is valid only from {from} (checked at {at}): check this machine's clock"
+            )
+        }),
+    ];
+    let mut out = text.to_owned();
+    for (name, field, sentence) in kinds {
+        let Some(start) = out.find(&format!("{name} {{")) else { continue };
+        let Some(len) = out[start..].find('}') else { continue };
+        let body = &out[start..start + len];
+        let number = |key: &str| {
+            let from = body.find(&format!("{key}: UnixTime("))? + key.len() + ": UnixTime(".len();
+            let to = body[from..].find(')')? + from;
+            Some(date(&body[from..to]))
+        };
+        if let (Some(at), Some(other)) = (number("time"), number(field)) {
+            out.replace_range(start..=start + len, &sentence(&at, &other));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod words {
+    use super::in_words;
+
+    #[test]
+    fn time_errors_read_as_sentences_with_dates() {
+        let e = in_words(
+            "Failed to verify certificate chain: CrlExpired { time: UnixTime(1765065600), next_update: UnixTime(1764547200) }",
+        );
+        assert_eq!(
+            e,
+            "Failed to verify certificate chain: a certificate revocation list in the collateral expired on 2025-12-01 \
+             00:00 UTC (checked at 2025-12-07 00:00 UTC): fetch fresh collateral from Intel's PCS"
+        );
+        let e = in_words("CertExpired { time: UnixTime(1765065600), not_after: UnixTime(1700000000) }");
+        assert!(e.starts_with("a certificate in the chain expired on 2023-11-14 22:13 UTC"), "{e}");
+        let e = in_words("x: CertNotValidYet { time: UnixTime(0), not_before: UnixTime(1700000000) }");
+        assert!(e.contains("valid only from 2023-11-14") && e.contains("clock") && !e.contains("UnixTime"), "{e}");
+        // Anything else is left as it is.
+        assert_eq!(in_words("TCB status is OutOfDate"), "TCB status is OutOfDate");
     }
 }

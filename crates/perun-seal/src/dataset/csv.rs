@@ -116,14 +116,43 @@ fn sep_line(bytes: &[u8]) -> Result<Option<(u8, &[u8])>, SealError> {
     }
 }
 
+/// How to read a CSV file beyond what the file itself says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CsvOptions {
+    /// Drop a first column whose header is empty: the row names R's `write.csv` writes
+    /// (pandas reads them as a column `Unnamed: 0`). They number rows; they are not a
+    /// feature, so without this option such a file is refused, saying so.
+    pub drop_row_names: bool,
+}
+
+/// Binary formats that spreadsheet tools export and that are not CSV: their magic bytes
+/// and what to do instead.
+const NOT_CSV: [(&[u8], &str); 3] = [
+    (b"PAR1", "a Parquet file, not CSV: export it as CSV (pandas: `pd.read_parquet(f).to_csv(out, index=False)`)"),
+    (
+        b"PK\x03\x04",
+        "a ZIP archive, not CSV (an Excel .xlsx or OpenDocument .ods workbook is one): save the sheet as \"CSV UTF-8\"",
+    ),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "a legacy Excel .xls workbook, not CSV: save the sheet as \"CSV UTF-8\""),
+];
+
+/// Reads CSV bytes into a [`CsvTable`]. See [`read_table_with`].
+pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
+    read_table_with(bytes, CsvOptions::default())
+}
+
 /// Reads CSV bytes into a [`CsvTable`]: UTF-8 (with or without a byte order mark), or
 /// UTF-16 where a byte order mark says so (Excel's "Unicode Text"); the delimiter is the
 /// one an Excel `sep=X` first line names, else the one that reads the most columns.
 ///
-/// Errors: [`SealError::Csv`] for text that is not UTF-8 (naming the line), a missing
-/// header, duplicate or empty column names, and records of another width (naming the
-/// line and both counts).
-pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
+/// Errors: [`SealError::Csv`] for a Parquet file or an Excel workbook (saying what to
+/// export instead), text that is not UTF-8 (naming the line), a missing header, duplicate
+/// or empty column names (an empty first one explained as R's row names, unless
+/// `options` drops them), and records of another width (naming the line and both counts).
+pub fn read_table_with(bytes: &[u8], options: CsvOptions) -> Result<CsvTable, SealError> {
+    if let Some((_, what)) = NOT_CSV.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+        return Err(SealError::Csv(format!("the file is {what}")));
+    }
     let decoded;
     let bytes = if let Some(rest) = bytes.strip_prefix(b"\xff\xfe") {
         decoded = from_utf16(rest, u16::from_le_bytes)?;
@@ -151,8 +180,20 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
         Some(Err(e)) => return Err(SealError::Csv(format!("cannot read the header row: {e}"))),
         _ => return Err(SealError::Csv("the file has no header row".into())),
     };
+    let row_names = headers.len() > 1 && headers.first().is_some_and(String::is_empty);
+    let (headers, skip) =
+        match (row_names, options.drop_row_names) {
+            (true, true) => (headers[1..].to_vec(), 1),
+            (true, false) => return Err(SealError::Csv(
+                "column 1 has no name in the header row: R's write.csv writes its row names there (pandas reads them \
+                 as a column `Unnamed: 0`); they number the rows and are no feature: drop them with \
+                 --drop-row-names, or write the file with row.names = FALSE"
+                    .into(),
+            )),
+            _ => (headers, 0),
+        };
     if let Some(i) = headers.iter().position(String::is_empty) {
-        return Err(SealError::Csv(format!("column {} has no name in the header row", i + 1)));
+        return Err(SealError::Csv(format!("column {} has no name in the header row", i + 1 + skip)));
     }
     let mut seen = std::collections::HashSet::with_capacity(headers.len());
     if let Some(h) = headers.iter().find(|h| !seen.insert(h.as_str())) {
@@ -165,15 +206,15 @@ pub fn read_table(bytes: &[u8]) -> Result<CsvTable, SealError> {
         if rec.len() == 1 && rec.get(0) == Some("") {
             continue; // blank line
         }
-        if rec.len() != headers.len() {
+        if rec.len() != headers.len() + skip {
             return Err(SealError::Csv(format!(
                 "line {line}: expected {} fields separated by {}, found {}",
-                headers.len(),
+                headers.len() + skip,
                 delimiter_name(delimiter),
                 rec.len()
             )));
         }
-        out.push((line, rec.iter().map(str::to_owned).collect()));
+        out.push((line, rec.iter().skip(skip).map(str::to_owned).collect()));
     }
     Ok(CsvTable { delimiter, headers, records: out })
 }
@@ -210,6 +251,11 @@ pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError
     import_csv_as(bytes, Some(label_column))
 }
 
+/// Imports CSV bytes with the default [`CsvOptions`]. See [`import_csv_with`].
+pub fn import_csv_as(bytes: &[u8], label_column: Option<&str>) -> Result<Dataset, SealError> {
+    import_csv_with(bytes, label_column, CsvOptions::default())
+}
+
 /// Imports CSV bytes ([`read_table`]). The label column is `label_column`, or where none
 /// is named the column named [`DEFAULT_LABEL`] (in any case), else the last column. Every other column
 /// is a feature and must hold finite numbers; labels may be integers (sorted
@@ -217,8 +263,8 @@ pub fn import_csv(bytes: &[u8], label_column: &str) -> Result<Dataset, SealError
 ///
 /// Errors: [`SealError::Csv`] naming the line and the column; a file with one column
 /// says so, with the delimiters Perun reads.
-pub fn import_csv_as(bytes: &[u8], label_column: Option<&str>) -> Result<Dataset, SealError> {
-    let table = read_table(bytes)?;
+pub fn import_csv_with(bytes: &[u8], label_column: Option<&str>, options: CsvOptions) -> Result<Dataset, SealError> {
+    let table = read_table_with(bytes, options)?;
     let headers = &table.headers;
     let label_idx = match label_column {
         Some(name) => headers.iter().position(|h| h == name).ok_or_else(|| {
@@ -299,6 +345,34 @@ fn index_labels(raw: &[String]) -> (Vec<String>, Vec<i64>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn workbooks_and_parquet_are_named_and_r_row_names_explained_or_dropped() {
+        for (bytes, what) in [
+            (&b"PAR1\x15\x04"[..], "Parquet"),
+            (&b"PK\x03\x04\x14\x00\x06\x00"[..], ".xlsx"),
+            (&b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00"[..], ".xls"),
+        ] {
+            let e = super::read_table(bytes).unwrap_err().to_string();
+            assert!(e.contains(what) && e.contains("CSV"), "{e}");
+        }
+        // R's write.csv: an empty first header over the row names.
+        let r = b"\"\",\"a\",\"b\",\"label\"\n\"1\",5.1,3.5,\"x\"\n\"2\",4.9,3,\"y\"\n";
+        let e = super::read_table(r).unwrap_err().to_string();
+        assert!(e.contains("row names") && e.contains("--drop-row-names"), "{e}");
+        let dropped = super::read_table_with(r, super::CsvOptions { drop_row_names: true }).unwrap();
+        let control = super::read_table(b"a,b,label\n5.1,3.5,x\n4.9,3,y\n").unwrap();
+        assert_eq!((&dropped.headers, dropped.numbers().is_err()), (&control.headers, true));
+        assert_eq!(
+            dropped.records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+            control.records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>()
+        );
+        let ds = super::import_csv_with(r, Some("label"), super::CsvOptions { drop_row_names: true }).unwrap();
+        assert_eq!((ds.len(), ds.sample_len()), (2, 2));
+        // An empty name elsewhere is still just that.
+        let e = super::read_table(b"a,,label\n1,2,x\n").unwrap_err().to_string();
+        assert!(e.contains("column 2 has no name") && !e.contains("row names"), "{e}");
+    }
+
     #[test]
     fn excel_sep_lines_and_unicode_text_read_as_the_same_table() {
         let control = read_table(b"a,b,label\n5.1,3.5,x\n4.9,3,y\n").unwrap();

@@ -12,7 +12,9 @@ mod images;
 
 pub use self::cifar::{import_cifar10, is_cifar10_dir, CifarSplit};
 pub use self::container::{ClassCount, Dataset, DatasetSummary};
-pub use self::csv::{import_csv, import_csv_as, read_table, CsvTable, DEFAULT_LABEL};
+pub use self::csv::{
+    import_csv, import_csv_as, import_csv_with, read_table, read_table_with, CsvOptions, CsvTable, DEFAULT_LABEL,
+};
 pub use self::images::import_image_folder;
 
 /// The most classes a data set may have: every importer and the container reader refuse

@@ -33,6 +33,10 @@ pub enum DatasetCmd {
         /// CIFAR-10: which batches.
         #[arg(long, value_enum, default_value_t = Split::Train)]
         split: Split,
+        /// CSV: drop a first column with an empty name (the row names R's write.csv
+        /// writes; pandas calls them `Unnamed: 0`).
+        #[arg(long)]
+        drop_row_names: bool,
     },
     /// Show rows, shape, classes and counts, feature names and digest.
     Inspect {
@@ -80,6 +84,7 @@ pub fn import(
     resize: Option<(u32, u32)>,
     channels: u8,
     split: Split,
+    csv: dataset::CsvOptions,
 ) -> Result<Dataset> {
     if source.is_dir() {
         if dataset::is_cifar10_dir(source) {
@@ -92,14 +97,15 @@ pub fn import(
         return Ok(dataset::import_image_folder(source, resize, channels)?);
     }
     let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-    dataset::import_csv_as(&bytes, label).with_context(|| format!("importing {}", source.display()))
+    dataset::import_csv_with(&bytes, label, csv).with_context(|| format!("importing {}", source.display()))
 }
 
 /// Runs a dataset subcommand.
 pub fn run(cmd: DatasetCmd) -> Result<()> {
     match cmd {
-        DatasetCmd::Import { source, out, label, resize, channels, split } => {
-            let ds = import(&source, label.as_deref(), resize, channels, split)?;
+        DatasetCmd::Import { source, out, label, resize, channels, split, drop_row_names } => {
+            let csv = dataset::CsvOptions { drop_row_names };
+            let ds = import(&source, label.as_deref(), resize, channels, split, csv)?;
             let digest = ds.write_file(&out)?;
             println!(
                 "imported {} samples of shape {:?} in {} classes into {} ({digest})",
