@@ -21,7 +21,7 @@ torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))
 version=$(python3 -c 'import torch; print(torch.__version__)')
 echo "PyTorch $version at $torch_dir"
 [ "$version" = "2.11.0+cu130" ] || fail "perun was linked against PyTorch 2.11.0+cu130's libtorch, this machine has $version"
-python3 -c 'import torch; assert torch.cuda.is_available(); print(torch.cuda.get_device_name(0))' ||
+python3 -c 'import torch; assert torch.cuda.is_available(); print(torch.cuda.get_device_name(0))' 2>/dev/null ||
   fail "PyTorch sees no CUDA device"
 
 P=/tmp/perun-gpu

@@ -120,7 +120,10 @@ pub fn replay_to_quote(
         ));
     }
     Err(AttestError::Check(
-        "the IMA log does not replay to the quoted PCR 10: an entry was edited, removed, reordered or inserted, or the log was cut short".into(),
+        "the IMA log does not replay to the quoted PCR 10: either an entry was edited, removed, reordered or \
+         inserted, or the log was cut short, or something extended PCR 10 outside IMA (root can, through the TPM \
+         device); the log cannot stand for what the quote says"
+            .into(),
     ))
 }
 
