@@ -94,7 +94,7 @@ impl JobPolicy {
         }
     }
 
-    /// The policy rendered for approvers (DESIGN.md section 2, rule 1: owners sign after
+    /// The policy rendered for approvers (docs/architecture.md, section 2, rule 1: owners sign after
     /// seeing the manifest and its policy in full): `(what, value)` lines.
     pub fn summary(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

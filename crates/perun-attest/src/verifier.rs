@@ -3,7 +3,7 @@
 //!
 //! The trust service is the Relying Party: it hands a [`Verifier`] the Evidence a worker
 //! or enclave sent and the value that Evidence must bind (SHA-256 over the service's
-//! nonce, the job digest and the ephemeral key, DESIGN.md section 2, rule 4), and acts
+//! nonce, the job digest and the ephemeral key, docs/architecture.md, section 2, rule 4), and acts
 //! on the [`AttestationResult`] alone: it records the result in the audit log, refuses or
 //! releases. A TPM quote with its IMA and event logs ([`TpmVerifier`]) and a TEE report
 //! ([`TeeReportVerifier`]) are two implementations of the same trait.

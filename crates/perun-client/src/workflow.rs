@@ -3,7 +3,7 @@
 //! wrapped to the service, manifest building, the approver's review and signed approval,
 //! and verification of the audit chain against the pinned audit key.
 //!
-//! The approval rule it implements (DESIGN.md, "the release rule"): an approver signs the
+//! The approval rule it implements (docs/architecture.md, section 2, "the release rule"): an approver signs the
 //! digest of the manifest it recomputed from what the service returned, never a digest
 //! it was given, and only after reading the platform policy the manifest pins (checked
 //! against the manifest's digest of it).
@@ -107,7 +107,7 @@ impl<'k> Stakeholder<'k> {
         let info = self.client.service()?;
         let service = perun_seal::keys::parse_recipient(&info.wrap_recipient)?;
         // Bound to this owner, asset, kind and content: the service unwraps it for
-        // nothing else (DESIGN.md section 2).
+        // nothing else (docs/architecture.md, section 2).
         let context = WrapContext::asset_key(self.keys.name(), &a.name, a.kind, &a.content_digest);
         let body = RegisterAsset {
             terms: a.terms,

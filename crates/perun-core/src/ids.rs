@@ -67,7 +67,7 @@ impl<'de> Deserialize<'de> for Name {
 }
 
 /// What a stakeholder does in a job, as its registration declares and the trust
-/// service checks (DESIGN.md section 1): only a data owner registers data sets, only a
+/// service checks (docs/architecture.md, section 1): only a data owner registers data sets, only a
 /// model owner models, only an infrastructure provider enrols workers and publishes
 /// platform and TEE policies, only a receiver receives outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

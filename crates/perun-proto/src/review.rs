@@ -1,4 +1,4 @@
-//! What a reviewing owner signs to release a job's outputs (DESIGN.md, output review).
+//! What a reviewing owner signs to release a job's outputs (docs/architecture.md, section 2: the way out).
 
 use perun_core::receipt::Envelope;
 use perun_core::Digest;

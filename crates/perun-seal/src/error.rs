@@ -44,7 +44,7 @@ pub enum SealError {
     #[error("wrong key: this file was not sealed to the given key")]
     WrongKey,
     /// A wrapped secret was made for another context (job, asset, output, receiver), or
-    /// without one: it is not used (DESIGN.md section 2).
+    /// without one: it is not used (docs/architecture.md, section 2).
     #[error("this wrapped key was not made for {expected}: a key wrapped for one job, asset or receiver opens in no other (wrap it again for this one)")]
     WrongContext {
         /// The context the caller expected, in words.

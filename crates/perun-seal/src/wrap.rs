@@ -7,7 +7,7 @@
 //!
 //! Every wrapped secret carries its [`WrapContext`] (job, asset, output, receiver) inside
 //! the authenticated `age` payload, and [`unwrap`] refuses one whose context is not the
-//! one the caller expects (DESIGN.md section 2: "a key made for one job is useless in any
+//! one the caller expects (docs/architecture.md, section 2: "a key made for one job is useless in any
 //! other"). The `age` payload is ChaCha20-Poly1305 under a file key that only the
 //! recipient can recover, so whoever does not hold that file key cannot make a wrapped
 //! secret whose context differs from the one it was made with: copying another job's

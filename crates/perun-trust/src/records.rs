@@ -30,7 +30,7 @@ impl Record for StakeholderRecord {
     }
 }
 
-/// A registration that awaits admission (DESIGN.md section 2: who is a stakeholder is
+/// A registration that awaits admission (docs/architecture.md, section 2: who is a stakeholder is
 /// decided). It is no stakeholder: it authenticates nothing, owns nothing, approves
 /// nothing. The operator admits it (`perun serve --admit NAME`), or enough members vote
 /// (`TrustConfig::admission_quorum`); unadmitted, it expires.

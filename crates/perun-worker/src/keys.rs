@@ -1,5 +1,5 @@
 //! The asset keys released to a worker or an enclave: sealed by the trust service to the
-//! ephemeral key bound into the accepted Evidence (DESIGN.md section 2), opened in memory.
+//! ephemeral key bound into the accepted Evidence (docs/architecture.md, section 2), opened in memory.
 
 use perun_core::{Digest, Name};
 use perun_proto::wire::Attested;

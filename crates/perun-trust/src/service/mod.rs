@@ -1,4 +1,4 @@
-//! The trust service's logic, independent of HTTP: every rule of DESIGN.md section 2 is
+//! The trust service's logic, independent of HTTP: every rule of docs/architecture.md, section 2 is
 //! checked here, and every grant, refusal and revocation is written to the store together
 //! with its audit record.
 //!

@@ -1,7 +1,7 @@
 //! Workers: enrolment by the infrastructure provider, AK proof by credential activation,
 //! claims, attestation and key release, continuous attestation, metrics and outputs.
 //!
-//! [`Trust::attest`] is where DESIGN.md section 2 is decided: approvals (rule 1), fresh
+//! [`Trust::attest`] is where docs/architecture.md, section 2 is decided: approvals (rule 1), fresh
 //! evidence from an activated AK that satisfies the job's policy (rule 2), keys sealed to
 //! the ephemeral key the evidence binds (rule 3), a live job (rule 4).
 
@@ -620,7 +620,7 @@ impl<S: Store> Trust<S> {
         Ok(Ok((result, new_entries)))
     }
 
-    /// The one release decision's verdict (DESIGN.md section 2), for TPM and TEE
+    /// The one release decision's verdict (docs/architecture.md, section 2), for TPM and TEE
     /// evidence alike: the Attestation Result goes into the audit log under `actor`
     /// (`None`: an unauthenticated sender's refused report, which its caller audits as
     /// an anonymous, rate-limited refusal instead); a refusal ends the job if `revoke` (a
