@@ -39,11 +39,15 @@ pub enum Engine {
 }
 
 /// The smallest forward pass per training step, in multiply-accumulates, that trains
-/// faster on LibTorch than on flex. Measured on 2 cores with `perun bench train` (the
-/// CIFAR-shaped CNN, 64 x 25 M MACs per step: LibTorch 4.9x faster than flex) and `perun
-/// bench dp --engine` (the breast-cancer MLP, 32 x 1.5 k MACs per step: flex 3.8x faster;
-/// 1.5 k per DP-SGD sample: flex 3.4x faster).
-pub const LIBTORCH_MIN_MACS: u64 = 10_000_000;
+/// faster on LibTorch than on flex. Measured on 2 idle cores (2026-12-07): the
+/// CIFAR-shaped CNN at 25 M MACs per sample trains 2.1x faster on LibTorch at batch 1 and
+/// 4.9x at batch 64 (`perun bench train --batch B --engine E`); the digits CNN (174 k per
+/// sample) trains as fast on both at batches 1-8 (0.17-1.4 M per step) and 1.9x faster on
+/// LibTorch at batch 32 (5.6 M); the breast-cancer MLP (1.5 k per sample) trains 2-4x
+/// faster on flex at batches 32 and 256 (48 k, 385 k; `perun bench dp --engine E`: 3.8x
+/// plain, 3.4x under DP-SGD). LibTorch's OpenMP threads also fall far behind when other
+/// work shares the cores (the CNN at batch 1 then ran 3.7x slower than on flex).
+pub const LIBTORCH_MIN_MACS: u64 = 1_000_000;
 
 /// The version of the libtorch this build links (from its headers), or `None`.
 pub const LIBTORCH_VERSION: Option<&str> = option_env!("PERUN_LIBTORCH_VERSION");
@@ -268,9 +272,26 @@ mod tests {
         assert_eq!(cnn.macs_per_sample().unwrap(), 64 * 32 * 32 * 27 + 64 * 32 * 32 * 10);
         let expected = if cfg!(feature = "libtorch") { Engine::LibTorch } else { Engine::Flex };
         assert_eq!(Engine::for_workload(&cnn), expected);
-        // Under DP-SGD a step computes one sample at a time: 2.4 M, below the line.
-        let dp = spec(cnn.layers.iter().map(|l| serde_json::to_value(l).unwrap()).collect(), &[3, 32, 32], 64, true);
-        assert_eq!(Engine::for_workload(&dp), Engine::Flex);
+        // Under DP-SGD a step computes one sample at a time: 2.4 M, still above the line.
+        let layers = |s: &ModelSpec| s.layers.iter().map(|l| serde_json::to_value(l).unwrap()).collect();
+        let dp = spec(layers(&cnn), &[3, 32, 32], 64, true);
+        assert_eq!(Engine::for_workload(&dp), expected);
+        // A small CNN under DP-SGD (8 x 8 x 8 x 9 + 512 x 10 = 9.7 k per sample) stays on flex.
+        let small = spec(layers(&cnn), &[1, 8, 8], 64, false);
+        let small_dp = spec(
+            serde_json::json!([
+                {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+                {"type": "flatten"}, {"type": "linear", "out": 10}
+            ]),
+            &[1, 8, 8],
+            64,
+            true,
+        );
+        assert_eq!(small_dp.macs_per_sample().unwrap(), 8 * 8 * 8 * 9 + 512 * 10);
+        assert_eq!(Engine::for_workload(&small_dp), Engine::Flex);
+        // The first CNN's layers on 8 x 8 input: 78 k per sample, 5 M per step of 64, above.
+        assert_eq!(small.macs_per_sample().unwrap(), 64 * 8 * 8 * 9 + 4096 * 10);
+        assert_eq!(Engine::for_workload(&small), expected);
     }
 
     #[test]
