@@ -115,14 +115,25 @@ impl Compute {
                     .ok_or_else(|| MlError::Backend(format!("PERUN_ENGINE={name:?}: expected flex or libtorch")))?,
             ),
         };
-        match (device.as_str(), engine) {
-            ("" | "cpu", None) => Ok(Compute::Cpu),
-            ("" | "cpu", Some(e)) => Ok(Compute::CpuWith(e)),
-            ("gpu", None | Some(Engine::LibTorch)) => Ok(Compute::Gpu),
-            ("gpu", Some(Engine::Flex)) => {
-                Err(MlError::Backend("PERUN_ENGINE=flex runs on the CPU only: unset it or PERUN_DEVICE=gpu".into()))
-            }
-            (other, _) => Err(MlError::Backend(format!("PERUN_DEVICE={other:?}: expected cpu or gpu"))),
+        match device.as_str() {
+            "" | "cpu" => Self::new(false, engine),
+            "gpu" => Self::new(true, engine),
+            other => Err(MlError::Backend(format!("PERUN_DEVICE={other:?}: expected cpu or gpu"))),
+        }
+    }
+
+    /// The CPU or the GPU, with `engine` or (`None`) the workload rule's.
+    ///
+    /// # Errors
+    /// [`MlError::Backend`] for flex on the GPU: the GPU is reached through LibTorch only.
+    pub fn new(gpu: bool, engine: Option<Engine>) -> Result<Self, MlError> {
+        match (gpu, engine) {
+            (false, None) => Ok(Compute::Cpu),
+            (false, Some(e)) => Ok(Compute::CpuWith(e)),
+            (true, None | Some(Engine::LibTorch)) => Ok(Compute::Gpu),
+            (true, Some(Engine::Flex)) => Err(MlError::Backend(
+                "the flex engine runs on the CPU only: the GPU is reached through LibTorch".into(),
+            )),
         }
     }
 

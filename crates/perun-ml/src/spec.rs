@@ -280,6 +280,11 @@ impl ModelSpec {
 
     /// Checks every rule and returns the number of output units.
     pub fn validate(&self) -> Result<usize, MlError> {
+        self.checked().map(|(outputs, _)| outputs)
+    }
+
+    /// [`ModelSpec::validate`], and what the walk through the layers counted.
+    fn checked(&self) -> Result<(usize, Walk), MlError> {
         if self.schema != SPEC_SCHEMA {
             return Err(MlError::Spec(format!("schema {} is not supported (expected {SPEC_SCHEMA})", self.schema)));
         }
@@ -329,7 +334,8 @@ impl ModelSpec {
         if self.layers.is_empty() {
             return Err(MlError::Spec("the model has no layers".into()));
         }
-        let out = infer(&self.layers, self.input()?, "", &mut Walk::default())?;
+        let mut walk = Walk::default();
+        let out = infer(&self.layers, self.input()?, "", &mut walk)?;
         let Shape::Flat(k) = out else {
             return Err(MlError::Spec(format!("the last layer outputs {out}: end with flatten and linear")));
         };
@@ -340,7 +346,7 @@ impl ModelSpec {
             Loss::BinaryCrossEntropy if k != 1 => {
                 Err(MlError::Spec(format!("binary_cross_entropy needs exactly 1 output, the model has {k}")))
             }
-            _ => Ok(k),
+            _ => Ok((k, walk)),
         }
     }
 
@@ -352,10 +358,7 @@ impl ModelSpec {
     /// # Errors
     /// As [`ModelSpec::validate`], for a spec whose layers do not fit.
     pub fn macs_per_sample(&self) -> Result<u64, MlError> {
-        self.validate()?;
-        let mut walk = Walk::default();
-        infer(&self.layers, self.input()?, "", &mut walk)?;
-        Ok(walk.macs)
+        self.checked().map(|(_, walk)| walk.macs)
     }
 
     /// Number of classes the model predicts.

@@ -51,15 +51,12 @@ impl ComputeArgs {
     /// What to compute on.
     pub fn compute(self) -> Result<Compute> {
         use perun_ml::backend::Engine;
-        Ok(match (self.device, self.engine) {
-            (DeviceArg::Cpu, EngineArg::Auto) => Compute::Cpu,
-            (DeviceArg::Cpu, EngineArg::Flex) => Compute::CpuWith(Engine::Flex),
-            (DeviceArg::Cpu, EngineArg::Libtorch) => Compute::CpuWith(Engine::LibTorch),
-            (DeviceArg::Gpu, EngineArg::Auto | EngineArg::Libtorch) => Compute::Gpu,
-            (DeviceArg::Gpu, EngineArg::Flex) => {
-                anyhow::bail!("--engine flex runs on the CPU only: the GPU is reached through LibTorch")
-            }
-        })
+        let engine = match self.engine {
+            EngineArg::Auto => None,
+            EngineArg::Flex => Some(Engine::Flex),
+            EngineArg::Libtorch => Some(Engine::LibTorch),
+        };
+        Ok(Compute::new(self.device == DeviceArg::Gpu, engine)?)
     }
 }
 

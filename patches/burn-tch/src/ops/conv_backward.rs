@@ -88,6 +88,9 @@ pub(crate) fn conv2d_backward(
     if rc != 0 || out.is_null() {
         // SAFETY: the shim NUL-terminates what it writes; the buffer starts zeroed.
         let why = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
+        // allow-panic: every op of this backend panics on an ATen error (tch's own
+        // wrappers unwrap); the shapes are the forward pass's, which ATen accepted, and
+        // Perun validates a model spec's shapes before any tensor is made.
         panic!("convolution_backward: {why}");
     }
     // SAFETY: `out` is a tensor the shim allocated with `new` for this call alone.
