@@ -15,6 +15,7 @@
 
 mod common;
 
+use perun_proto::ApiCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
@@ -68,7 +69,10 @@ struct Stats {
 
 /// Whether an error is the outage's: no answer, so the request may or may not be done.
 fn outage(e: &WorkerError) -> bool {
-    matches!(e, WorkerError::Trust(ClientError::Transport { .. } | ClientError::TooManyRequests(_)))
+    matches!(
+        e,
+        WorkerError::Trust(ClientError::Transport { .. } | ClientError::Api { code: ApiCode::TooManyRequests, .. })
+    )
 }
 
 /// Calls `f` until the service answers (anything but an outage error); the answer, and
@@ -105,7 +109,7 @@ struct Sim {
     job: Option<Digest>,
     claimed: bool,
     /// The nonce the claim handed out, for the first attestation.
-    first_nonce: Option<String>,
+    first_nonce: Option<perun_proto::Nonce>,
     /// Attestations answered as accepted.
     accepted: usize,
     /// Whether this round's IMA entry is in the log already.
@@ -125,7 +129,7 @@ impl Sim {
             let nonce = match r {
                 Ok(c) => c.nonce,
                 // The lost answer's claim was done: the job is this worker's.
-                Err(WorkerError::Trust(ClientError::Conflict(_))) if unanswered => {
+                Err(WorkerError::Trust(ClientError::Api { code: ApiCode::Conflict, .. })) if unanswered => {
                     st.lost_claims.fetch_add(1, SeqCst);
                     let (n, _) = answered(st, "nonce", || self.w.session().nonce(&job));
                     n.unwrap_or_else(|e| panic!("{me}: no nonce after a claim whose answer was lost: {e}"))
@@ -157,7 +161,7 @@ impl Sim {
             let assets: BTreeSet<&str> = opened.keys.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(assets, BTreeSet::from(["data", "model"]), "{me}");
             for (asset, _) in opened.keys {
-                received.push((job, asset, me.clone(), hex::encode(eph.public_bytes())));
+                received.push((job, asset, me.clone(), eph.public_key().to_string()));
             }
             self.keys = true;
         } else if self.accepted == 0 {
@@ -195,7 +199,7 @@ fn stakeholders(
         let (r, unanswered) = answered(st, "proposal", || Parties::propose(&oc, manifest.clone()));
         match r {
             Ok(info) => assert_eq!(info.id, id),
-            Err(WorkerError::Trust(ClientError::Conflict(_))) if unanswered => {
+            Err(WorkerError::Trust(ClientError::Api { code: ApiCode::Conflict, .. })) if unanswered => {
                 st.lost_proposals.fetch_add(1, SeqCst);
             }
             Err(e) => panic!("proposal of job {i}: {e}"),

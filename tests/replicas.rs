@@ -8,6 +8,7 @@
 
 mod common;
 
+use perun_proto::ApiCode;
 use std::sync::{Arc, Barrier};
 
 use perun_client::{Caller, Client, ClientError};
@@ -133,7 +134,7 @@ fn two_replicas_given_the_same_attestation_at_once_release_its_keys_once() {
         Agent::open_keys(&job, &eph, ok[0]).unwrap();
         for e in answers.iter().filter_map(|a| a.as_ref().err()) {
             assert!(
-                !matches!(e, ClientError::Transport { .. } | ClientError::Internal(_)),
+                !matches!(e, ClientError::Transport { .. } | ClientError::Api { code: ApiCode::Internal, .. }),
                 "the loser failed instead of being refused: {e}"
             );
             refused.push(e.to_string());

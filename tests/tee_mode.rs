@@ -11,6 +11,7 @@
 
 mod common;
 
+use perun_proto::ApiCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -193,19 +194,15 @@ impl World {
         job: &Digest,
         enclave: &str,
         eph: &EphemeralKey,
-        nonce: &str,
+        nonce: &perun_proto::Nonce,
         evidence: TeeEvidence,
     ) -> Result<EnclaveAttested, ClientError> {
-        let req = AttestEnclave {
-            enclave: name(enclave),
-            nonce: nonce.to_owned(),
-            ephemeral_key: eph.public_bytes(),
-            evidence,
-        };
+        let req =
+            AttestEnclave { enclave: name(enclave), nonce: nonce.clone(), ephemeral_key: eph.public_key(), evidence };
         self.anon.call("POST", &format!("/v1/enclave/jobs/{job}/attest"), Some(&req))
     }
 
-    fn nonce(&self, job: &Digest, enclave: &str) -> Result<String, ClientError> {
+    fn nonce(&self, job: &Digest, enclave: &str) -> Result<perun_proto::Nonce, ClientError> {
         let n: NonceIssued = self.anon.call(
             "POST",
             &format!("/v1/enclave/jobs/{job}/nonce"),
@@ -249,7 +246,7 @@ fn post_raw(url: &str, body: &serde_json::Value) -> (u16, String) {
 
 /// Posts `body`, with the headers of `signed` if any.
 fn post_bytes(url: &str, body: &[u8], signed: Option<&SignedHeaders>) -> (u16, String) {
-    let http = perun_worker::job::http_client().unwrap();
+    let http = perun_client::claim::http_client().unwrap();
     let mut req = http.post(url).header("content-type", "application/json").body(body.to_vec());
     for (k, v) in signed.map(|s| s.pairs()).into_iter().flatten() {
         req = req.header(k, v);
@@ -334,26 +331,47 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // and the job stays ready (a stranger's bad report must not end it).
     let r = Enclave::claim(&w.anon, name("stranger"), Box::new(sim(2)), job);
     assert!(
-        matches!(&r, Err(EnclaveError::Trust(ClientError::Refused { reason, .. })) if reason.contains("does not name that key")),
+        matches!(&r, Err(EnclaveError::Trust(ClientError::Api { code: ApiCode::Refused, message: reason, .. })) if reason.contains("does not name that key")),
         "{r:?}"
     );
     // Report data bound to another key: the report names key B, the request key A.
     let (a, b) = (EphemeralKey::generate(), EphemeralKey::generate());
     let nonce = w.nonce(&job, "swapper").unwrap();
     let service = w.anon.audience();
-    let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &b.public_bytes());
+    let binding = Digest::evidence_binding(&service, nonce.as_bytes(), &job, b.public_key().as_bytes());
     let ev = sim(1).evidence(binding.as_bytes()).unwrap();
     let r = w.send(&job, "swapper", &a, &nonce, ev);
-    assert!(matches!(&r, Err(ClientError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::Refused, message: reason, .. }) if reason.contains("report data")),
+        "{r:?}"
+    );
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
     // A report the enclave made through a relay (its TLS terminated under the relay's
     // certificate, so the relay could rewrite the receivers' keys it is told): it binds
     // the relay's certificate, and the service binds its own. Refused, nothing released.
     let nonce = w.nonce(&job, "relayed").unwrap();
     let relay = Digest::of(b"the relay's certificate");
-    let binding = Digest::evidence_binding(&relay, &hex::decode(&nonce).unwrap(), &job, &a.public_bytes());
+    let binding = Digest::evidence_binding(&relay, nonce.as_bytes(), &job, a.public_key().as_bytes());
     let r = w.send(&job, "relayed", &a, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
-    assert!(matches!(&r, Err(ClientError::Refused { reason, .. }) if reason.contains("report data")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::Refused, message: reason, .. }) if reason.contains("report data")),
+        "{r:?}"
+    );
+    assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
+
+    // A low-order point as the ephemeral key (no key can be sealed to it), bound by a
+    // genuine report: a bad request, nothing appraised or released.
+    let nonce = w.nonce(&job, "low-order").unwrap();
+    let zero = perun_proto::EphemeralPublicKey::from([0u8; 32]);
+    let binding = Digest::evidence_binding(&service, nonce.as_bytes(), &job, zero.as_bytes());
+    let evidence = sim(1).evidence(binding.as_bytes()).unwrap();
+    let req = AttestEnclave { enclave: name("low-order"), nonce, ephemeral_key: zero, evidence };
+    let r: Result<EnclaveAttested, ClientError> =
+        w.anon.call("POST", &format!("/v1/enclave/jobs/{job}/attest"), Some(&req));
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message, .. }) if message.contains("low-order")),
+        "{r:?}"
+    );
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
 
     // The named sim TEE claims the job and receives the model key.
@@ -361,18 +379,21 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert_eq!(claim.claims.kind, TeeKind::Sim);
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Running, 1));
     // Nobody else can claim it now, or report in its name without its token.
-    assert!(matches!(w.nonce(&job, "tee-2"), Err(ClientError::Conflict(_))));
+    assert!(matches!(w.nonce(&job, "tee-2"), Err(ClientError::Api { code: ApiCode::Conflict, .. })));
     let nonce = w.nonce(&job, "tee-1").unwrap();
     let eph = EphemeralKey::generate();
-    let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
+    let binding = Digest::evidence_binding(&service, nonce.as_bytes(), &job, eph.public_key().as_bytes());
     let r = w.send(&job, "tee-1", &eph, &nonce, sim(1).evidence(binding.as_bytes()).unwrap());
-    assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::Unauthenticated, .. })), "{r:?}");
 
     // Its name is taken while it runs: another job cannot be claimed under it (which
     // would replace its token).
     let other = w.job(JobPurpose::Serve, &model, &[], policy, "second");
     let r = Enclave::claim(&w.anon, name("tee-1"), Box::new(sim(1)), other);
-    assert!(matches!(&r, Err(EnclaveError::Trust(ClientError::Conflict(m))) if m.contains("in use")), "{r:?}");
+    assert!(
+        matches!(&r, Err(EnclaveError::Trust(ClientError::Api { code: ApiCode::Conflict, message: m, .. })) if m.contains("in use")),
+        "{r:?}"
+    );
     assert_eq!((w.state(&other), w.releases(&other)), (JobState::Ready, 0));
 
     let serving = Serving::open(claim, Compute::Cpu, false).unwrap();
@@ -404,7 +425,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let owner = &w.people[OWNER];
     let post_as_owner = |body: &[u8]| post_bytes(&predict, body, Some(&signed_by(owner, &job, body)));
     let one_row = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
-    let (sealed, _) = seal_request(&EphemeralKey::generate().public_bytes(), &request_info(&job), &one_row).unwrap();
+    let (sealed, _) = seal_request(&EphemeralKey::generate().public_key(), &request_info(&job), &one_row).unwrap();
     let (status, text) = post_as_owner(&serde_json::to_vec(&serde_json::json!({ "sealed": sealed })).unwrap());
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("does not open with this enclave's attested key"), "{text}");
@@ -553,7 +574,7 @@ fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
         let nonce = w.nonce(&job, "sgx-1").unwrap();
         let r = w.send(&job, "sgx-1", &EphemeralKey::generate(), &nonce, evidence.clone());
         w.clock.store(today, Ordering::SeqCst);
-        let Err(ClientError::Refused { reason, failures }) = r else { panic!("{r:?}") };
+        let Err(ClientError::Api { code: ApiCode::Refused, message: reason, failures }) = r else { panic!("{r:?}") };
         assert!(reason.contains(why), "{reason}");
         // The recorded quote binds its own report data, never this nonce and key.
         assert!(failures.iter().any(|f| f.why.contains("report data")), "{failures:?}");
@@ -593,9 +614,8 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     manifest.platform_policy = added.digest;
     manifest.name = "attested twin".into();
     let twin = w.propose_and_approve(manifest);
-    use perun_worker::job::Attester as _;
     let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{}/claim", twin), None);
-    assert!(matches!(r, Err(ClientError::Conflict(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::Conflict, .. })), "{r:?}");
     // ... nor is a tee job claimed on the attested path.
     let r: Result<Claimed, _> = claim.enclave.client().call::<(), _>("POST", &format!("/v1/jobs/{job}/claim"), None);
     assert!(r.is_err());
@@ -640,11 +660,11 @@ fn anonymous_reports_to_a_ready_job_write_a_bounded_audit_under_no_chosen_name()
         let who = format!("flood-{i}");
         let eph = EphemeralKey::generate();
         let nonce = w.nonce(&job, &who).unwrap();
-        let binding = Digest::evidence_binding(&service, &hex::decode(&nonce).unwrap(), &job, &eph.public_bytes());
+        let binding = Digest::evidence_binding(&service, nonce.as_bytes(), &job, eph.public_key().as_bytes());
         // A sim key the policy does not name: refused.
         match w.send(&job, &who, &eph, &nonce, sim(2).evidence(binding.as_bytes()).unwrap()) {
-            Err(ClientError::Refused { .. }) => {}
-            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::Api { code: ApiCode::Refused, .. }) => {}
+            Err(ClientError::Api { code: ApiCode::TooManyRequests, .. }) => limited += 1,
             other => panic!("{other:?}"),
         }
     }

@@ -8,6 +8,7 @@ mod common;
 use common::{Scratch, Service};
 use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
+use perun_proto::ApiCode;
 use perun_tpm::device::Tpm;
 use perun_tpm::swtpm::{LocalCa, Swtpm};
 use perun_tpm::tools::KeyAlg;
@@ -255,7 +256,7 @@ fn a_worker_on_the_command_line_runs_an_approved_job_and_only_the_receiver_opens
     policy.worker_binary = Some(exe_digest.to_string());
     policy.accept_user_space_ima = true;
     let ca = LocalCa::for_process().unwrap();
-    ca.trust_in(&mut policy.ek).unwrap();
+    policy.ek.trust_development_ca(&ca.root_pem().unwrap(), &ca.issuer_pem().unwrap()).unwrap();
     {
         let mut t = Tpm::connect(&tpm.tcti(), KeyAlg::Rsa).unwrap();
         policy.pin_boot_pcrs(&t.pcr_read(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap()).unwrap();
@@ -347,6 +348,6 @@ fn large_anonymous_bodies_are_refused_before_they_are_read() {
     // The service is still there, and /metrics answers only to the scraper's token.
     let _: serde_json::Value = anon.call::<(), _>("GET", "/v1/health", None).unwrap();
     let r: Result<serde_json::Value, _> = anon.call::<(), _>("GET", "/metrics", None);
-    assert!(matches!(r, Err(perun_client::ClientError::Unauthenticated(_))), "{r:?}");
+    assert!(matches!(r, Err(perun_client::ClientError::Api { code: ApiCode::Unauthenticated, .. })), "{r:?}");
     let _ = svc.kill();
 }

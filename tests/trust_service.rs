@@ -5,6 +5,7 @@
 
 mod common;
 
+use perun_proto::ApiCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -251,10 +252,10 @@ fn tr<T>(r: Result<T, perun_worker::WorkerError>) -> Result<T, ClientError> {
 fn refused_reason(r: Result<impl std::fmt::Debug, ClientError>) -> String {
     match r {
         Err(
-            e @ (ClientError::Refused { .. }
-            | ClientError::Revoked(_)
-            | ClientError::Forbidden(_)
-            | ClientError::Unauthenticated(_)),
+            e @ (ClientError::Api { code: ApiCode::Refused, .. }
+            | ClientError::Api { code: ApiCode::Revoked, .. }
+            | ClientError::Api { code: ApiCode::Forbidden, .. }
+            | ClientError::Api { code: ApiCode::Unauthenticated, .. }),
         ) => e.to_string(),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -308,7 +309,10 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     // The provider holds the worker's token (root reads its memory): with the token
     // alone, outputs of its own are refused, and the job still runs.
     let forged: Result<(), _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body));
-    assert!(matches!(&forged, Err(ClientError::BadRequest(m)) if m.contains("last attestation")), "{forged:?}");
+    assert!(
+        matches!(&forged, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("last attestation")),
+        "{forged:?}"
+    );
     assert_eq!(w.job(&job).state, JobState::Running);
     // The attested worker's finish, its claims under a fresh quote: accepted.
     w.worker().finish(&job, body.clone()).unwrap();
@@ -332,19 +336,19 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     let claimed = w.worker().claim(&job).unwrap();
     w.worker().attest(&job, &claimed.nonce).unwrap();
     let nonce = w.worker().nonce(&job).unwrap();
-    let binding = body.binding(&w.anon.audience(), &hex::decode(&nonce).unwrap(), &job);
+    let binding = body.binding(&w.anon.audience(), &nonce, &job);
     let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
     let swapped = FinishJob {
         model_digest: Some(Digest::of(b"the provider's model")),
         attestation: Some(perun_proto::wire::Attest {
             nonce,
-            ephemeral_key: body.claims_digest().as_bytes().to_vec(),
+            ephemeral_key: perun_proto::EphemeralPublicKey::from(*body.claims_digest().as_bytes()),
             evidence,
         }),
         ..body.clone()
     };
     let r: Result<(), _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&swapped));
-    assert!(matches!(&r, Err(ClientError::Refused { .. })), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::Api { code: ApiCode::Refused, .. })), "{r:?}");
     let info = w.job(&job);
     assert_eq!(info.state, JobState::Revoked);
     assert!(info.outputs.is_empty() && !info.has_receipt);
@@ -353,21 +357,21 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     // the manifest's.
     let job = w.ready_job("re-keyed");
     let claimed = w.worker().claim(&job).unwrap();
-    perun_worker::job::check_claim(&claimed).unwrap();
+    perun_client::claim::check_claim(&claimed).unwrap();
     let mut other = claimed.clone();
     other.assets[0].content_digest = Digest::of(b"the provider's model");
-    assert!(perun_worker::job::check_claim(&other).is_err());
+    assert!(perun_client::claim::check_claim(&other).is_err());
     let mut other = claimed.clone();
     other.job.id = Digest::of(b"another job");
-    assert!(perun_worker::job::check_claim(&other).is_err());
+    assert!(perun_client::claim::check_claim(&other).is_err());
     // ...or whose receivers are not the ones the owners signed for.
     let mut other = claimed.clone();
     other.receivers.push((name("infra"), claimed.receivers[0].1.clone()));
-    let e = perun_worker::job::check_claim(&other).unwrap_err().to_string();
+    let e = perun_client::claim::check_claim(&other).unwrap_err().to_string();
     assert!(e.contains("receivers"), "{e}");
     let mut other = claimed.clone();
     other.receivers[0].0 = name("infra");
-    assert!(perun_worker::job::check_claim(&other).is_err());
+    assert!(perun_client::claim::check_claim(&other).is_err());
     // Root proves a new AK of the same TPM (and so gets a token) while the job runs: the
     // job ends, and the token it got delivers nothing.
     w.worker().attest(&job, &claimed.nonce).unwrap();
@@ -393,7 +397,7 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     assert_eq!(info.state, JobState::Revoked, "{info:?}");
     assert!(info.reason.unwrap().contains("new AK"));
     let r: Result<(), _> = session.client().call("POST", &format!("/v1/jobs/{job}/finish"), Some(&body));
-    assert!(matches!(&r, Err(ClientError::Revoked(_))), "{r:?}");
+    assert!(matches!(&r, Err(ClientError::Api { code: ApiCode::Revoked, .. })), "{r:?}");
     // A claim authenticated with the old token just before the new AK was activated,
     // decided after it: refused, the job still ready.
     let r = w.trust.claim(&before, &raced.to_string());
@@ -564,7 +568,7 @@ fn approval_violations_are_refused_with_nothing_released() {
     let seen = w.audit(INFRA);
     assert!(seen.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("owns no asset")));
     let r = w.approve(MALLORY, &job);
-    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
     assert!(!w.audit(MALLORY).iter().any(|(_, d)| d.contains("owns no asset")));
     assert!(!w.job(&job).released);
 }
@@ -635,15 +639,21 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     m.attestation_interval_s = 100;
     let job = w.ready(&m);
     let claimed = w.worker().claim(&job).unwrap();
-    let r = w.worker().attest(&job, &hex::encode([9u8; 32]));
+    let r = w.worker().attest(&job, &perun_proto::Nonce::from([9u8; 32]));
     assert!(refused_reason(tr(r.map(|_| ()))).contains("nonce"));
     let (_, ok) = w.worker().attest(&job, &claimed.nonce).unwrap();
     assert_eq!(ok.keys.len(), 3);
     let r = w.worker().attest(&job, &claimed.nonce);
     assert!(refused_reason(tr(r.map(|_| ()))).contains("already used"));
     // The same nonce in upper case is the same nonce.
-    let r = w.worker().attest(&job, &claimed.nonce.to_ascii_uppercase());
-    assert!(refused_reason(tr(r.map(|_| ()))).contains("already used"));
+    let eph = perun_seal::release::EphemeralKey::generate().public_key();
+    let service = w.anon.audience();
+    let binding = Digest::evidence_binding(&service, claimed.nonce.as_bytes(), &job, eph.as_bytes());
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let mut req = serde_json::to_value(Attest { nonce: claimed.nonce.clone(), ephemeral_key: eph, evidence }).unwrap();
+    req["nonce"] = claimed.nonce.to_string().to_ascii_uppercase().into();
+    let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
+    assert!(refused_reason(r).contains("already used"));
     // A nonce that went stale.
     let nonce = w.worker().nonce(&job).unwrap();
     w.clock.fetch_add(61, Ordering::SeqCst);
@@ -655,15 +665,31 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     let job = w.ready_job("ephemeral");
     let claimed = w.worker().claim(&job).unwrap();
     let real = perun_seal::release::EphemeralKey::generate();
-    let service = w.anon.audience();
-    let binding = Digest::evidence_binding(&service, &hex::decode(&claimed.nonce).unwrap(), &job, &real.public_bytes());
+    let binding = Digest::evidence_binding(&service, claimed.nonce.as_bytes(), &job, real.public_key().as_bytes());
     let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
     let swapped = perun_seal::release::EphemeralKey::generate();
-    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: swapped.public_bytes(), evidence };
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: swapped.public_key(), evidence };
     let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
     assert!(refused_reason(r).contains("qualifying data"));
     assert_eq!(w.job(&job).state, JobState::Revoked);
     w.assert_refused_and_audited(&job, "qualifying data");
+
+    // A low-order point as the ephemeral key (no key can be sealed to it): refused as a
+    // bad request before anything is appraised, spent or sealed; the job runs on.
+    let job = w.ready_job("low-order");
+    let claimed = w.worker().claim(&job).unwrap();
+    let zero = perun_proto::EphemeralPublicKey::from([0u8; 32]);
+    let binding = Digest::evidence_binding(&service, claimed.nonce.as_bytes(), &job, zero.as_bytes());
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: zero, evidence };
+    let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message, .. }) if message.contains("low-order")),
+        "{r:?}"
+    );
+    assert_eq!((w.job(&job).state, releases(&w, &job)), (JobState::Running, 0));
+    let (_, ok) = w.worker().attest(&job, &claimed.nonce).unwrap();
+    assert_eq!(ok.keys.len(), 3, "the nonce was not spent by the refused request");
 
     // Evidence bound to another job.
     let job = w.ready_job("other-job");
@@ -671,12 +697,12 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     let eph = perun_seal::release::EphemeralKey::generate();
     let binding = Digest::evidence_binding(
         &service,
-        &hex::decode(&claimed.nonce).unwrap(),
+        claimed.nonce.as_bytes(),
         &Digest::of(b"another job"),
-        &eph.public_bytes(),
+        eph.public_key().as_bytes(),
     );
     let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
-    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: eph.public_bytes(), evidence };
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: eph.public_key(), evidence };
     let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
     assert!(refused_reason(r).contains("qualifying data"));
     w.assert_refused_and_audited(&job, "qualifying data");
@@ -704,7 +730,11 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
         .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "consent withdrawn".into() }))
         .unwrap();
     let r = w.worker().attest(&job, &claimed.nonce);
-    assert!(matches!(r, Err(perun_worker::WorkerError::Trust(ClientError::Revoked(_)))), "{:?}", r.map(|_| ()));
+    assert!(
+        matches!(r, Err(perun_worker::WorkerError::Trust(ClientError::Api { code: ApiCode::Revoked, .. }))),
+        "{:?}",
+        r.map(|_| ())
+    );
     assert!(!w.job(&job).released);
 
     // Expired before it was claimed.
@@ -730,13 +760,16 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
     let info = w.job(&job);
     assert_eq!(info.state, JobState::Revoked);
     assert!(info.reason.unwrap().contains("missed attestation"));
-    assert!(matches!(w.worker().nonce(&job), Err(perun_worker::WorkerError::Trust(ClientError::Revoked(_)))));
+    assert!(matches!(
+        w.worker().nonce(&job),
+        Err(perun_worker::WorkerError::Trust(ClientError::Api { code: ApiCode::Revoked, .. }))
+    ));
     let r: Result<(), _> = w.worker().client().call(
         "POST",
         &format!("/v1/jobs/{job}/finish"),
         Some(&FinishJob { outputs: vec![], model_digest: None, privacy: None, attestation: None }),
     );
-    assert!(matches!(r, Err(ClientError::Revoked(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::Revoked, .. })), "{r:?}");
 }
 
 #[test]
@@ -744,16 +777,20 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let Some(w) = World::new() else { return };
     // Another's asset answers as a missing one: its owner is not told.
     let r: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/bc-a", None);
-    let Err(ClientError::NotFound(why)) = r else { panic!("expected not found, got {r:?}") };
+    let Err(ClientError::Api { code: ApiCode::NotFound, message: why, .. }) = r else {
+        panic!("expected not found, got {r:?}")
+    };
     assert!(!why.contains("hospital-a"), "{why}");
     let missing: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/no-such", None);
-    let Err(ClientError::NotFound(why_missing)) = missing else { panic!("{missing:?}") };
+    let Err(ClientError::Api { code: ApiCode::NotFound, message: why_missing, .. }) = missing else {
+        panic!("{missing:?}")
+    };
     assert_eq!(why.replace("bc-a", "no-such"), why_missing, "an existing asset must read as a missing one");
     // A proposer learns nothing of a registration from a manifest that misstates it.
     let mut m = w.manifest("misstated");
     m.data[0].content_digest = Digest::of(b"a guess");
     let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-    let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
+    let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
     assert!(!why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
     // The same answer for a wrong owner, and for an asset that does not exist.
     for (asset, owner) in [("bc-a", "hospital-b"), ("zz-none", "hospital-a")] {
@@ -761,7 +798,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
         m.data[0].asset = name(asset);
         m.data[0].owner = name(owner);
         let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-        let Err(ClientError::BadRequest(other)) = r else { panic!("{r:?}") };
+        let Err(ClientError::Api { code: ApiCode::BadRequest, message: other, .. }) = r else { panic!("{r:?}") };
         assert_eq!(other.replace(asset, "bc-a"), why, "the answer tells {asset} of {owner} apart");
     }
     // Approving a job one is no party of answers as for a missing job, and writes no
@@ -770,7 +807,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let sig = sign_digest(w.people[MALLORY].signing_key(), APPROVAL_CONTEXT, &private);
     let r: Result<JobInfo, _> =
         w.client(MALLORY).call("POST", &format!("/v1/jobs/{private}/approve"), Some(&ApproveJob { signature: sig }));
-    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
     let log: AuditLog = w.client(MALLORY).call::<(), _>("GET", "/v1/audit", None).unwrap();
     assert!(log.records.iter().filter_map(|v| v.body.as_ref()).all(|b| b.job != Some(private)), "mallory sees the job");
     let mine: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
@@ -778,7 +815,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     // A job one is not party to does not exist for one.
     let job = w.ready_job("private");
     let r: Result<JobInfo, _> = w.client(MALLORY).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None);
-    assert!(matches!(r, Err(ClientError::NotFound(_))));
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })));
     // A name is not taken over by another key.
     let imposter = StakeholderKeys::generate(name("hospital-a"));
     let r: Result<Registration, _> = w.as_person(&imposter).call(
@@ -786,7 +823,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
         "/v1/stakeholders",
         Some(&RegisterStakeholder { identity: imposter.public(), roles: [Role::DataOwner].into() }),
     );
-    assert!(matches!(r, Err(ClientError::Conflict(_))));
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::Conflict, .. })));
 
     // A signed request replayed byte for byte, and one with a stale time.
     let http = reqwest_free_replay(&w);
@@ -874,11 +911,17 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let mut bare = body.clone();
     bare.ek_certificate.clear();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&bare));
-    assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("EK certificate is required")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("EK certificate is required")),
+        "{r:?}"
+    );
     let mut other = body.clone();
     other.ek_certificate = w.worker().platform().tpm().ek_certificate().unwrap();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&other));
-    assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("certifies another key")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("certifies another key")),
+        "{r:?}"
+    );
 
     // The provider enrols it; its AK activates (it is a TPM), but the job's policy does
     // not list its CA: the claim is refused and the job stays ready with nothing released.
@@ -893,7 +936,10 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     // One EK is one worker: gpu-1's EK cannot be enrolled again under another name...
     let again = w.worker().platform().enrolment(name("gpu-1-twin")).unwrap();
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&again));
-    assert!(matches!(&r, Err(ClientError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("one TPM is one worker")),
+        "{r:?}"
+    );
     // ... nor with its public area spelled another way (exponent 65537 written out
     // instead of the template's 0): the same key is the same TPM.
     let mut respelled = again.clone();
@@ -904,7 +950,10 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     tpmt[exponent..exponent + 4].copy_from_slice(&65537u32.to_be_bytes());
     respelled.ek_public = tpmt;
     let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&respelled));
-    assert!(matches!(&r, Err(ClientError::Conflict(m)) if m.contains("one TPM is one worker")), "{r:?}");
+    assert!(
+        matches!(&r, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("one TPM is one worker")),
+        "{r:?}"
+    );
 
     // A worker of another provider sees no job of infra's and cannot claim one.
     let other_provider = StakeholderKeys::generate(name("infra-2"));
@@ -954,7 +1003,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let r = w.worker().nonce(&job);
     assert!(refused_reason(tr(r)).contains("de-enrolled"));
     let r: Result<WorkerInfo, _> = w.client(MALLORY).call::<(), _>("DELETE", "/v1/workers/rogue", None);
-    assert!(matches!(r, Err(ClientError::NotFound(_))), "only its provider de-enrols a worker");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "only its provider de-enrols a worker");
     let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&again)).unwrap();
 }
 
@@ -982,11 +1031,11 @@ fn boot_state_other_than_the_policys_releases_nothing() {
     let r: Result<PolicyInfo, _> =
         w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap());
     assert!(
-        matches!(&r, Err(ClientError::BadRequest(why)) if why.contains("incomplete") && why.contains("what booted")),
+        matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) if why.contains("incomplete") && why.contains("what booted")),
         "{r:?}"
     );
     let r = w.client(INFRA).call::<(), PolicyInfo>("GET", &format!("/v1/policies/{}", policy.digest()), None);
-    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
 }
 
 /// Anonymous callers (the enrolment steps need no account) can neither change a worker's
@@ -1040,10 +1089,10 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let long = "x".repeat(60_000);
     for _ in 0..300 {
         let r: Result<CredentialChallenge, _> = w.anon.call("POST", &format!("/v1/workers/{long}/ak"), Some(&present));
-        assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
+        assert!(matches!(r, Err(ClientError::Api { code: ApiCode::BadRequest, .. })), "{r:?}");
     }
     let r: Result<(), _> = w.anon.call("POST", &format!("/v1/workers/{long}/activate"), Some(&junk_for(&ch)));
-    assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::BadRequest, .. })), "{r:?}");
     // Unknown (valid) names are refused without a record either.
     for i in 0..50 {
         let r: Result<CredentialChallenge, _> =
@@ -1058,7 +1107,7 @@ fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     for _ in 0..100 {
         let r: Result<(), _> = w.anon.call("POST", "/v1/workers/gpu-2/activate", Some(&junk_for(&ch)));
         match r {
-            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::Api { code: ApiCode::TooManyRequests, .. }) => limited += 1,
             other => assert!(refused_reason(other).contains("did not recover")),
         }
     }
@@ -1082,13 +1131,13 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
         let mut m = w.manifest(&format!("interval-{interval}"));
         m.attestation_interval_s = interval;
         let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-        let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
+        let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
         assert!(why.contains("attestation_interval_s"), "{why}");
     }
     let mut m = w.manifest("far-future");
     m.expires_at = u64::MAX;
     let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
-    assert!(matches!(r, Err(ClientError::BadRequest(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::BadRequest, .. })), "{r:?}");
     // The sweep and every later request still work.
     w.trust.sweep().unwrap();
     let job = w.ready_job("after");
@@ -1110,7 +1159,7 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
         (2, serde_json::json!({ "train_loss": "a long text" }), "finite number"),
     ] {
         let r = report(&mut w, epoch, values);
-        let Err(ClientError::BadRequest(why)) = r else { panic!("{r:?}") };
+        let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
         assert!(why.contains(needle), "{needle}: {why}");
     }
     let m: JobMetrics = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
@@ -1128,7 +1177,7 @@ fn registrations_are_rate_limited() {
         let body = RegisterStakeholder { identity: p.public(), roles: [Role::Provider].into() };
         match w.as_person(&p).call::<_, Registration>("POST", "/v1/stakeholders", Some(&body)) {
             Ok(_) => {}
-            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::Api { code: ApiCode::TooManyRequests, .. }) => limited += 1,
             Err(e) => panic!("{e}"),
         }
     }
@@ -1202,7 +1251,10 @@ fn an_asset_key_wrapped_for_one_registration_opens_for_no_other() {
         (HOSPITAL_A, body("scans", Digest::of(b"other content"))),
     ] {
         let r = register(who, &b);
-        assert!(matches!(&r, Err(ClientError::BadRequest(m)) if m.contains("was not made for")), "{r:?}");
+        assert!(
+            matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("was not made for")),
+            "{r:?}"
+        );
     }
     // The registration it was made for goes through.
     register(HOSPITAL_A, &body("scans", digest)).unwrap();
@@ -1277,7 +1329,7 @@ fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, ClientError> {
 
 fn terms_refusal(r: Result<impl std::fmt::Debug, ClientError>) -> String {
     match r {
-        Err(ClientError::TermsRefused(m)) => m,
+        Err(ClientError::Api { code: ApiCode::TermsRefused, message: m, .. }) => m,
         other => panic!("expected a refusal by the terms, got {other:?}"),
     }
 }
@@ -1293,9 +1345,13 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
 
     // Terms signed by another key, or naming another asset, are refused at registration.
     let forged = register_with_terms(&w, "bc-t", terms.clone(), MALLORY);
-    assert!(matches!(forged, Err(ClientError::BadRequest(m)) if m.contains("not signed")));
+    assert!(
+        matches!(forged, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("not signed"))
+    );
     let moved = register_with_terms(&w, "bc-t", terms_for("bc-a"), HOSPITAL_A);
-    assert!(matches!(moved, Err(ClientError::BadRequest(m)) if m.contains("name asset")));
+    assert!(
+        matches!(moved, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("name asset"))
+    );
     register_with_terms(&w, "bc-t", terms, HOSPITAL_A).unwrap();
 
     // At proposal, each broken term is named.
@@ -1338,7 +1394,7 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
         })
         .unwrap();
     let r = propose(&manifest_on(&w, "bc-t", "edited", None));
-    assert!(matches!(r, Err(ClientError::Internal(_))), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Api { code: ApiCode::Internal, .. })), "{r:?}");
 }
 
 #[test]
@@ -1376,7 +1432,7 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
         // Sealed to the receivers directly (no key for the service): refused.
         let direct = w.worker().finish(&job, finish(&out));
         assert!(
-            matches!(&direct, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("wrapped to this service")),
+            matches!(&direct, Err(perun_worker::WorkerError::Trust(ClientError::Api { code: ApiCode::BadRequest, message: m, .. })) if m.contains("wrapped to this service")),
             "{direct:?}"
         );
         // A key wrapped to the service without naming this job and output: refused.
@@ -1386,7 +1442,7 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
         ));
         let r = w.worker().finish(&job, finish(&out));
         assert!(
-            matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("was not made for")),
+            matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::Api { code: ApiCode::BadRequest, message: m, .. })) if m.contains("was not made for")),
             "{r:?}"
         );
         let wrapped = match lifted {
@@ -1411,7 +1467,7 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
 
     let (job, key) = run(&mut w, "reviewed");
     let early: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None);
-    assert!(matches!(early, Err(ClientError::Conflict(m)) if m.contains("review")));
+    assert!(matches!(early, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("review")));
     let receipt: perun_core::receipt::Envelope =
         w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None).unwrap();
     let audit_key = w.trust.keys().signing.verifying_key();
@@ -1432,8 +1488,14 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
         w.client(who).call::<_, JobInfo>("POST", &format!("/v1/jobs/{job}/review"), Some(body))
     };
     // Someone whose terms ask for no review, and a signature over something else: refused.
-    assert!(matches!(review(MODEL_OWNER, &release(MODEL_OWNER, right)), Err(ClientError::Forbidden(_))));
-    assert!(matches!(review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))), Err(ClientError::Forbidden(_))));
+    assert!(matches!(
+        review(MODEL_OWNER, &release(MODEL_OWNER, right)),
+        Err(ClientError::Api { code: ApiCode::Forbidden, .. })
+    ));
+    assert!(matches!(
+        review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))),
+        Err(ClientError::Api { code: ApiCode::Forbidden, .. })
+    ));
     let done = review(HOSPITAL_A, &release(HOSPITAL_A, right)).unwrap();
     assert_eq!(done.review.unwrap().outcome, perun_proto::ReviewOutcome::Released);
     let k: OutputKey = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None).unwrap();
@@ -1467,7 +1529,7 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let lifted = victim.unwrap().unwrap().outputs[0].wrapped_key.clone().unwrap();
     let (thief, _, r) = run_with(&mut w, "thief", Some(&lifted.0));
     assert!(
-        matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::BadRequest(m))) if m.contains("was not made for")),
+        matches!(&r, Err(perun_worker::WorkerError::Trust(ClientError::Api { code: ApiCode::BadRequest, message: m, .. })) if m.contains("was not made for")),
         "{r:?}"
     );
     let stored = w.trust.store().read(|tx| {
@@ -1486,12 +1548,15 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let body = ReviewOutput { release: true, signature: Some(signature) };
     let replayed: Result<JobInfo, _> =
         w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&body));
-    assert!(matches!(&replayed, Err(ClientError::Forbidden(m)) if m.contains("does not cover")), "{replayed:?}");
+    assert!(
+        matches!(&replayed, Err(ClientError::Api { code: ApiCode::Forbidden, message: m, .. }) if m.contains("does not cover")),
+        "{replayed:?}"
+    );
     let no = ReviewOutput { release: false, signature: None };
     let r: JobInfo = w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
     assert_eq!(r.review.unwrap().outcome, perun_proto::ReviewOutcome::Refused);
     let got: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&refused), None);
-    assert!(matches!(got, Err(ClientError::Forbidden(_))));
+    assert!(matches!(got, Err(ClientError::Api { code: ApiCode::Forbidden, .. })));
     let stored = w.trust.store().read(|tx| {
         use perun_trust::store::TxExt as _;
         tx.get::<perun_trust::records::JobRecord>(&refused.to_string())

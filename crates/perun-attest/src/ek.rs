@@ -28,10 +28,7 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use crate::tpm::public::PublicKey;
 use crate::AttestError;
 
-/// The NV index of the RSA 2048 EK certificate (EK Credential Profile 2.5, 2.2.1.4).
-pub const NV_RSA_EK_CERT: u32 = 0x01c0_0002;
-/// The NV index of the ECC NIST P-256 EK certificate.
-pub const NV_ECC_EK_CERT: u32 = 0x01c0_000a;
+pub use perun_proto::evidence::{NV_ECC_EK_CERT, NV_RSA_EK_CERT};
 
 /// The longest certificate chain walked, EK certificate and anchor included.
 const MAX_CHAIN: usize = 6;
@@ -131,6 +128,16 @@ impl EkPolicy {
             self.extra_cas.push(CaCert { der });
         }
         Ok(fp)
+    }
+
+    /// Trusts a local development CA (`swtpm-localca`): its `root` (PEM or DER) as an
+    /// anchor, its `intermediate` on the way. Approvers are told that it is not a chip
+    /// maker's ([`crate::JobPolicy::development`]).
+    ///
+    /// Errors: [`AttestError::Policy`] for a certificate that cannot be read.
+    pub fn trust_development_ca(&mut self, root: &[u8], intermediate: &[u8]) -> Result<(), AttestError> {
+        self.add_own_root(root)?;
+        self.add_intermediate(intermediate)
     }
 
     /// Adds a CA certificate of the policy's own that may stand between an EK

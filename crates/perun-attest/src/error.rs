@@ -22,24 +22,9 @@ pub enum AttestError {
     /// A check failed; the message names it.
     #[error("{0}")]
     Check(String),
-    /// An IMA log entry is malformed.
-    #[error("IMA log entry {index} (byte {offset}): {why}")]
-    ImaEntry {
-        /// Entry number, from 0.
-        index: usize,
-        /// Byte offset of the entry in the log.
-        offset: usize,
-        /// What is wrong.
-        why: String,
-    },
-    /// A line of an IMA log in the ASCII form is malformed.
-    #[error("IMA log line {line}: {why}")]
-    ImaLine {
-        /// Line number, from 1.
-        line: usize,
-        /// What is wrong.
-        why: String,
-    },
+    /// An IMA log is malformed.
+    #[error(transparent)]
+    ImaLog(#[from] perun_proto::ima::ImaLogError),
     /// A policy is malformed.
     #[error("invalid policy: {0}")]
     Policy(String),

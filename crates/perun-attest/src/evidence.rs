@@ -5,40 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::ek::{verify_ek, EkVerdict};
 use crate::ima::{replay_to_quote, ReplayState, TpmBoot, IMA_PCR};
 use crate::policy::{Failure, PlatformPolicy, BOOT_PCRS, USER_SPACE_MARKER};
-use crate::tpm::{verify_quote, AkPublic, PcrBank};
+use crate::tpm::{verify_quote, AkPublic};
 
-/// Where the IMA log came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImaSource {
-    /// The kernel (`/sys/kernel/security/ima/binary_runtime_measurements`).
-    Kernel,
-    /// Perun's user-space measurer, for machines without kernel IMA (development).
-    UserSpace,
-}
-
-/// What a worker sends to prove its state. Binary fields are hex in JSON.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TpmEvidence {
-    /// `TPMS_ATTEST` of the quote.
-    #[serde(with = "hex::serde")]
-    pub quote: Vec<u8>,
-    /// `TPMT_SIGNATURE` over it.
-    #[serde(with = "hex::serde")]
-    pub signature: Vec<u8>,
-    /// The quoted PCR values (SHA-256 bank).
-    pub pcrs: PcrBank,
-    /// The binary IMA log (the whole log; the verifier reads past its saved offset).
-    #[serde(with = "hex::serde")]
-    pub ima_log: Vec<u8>,
-    /// Where the log came from.
-    pub ima_source: ImaSource,
-    /// The TCG2 measured-boot event log (`binary_bios_measurements`), where the
-    /// platform has one; empty otherwise.
-    #[serde(default, with = "hex::serde", skip_serializing_if = "Vec::is_empty")]
-    pub event_log: Vec<u8>,
-}
+pub use perun_proto::evidence::{ImaSource, TpmEvidence};
 
 /// What the verifier knows of a worker's TPM from its enrolment (the Endorsement, in
 /// RATS terms): its EK and the manufacturer's certificate of it.

@@ -2,6 +2,7 @@
 //! log) or a [`TeePolicy`] for `tee` jobs (a TEE's report).
 
 use perun_core::{Digest, JobMode};
+use perun_proto::PolicyDocument;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::PlatformPolicy;
@@ -31,6 +32,26 @@ impl<'de> Deserialize<'de> for JobPolicy {
         } else {
             serde_json::from_value(v).map(Self::Platform).map_err(D::Error::custom)
         }
+    }
+}
+
+/// The document the service shows: this policy's JSON, unchanged.
+impl From<&JobPolicy> for PolicyDocument {
+    fn from(policy: &JobPolicy) -> Self {
+        // A policy is structs, strings and maps with string or integer keys, which
+        // serialize without fail (as in `digest`).
+        PolicyDocument(serde_json::to_value(policy).unwrap_or_default())
+    }
+}
+
+/// Reads a document the service showed (it checked the policy when it was published).
+///
+/// Errors: [`AttestError::Policy`] for a document that is no policy of either kind.
+impl TryFrom<&PolicyDocument> for JobPolicy {
+    type Error = AttestError;
+
+    fn try_from(doc: &PolicyDocument) -> Result<Self, AttestError> {
+        serde_json::from_value(doc.0.clone()).map_err(|e| AttestError::Policy(e.to_string()))
     }
 }
 

@@ -16,9 +16,7 @@ use crate::AttestError;
 /// a policy must pin every one, and IMA's `boot_aggregate` is SHA-256 over them.
 pub const BOOT_PCRS: std::ops::RangeInclusive<u32> = 0..=9;
 
-/// The path of the entry the user-space measurer writes right after `boot_aggregate`,
-/// so that its evidence says what it is.
-pub const USER_SPACE_MARKER: &str = "perun:user-space-measurer";
+pub use perun_proto::evidence::USER_SPACE_MARKER;
 
 /// The policy schema this build reads. Schema 2 pins the EK roots and measured boot;
 /// schema 1 policies did neither and are refused.
@@ -169,32 +167,7 @@ fn excluded(path: &str, prefix: &str) -> bool {
     path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// One reason a verdict refuses.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// The measured path, where the failure concerns one.
-    pub path: Option<String>,
-    /// The measured digest, where the failure concerns one.
-    pub digest: Option<String>,
-    /// Why it fails.
-    pub why: String,
-}
-
-impl Failure {
-    fn new(why: impl Into<String>) -> Self {
-        Self { path: None, digest: None, why: why.into() }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.path, &self.digest) {
-            (Some(p), Some(d)) => write!(f, "{p} ({d}): {}", self.why),
-            (Some(p), None) => write!(f, "{p}: {}", self.why),
-            _ => f.write_str(&self.why),
-        }
-    }
-}
+pub use perun_proto::verdict::Failure;
 
 impl PlatformPolicy {
     /// Parses and checks a policy.

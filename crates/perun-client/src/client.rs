@@ -305,8 +305,15 @@ impl Client {
             return serde_json::from_slice(&bytes).map_err(ClientError::Decode);
         }
         match serde_json::from_slice::<ApiError>(&bytes) {
-            Ok(body) => Err(ClientError::from_body(status, body)),
-            Err(_) => Err(ClientError::Unexpected { status, message: "no error body".into() }),
+            Ok(body) => Err(ClientError::from_body(body)),
+            // A code this client does not know (a newer service), or no error body.
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                message: serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| "no error body".into()),
+            }),
         }
     }
 

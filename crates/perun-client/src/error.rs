@@ -1,51 +1,26 @@
 //! The client's error type: the service's answers by their API codes, and what can go
 //! wrong before an answer arrives.
 
-use perun_attest::policy::Failure;
+use perun_proto::verdict::Failure;
 use perun_proto::{ApiCode, ApiError};
 
 /// Everything that can go wrong in a call to the trust service.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The service found the request malformed (HTTP 400 `bad_request`).
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    /// The service could not authenticate the caller (401 `unauthenticated`).
-    #[error("not authenticated: {0}")]
-    Unauthenticated(String),
-    /// The caller may not do this (403 `forbidden`).
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The named thing does not exist, or is not the caller's to see (404 `not_found`).
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The request conflicts with the service's state (409 `conflict`).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The release rule refused: nothing was released (403 `refused`). `failures` lists
-    /// each failed check of the evidence.
-    #[error("refused: {reason}")]
-    Refused {
-        /// Why, in one line.
-        reason: String,
-        /// Each failed check of the evidence.
+    /// The service answered with an error: its stable code (`refused`, `revoked`,
+    /// `conflict`...; [`ApiCode`] says what each means and its HTTP status), its message,
+    /// and for `refused` each failed check of the evidence. A worker that reads `revoked`
+    /// must stop, wipe and report; `unavailable` and `too_many_requests` may be tried
+    /// again later.
+    #[error("{}: {message}", code.meaning())]
+    Api {
+        /// The code.
+        code: ApiCode,
+        /// What happened and what to do.
+        message: String,
+        /// Each failed check of the evidence (`refused` only).
         failures: Vec<Failure>,
     },
-    /// An asset owner's terms refuse the job (403 `terms_refused`).
-    #[error("refused by the terms: {0}")]
-    TermsRefused(String),
-    /// Too many requests of this kind (429): try again later.
-    #[error("too many requests: {0}")]
-    TooManyRequests(String),
-    /// The job was revoked (409 `revoked`): a worker must stop, wipe and report.
-    #[error("job revoked, abort: {0}")]
-    Revoked(String),
-    /// The service's store is unavailable (503): nothing was done; try again shortly.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The service failed inside (500 `internal`); its log has the details.
-    #[error("the trust service failed: {0}")]
-    Internal(String),
     /// An answer with a status or code this client does not know.
     #[error("the service answered {status}: {message}")]
     Unexpected {
@@ -87,6 +62,9 @@ pub enum ClientError {
         /// The digest of the manifest returned.
         got: perun_core::Digest,
     },
+    /// The service returned a policy document that is no policy.
+    #[error("the service returned a policy that cannot be read: {0}")]
+    Policy(#[source] perun_attest::AttestError),
     /// The service returned a policy other than the one the manifest pins.
     #[error("the service returned a policy whose digest is {got}, not the manifest's {expected}")]
     PolicyMismatch {
@@ -160,22 +138,8 @@ pub enum ClientError {
 
 impl ClientError {
     /// Rebuilds the service's error from its JSON answer.
-    pub fn from_body(status: u16, body: ApiError) -> Self {
-        let m = body.message;
-        let Some(code) = ApiCode::parse(&body.error) else { return Self::Unexpected { status, message: m } };
-        match code {
-            ApiCode::BadRequest => Self::BadRequest(m),
-            ApiCode::Unauthenticated => Self::Unauthenticated(m),
-            ApiCode::Forbidden => Self::Forbidden(m),
-            ApiCode::NotFound => Self::NotFound(m),
-            ApiCode::Conflict => Self::Conflict(m),
-            ApiCode::TooManyRequests => Self::TooManyRequests(m),
-            ApiCode::Unavailable => Self::Unavailable(m),
-            ApiCode::Refused => Self::Refused { reason: m, failures: body.failures },
-            ApiCode::Revoked => Self::Revoked(m),
-            ApiCode::TermsRefused => Self::TermsRefused(m),
-            ApiCode::Internal => Self::Internal(m),
-        }
+    pub fn from_body(body: ApiError) -> Self {
+        Self::Api { code: body.error, message: body.message, failures: body.failures }
     }
 
     /// A transport failure without an HTTP client error behind it.
@@ -186,20 +150,10 @@ impl ClientError {
     /// The stable API code of an answer from the service (`refused`, `revoked`...), or
     /// `None` for an error raised before an answer arrived.
     pub fn code(&self) -> Option<ApiCode> {
-        Some(match self {
-            Self::BadRequest(_) => ApiCode::BadRequest,
-            Self::Unauthenticated(_) => ApiCode::Unauthenticated,
-            Self::Forbidden(_) => ApiCode::Forbidden,
-            Self::NotFound(_) => ApiCode::NotFound,
-            Self::Conflict(_) => ApiCode::Conflict,
-            Self::Refused { .. } => ApiCode::Refused,
-            Self::TermsRefused(_) => ApiCode::TermsRefused,
-            Self::TooManyRequests(_) => ApiCode::TooManyRequests,
-            Self::Revoked(_) => ApiCode::Revoked,
-            Self::Unavailable(_) => ApiCode::Unavailable,
-            Self::Internal(_) => ApiCode::Internal,
-            _ => return None,
-        })
+        match self {
+            Self::Api { code, .. } => Some(*code),
+            _ => None,
+        }
     }
 }
 
@@ -208,12 +162,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_api_code_comes_back_as_its_variant() {
+    fn every_api_code_comes_back_with_its_words() {
         for code in ApiCode::ALL {
-            let body = ApiError { error: code.as_str().into(), message: "m".into(), failures: vec![] };
-            assert_eq!(ClientError::from_body(code.status(), body).code(), Some(code));
+            let body = ApiError { error: code, message: "m".into(), failures: vec![] };
+            let e = ClientError::from_body(body);
+            assert_eq!(e.code(), Some(code));
+            assert_eq!(e.to_string(), format!("{}: m", code.meaning()));
         }
-        let e = ClientError::from_body(418, ApiError { error: "teapot".into(), message: "m".into(), failures: vec![] });
-        assert!(matches!(e, ClientError::Unexpected { status: 418, .. }));
     }
 }

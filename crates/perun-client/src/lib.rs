@@ -12,10 +12,12 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod claim;
 pub mod client;
 pub mod error;
 pub mod workflow;
 
+pub use claim::ClaimError;
 pub use client::{pinned_tls_config, Caller, Client};
 pub use error::ClientError;
 pub use workflow::{AssetRegistration, Development, ManifestBuilder, Stakeholder};

@@ -147,14 +147,16 @@ impl<'k> Stakeholder<'k> {
 
     /// The policy `manifest` pins, fetched and checked against its digest.
     ///
-    /// Errors: [`ClientError::PolicyMismatch`].
+    /// Errors: [`ClientError::Policy`] for a document that is no policy,
+    /// [`ClientError::PolicyMismatch`].
     pub fn pinned_policy(&self, manifest: &JobManifest) -> Result<JobPolicy, ClientError> {
         let p = self.client.policy(&manifest.platform_policy)?;
-        let got = p.policy.digest();
+        let policy = JobPolicy::try_from(&p.policy).map_err(ClientError::Policy)?;
+        let got = policy.digest();
         if got != manifest.platform_policy {
             return Err(ClientError::PolicyMismatch { expected: manifest.platform_policy, got });
         }
-        Ok(p.policy)
+        Ok(policy)
     }
 
     /// Reviews `job` ([`Self::review_job`]) and signs its recomputed digest under

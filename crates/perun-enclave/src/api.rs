@@ -13,9 +13,9 @@
 //!   ([`perun_proto::auth::SignedHeaders`], the audience the job's id; see
 //!   [`crate::access`]). At most [`EvidenceAnswer::max_rows`] rows per request.
 
-use perun_attest::tee::TeeEvidence;
 use perun_core::Digest;
-use perun_seal::release::SealedSecret;
+use perun_proto::evidence::TeeEvidence;
+use perun_proto::{EphemeralPublicKey, Nonce, SealedSecret};
 use serde::{Deserialize, Serialize};
 
 /// Most rows in one request (fewer for a model whose rows are very wide: see
@@ -31,7 +31,7 @@ fn default_max_rows() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRequest {
     /// A fresh random nonce (hex, 16 to 64 bytes) chosen by the client.
-    pub nonce: String,
+    pub nonce: Nonce,
 }
 
 /// `POST /v1/attestation` answer.
@@ -49,8 +49,7 @@ pub struct EvidenceAnswer {
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
     /// The serving HPKE public key (hex) private requests are sealed to.
-    #[serde(with = "hex::serde")]
-    pub public_key: Vec<u8>,
+    pub public_key: EphemeralPublicKey,
     /// The TEE's report, binding the client's nonce, the job and `public_key`.
     pub evidence: TeeEvidence,
 }

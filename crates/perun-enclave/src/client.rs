@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use perun_attest::tee::{appraise_tee, TeeClaims, TeePolicy};
 use perun_core::{Digest, Name};
 use perun_proto::auth::SignedHeaders;
+use perun_proto::Nonce;
 use perun_seal::release::{request_info, seal_request};
 
 use crate::api::*;
@@ -50,19 +51,19 @@ impl RemoteModel {
         querier: Querier,
         now: u64,
     ) -> Result<Self, EnclaveError> {
-        let http = perun_worker::job::http_client()?;
+        let http = perun_client::claim::http_client()?;
         let url = url.trim_end_matches('/').to_owned();
-        let nonce: [u8; 32] = rand::random();
+        let nonce = Nonce::from(rand::random::<[u8; 32]>());
         let answer: EvidenceAnswer = post_json(
             &http,
             &format!("{url}/v1/attestation"),
-            serde_json::to_vec(&EvidenceRequest { nonce: hex::encode(nonce) }).map_err(EnclaveError::Encode)?,
+            serde_json::to_vec(&EvidenceRequest { nonce: nonce.clone() }).map_err(EnclaveError::Encode)?,
             None,
         )?;
         if answer.job != job {
             return Err(EnclaveError::Refused(format!("it serves job {}, not {job}", answer.job)));
         }
-        let binding = Digest::serving_binding(&nonce, &answer.job, &answer.public_key);
+        let binding = Digest::serving_binding(nonce.as_bytes(), &answer.job, answer.public_key.as_bytes());
         let claims = appraise_tee(&answer.evidence, binding.as_bytes(), policy, now).map_err(|failures| {
             EnclaveError::Refused(failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))
         })?;

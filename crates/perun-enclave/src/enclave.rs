@@ -3,13 +3,12 @@
 use std::time::{Duration, Instant};
 
 use perun_attest::tee::TeeClaims;
+use perun_client::claim::{check_claim, open_released, ReleasedKeys};
 use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
 use perun_proto::wire::{AttestEnclave, Claimed, EnclaveAttested, EnclaveNonce, FinishJob, NonceIssued};
+use perun_proto::Nonce;
 use perun_seal::release::{token_info, EphemeralKey};
-use perun_worker::job::Attester;
-use perun_worker::keys::{open_released, ReleasedKeys};
-use perun_worker::WorkerError;
 use zeroize::Zeroizing;
 
 use crate::{EnclaveError, EvidenceSource};
@@ -20,7 +19,7 @@ pub struct Enclave {
     job: Digest,
     source: Box<dyn EvidenceSource>,
     client: Client,
-    next_nonce: Option<(String, Instant)>,
+    next_nonce: Option<(Nonce, Instant)>,
 }
 
 /// What a successful claim hands the enclave.
@@ -66,7 +65,7 @@ impl Enclave {
         let (Some(claimed), Some(token)) = (answer.claimed, answer.token) else {
             return Err(EnclaveError::NoClaim);
         };
-        perun_worker::job::check_claim(&claimed)?;
+        check_claim(&claimed)?;
         let token = Zeroizing::new(eph.open(&token, &token_info(&job))?.to_vec());
         let keys = open_released(&job, &eph, &answer.attested)?;
         enclave.client = base.with_caller(Caller::Worker { name: enclave.name.clone(), token });
@@ -90,17 +89,13 @@ impl Enclave {
     }
 
     /// Sends a report bound to `nonce`, the job and a fresh ephemeral key.
-    fn report(&mut self, nonce: &str) -> Result<(EphemeralKey, EnclaveAttested), EnclaveError> {
+    fn report(&mut self, nonce: &Nonce) -> Result<(EphemeralKey, EnclaveAttested), EnclaveError> {
         let eph = EphemeralKey::generate();
-        let nonce_bytes = hex::decode(nonce).map_err(|_| EnclaveError::BadNonce)?;
-        let binding = Digest::evidence_binding(&self.client.audience(), &nonce_bytes, &self.job, &eph.public_bytes());
+        let ephemeral_key = eph.public_key();
+        let binding =
+            Digest::evidence_binding(&self.client.audience(), nonce.as_bytes(), &self.job, ephemeral_key.as_bytes());
         let evidence = self.source.evidence(binding.as_bytes())?;
-        let req = AttestEnclave {
-            enclave: self.name.clone(),
-            nonce: nonce.to_owned(),
-            ephemeral_key: eph.public_bytes(),
-            evidence,
-        };
+        let req = AttestEnclave { enclave: self.name.clone(), nonce: nonce.clone(), ephemeral_key, evidence };
         let answer: EnclaveAttested = self.client.attest_enclave(&self.job, &req)?;
         let valid = Duration::from_secs(answer.attested.next_nonce.valid_s.saturating_sub(5));
         self.next_nonce = Some((answer.attested.next_nonce.nonce.clone(), Instant::now() + valid));
@@ -118,7 +113,7 @@ impl Enclave {
     }
 
     /// A fresh nonce from the service, in this enclave's name.
-    fn fresh_nonce(&self) -> Result<String, EnclaveError> {
+    fn fresh_nonce(&self) -> Result<Nonce, EnclaveError> {
         let body = EnclaveNonce { enclave: self.name.clone() };
         let n: NonceIssued = self.client.enclave_nonce(&self.job, &body)?;
         Ok(n.nonce)
@@ -126,34 +121,16 @@ impl Enclave {
 }
 
 impl Enclave {
+    /// The client, authenticated as the job's worker by the token sealed to this
+    /// enclave's attested key.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Ends a serving job: the service records it finished (with no outputs); nothing
     /// more is released for it.
     pub fn finish(&self) -> Result<(), EnclaveError> {
         let body = FinishJob { outputs: Vec::new(), model_digest: None, privacy: None, attestation: None };
         Ok(self.client.finish(&self.job, &body)?)
-    }
-}
-
-impl Attester for Enclave {
-    fn reattest(&mut self, job: &Digest) -> Result<usize, WorkerError> {
-        if *job != self.job {
-            return Err(WorkerError::WrongJob { running: self.job, asked: *job });
-        }
-        match Enclave::reattest(self) {
-            Ok(_) => Ok(0),
-            Err(EnclaveError::Trust(e)) => Err(WorkerError::Trust(e)),
-            Err(e) => Err(WorkerError::Attester(Box::new(e))),
-        }
-    }
-
-    fn finish(&mut self, job: &Digest, body: FinishJob) -> Result<(), WorkerError> {
-        // The token that authenticates this call was sealed to the enclave's attested key
-        // and never left it: in `tee` mode the service takes the claims on it.
-        self.client.finish(job, &body)?;
-        Ok(())
-    }
-
-    fn client(&self) -> &Client {
-        &self.client
     }
 }

@@ -58,9 +58,9 @@ pub enum EnclaveError {
     /// The trust service refused or could not be reached.
     #[error("trust service: {0}")]
     Trust(#[from] perun_client::ClientError),
-    /// Running the job failed.
-    #[error("{0}")]
-    Worker(#[from] perun_worker::WorkerError),
+    /// The claim, a released key or the model asset was refused.
+    #[error(transparent)]
+    Claim(#[from] perun_client::ClaimError),
     /// A key or sealed message did not open.
     #[error("{0}")]
     Seal(#[from] perun_seal::SealError),
@@ -109,9 +109,6 @@ pub enum EnclaveError {
     /// The trust service accepted a report but sent no claim or token.
     #[error("the service accepted the report but sent no claim or token")]
     NoClaim,
-    /// The trust service sent a nonce that is not hex.
-    #[error("the service sent a non-hex nonce")]
-    BadNonce,
     /// The job cannot be served: a training job, no model, or receivers that may not
     /// query it.
     #[error("job {job} cannot be served: {why}")]

@@ -178,7 +178,7 @@ impl Serving {
             .iter()
             .find(|a| a.kind == AssetKind::Model)
             .ok_or_else(|| EnclaveError::NotServable { job: claimed.job.id, why: "it has no model".into() })?;
-        let plain = perun_worker::job::open_asset(model, &keys.keys)?;
+        let plain = perun_client::claim::open_asset(model, &keys.keys)?;
         drop(keys);
         let predictor = Predictor::from_model(&plain, compute).map_err(|e| EnclaveError::NotServable {
             job: claimed.job.id,
@@ -233,8 +233,11 @@ impl Serving {
     pub fn reattest(&self) -> Result<(), EnclaveError> {
         let r = lock(&self.enclave).reattest();
         if let Err(e) = &r {
-            use perun_client::ClientError::{Forbidden, Refused, Revoked};
-            if matches!(e, EnclaveError::Trust(Refused { .. } | Revoked(_) | Forbidden(_))) {
+            use perun_proto::ApiCode::{Forbidden, Refused, Revoked};
+            if matches!(
+                e,
+                EnclaveError::Trust(perun_client::ClientError::Api { code: Refused | Revoked | Forbidden, .. })
+            ) {
                 self.stop(format!("the trust service ended the job: {e}"));
             }
         }
@@ -245,12 +248,11 @@ impl Serving {
     /// serving key.
     pub fn evidence(&self, req: &EvidenceRequest) -> Result<EvidenceAnswer, ServeError> {
         self.live()?;
-        let nonce = hex::decode(&req.nonce)
-            .ok()
-            .filter(|n| (16..=64).contains(&n.len()))
-            .ok_or_else(|| ServeError::new(StatusCode::BAD_REQUEST, "the nonce must be 16 to 64 bytes of hex"))?;
-        let public_key = self.key.public_bytes();
-        let binding = Digest::serving_binding(&nonce, &self.job, &public_key);
+        if req.nonce.as_bytes().len() < 16 {
+            return Err(ServeError::new(StatusCode::BAD_REQUEST, "the nonce must be 16 to 64 bytes of hex"));
+        }
+        let public_key = self.key.public_key();
+        let binding = Digest::serving_binding(req.nonce.as_bytes(), &self.job, public_key.as_bytes());
         let evidence = lock(&self.enclave)
             .source()
             .evidence(binding.as_bytes())

@@ -13,7 +13,7 @@ use perun_attest::JobPolicy;
 use crate::fixtures;
 
 /// The largest template data the binary form takes per entry (`MAX_TEMPLATE_DATA` in
-/// `ima/log.rs`): an ASCII entry with more has no binary form to compare with.
+/// `perun-proto/src/ima.rs`): an ASCII entry with more has no binary form to compare with.
 const MAX_TEMPLATE_DATA: usize = 1 << 20;
 
 /// A binary IMA log (`binary_runtime_measurements`): [`perun_attest::ima::parse_binary`],

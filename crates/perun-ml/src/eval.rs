@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::backend::{self, Compute};
 use crate::data::{check_fit, Prepared, Standardizer};
 use crate::network::{Activation, Network};
+use crate::score::{int_values, loss_of, predictions, scalar, ClassScore};
 use crate::spec::{Loss, ModelSpec, Shape};
-use crate::train::{int_values, loss_of, predictions, scalar, ClassScore};
 use crate::{weights, MlError};
 
 /// Samples per evaluation batch.

@@ -25,6 +25,7 @@ pub mod error;
 pub mod eval;
 pub mod network;
 pub mod privacy;
+mod score;
 pub mod spec;
 pub mod train;
 pub mod weights;

@@ -4,11 +4,9 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use burn::module::Module as _;
-use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Device, Int, Tensor};
 use perun_seal::Dataset;
 use rand::seq::SliceRandom as _;
 use rand::SeedableRng as _;
@@ -19,19 +17,10 @@ use crate::backend::{self, Compute};
 use crate::data::{check_fit, Prepared, Standardizer};
 use crate::dpsgd::{self, DpPlan};
 use crate::network::Network;
-use crate::spec::{Loss, ModelSpec, OptimizerKind};
+pub use crate::score::ClassScore;
+use crate::score::{count_correct, loss_of, scalar};
+use crate::spec::{ModelSpec, OptimizerKind};
 use crate::{weights, MlError};
-
-/// Correct predictions of one class.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ClassScore {
-    /// Class index.
-    pub class: usize,
-    /// Correct predictions.
-    pub correct: usize,
-    /// Samples of that class.
-    pub total: usize,
-}
 
 /// Metrics of one epoch; one JSON line each in `--metrics` output.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -235,44 +224,4 @@ fn optimizer(spec: &ModelSpec) -> ModuleOptimizer {
         OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
         OptimizerKind::Adamw => AdamWConfig::new().with_weight_decay(o.weight_decay as f32).init(),
     }
-}
-
-/// The loss of `logits` against class `labels`.
-pub(crate) fn loss_of(
-    loss: Loss,
-    logits: Tensor<2>,
-    labels: Tensor<1, Int>,
-    classes: usize,
-    device: &Device,
-) -> Tensor<1> {
-    match loss {
-        Loss::CrossEntropy => CrossEntropyLossConfig::new().init(device).forward(logits, labels),
-        Loss::BinaryCrossEntropy => {
-            BinaryCrossEntropyLossConfig::new().with_logits(true).init(device).forward(logits, labels.unsqueeze_dim(1))
-        }
-        Loss::Mse => MseLoss::new().forward(logits, labels.one_hot(classes).float(), Reduction::Mean),
-    }
-}
-
-/// Predicted class of each row of `logits`.
-pub(crate) fn predictions(loss: Loss, logits: Tensor<2>) -> Tensor<1, Int> {
-    match loss {
-        Loss::BinaryCrossEntropy => logits.greater_elem(0.0).int().squeeze_dim(1),
-        Loss::CrossEntropy | Loss::Mse => logits.argmax(1).squeeze_dim(1),
-    }
-}
-
-fn count_correct(loss: Loss, logits: Tensor<2>, labels: Tensor<1, Int>) -> usize {
-    let hits = predictions(loss, logits).equal(labels).int().sum();
-    int_values(hits).first().copied().unwrap_or(0).max(0) as usize
-}
-
-/// The values of an integer tensor.
-pub(crate) fn int_values<const D: usize>(t: Tensor<D, Int>) -> Vec<i64> {
-    t.into_data().try_into_vec_as::<i64>().unwrap_or_default()
-}
-
-/// The value of a one-element float tensor.
-pub(crate) fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data().try_into_vec_as::<f32>().ok().and_then(|v| v.first().copied()).map_or(f64::NAN, f64::from)
 }

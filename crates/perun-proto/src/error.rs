@@ -1,13 +1,13 @@
 //! The body of every error answer of the API.
 
-use perun_attest::policy::Failure;
+use crate::verdict::Failure;
 use serde::{Deserialize, Serialize};
 
 /// The JSON body of every error answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApiError {
     /// A stable code (`refused`, `revoked`, `forbidden`...).
-    pub error: String,
+    pub error: ApiCode,
     /// What happened and what to do.
     pub message: String,
     /// The failed evidence checks, for `refused`.
@@ -16,8 +16,10 @@ pub struct ApiError {
 }
 
 /// The stable code of an error answer, with its HTTP status: one table for the service
-/// that answers and the client that reads the answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// that answers and the client that reads the answer. In JSON, its
+/// [`as_str`](Self::as_str) spelling (`bad_request`, `terms_refused`...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ApiCode {
     /// 400: the request is malformed.
     BadRequest,
@@ -76,6 +78,23 @@ impl ApiCode {
         }
     }
 
+    /// What it means, in words that lead an error message (`conflict: ...`).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad request",
+            Self::Unauthenticated => "not authenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not found",
+            Self::Conflict => "conflict",
+            Self::Refused => "refused",
+            Self::TermsRefused => "refused by the terms",
+            Self::TooManyRequests => "too many requests",
+            Self::Revoked => "job revoked, abort",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "the trust service failed",
+        }
+    }
+
     /// The HTTP status it answers with.
     pub fn status(self) -> u16 {
         match self {
@@ -93,5 +112,21 @@ impl ApiCode {
     /// The code an error body names, if it is one of these.
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_travels_as_its_spelling() {
+        for code in ApiCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ApiCode>(&json).unwrap(), code);
+            assert_eq!(ApiCode::parse(code.as_str()), Some(code));
+        }
+        assert!(serde_json::from_str::<ApiCode>("\"teapot\"").is_err());
     }
 }

@@ -1,16 +1,16 @@
 //! The JSON bodies of the `/v1` API, shared by the service and its client. Binary values
 //! are hex; signatures base64; digests `sha256:<hex>`.
 
-use perun_attest::evidence::TpmEvidence;
-use perun_attest::policy::Failure;
-use perun_attest::tee::{TeeClaims, TeeEvidence};
-use perun_attest::JobPolicy;
 use perun_core::{AssetKind, Digest, JobManifest, Name, PublicIdentity, Signature};
-use perun_seal::release::SealedSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditView;
+use crate::evidence::{TeeClaims, TeeEvidence, TpmEvidence};
+use crate::nonce::Nonce;
+use crate::policy::PolicyDocument;
+use crate::sealed::{EphemeralPublicKey, SealedSecret};
 use crate::state::{JobState, MetricInfo, OutputInfo, Review, WorkerState};
+use crate::verdict::Failure;
 
 /// `GET /v1/service`: who the service is.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -143,7 +143,7 @@ pub struct PolicyInfo {
     /// Who published it.
     pub owner: Name,
     /// The policy.
-    pub policy: JobPolicy,
+    pub policy: PolicyDocument,
 }
 
 /// `POST /v1/jobs`, signed by the proposer.
@@ -325,7 +325,7 @@ pub struct Claimed {
     /// Where each asset is.
     pub assets: Vec<AssetLocation>,
     /// The policy the worker will be held to.
-    pub policy: JobPolicy,
+    pub policy: PolicyDocument,
     /// The receivers' `age` recipients, by name.
     pub receivers: Vec<(Name, String)>,
     /// The receivers' public identities as registered here (their Ed25519 keys let a
@@ -333,7 +333,7 @@ pub struct Claimed {
     #[serde(default)]
     pub receiver_identities: Vec<perun_core::PublicIdentity>,
     /// The first attestation nonce.
-    pub nonce: String,
+    pub nonce: Nonce,
     /// Where an asset's terms ask its owner to review the outputs: the service's `age`
     /// recipient, to which the worker wraps each output's key instead of sealing the
     /// output to the receivers.
@@ -344,8 +344,8 @@ pub struct Claimed {
 /// `POST /v1/jobs/{id}/nonce` answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NonceIssued {
-    /// A fresh nonce (hex, 32 bytes), valid for one attestation.
-    pub nonce: String,
+    /// A fresh nonce (hex; the service issues 56 bytes), valid for one attestation.
+    pub nonce: Nonce,
     /// Seconds it stays valid.
     pub valid_s: u64,
 }
@@ -355,10 +355,9 @@ pub struct NonceIssued {
 #[serde(deny_unknown_fields)]
 pub struct Attest {
     /// The nonce the service issued.
-    pub nonce: String,
+    pub nonce: Nonce,
     /// The ephemeral HPKE public key (hex, 32 bytes) keys are released to.
-    #[serde(with = "hex::serde")]
-    pub ephemeral_key: Vec<u8>,
+    pub ephemeral_key: EphemeralPublicKey,
     /// The TPM evidence; its quote's qualifying data is
     /// `Digest::evidence_binding(service, nonce, job, ephemeral_key)`, where `service` is
     /// the fingerprint of the TLS certificate the worker pinned (the service binds its
@@ -460,11 +459,11 @@ impl FinishJob {
     /// for the trust service `service` (the fingerprint of the TLS certificate the
     /// worker pinned, as in `Digest::evidence_binding`), in a context of their own
     /// (`finish-binding/v2`).
-    pub fn binding(&self, service: &Digest, nonce: &[u8], job: &Digest) -> Digest {
+    pub fn binding(&self, service: &Digest, nonce: &Nonce, job: &Digest) -> Digest {
         Digest::of_parts(&[
             b"finish-binding/v2",
             service.as_bytes(),
-            nonce,
+            nonce.as_bytes(),
             job.as_bytes(),
             self.claims_digest().as_bytes(),
         ])
@@ -534,10 +533,9 @@ pub struct AttestEnclave {
     /// The enclave's name (as in its nonce request).
     pub enclave: Name,
     /// The nonce the service issued to it.
-    pub nonce: String,
+    pub nonce: Nonce,
     /// The ephemeral HPKE public key (hex, 32 bytes) keys are released to.
-    #[serde(with = "hex::serde")]
-    pub ephemeral_key: Vec<u8>,
+    pub ephemeral_key: EphemeralPublicKey,
     /// The report; its report data is `Digest::evidence_binding(service, nonce, job,
     /// ephemeral_key)` (`service`: the pinned TLS certificate's fingerprint),
     /// zero-padded to 64 bytes.
@@ -604,11 +602,12 @@ mod tests {
             change(&mut other);
             assert_ne!(other.claims_digest(), c.claims_digest(), "change {i} kept the digest");
         }
-        let (service, nonce, job) = (Digest::of(b"service"), b"nonce", Digest::of(b"job"));
+        let (service, job) = (Digest::of(b"service"), Digest::of(b"job"));
+        let nonce = &Nonce::new(b"nonce".to_vec()).unwrap();
         let claims = c.claims_digest();
         assert_ne!(
             c.binding(&service, nonce, &job),
-            Digest::evidence_binding(&service, nonce, &job, claims.as_bytes())
+            Digest::evidence_binding(&service, nonce.as_bytes(), &job, claims.as_bytes())
         );
         assert_ne!(c.binding(&service, nonce, &job), c.binding(&Digest::of(b"relay"), nonce, &job));
     }

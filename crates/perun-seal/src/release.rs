@@ -9,15 +9,13 @@ use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable as _, Kem as _, OpModeR, OpModeS, Serializable as _};
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::SealError;
 
 type Kem = X25519HkdfSha256;
 
-/// Length of an ephemeral public key in bytes.
-pub const PUBLIC_KEY_LEN: usize = 32;
+pub use perun_proto::sealed::{EphemeralPublicKey, SealedSecret, PUBLIC_KEY_LEN};
 
 /// An ephemeral HPKE key pair, made by a worker or enclave for one attestation. The
 /// private half never leaves the process and is wiped on drop.
@@ -28,21 +26,8 @@ pub struct EphemeralKey {
 
 impl std::fmt::Debug for EphemeralKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EphemeralKey({})", hex::encode(self.public_bytes()))
+        write!(f, "EphemeralKey({})", self.public_key())
     }
-}
-
-/// A secret sealed to an ephemeral key: the encapsulated key and the ciphertext (hex in
-/// JSON).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealedSecret {
-    /// The HPKE encapsulated key.
-    #[serde(with = "hex::serde")]
-    pub enc: Vec<u8>,
-    /// The AEAD ciphertext with its tag.
-    #[serde(with = "hex::serde")]
-    pub ciphertext: Vec<u8>,
 }
 
 impl EphemeralKey {
@@ -52,9 +37,11 @@ impl EphemeralKey {
         Self { private, public }
     }
 
-    /// The public key bytes, as bound into evidence.
-    pub fn public_bytes(&self) -> Vec<u8> {
-        self.public.to_bytes().to_vec()
+    /// The public key, as bound into evidence.
+    pub fn public_key(&self) -> EphemeralPublicKey {
+        let mut bytes = [0u8; PUBLIC_KEY_LEN];
+        bytes.copy_from_slice(&self.public.to_bytes());
+        EphemeralPublicKey::from(bytes)
     }
 
     /// Opens a secret sealed to this key with the same `info`.
@@ -74,10 +61,28 @@ impl EphemeralKey {
     }
 }
 
-/// Seals `secret` to the ephemeral public key `public` (32 bytes) with `info`.
-pub fn seal_to(public: &[u8], info: &[u8], secret: &[u8]) -> Result<SealedSecret, SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(public)
-        .map_err(|_| SealError::InvalidKey(format!("an ephemeral public key is {PUBLIC_KEY_LEN} bytes of X25519")))?;
+/// The HPKE public key of `public`.
+fn hpke_public(public: &EphemeralPublicKey) -> Result<<Kem as hpke::Kem>::PublicKey, SealError> {
+    <Kem as hpke::Kem>::PublicKey::from_bytes(public.as_bytes())
+        .map_err(|_| SealError::InvalidKey("not an X25519 public key".into()))
+}
+
+/// Checks that `public` can be sealed to: an X25519 point whose shared secret with a
+/// fresh key is not all zeros (RFC 9180, section 7.1.4: a low-order point, such as 32
+/// zero bytes, makes encapsulation fail). Cheap (one X25519 operation): the trust service
+/// checks a sent key with it before it appraises evidence bound to the key.
+///
+/// Errors: [`SealError::InvalidKey`] for a low-order point.
+pub fn check_public_key(public: &EphemeralPublicKey) -> Result<(), SealError> {
+    let pk = hpke_public(public)?;
+    hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem, _>(&OpModeS::Base, &pk, b"", &mut rand::rngs::OsRng)
+        .map(|_| ())
+        .map_err(|_| SealError::InvalidKey("a low-order X25519 point, which no key can be sealed to".into()))
+}
+
+/// Seals `secret` to the ephemeral public key `public` with `info`.
+pub fn seal_to(public: &EphemeralPublicKey, info: &[u8], secret: &[u8]) -> Result<SealedSecret, SealError> {
+    let pk = hpke_public(public)?;
     let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, _>(
         &OpModeS::Base,
         &pk,
@@ -156,9 +161,12 @@ impl ResponseKey {
 
 /// Seals a request to the attested public key `public` with `info`; returns it and the
 /// key its answer will be sealed with.
-pub fn seal_request(public: &[u8], info: &[u8], request: &[u8]) -> Result<(SealedSecret, ResponseKey), SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(public)
-        .map_err(|_| SealError::InvalidKey(format!("an ephemeral public key is {PUBLIC_KEY_LEN} bytes of X25519")))?;
+pub fn seal_request(
+    public: &EphemeralPublicKey,
+    info: &[u8],
+    request: &[u8],
+) -> Result<(SealedSecret, ResponseKey), SealError> {
+    let pk = hpke_public(public)?;
     let (enc, mut ctx) =
         hpke::setup_sender::<ChaCha20Poly1305, HkdfSha256, Kem, _>(&OpModeS::Base, &pk, info, &mut rand::rngs::OsRng)
             .map_err(|e| SealError::Encrypt(format!("HPKE: {e}")))?;
@@ -195,21 +203,35 @@ mod tests {
     #[test]
     fn opens_only_with_the_key_and_info_it_was_sealed_for() {
         let k = EphemeralKey::generate();
-        let s = seal_to(&k.public_bytes(), b"info-a", b"secret").unwrap();
+        let s = seal_to(&k.public_key(), b"info-a", b"secret").unwrap();
         assert_eq!(&k.open(&s, b"info-a").unwrap()[..], b"secret");
         assert!(k.open(&s, b"info-b").is_err());
         assert!(EphemeralKey::generate().open(&s, b"info-a").is_err());
         let mut t = s.clone();
         t.ciphertext[0] ^= 1;
         assert!(k.open(&t, b"info-a").is_err());
-        assert!(seal_to(&[1, 2, 3], b"i", b"s").is_err());
+    }
+
+    #[test]
+    fn low_order_points_are_refused_before_anything_is_sealed() {
+        assert!(check_public_key(&EphemeralKey::generate().public_key()).is_ok());
+        let mut order8 = [0u8; 32];
+        order8
+            .copy_from_slice(&hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800").unwrap());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for bad in [[0u8; 32], one, order8] {
+            let key = EphemeralPublicKey::from(bad);
+            assert!(check_public_key(&key).is_err(), "{key}");
+            assert!(seal_to(&key, b"i", b"s").is_err());
+        }
     }
 
     #[test]
     fn private_requests_open_only_at_the_attested_key_and_answers_only_for_the_sender() {
         let enclave = EphemeralKey::generate();
         let info = request_info(&perun_core::Digest::of(b"job"));
-        let (req, client_key) = seal_request(&enclave.public_bytes(), &info, b"rows").unwrap();
+        let (req, client_key) = seal_request(&enclave.public_key(), &info, b"rows").unwrap();
         let (plain, server_key) = enclave.open_request(&req, &info).unwrap();
         assert_eq!(&plain[..], b"rows");
         let answer = server_key.seal(b"classes").unwrap();
@@ -220,7 +242,7 @@ mod tests {
         // Bound to the job: another job's info does not open it.
         assert!(enclave.open_request(&req, &request_info(&perun_core::Digest::of(b"other"))).is_err());
         // An answer forged by anyone who lacks the request's context does not open.
-        let (_, other_key) = seal_request(&enclave.public_bytes(), &info, b"rows").unwrap();
+        let (_, other_key) = seal_request(&enclave.public_key(), &info, b"rows").unwrap();
         assert!(client_key.open(&other_key.seal(b"forged").unwrap()).is_err());
         let mut flipped = answer.clone();
         flipped[20] ^= 1;

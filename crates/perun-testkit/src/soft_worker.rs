@@ -163,7 +163,11 @@ impl SimWorker {
     }
 
     /// Attests for `job` with `nonce` (the claim's, or a fresh one).
-    pub fn attest(&mut self, job: &Digest, nonce: &str) -> Result<(EphemeralKey, Attested), WorkerError> {
+    pub fn attest(
+        &mut self,
+        job: &Digest,
+        nonce: &perun_proto::Nonce,
+    ) -> Result<(EphemeralKey, Attested), WorkerError> {
         let (tpm, log) = (&mut self.tpm, &self.log);
         self.session.attest(job, nonce, |qualifying_data| evidence(tpm, log, qualifying_data))
     }
@@ -173,7 +177,7 @@ impl SimWorker {
     pub fn attestation(
         &mut self,
         job: &Digest,
-        nonce: &str,
+        nonce: &perun_proto::Nonce,
     ) -> Result<(EphemeralKey, perun_proto::wire::Attest), WorkerError> {
         let (tpm, log) = (&mut self.tpm, &self.log);
         let service = self.session.client().audience();

@@ -107,7 +107,7 @@ const ROWS: &[(&str, Option<ApiCode>, Attack)] = &[
     ("a nonce the service never issued", Some(ApiCode::Refused), |w| {
         let job = w.approved_job();
         w.worker.claim(&job).unwrap();
-        (job, w.worker.attest(&job, &"ab".repeat(32)).map(|(_, a)| Some(a)))
+        (job, w.worker.attest(&job, &perun_proto::Nonce::from([0xab; 32])).map(|(_, a)| Some(a)))
     }),
     ("a nonce replayed after it was spent", Some(ApiCode::Refused), |w| {
         let job = w.approved_job();
@@ -239,7 +239,13 @@ fn a_second_claim_of_a_running_job_is_refused() {
 fn refusals_are_typed_client_errors() {
     let w = World::new();
     let e = w.svc.anon.job(&Digest::of(b"no such job")).unwrap_err();
-    assert!(matches!(e, ClientError::Unauthenticated(_) | ClientError::NotFound(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            ClientError::Api { code: ApiCode::Unauthenticated, .. } | ClientError::Api { code: ApiCode::NotFound, .. }
+        ),
+        "{e}"
+    );
 }
 
 /// A service on an in-memory store with `config`, its clock at now.
@@ -275,7 +281,7 @@ fn a_registration_does_nothing_until_the_operator_admits_it() {
     );
     let squatter = keys("mallory");
     let e = Stakeholder::new(&w.svc.anon, &squatter).register(&[Role::Provider]).unwrap_err();
-    assert!(matches!(e, ClientError::Conflict(_)), "{e}");
+    assert!(matches!(e, ClientError::Api { code: ApiCode::Conflict, .. }), "{e}");
     // Pending, it can publish nothing, propose nothing, see nothing.
     let policy = serde_json::to_vec(&perun_testkit::soft_worker::policy("mallory's", &w.parties.ca).unwrap()).unwrap();
     for e in [
@@ -284,11 +290,14 @@ fn a_registration_does_nothing_until_the_operator_admits_it() {
         me.client().audit().map(drop).unwrap_err(),
         me.client().applications().map(drop).unwrap_err(),
     ] {
-        assert!(matches!(&e, ClientError::Unauthenticated(m) if m.contains("awaits admission")), "{e}");
+        assert!(
+            matches!(&e, ClientError::Api { code: ApiCode::Unauthenticated, message: m, .. } if m.contains("awaits admission")),
+            "{e}"
+        );
     }
     // Members do not admit where the quorum is 0 (the default): the operator does.
     let e = w.owner.vote_admission(mallory.name(), &mallory.public().fingerprint()).unwrap_err();
-    assert!(matches!(e, ClientError::Forbidden(_)), "{e}");
+    assert!(matches!(e, ClientError::Api { code: ApiCode::Forbidden, .. }), "{e}");
     let pending = w.svc.trust.applications().unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].identity.fingerprint(), mallory.public().fingerprint());
@@ -318,15 +327,18 @@ fn a_quorum_of_members_admits_where_the_service_says_so_and_open_registration_is
     let fp = newcomer.public().fingerprint();
     // A pending registration cannot vote for another (or itself).
     let e = client(&other).vote_admission(newcomer.name(), &fp).unwrap_err();
-    assert!(matches!(e, ClientError::Unauthenticated(_)), "{e}");
+    assert!(matches!(e, ClientError::Api { code: ApiCode::Unauthenticated, .. }), "{e}");
     // A vote counts only for the key its voter checked.
     let e = client(&members[0]).vote_admission(newcomer.name(), &other.public().fingerprint()).unwrap_err();
-    assert!(matches!(&e, ClientError::Conflict(m) if m.contains("not the key")), "{e}");
+    assert!(
+        matches!(&e, ClientError::Api { code: ApiCode::Conflict, message: m, .. } if m.contains("not the key")),
+        "{e}"
+    );
     let first = client(&members[0]).vote_admission(newcomer.name(), &fp).unwrap();
     assert_eq!(first.status, RegistrationStatus::Pending);
     // The same member voting twice is one vote, and is told so.
     let e = client(&members[0]).vote_admission(newcomer.name(), &fp).unwrap_err();
-    assert!(matches!(&e, ClientError::Conflict(m) if m.contains("already")), "{e}");
+    assert!(matches!(&e, ClientError::Api { code: ApiCode::Conflict, message: m, .. } if m.contains("already")), "{e}");
     assert!(client(&newcomer).jobs().is_err());
     let second = client(&members[1]).vote_admission(newcomer.name(), &fp).unwrap();
     assert_eq!(second.status, RegistrationStatus::Admitted);
@@ -353,7 +365,10 @@ fn reserved_names_are_refused_and_the_service_records_concern_no_stranger() {
     let mut w = World::new();
     for n in perun_proto::audit::Actor::RESERVED {
         let e = Stakeholder::new(&w.svc.anon, &keys(n)).register(&[Role::Receiver]).unwrap_err();
-        assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("reserved")), "{n}: {e}");
+        assert!(
+            matches!(&e, ClientError::Api { code: ApiCode::BadRequest, message: m, .. } if m.contains("reserved")),
+            "{n}: {e}"
+        );
     }
     let (job, answer) = honest(&mut w);
     assert_eq!(answer.unwrap().unwrap().keys.len(), 2);
@@ -428,13 +443,16 @@ fn the_admission_queue_holds_few_per_network_and_admits_only_the_checked_key() {
     let e = Parties::client_of(&w.svc.anon, &dave)
         .register_stakeholder(&RegisterStakeholder { identity: bad, roles: [Role::Receiver].into() })
         .unwrap_err();
-    assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("recipient")), "{e}");
+    assert!(
+        matches!(&e, ClientError::Api { code: ApiCode::BadRequest, message: m, .. } if m.contains("recipient")),
+        "{e}"
+    );
 
     let mut limited = 0;
     for i in 0..20 {
         match Stakeholder::new(&w.svc.anon, &keys(&format!("spam-{i}"))).register(&[Role::Provider]) {
             Ok(_) => {}
-            Err(ClientError::TooManyRequests(_)) => limited += 1,
+            Err(ClientError::Api { code: ApiCode::TooManyRequests, .. }) => limited += 1,
             Err(e) => panic!("{e}"),
         }
     }
@@ -443,5 +461,8 @@ fn the_admission_queue_holds_few_per_network_and_admits_only_the_checked_key() {
 
     let job = w.approved_job();
     let e = w.hospital.revoke(&job, &RevokeJob { reason: "x".repeat(10_000) }).unwrap_err();
-    assert!(matches!(&e, ClientError::BadRequest(m) if m.contains("at most 512 bytes")), "{e}");
+    assert!(
+        matches!(&e, ClientError::Api { code: ApiCode::BadRequest, message: m, .. } if m.contains("at most 512 bytes")),
+        "{e}"
+    );
 }

@@ -8,7 +8,7 @@
 use std::convert::TryFrom;
 use std::str::FromStr as _;
 
-use perun_attest::tpm::{alg, PcrBank};
+use perun_proto::evidence::{alg, PcrBank};
 use tss_esapi::abstraction::{ak, ek, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::SessionAttributesBuilder;
 use tss_esapi::constants::SessionType;
@@ -77,8 +77,8 @@ impl Tpm {
             KeyAlg::Ecc => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
         };
         let nv_index = match self.ek_alg {
-            KeyAlg::Rsa => perun_attest::ek::NV_RSA_EK_CERT,
-            KeyAlg::Ecc => perun_attest::ek::NV_ECC_EK_CERT,
+            KeyAlg::Rsa => perun_proto::evidence::NV_RSA_EK_CERT,
+            KeyAlg::Ecc => perun_proto::evidence::NV_ECC_EK_CERT,
         };
         ek::retrieve_ek_pubcert(&mut self.ctx, alg).map_err(|source| TpmError::EkCertificate { nv_index, source })
     }

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use perun_attest::evidence::ImaSource;
-use perun_attest::ima::Entry;
-use perun_attest::policy::USER_SPACE_MARKER;
+use perun_proto::evidence::{ImaSource, USER_SPACE_MARKER};
+use perun_proto::ima::Entry;
 use sha2::{Digest as _, Sha256};
 
 use crate::TpmError;

@@ -78,9 +78,6 @@ pub enum TpmError {
          use the user-space measurer for development"
     )]
     NoImaLog(std::path::PathBuf),
-    /// A certificate or policy from the verifier side could not be used.
-    #[error("{0}")]
-    Attest(#[from] perun_attest::AttestError),
     /// An I/O error.
     #[error("{what}: {source}")]
     Io {

@@ -65,13 +65,6 @@ impl LocalCa {
         self.read("swtpm-localca-rootca-cert.pem")
     }
 
-    /// Makes `ek` trust this CA: its root as an anchor, its intermediate on the way
-    /// (development only: approvers are told it is not a chip maker's).
-    pub fn trust_in(&self, ek: &mut perun_attest::ek::EkPolicy) -> Result<(), TpmError> {
-        ek.add_own_root(&self.root_pem()?)?;
-        Ok(ek.add_intermediate(&self.issuer_pem()?)?)
-    }
-
     /// Its intermediate (the EK certificates' issuer, PEM).
     pub fn issuer_pem(&self) -> Result<Vec<u8>, TpmError> {
         self.read("issuercert.pem")

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use perun_attest::tpm::{alg, PcrBank};
+use perun_proto::evidence::{alg, PcrBank};
 
 use crate::ima::PcrExtender;
 use crate::TpmError;

@@ -688,3 +688,17 @@ handler!(audit, |t, r| {
     let who = r.stakeholder(t)?;
     t.audit_log(&who.identity.name)
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use perun_proto::ApiCode;
+
+    #[test]
+    fn the_openapi_document_names_every_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let listed = &doc["components"]["schemas"]["ApiError"]["properties"]["error"]["enum"];
+        let codes: Vec<&str> = ApiCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, &serde_json::json!(codes), "{listed}");
+    }
+}

@@ -110,7 +110,7 @@ impl TrustError {
             Self::Refused { failures, .. } => failures.clone(),
             _ => Vec::new(),
         };
-        ApiError { error: self.code().into(), message, failures }
+        ApiError { error: self.api_code(), message, failures }
     }
 }
 

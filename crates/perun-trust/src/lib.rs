@@ -9,7 +9,8 @@
 //! - [`api`], [`server`]: the HTTP/JSON API over TLS (its bodies and signed formats are
 //!   the `perun-proto` crate's, its client the `perun-client` crate);
 //! - [`records`]: what is stored; [`keys`]: the service's keys; [`metrics`]: Prometheus
-//!   counters; [`nonce`]: stateless attestation nonces.
+//!   counters; [`nonce`]: stateless attestation nonces;
+//! - [`settings`]: the service's settings, their layers, defaults and checks.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod nonce;
 pub mod records;
 pub mod server;
 pub mod service;
+pub mod settings;
 pub mod store;
 
 // The wire crate's modules, by the names the service's code uses.

@@ -7,6 +7,7 @@
 
 use hmac::{Hmac, Mac as _};
 use perun_core::{Digest, Name};
+use perun_proto::Nonce;
 use sha2::Sha256;
 
 const TIME: usize = 8;
@@ -59,19 +60,20 @@ impl NonceIssuer {
         mac.finalize().into_bytes().into()
     }
 
-    /// A fresh nonce (hex) for `worker` attesting for `job`, issued at `now`.
-    pub fn issue(&self, job: &Digest, worker: &Name, now: u64) -> String {
-        let mut body = now.to_be_bytes().to_vec();
-        body.extend_from_slice(&rand::random::<[u8; RANDOM]>());
-        let tag = self.tag(&body, job, worker);
-        body.extend_from_slice(&tag);
-        hex::encode(body)
+    /// A fresh nonce for `worker` attesting for `job`, issued at `now`.
+    pub fn issue(&self, job: &Digest, worker: &Name, now: u64) -> Nonce {
+        let mut nonce = [0u8; TIME + RANDOM + TAG];
+        nonce[..TIME].copy_from_slice(&now.to_be_bytes());
+        nonce[TIME..TIME + RANDOM].copy_from_slice(&rand::random::<[u8; RANDOM]>());
+        let tag = self.tag(&nonce[..TIME + RANDOM], job, worker);
+        nonce[TIME + RANDOM..].copy_from_slice(&tag);
+        Nonce::from(nonce)
     }
 
     /// Checks that `nonce` was issued by this service for `job` and `worker` at most
     /// `valid_s` seconds before `now`; returns its issue time, or why not.
-    pub fn check(&self, nonce: &str, job: &Digest, worker: &Name, now: u64, valid_s: u64) -> Result<u64, String> {
-        let raw = hex::decode(nonce).map_err(|_| "the nonce is not hex".to_owned())?;
+    pub fn check(&self, nonce: &Nonce, job: &Digest, worker: &Name, now: u64, valid_s: u64) -> Result<u64, String> {
+        let raw = nonce.as_bytes();
         if raw.len() != TIME + RANDOM + TAG {
             return Err("the nonce is unknown: not one this service issued".into());
         }
@@ -109,9 +111,9 @@ mod tests {
         assert!(n.check(&nonce, &Digest::of(b"other"), &w, 1030, 60).is_err());
         assert!(n.check(&nonce, &job, &Name::new("gpu-2").unwrap(), 1030, 60).is_err());
         assert!(NonceIssuer::new(b"other key").check(&nonce, &job, &w, 1030, 60).is_err());
-        let mut forged = hex::decode(&nonce).unwrap();
+        let mut forged = nonce.as_bytes().to_vec();
         forged[0..8].copy_from_slice(&2000u64.to_be_bytes());
-        assert!(n.check(&hex::encode(forged), &job, &w, 2010, 60).is_err());
-        assert!(n.check("zz", &job, &w, 1030, 60).is_err());
+        assert!(n.check(&Nonce::new(forged).unwrap(), &job, &w, 2010, 60).is_err());
+        assert!(n.check(&Nonce::from([1u8; 4]), &job, &w, 1030, 60).is_err());
     }
 }

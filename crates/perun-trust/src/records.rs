@@ -58,13 +58,16 @@ impl ApplicationRecord {
     }
 }
 
+/// Seconds a registration awaits admission before it expires (7 days).
+pub const APPLICATION_VALID_S: u64 = 7 * 86_400;
+
 impl Record for ApplicationRecord {
     const TABLE: Table = Table::Applications;
     fn key(&self) -> String {
         self.identity.name.to_string()
     }
     fn expires(&self) -> Option<u64> {
-        Some(self.applied_at.saturating_add(crate::service::stakeholders::APPLICATION_VALID_S))
+        Some(self.applied_at.saturating_add(APPLICATION_VALID_S))
     }
 }
 

@@ -1,17 +1,18 @@
 //! The worker's conversation with the trust service.
 
-use perun_attest::evidence::TpmEvidence;
+use perun_client::claim::ReleasedKeys;
 use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
+use perun_proto::evidence::TpmEvidence;
 use perun_proto::wire::{
     ActivateAk, Attest, Attested, Claimed, CredentialChallenge, FinishJob, NonceIssued, OfferedJob, PresentAk,
 };
+use perun_proto::{EphemeralPublicKey, Nonce};
 use perun_seal::release::EphemeralKey;
 use perun_tpm::tools::KeyAlg;
 use zeroize::Zeroizing;
 
 use crate::job::Attester;
-use crate::keys::ReleasedKeys;
 use crate::{Platform, WorkerError};
 
 /// A worker enrolled with a trust service: its platform and its authenticated session.
@@ -28,7 +29,7 @@ pub struct Session {
     token: Zeroizing<Vec<u8>>,
     /// The nonce the last accepted attestation handed out for the next one, and until
     /// when (by this machine's clock) it may be used.
-    next_nonce: Option<(Digest, String, std::time::Instant)>,
+    next_nonce: Option<(Digest, Nonce, std::time::Instant)>,
 }
 
 impl Session {
@@ -81,7 +82,7 @@ impl Session {
     }
 
     /// A fresh nonce for the next attestation.
-    pub fn nonce(&self, job: &Digest) -> Result<String, WorkerError> {
+    pub fn nonce(&self, job: &Digest) -> Result<Nonce, WorkerError> {
         let n: NonceIssued = self.client.nonce(job)?;
         Ok(n.nonce)
     }
@@ -92,7 +93,7 @@ impl Session {
     pub fn attest(
         &mut self,
         job: &Digest,
-        nonce: &str,
+        nonce: &Nonce,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attested), WorkerError> {
         let (eph, req) = Self::attestation(&self.client.audience(), job, nonce, evidence)?;
@@ -108,18 +109,18 @@ impl Session {
     /// evidence over the binding of `service`, `nonce`, `job` and a fresh ephemeral key
     /// (its qualifying data, `Digest::evidence_binding`).
     ///
-    /// Errors: [`WorkerError::BadNonce`] for a nonce that is not hex; `evidence`'s own.
+    /// Errors: `evidence`'s own.
     pub fn attestation(
         service: &Digest,
         job: &Digest,
-        nonce: &str,
+        nonce: &Nonce,
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(EphemeralKey, Attest), WorkerError> {
         let eph = EphemeralKey::generate();
-        let nonce_bytes = hex::decode(nonce).map_err(|_| WorkerError::BadNonce)?;
-        let binding = Digest::evidence_binding(service, &nonce_bytes, job, &eph.public_bytes());
+        let ephemeral_key = eph.public_key();
+        let binding = Digest::evidence_binding(service, nonce.as_bytes(), job, ephemeral_key.as_bytes());
         let evidence = evidence(binding.as_bytes())?;
-        let req = Attest { nonce: nonce.to_owned(), ephemeral_key: eph.public_bytes(), evidence };
+        let req = Attest { nonce: nonce.clone(), ephemeral_key, evidence };
         Ok((eph, req))
     }
 
@@ -141,7 +142,7 @@ impl Session {
     }
 
     /// The nonce the last answer handed out, while it is still valid; else a fresh one.
-    fn next_nonce_for(&mut self, job: &Digest) -> Result<String, WorkerError> {
+    fn next_nonce_for(&mut self, job: &Digest) -> Result<Nonce, WorkerError> {
         match self.next_nonce.take() {
             Some((j, n, until)) if j == *job && std::time::Instant::now() < until => Ok(n),
             _ => self.nonce(job),
@@ -160,10 +161,12 @@ impl Session {
         evidence: impl FnOnce(&[u8]) -> Result<TpmEvidence, WorkerError>,
     ) -> Result<(), WorkerError> {
         let nonce = self.next_nonce_for(job)?;
-        let nonce_bytes = hex::decode(&nonce).map_err(|_| WorkerError::BadNonce)?;
         let claims = body.claims_digest();
-        let evidence = evidence(body.binding(&self.client.audience(), &nonce_bytes, job).as_bytes())?;
-        body.attestation = Some(Attest { nonce, ephemeral_key: claims.as_bytes().to_vec(), evidence });
+        let evidence = evidence(body.binding(&self.client.audience(), &nonce, job).as_bytes())?;
+        // The finish attestation binds no key: its `ephemeral_key` carries the claims
+        // digest (see `FinishJob::attestation`).
+        body.attestation =
+            Some(Attest { nonce, ephemeral_key: EphemeralPublicKey::from(*claims.as_bytes()), evidence });
         Ok(self.client.finish(job, &body)?)
     }
 }
@@ -213,13 +216,13 @@ impl Agent {
     }
 
     /// A fresh nonce for the next attestation.
-    pub fn nonce(&self, job: &Digest) -> Result<String, WorkerError> {
+    pub fn nonce(&self, job: &Digest) -> Result<Nonce, WorkerError> {
         self.session.nonce(job)
     }
 
     /// Makes evidence bound to `nonce`, `job` and a fresh ephemeral key, and sends it.
     /// Returns the ephemeral key (to open released keys) and the service's answer.
-    pub fn attest(&mut self, job: &Digest, nonce: &str) -> Result<(EphemeralKey, Attested), WorkerError> {
+    pub fn attest(&mut self, job: &Digest, nonce: &Nonce) -> Result<(EphemeralKey, Attested), WorkerError> {
         let platform = &mut self.platform;
         self.session.attest(job, nonce, |qualifying_data| platform.evidence(qualifying_data))
     }
@@ -239,7 +242,7 @@ impl Agent {
 
     /// Opens the keys of an accepted attestation with its ephemeral key.
     pub fn open_keys(job: &Digest, eph: &EphemeralKey, answer: &Attested) -> Result<ReleasedKeys, WorkerError> {
-        crate::keys::open_released(job, eph, answer)
+        Ok(perun_client::claim::open_released(job, eph, answer)?)
     }
 }
 

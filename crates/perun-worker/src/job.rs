@@ -4,12 +4,12 @@
 //! On an abort answer or a refused attestation training stops, every key, plaintext and
 //! weight is wiped, and the worker reports why.
 
-use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use perun_client::ClientError;
+use perun_client::claim::{open_asset, ReleasedKeys};
+use perun_client::{ClaimError, ClientError};
 use perun_core::{AssetKind, Digest, JobManifest, Name};
 use perun_ml::backend::Compute;
 use perun_ml::{EpochMetrics, ModelSpec, TrainEvent};
@@ -18,7 +18,6 @@ use perun_proto::OutputInfo;
 use perun_seal::{AssetKey, Dataset};
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::keys::ReleasedKeys;
 use crate::WorkerError;
 
 /// What the job runner tells its caller as it goes.
@@ -122,17 +121,17 @@ pub fn run(
     on: &mut dyn FnMut(Progress<'_>, &mut crate::Agent),
 ) -> Result<JobReport, WorkerError> {
     let job = claimed.job.id;
-    check_claim(claimed)?;
+    perun_client::claim::check_claim(claimed)?;
     let t = Instant::now();
     let (eph, answer) = agent.attest(&job, &claimed.nonce)?;
-    let released = crate::keys::open_released(&job, &eph, &answer)?;
+    let released = perun_client::claim::open_released(&job, &eph, &answer)?;
     drop(eph);
     let attest_and_release = t.elapsed().as_secs_f64();
     run_released(agent, claimed, released, attest_and_release, opts, on)
 }
 
 /// Runs a job whose first attestation was accepted and whose keys are open (its claim
-/// checked by [`check_claim`] before that, where the keys were opened): fetch and
+/// checked by [`perun_client::claim::check_claim`] before that, where the keys were opened): fetch and
 /// open the assets, train under continuous attestation, seal and deliver the model.
 /// `attest_and_release` is the time the first attestation took, for the report.
 pub fn run_released<A: Attester>(
@@ -281,53 +280,6 @@ pub fn run_released<A: Attester>(
     Ok(JobReport { outputs, metrics: outcome.metrics.clone(), reattestations, phases, privacy: outcome.privacy })
 }
 
-/// Checks a claim against the manifest it carries, whoever answered it: the job is the
-/// manifest's digest (what the owners signed), and each asset to fetch is one the
-/// manifest names, of its kind and content digest. The measured worker binary then cannot
-/// be driven to train and vouch for inputs the owners did not approve.
-///
-/// Errors: [`WorkerError::ClaimMismatch`] naming what differs.
-pub fn check_claim(claimed: &Claimed) -> Result<(), WorkerError> {
-    let manifest = &claimed.job.manifest;
-    let digest = manifest.digest();
-    if digest != claimed.job.id {
-        return Err(WorkerError::ClaimMismatch {
-            what: format!("the claim names job {} but carries the manifest of job {digest}", claimed.job.id),
-        });
-    }
-    let named: Vec<&perun_core::AssetRef> = manifest.assets().collect();
-    if claimed.assets.len() != named.len() {
-        return Err(WorkerError::ClaimMismatch {
-            what: format!("the claim lists {} assets, the manifest {}", claimed.assets.len(), named.len()),
-        });
-    }
-    for a in &claimed.assets {
-        let in_manifest =
-            named.iter().any(|r| r.asset == a.asset && r.kind == a.kind && r.content_digest == a.content_digest);
-        if !in_manifest {
-            return Err(WorkerError::ClaimMismatch {
-                what: format!(
-                    "asset {} ({:?}, {}) is not in the job's manifest as claimed",
-                    a.asset, a.kind, a.content_digest
-                ),
-            });
-        }
-    }
-    // The model is sealed to exactly the receivers the owners signed for. (Their keys
-    // come from the service, which the evidence binding authenticates.)
-    let receivers: Vec<&Name> = claimed.receivers.iter().map(|(n, _)| n).collect();
-    if receivers.len() != manifest.receivers.len() || receivers.iter().zip(&manifest.receivers).any(|(a, b)| *a != b) {
-        return Err(WorkerError::ClaimMismatch {
-            what: format!(
-                "the claim names receivers [{}], the manifest [{}]",
-                receivers.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
-                manifest.receivers.iter().map(Name::as_str).collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Fetches and opens every asset: the model spec's bytes, and the data sets.
 fn open_assets<A>(
     agent: &mut A,
@@ -344,89 +296,15 @@ fn open_assets<A>(
             AssetKind::Model => spec = Some(plain),
             AssetKind::Dataset => data.push(Dataset::from_safetensors(&plain)?),
             AssetKind::Output => {
-                return Err(WorkerError::ClaimMismatch { what: format!("{} is an output, not an input", a.asset) })
+                return Err(ClaimError::Mismatch { what: format!("{} is an output, not an input", a.asset) }.into())
             }
         }
     }
-    let spec = spec.ok_or_else(|| WorkerError::ClaimMismatch { what: "the job has no model".into() })?;
+    let spec = spec.ok_or_else(|| ClaimError::Mismatch { what: "the job has no model".into() })?;
     if data.is_empty() {
-        return Err(WorkerError::ClaimMismatch { what: "the job has no data".into() });
+        return Err(ClaimError::Mismatch { what: "the job has no data".into() }.into());
     }
     Ok((spec, data))
-}
-
-/// Fetches one sealed asset and opens it in memory with its released key, checking its
-/// kind and the content digest the manifest pins.
-pub fn open_asset(a: &AssetLocation, keys: &[(Name, AssetKey)]) -> Result<Zeroizing<Vec<u8>>, WorkerError> {
-    let key = keys
-        .iter()
-        .find(|(n, _)| n == &a.asset)
-        .map(|(_, k)| k)
-        .ok_or_else(|| WorkerError::NoKey { asset: a.asset.clone() })?;
-    let (opened, plain) = if is_url(&a.location) {
-        // Over the network, each chunk is authenticated as it arrives, so a body that
-        // is not the sealed file (an endless one from anyone on the path) fails at its
-        // first chunk instead of filling memory.
-        let (reader, len) = fetch(&a.location)?;
-        perun_seal::open_to_vec(reader, len, key.identity(), Some(a.kind))?
-    } else {
-        // A file on the worker's own disk (staged by the provider): read whole and
-        // opened on every core.
-        let sealed = std::fs::read(&a.location)
-            .map_err(|source| WorkerError::Io { what: format!("reading {}", a.location), source })?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        perun_seal::open_in_parallel(&sealed, key.identity(), Some(a.kind), threads)?
-    };
-    if opened.content_digest != a.content_digest {
-        return Err(WorkerError::ContentMismatch {
-            asset: a.asset.clone(),
-            got: opened.content_digest,
-            pinned: a.content_digest,
-        });
-    }
-    Ok(plain)
-}
-
-/// Opens a sealed asset's location: a local path, or an http(s) URL (streamed). The
-/// transport needs no trust: the asset is authenticated by its encryption and its digest
-/// is checked against the manifest; https uses the Mozilla roots all the same.
-fn fetch(location: &str) -> Result<(Box<dyn Read>, Option<u64>), WorkerError> {
-    if is_url(location) {
-        let resp = http_client()?
-            .get(location)
-            .send()
-            .and_then(|r| r.error_for_status())
-            .map_err(|source| WorkerError::Fetch { location: location.to_owned(), source })?;
-        let len = resp.content_length();
-        return Ok((Box::new(resp), len));
-    }
-    let f = std::fs::File::open(location)
-        .map_err(|source| WorkerError::Io { what: format!("opening {location}"), source })?;
-    let len = f.metadata().ok().map(|m| m.len());
-    Ok((Box::new(std::io::BufReader::new(f)), len))
-}
-
-/// Whether an asset's location is fetched over http(s) rather than read from a path.
-fn is_url(location: &str) -> bool {
-    location.starts_with("http://") || location.starts_with("https://")
-}
-
-/// A blocking HTTP client for public endpoints: https with the Mozilla roots (rustls,
-/// ring), plain http, one hour per request.
-pub fn http_client() -> Result<reqwest::blocking::Client, WorkerError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(WorkerError::Tls)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(Duration::from_secs(3600))
-        .build()
-        .map_err(WorkerError::HttpClient)
 }
 
 /// The model spec with the manifest's hyper-parameters applied (to `training` or
@@ -476,44 +354,6 @@ fn abort<A: Attester>(agent: &mut A, job: &Digest, e: WorkerError) -> WorkerErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
-
-    #[test]
-    fn assets_are_fetched_from_paths_and_http_urls() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.sealed");
-        std::fs::write(&path, b"sealed bytes").unwrap();
-        let (mut r, len) = fetch(&path.to_string_lossy()).unwrap();
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).unwrap();
-        assert_eq!((got.as_slice(), len), (&b"sealed bytes"[..], Some(12)));
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            for answer in [
-                &b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\nconnection: close\r\n\r\nsealed bytes"[..],
-                &b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"[..],
-            ] {
-                let (mut s, _) = listener.accept().unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).unwrap();
-                s.write_all(answer).unwrap();
-            }
-        });
-        let (mut r, len) = fetch(&format!("http://127.0.0.1:{port}/a.sealed")).unwrap();
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).unwrap();
-        assert_eq!((got.as_slice(), len), (&b"sealed bytes"[..], Some(12)));
-        let missing = fetch(&format!("http://127.0.0.1:{port}/gone.sealed"));
-        assert!(
-            matches!(&missing, Err(WorkerError::Fetch { source, .. }) if source.status().map(|s| s.as_u16()) == Some(404)),
-            "{:?}",
-            missing.err()
-        );
-        server.join().unwrap();
-        assert!(fetch("/no/such/file.sealed").is_err());
-    }
 
     #[test]
     fn hyperparameters_reach_the_spec_and_unknown_ones_are_refused() {

@@ -4,7 +4,7 @@
 //! - [`job`]: running a claimed job: fetch, open in memory, train under continuous
 //!   attestation, seal the model to its receivers, or abort and wipe; generic over the
 //!   [`job::Attester`] (TPM agent or enclave);
-//! - [`keys`]: the released asset keys, opened with the attested ephemeral key;
+//! - `enclave` (feature `enclave`): the enclave of `perun-enclave` as an attester;
 //! - [`platform`] (feature `tpm`): the worker's TPM and IMA log source, and its evidence;
 //! - [`agent`] (feature `tpm`): enrolment with the trust service (EK, AK, credential activation),
 //!   claiming jobs, attesting for them, and opening the keys released to it.
@@ -16,8 +16,9 @@
 
 #[cfg(feature = "tpm")]
 pub mod agent;
+#[cfg(feature = "enclave")]
+pub mod enclave;
 pub mod job;
-pub mod keys;
 #[cfg(feature = "tpm")]
 pub mod platform;
 
@@ -51,38 +52,9 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    /// The service sent a nonce that is not hex.
-    #[error("the service sent a non-hex nonce")]
-    BadNonce,
-    /// The claim does not match the signed manifest (job id, assets, receivers), or
-    /// the job cannot run as claimed: nothing was opened or trained.
-    #[error("{what}: refusing to run it")]
-    ClaimMismatch {
-        /// What differs.
-        what: String,
-    },
-    /// No key was released for an asset of the claim.
-    #[error("no key was released for {asset}")]
-    NoKey {
-        /// The asset.
-        asset: perun_core::Name,
-    },
-    /// An opened asset's content is not what the manifest pins.
-    #[error("asset {asset} has content {got}, but the manifest pins {pinned}: refusing it")]
-    ContentMismatch {
-        /// The asset.
-        asset: perun_core::Name,
-        /// SHA-256 of what opened.
-        got: perun_core::Digest,
-        /// What the manifest pins.
-        pinned: perun_core::Digest,
-    },
-    /// A released secret is not an `age` identity.
-    #[error("the key of {asset} is not an age identity")]
-    NotAnIdentity {
-        /// The asset.
-        asset: perun_core::Name,
-    },
+    /// The claim, a released key or an asset was refused: nothing was opened or trained.
+    #[error(transparent)]
+    Claim(#[from] perun_client::ClaimError),
     /// The model spec, with the manifest's hyper-parameters applied, is not usable.
     #[error("model spec: {0}")]
     Spec(String),
@@ -101,21 +73,6 @@ pub enum WorkerError {
         #[source]
         source: perun_seal::SealError,
     },
-    /// A sealed asset could not be fetched over http(s).
-    #[error("fetching {location}: {source}")]
-    Fetch {
-        /// Its URL.
-        location: String,
-        /// The HTTP client's error.
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The TLS configuration of the fetching client could not be built.
-    #[error("TLS: {0}")]
-    Tls(#[source] rustls::Error),
-    /// The fetching HTTP client could not be built.
-    #[error("HTTP client: {0}")]
-    HttpClient(#[source] reqwest::Error),
     /// The attester asked to attest for a job it does not run.
     #[error("this attester runs job {running}, not {asked}")]
     WrongJob {

@@ -67,14 +67,18 @@ impl Platform {
         ca: &perun_tpm::swtpm::LocalCa,
     ) -> Result<perun_attest::policy::PlatformPolicy, WorkerError> {
         let log = self.log()?;
-        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)?.into_iter().map(|(e, _)| e).collect();
+        let entries: Vec<_> = perun_attest::ima::parse_binary(&log, 0)
+            .map_err(perun_attest::AttestError::from)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
         let mut policy = perun_attest::policy::PlatformPolicy::from_log(name, &entries);
         let exe = std::env::current_exe()
             .and_then(std::fs::read)
             .map_err(|source| WorkerError::Io { what: "reading the running executable".into(), source })?;
         policy.worker_binary = Some(perun_core::Digest::of(&exe).to_string());
         policy.accept_user_space_ima = true;
-        ca.trust_in(&mut policy.ek)?;
+        policy.ek.trust_development_ca(&ca.root_pem()?, &ca.issuer_pem()?)?;
         let bank = self.tpm().pcr_read(&BOOT_PCRS)?;
         policy.pin_boot_pcrs(&bank)?;
         Ok(policy)

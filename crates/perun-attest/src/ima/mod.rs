@@ -7,11 +7,7 @@
 //! violation (a file measured while open for writing) is recorded as zeros and
 //! extended as `0xFF..`.
 
-mod log;
 mod replay;
 
-pub use log::{parse_ascii, parse_binary, path_text, Entry, FileDigest, TEMPLATES};
+pub use perun_proto::ima::{parse_ascii, parse_binary, path_text, Entry, FileDigest, ImaLogError, IMA_PCR, TEMPLATES};
 pub use replay::{extend_all, replay_to_quote, ReplayState, TpmBoot};
-
-/// The PCR that IMA extends.
-pub const IMA_PCR: u32 = 10;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
-use super::log::{parse_binary, Entry};
+use super::{parse_binary, Entry};
 use crate::AttestError;
 
 /// Where a replay stands: how much of the log is verified and the PCR 10 values then.

@@ -1,7 +1,5 @@
 //! `TPMS_ATTEST` quotes and `TPMT_SIGNATURE`s, and the checks a verifier makes.
 
-use std::collections::BTreeMap;
-
 use sha2::{Digest as _, Sha256};
 
 use super::alg;
@@ -84,14 +82,7 @@ impl Quote {
     }
 }
 
-/// PCR values of one bank, as the attester reports them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PcrBank {
-    /// Hash algorithm of the bank (`alg::SHA256`).
-    pub hash_alg: u16,
-    /// PCR index to value.
-    pub values: BTreeMap<u32, Vec<u8>>,
-}
+pub use perun_proto::evidence::PcrBank;
 
 /// What a verified quote proves.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use perun_attest::verifier::{TeeReportVerifier, Verifier as _};
 use perun_attest::JobPolicy;
 use perun_core::{Digest, JobMode, Name};
-use perun_seal::release::{seal_to, token_info, PUBLIC_KEY_LEN};
+use perun_seal::release::{check_public_key, seal_to, token_info};
 
 use super::jobs::job_in;
 use super::workers::live_error;
@@ -68,16 +68,13 @@ impl<S: Store> Trust<S> {
         let actor = Actor::worker(&req.enclave);
         let started = std::time::Instant::now();
         let now = self.now();
+        check_public_key(&req.ephemeral_key).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))?;
         // Appraisal (certificate chains, signatures) outside the store's write lock.
         let (seen, policy) = self.job_and_policy(job_id)?;
         tee_job(&seen)?;
         let Some(PolicyRecord { policy: JobPolicy::Tee(policy), .. }) = policy else {
             return Err(TrustError::Store(format!("the TEE policy {} vanished", seen.manifest.platform_policy)));
         };
-        if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
-            return Err(TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes")));
-        }
-        let nonce = hex::decode(&req.nonce).map_err(|_| TrustError::BadRequest("the nonce is not hex".into()))?;
         // A report is appraised (certificate chains, signatures: the expensive part) only
         // with a nonce this service issued for this job and enclave lately.
         if let Err(why) = self.nonces.check(&req.nonce, &seen.id, &req.enclave, now, self.config.nonce_valid_s) {
@@ -87,7 +84,12 @@ impl<S: Store> Trust<S> {
                 Some(_) => self.refused(&actor, Some(&seen), e),
             });
         }
-        let binding = Digest::evidence_binding(&self.keys.tls_fingerprint(), &nonce, &seen.id, &req.ephemeral_key);
+        let binding = Digest::evidence_binding(
+            &self.keys.tls_fingerprint(),
+            req.nonce.as_bytes(),
+            &seen.id,
+            req.ephemeral_key.as_bytes(),
+        );
         let (result, accepted) = TeeReportVerifier { policy: &policy, now }.appraise(&req.evidence, binding.as_bytes());
 
         let outcome = self.store.write(|tx| {

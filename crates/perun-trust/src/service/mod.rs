@@ -19,6 +19,7 @@ pub mod workers;
 pub use outputs::{review_digest, REVIEW_CONTEXT};
 
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(test, feature = "test-support"))]
 use std::sync::Arc;
 
 use perun_core::{Digest, Name};
@@ -35,7 +36,8 @@ use crate::TrustError;
 pub enum Clock {
     /// Unix time from the system.
     System,
-    /// A fixed time that tests advance.
+    /// A fixed time that tests advance (feature `test-support`: never in `perun serve`).
+    #[cfg(any(test, feature = "test-support"))]
     Manual(Arc<AtomicU64>),
 }
 
@@ -44,6 +46,7 @@ impl Clock {
     pub fn now(&self) -> u64 {
         match self {
             Clock::System => unix_now(),
+            #[cfg(any(test, feature = "test-support"))]
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }

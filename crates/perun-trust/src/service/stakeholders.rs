@@ -3,6 +3,7 @@
 
 use perun_attest::JobPolicy;
 use perun_core::{verify_digest, AssetKind, Name, Role};
+use perun_proto::PolicyDocument;
 use perun_seal::wrap::WrapContext;
 use perun_seal::AssetKey;
 
@@ -34,8 +35,7 @@ pub const MAX_POLICIES_PER_PROVIDER: usize = 64;
 /// The most policy bytes (JSON) one provider may keep here, in all.
 pub const MAX_POLICY_BYTES_PER_PROVIDER: u64 = 32 << 20;
 
-/// Seconds a registration awaits admission before it expires (7 days).
-pub const APPLICATION_VALID_S: u64 = 7 * 86_400;
+pub use crate::records::APPLICATION_VALID_S;
 
 /// Registrations that may await admission at once.
 pub const MAX_APPLICATIONS: usize = 1000;
@@ -494,7 +494,7 @@ impl<S: Store> Trust<S> {
             e.parties = vec![owner.clone()];
             self.audit(tx, e)
         })?;
-        Ok(PolicyInfo { digest, owner: record.owner, policy: record.policy })
+        Ok(PolicyInfo { digest, owner: record.owner, policy: PolicyDocument::from(&record.policy) })
     }
 
     /// A policy by digest (every registered stakeholder may read policies: owners must
@@ -505,7 +505,7 @@ impl<S: Store> Trust<S> {
             .map_err(|_| TrustError::NotFound(format!("no policy {digest}: a policy is named by its digest")))?;
         let rec = self.store.read(|tx| super::jobs::policy_in(tx, &parsed))?;
         let r = rec.ok_or_else(|| TrustError::NotFound(format!("no policy {digest}")))?;
-        Ok(PolicyInfo { digest: r.digest, owner: r.owner, policy: r.policy })
+        Ok(PolicyInfo { digest: r.digest, owner: r.owner, policy: PolicyDocument::from(&r.policy) })
     }
 
     /// The audit chain as `caller` may see it.

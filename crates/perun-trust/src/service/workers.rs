@@ -14,7 +14,8 @@ use perun_attest::verifier::{AttestationResult, TpmVerifier, Verifier as _};
 use perun_attest::AttestError;
 use perun_attest::JobPolicy;
 use perun_core::{Digest, HexBytes, JobManifest, JobMode, Name, Role};
-use perun_seal::release::{release_info, seal_to, PUBLIC_KEY_LEN};
+use perun_proto::{EphemeralPublicKey, Nonce, PolicyDocument};
+use perun_seal::release::{check_public_key, release_info, seal_to};
 use perun_seal::wrap::WrapContext;
 use zeroize::Zeroizing;
 
@@ -361,7 +362,7 @@ impl<S: Store> Trust<S> {
         tx: &mut dyn Tx,
         job: &mut JobRecord,
         worker: &Name,
-        nonce: String,
+        nonce: Nonce,
     ) -> Result<Claimed, TrustError> {
         let policy: PolicyRecord = policy_in(tx, &job.manifest.platform_policy)?
             .ok_or_else(|| TrustError::Store(format!("policy {} vanished", job.manifest.platform_policy)))?;
@@ -393,7 +394,7 @@ impl<S: Store> Trust<S> {
         Ok(Claimed {
             job: OfferedJob { id: job.id, manifest: job.manifest.clone() },
             assets,
-            policy: policy.policy,
+            policy: PolicyDocument::from(&policy.policy),
             receivers,
             receiver_identities,
             nonce,
@@ -471,12 +472,14 @@ impl<S: Store> Trust<S> {
     pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
         let actor = Actor::worker(&worker.name);
         let started = std::time::Instant::now();
-        let eph = req.ephemeral_key.clone();
+        let eph = req.ephemeral_key;
+        check_public_key(&eph).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))?;
         // The service binds its own certificate: evidence a worker made for a relay that
         // terminated its TLS (and could rewrite what the worker is told) fails here.
         let service = self.keys.tls_fingerprint();
-        let appraisal =
-            self.appraise_tpm(worker, job_id, &req, |nonce, job| Digest::evidence_binding(&service, nonce, job, &eph))?;
+        let appraisal = self.appraise_tpm(worker, job_id, &req, |nonce, job| {
+            Digest::evidence_binding(&service, nonce.as_bytes(), job, eph.as_bytes())
+        })?;
         let outcome = self.store.write(|tx| {
             let (mut job, live) = self.running_job(tx, job_id, &worker.name)?;
             if let Err(e) = live {
@@ -550,7 +553,7 @@ impl<S: Store> Trust<S> {
         worker: &WorkerRecord,
         job_id: &str,
         req: &Attest,
-        binding: impl FnOnce(&[u8], &Digest) -> Digest,
+        binding: impl FnOnce(&Nonce, &Digest) -> Digest,
     ) -> Result<TpmAppraisal, TrustError> {
         let (seen, policy) = self.job_and_policy(job_id)?;
         let ak = worker.ak_public.as_deref().map(AkPublic::parse);
@@ -560,13 +563,10 @@ impl<S: Store> Trust<S> {
         // nonce this service issued to it lately (the write decides and spends it).
         let cheap = seen.state == JobState::Running
             && seen.worker.as_ref() == Some(&worker.name)
-            && req.ephemeral_key.len() == PUBLIC_KEY_LEN
             && self.nonces.check(&req.nonce, &seen.id, &worker.name, self.now(), self.config.nonce_valid_s).is_ok();
-        Ok(match (&policy, &ak, &ek, hex::decode(&req.nonce)) {
-            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek), Ok(nonce_bytes))
-                if cheap =>
-            {
-                let binding = binding(&nonce_bytes, &seen.id);
+        Ok(match (&policy, &ak, &ek) {
+            (Some(PolicyRecord { policy: JobPolicy::Platform(policy), .. }), Some(Ok(ak)), Ok(ek)) if cheap => {
+                let binding = binding(&req.nonce, &seen.id);
                 let state = seen.replay.clone().unwrap_or_default();
                 let endorsement = Endorsement { ek, certificate: &worker.ek_certificate, chain: &chain };
                 let verifier = TpmVerifier { policy, endorsement, ak, state: &state };
@@ -591,9 +591,6 @@ impl<S: Store> Trust<S> {
     ) -> Result<Result<(AttestationResult, usize), TrustError>, TrustError> {
         if let Err(e) = self.spend_nonce(tx, &req.nonce, job, &worker.name, true)? {
             return Ok(Err(e));
-        }
-        if req.ephemeral_key.len() != PUBLIC_KEY_LEN {
-            return Ok(Err(TrustError::BadRequest(format!("the ephemeral key must be {PUBLIC_KEY_LEN} bytes"))));
         }
         if !matches!(worker.ak_public.as_deref().map(AkPublic::parse), Some(Ok(_))) {
             return Ok(Err(TrustError::Forbidden(format!("worker {} has no activated AK", worker.name))));
@@ -672,7 +669,7 @@ impl<S: Store> Trust<S> {
     pub(super) fn spend_nonce(
         &self,
         tx: &mut dyn Tx,
-        nonce: &str,
+        nonce: &Nonce,
         job: &JobRecord,
         worker: &Name,
         authenticated: bool,
@@ -680,10 +677,10 @@ impl<S: Store> Trust<S> {
         let valid = self.config.nonce_valid_s;
         let fresh = match self.nonces.check(nonce, &job.id, worker, self.now(), valid) {
             Ok(issued_at) => {
-                // Recorded as the bytes it decodes to (lower-case hex): the same nonce in
-                // another case is the same nonce.
+                // Recorded as its bytes (lower-case hex): the same nonce sent in another
+                // case is the same nonce.
                 let s = SessionRecord {
-                    nonce: nonce.to_ascii_lowercase(),
+                    nonce: nonce.to_string(),
                     job: job.id,
                     worker: worker.clone(),
                     issued_at,
@@ -718,7 +715,7 @@ impl<S: Store> Trust<S> {
         tx: &mut dyn Tx,
         job: &mut JobRecord,
         worker: &Name,
-        ephemeral_key: &[u8],
+        ephemeral_key: &EphemeralPublicKey,
         evidence: Digest,
         result: &AttestationResult,
     ) -> Result<Vec<ReleasedKey>, TrustError> {
@@ -747,10 +744,10 @@ impl<S: Store> Trust<S> {
                 job: job.id,
                 asset: a.asset.clone(),
                 worker: worker.clone(),
-                ephemeral_key: hex::encode(ephemeral_key),
+                ephemeral_key: ephemeral_key.to_string(),
                 at: self.now(),
             })?;
-            let detail = format!("key of {} sealed to {worker}'s attested key {}", a.asset, hex::encode(ephemeral_key));
+            let detail = format!("key of {} sealed to {worker}'s attested key {ephemeral_key}", a.asset);
             let mut ev = Event::new(AuditKind::KeyReleased, Actor::Service, detail).for_job(job.id, &job.manifest);
             ev.assets = vec![a.asset.clone()];
             self.audit(tx, ev)?;

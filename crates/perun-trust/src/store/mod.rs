@@ -6,6 +6,7 @@
 //! [`postgres::PostgresStore`] serves several replicas from one database;
 //! [`AnyStore`] is whichever `perun serve --store` names.
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod local_cluster;
 pub mod postgres;
 pub mod sqlite;

@@ -19,7 +19,7 @@ pub enum PolicyCmd {
         /// The policy (JSON).
         file: PathBuf,
         #[command(flatten)]
-        who: crate::cmd::remote::As,
+        who: crate::cmd::context::As,
     },
     /// Write a TEE policy (for `tee` jobs, and for `perun predict` clients).
     Tee(crate::cmd::enclave::TeePolicyArgs),

@@ -16,6 +16,7 @@
 //! its own policy and sends it rows sealed to the attested key. Last, every party
 //! verifies the audit chain and sees only what is its own.
 
+use perun_proto::ApiCode;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -77,7 +78,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             // The demo's service stopped with it: the hint starts it again where the
             // stakeholders' home expects it.
             let home = crate::home::Home::at(&root.join("home"));
-            let listen = super::remote::load_remote(&home)
+            let listen = super::context::load_remote(&home)
                 .map(|r| r.url.trim_start_matches("https://").to_owned())
                 .unwrap_or_else(|_| "127.0.0.1:PORT".into());
             println!(
@@ -161,10 +162,11 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     step(3, "the infrastructure provider enrols the worker's TPM and publishes its platform policy");
     let (mut agent, added, measured) = world.worker(infra, "gpu-1")?;
     println!("  policy {} allows the files measured so far ({measured}) and requires this perun binary", added.digest);
-    for (k, v) in added.policy.summary() {
+    let policy = perun_attest::JobPolicy::try_from(&added.policy)?;
+    for (k, v) in policy.summary() {
         println!("    {k:<14} {v}");
     }
-    for d in added.policy.development() {
+    for d in policy.development() {
         println!("    DEVELOPMENT: {d}");
     }
     println!("  (this machine has no TPM: the swtpm's EK certificate comes from a local CA, swtpm-localca, that only");
@@ -356,7 +358,8 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     });
     match r {
         Err(WorkerError::Trust(
-            e @ (perun_client::ClientError::Refused { .. } | perun_client::ClientError::Revoked(_)),
+            e @ (perun_client::ClientError::Api { code: ApiCode::Refused, .. }
+            | perun_client::ClientError::Api { code: ApiCode::Revoked, .. }),
         )) => {
             println!("  the trust service refused the next attestation: {e}");
             println!("  gpu-1 stopped training, wiped keys, data and weights, and reported");
@@ -390,7 +393,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     );
     let over = model_owner.client.propose(&ProposeJob { manifest: manifest(" (third run)", 1)? });
     match over {
-        Err(e @ perun_client::ClientError::TermsRefused(_)) => {
+        Err(e @ perun_client::ClientError::Api { code: ApiCode::TermsRefused, .. }) => {
             println!("  a third job would break hospital-a's terms: {e}")
         }
         Err(e) => bail!("the overspending job was refused for another reason: {e}"),

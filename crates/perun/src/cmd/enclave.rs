@@ -99,7 +99,7 @@ pub struct ClaimArgs {
 impl ClaimArgs {
     /// Claims the job with this TEE's report.
     fn claim(&self, home: &Home) -> Result<perun_enclave::enclave::Claim> {
-        let base = super::remote::client(home, None)?;
+        let base = super::context::client(home, None)?;
         Enclave::claim(&base, self.name.clone(), self.source.open()?, self.job)
             .with_context(|| format!("claiming job {} as enclave `{}`", self.job, self.name))
     }

@@ -35,13 +35,13 @@ pub enum IdCmd {
         #[arg(long)]
         fingerprint: String,
         #[command(flatten)]
-        who: crate::cmd::remote::As,
+        who: crate::cmd::context::As,
     },
     /// The registrations awaiting admission, with their keys' fingerprints: compare them
     /// with the applicants' own (`perun id show NAME`) before you vote.
     Applications {
         #[command(flatten)]
-        who: crate::cmd::remote::As,
+        who: crate::cmd::context::As,
     },
     /// Show an identity's public halves.
     Show {

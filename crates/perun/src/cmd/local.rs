@@ -96,7 +96,7 @@ impl LocalWorld {
         std::fs::create_dir_all(home.root())?;
         std::fs::write(
             home.root().join("remote.json"),
-            serde_json::to_vec_pretty(&crate::cmd::remote::Remote {
+            serde_json::to_vec_pretty(&crate::cmd::context::Remote {
                 url: server.url(),
                 fingerprint,
                 audit_key,

@@ -13,14 +13,7 @@ macro_rules! say {
 pub mod attest;
 #[cfg(feature = "bench")]
 pub mod bench;
-#[cfg(feature = "bench")]
-pub mod bench_dp;
-#[cfg(feature = "bench")]
-pub mod bench_overhead;
-#[cfg(feature = "bench")]
-pub mod bench_tee;
-#[cfg(feature = "bench")]
-pub mod bench_trust;
+pub mod context;
 pub mod dataset;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -15,7 +15,7 @@ use perun_proto::ReviewOutcome;
 
 use perun_client::Stakeholder;
 
-use super::remote::{client, load_remote, As};
+use super::context::{client, load_remote, As};
 use crate::home::Home;
 use crate::ui::print_json;
 

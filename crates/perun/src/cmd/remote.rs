@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use perun_attest::JobPolicy;
 use perun_client::workflow::parse_audit_key;
 use perun_client::{AssetRegistration, Caller, Client, ClientError, Development, ManifestBuilder, Stakeholder};
 use perun_core::{AssetKind, AssetRef, Digest, JobMode, JobPurpose, Name, Role};
 use perun_proto::wire::*;
 use perun_seal::AssetKey;
-use serde::{Deserialize, Serialize};
 
 /// Prints a line with every control character escaped: manifest names, hyper-parameter
 /// keys, policy and output names come from other parties and must not be able to move
@@ -23,73 +22,13 @@ macro_rules! show {
     };
 }
 
+use super::context::{client, load_remote, remote_file, As, Remote};
 use crate::home::Home;
 use crate::ui::print_json;
-
-/// Where the trust service is, as `perun remote add` saved it.
-#[derive(Serialize, Deserialize)]
-pub struct Remote {
-    /// Base URL.
-    pub url: String,
-    /// The pinned certificate fingerprint.
-    pub fingerprint: Digest,
-    /// The service's audit signing key (Ed25519, standard base64), pinned when the
-    /// remote was added: `perun audit verify` checks the chain against it, never against
-    /// a key fetched anew.
-    #[serde(default)]
-    pub audit_key: String,
-    /// More addresses of the same service (its replicas), tried in turn after `url`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replicas: Vec<String>,
-}
-
-impl Remote {
-    /// Every address of the service, `url` first.
-    pub fn urls(&self) -> Vec<String> {
-        std::iter::once(self.url.clone()).chain(self.replicas.iter().cloned()).collect()
-    }
-}
 
 /// Where `who`'s audit checkpoint is kept (each stakeholder is shown other records).
 fn checkpoint_file(home: &Home, who: &Name) -> PathBuf {
     home.root().join("audit").join(format!("{who}.json"))
-}
-
-fn remote_file(home: &Home) -> PathBuf {
-    home.root().join("remote.json")
-}
-
-/// The saved remote.
-pub fn load_remote(home: &Home) -> Result<Remote> {
-    let f = remote_file(home);
-    let bytes = std::fs::read(&f).with_context(|| {
-        format!("no trust service configured ({}): run `perun remote add URL --fingerprint ...`", f.display())
-    })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a remote", f.display()))
-}
-
-/// A client speaking as `who` (or anonymous).
-pub fn client(home: &Home, who: Option<&Name>) -> Result<Client> {
-    let r = load_remote(home)?;
-    let caller = match who {
-        Some(n) => {
-            let keys = home.load_identity(n)?;
-            Caller::Stakeholder { name: n.clone(), key: keys.signing_key().clone() }
-        }
-        None => Caller::Anonymous,
-    };
-    Ok(Client::replicated(&r.urls(), r.fingerprint, caller)?)
-}
-
-/// Who runs a command, and how it prints.
-#[derive(Args)]
-pub struct As {
-    /// The identity to act as (see `perun id new`).
-    #[arg(long = "as")]
-    pub who: Name,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `perun remote`.
@@ -343,7 +282,8 @@ pub fn policy_add(home: &Home, file: &Path, who: &As) -> Result<()> {
     if who.json {
         return print_json(&p);
     }
-    show!("policy `{}` published: {}", p.policy.name(), p.digest);
+    let policy = perun_attest::JobPolicy::try_from(&p.policy)?;
+    show!("policy `{}` published: {}", policy.name(), p.digest);
     Ok(())
 }
 

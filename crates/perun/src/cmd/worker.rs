@@ -49,7 +49,7 @@ pub struct WorkerRunArgs {
 pub fn run(a: WorkerRunArgs, home: &Home) -> Result<()> {
     // The engine first: a value it does not know is refused before anything enrols.
     let compute = perun_ml::backend::Compute::from_env()?;
-    let client = super::remote::client(home, None)?;
+    let client = super::context::client(home, None)?;
     let tpm = Tpm::connect(&a.tcti, KeyAlg::Rsa).with_context(|| format!("connecting to the TPM at {}", a.tcti))?;
     let platform = match a.ima {
         ImaArg::Kernel => Platform::kernel(tpm)?,

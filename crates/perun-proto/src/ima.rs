@@ -9,7 +9,31 @@
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
-use crate::AttestError;
+/// The PCR that IMA extends.
+pub const IMA_PCR: u32 = 10;
+
+/// A malformed IMA log.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImaLogError {
+    /// An entry of the binary form is malformed.
+    #[error("IMA log entry {index} (byte {offset}): {why}")]
+    Entry {
+        /// Entry number, from 0.
+        index: usize,
+        /// Byte offset of the entry in the log.
+        offset: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// A line of the ASCII form is malformed.
+    #[error("IMA log line {line}: {why}")]
+    Line {
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+}
 
 /// The digest of a measured file, with its algorithm name (`sha256`, `sha1`, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,7 +211,7 @@ impl Entry {
         let template_data = length_prefixed(&[&d, &n]);
         let template_hash = Sha1::digest(&template_data).into();
         Self {
-            pcr: super::IMA_PCR,
+            pcr: IMA_PCR,
             template: "ima-ng".into(),
             template_data,
             template_hash,
@@ -325,8 +349,8 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], AttestError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| AttestError::ImaEntry {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ImaLogError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| ImaLogError::Entry {
             index: self.index,
             offset: self.start,
             why: format!("truncated: needs {n} bytes at byte {}", self.pos),
@@ -336,12 +360,12 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
-    fn u32(&mut self) -> Result<u32, AttestError> {
+    fn u32(&mut self) -> Result<u32, ImaLogError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn len(&mut self, max: usize, what: &str) -> Result<usize, AttestError> {
+    fn len(&mut self, max: usize, what: &str) -> Result<usize, ImaLogError> {
         let n = usize::try_from(self.u32()?).unwrap_or(usize::MAX);
         if n > max {
             return Err(self.err(format!("{what} of {n} bytes (at most {max})")));
@@ -349,8 +373,8 @@ impl<'a> Cursor<'a> {
         Ok(n)
     }
 
-    fn err(&self, why: impl Into<String>) -> AttestError {
-        AttestError::ImaEntry { index: self.index, offset: self.start, why: why.into() }
+    fn err(&self, why: impl Into<String>) -> ImaLogError {
+        ImaLogError::Entry { index: self.index, offset: self.start, why: why.into() }
     }
 }
 
@@ -376,9 +400,9 @@ fn split_fields(data: &[u8], count: usize) -> Result<Vec<&[u8]>, String> {
 /// Parses binary log bytes. `first_index` numbers the entries (for messages) when
 /// `log` is the tail of a longer log. Returns each entry with its end offset in `log`.
 ///
-/// Errors: [`AttestError::ImaEntry`] naming the entry and its byte offset (truncated,
+/// Errors: [`ImaLogError::Entry`] naming the entry and its byte offset (truncated,
 /// a template not in [`TEMPLATES`], a template hash that does not match its data).
-pub fn parse_binary(log: &[u8], first_index: usize) -> Result<Vec<(Entry, usize)>, AttestError> {
+pub fn parse_binary(log: &[u8], first_index: usize) -> Result<Vec<(Entry, usize)>, ImaLogError> {
     let mut c = Cursor { buf: log, pos: 0, index: first_index, start: 0 };
     let mut out = Vec::new();
     while c.pos < log.len() {
@@ -420,8 +444,8 @@ pub fn parse_binary(log: &[u8], first_index: usize) -> Result<Vec<(Entry, usize)
 /// and the template hash decides. A violation entry (zero template hash) proves nothing
 /// of where it ends, so a log holding one is refused in this form.
 ///
-/// Errors: [`AttestError::ImaLine`] naming the line (from 1) and what is wrong.
-pub fn parse_ascii(text: &[u8]) -> Result<Vec<Entry>, AttestError> {
+/// Errors: [`ImaLogError::Line`] naming the line (from 1) and what is wrong.
+pub fn parse_ascii(text: &[u8]) -> Result<Vec<Entry>, ImaLogError> {
     let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -454,12 +478,12 @@ pub fn parse_ascii(text: &[u8]) -> Result<Vec<Entry>, AttestError> {
             if lines[i].ends_with(b"\r") {
                 why.push_str(" (the line ends in a carriage return: the file was converted to CRLF line ends)");
             }
-            return Err(AttestError::ImaLine { line: i + 1, why });
+            return Err(ImaLogError::Line { line: i + 1, why });
         };
         if entry.violation {
             // A violation's template hash is zeros: nothing proves where its name ends, so
             // lines after it could be its name (a file name with newlines) or entries.
-            return Err(AttestError::ImaLine {
+            return Err(ImaLogError::Line {
                 line: i + 1,
                 why: format!(
                     "a violation entry ({}): in the ASCII form nothing proves where its name ends, so the lines \

@@ -12,13 +12,13 @@ use anyhow::Result;
 use perun_core::AssetKind;
 use perun_worker::job::RunOptions;
 
-use super::local::LocalWorld;
+use crate::cmd::local::LocalWorld;
 
 /// Runs the benchmark.
 pub fn run(samples: usize, epochs: usize, compute: perun_ml::backend::Compute) -> Result<()> {
     let mut spec = perun_ml::ModelSpec::from_json(crate::embedded::CIFAR10_CNN)?;
     spec.training.epochs = epochs;
-    let data = super::bench::cifar_shaped(samples, 11)?;
+    let data = super::data::cifar_shaped(samples, 11)?;
     println!(
         "CIFAR-10-shaped CNN, {samples} generated 3x32x32 images, {epochs} epoch(s), batch {}, on {}",
         spec.training.batch_size,

@@ -15,7 +15,7 @@ use perun_core::{AssetKind, JobPurpose};
 use perun_enclave::source::SimTee;
 use perun_worker::job::RunOptions;
 
-use super::local::LocalWorld;
+use crate::cmd::local::LocalWorld;
 use crate::embedded;
 
 fn sim() -> Result<SimTee> {
@@ -87,7 +87,7 @@ pub fn predict(requests: usize, batch: usize) -> Result<()> {
         let info = perun_seal::release::request_info(&served.job);
         let body = serde_json::to_vec(&perun_enclave::api::PredictRequest { rows: request(0) })?;
         let (crypto_lat, _) = timed(requests, |_| {
-            let (sealed, client_key) = perun_seal::release::seal_request(&key.public_bytes(), &info, &body)?;
+            let (sealed, client_key) = perun_seal::release::seal_request(&key.public_key(), &info, &body)?;
             let (_, server_key) = key.open_request(&sealed, &info)?;
             client_key.open(&server_key.seal(b"answer")?)?;
             Ok(())
