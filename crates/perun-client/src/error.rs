@@ -104,6 +104,15 @@ pub enum ClientError {
     /// A training receipt does not verify under the pinned audit key.
     #[error("the receipt does not verify under the service's pinned audit key: {0}")]
     Receipt(#[source] perun_core::CoreError),
+    /// A model is not a subject of the receipt given for it.
+    #[error("the model's digest {digest} is not a subject of this receipt: it is not the model the receipt describes")]
+    NotASubject {
+        /// The model's SHA-256.
+        digest: perun_core::Digest,
+    },
+    /// An asset named for a manifest cannot be used as written.
+    #[error("{0}")]
+    AssetSpec(String),
     /// The service returned the receipt of another job.
     #[error("the service returned the receipt of job {got}, not {expected}")]
     ReceiptMismatch {

@@ -390,8 +390,138 @@ impl ManifestBuilder {
 
     /// The manifest, created at `now` (Unix seconds).
     pub fn build(mut self, now: u64) -> JobManifest {
+        // DP-SGD refuses fitted standardisation (its means and deviations would leave in
+        // the weights unprotected), and a worker finds out only after the keys are
+        // released and the budget charged: a DP job states it in its manifest.
+        if self.m.privacy.is_some() && !self.m.hyperparameters.contains_key("standardize") {
+            self.m.hyperparameters.insert("standardize".into(), serde_json::Value::Bool(false));
+        }
         self.m.created_at = now;
         self.m.expires_at = now.saturating_add(self.valid_for_s);
         self.m
+    }
+}
+/// An asset of a manifest: one of the caller's assets (`mine`) by name, or another
+/// owner's as `OWNER/NAME@sha256:...` (the service checks it against the registration).
+///
+/// Errors: [`ClientError::AssetSpec`] naming what to write instead.
+pub fn asset_ref(mine: &[AssetInfo], spec: &str, kind: AssetKind) -> Result<AssetRef, ClientError> {
+    let bad = |why: String| ClientError::AssetSpec(why);
+    if let Some((owner, rest)) = spec.split_once('/') {
+        let (asset, digest) =
+            rest.split_once('@').ok_or_else(|| bad(format!("`{spec}`: expected OWNER/NAME@sha256:...")))?;
+        let parse = |e: perun_core::CoreError| bad(format!("`{spec}`: {e}"));
+        return Ok(AssetRef {
+            asset: asset.parse().map_err(parse)?,
+            owner: owner.parse().map_err(parse)?,
+            kind,
+            content_digest: digest.parse().map_err(parse)?,
+        });
+    }
+    let n: Name = spec.parse().map_err(|e: perun_core::CoreError| bad(format!("`{spec}`: {e}")))?;
+    let a = mine.iter().find(|a| a.name == n).ok_or_else(|| {
+        bad(format!("asset `{n}` is not yours: name it as OWNER/{n}@sha256:... with the digest its owner gives you"))
+    })?;
+    if a.kind != kind {
+        return Err(bad(format!("asset `{n}` is a {}, not a {}", a.kind.as_str(), kind.as_str())));
+    }
+    Ok(AssetRef { asset: a.name.clone(), owner: a.owner.clone(), kind: a.kind, content_digest: a.content_digest })
+}
+
+/// Checks a training receipt offline: `receipt` (a DSSE envelope, JSON) verifies under
+/// the service's audit `key`, and `model`'s SHA-256 is one of its subjects.
+///
+/// Errors: [`ClientError::Receipt`] for an envelope that does not parse or verify;
+/// [`ClientError::NotASubject`] for a model the receipt does not describe.
+pub fn verify_receipt(receipt: &[u8], model: &[u8], key: &VerifyingKey) -> Result<Statement, ClientError> {
+    let statement = Envelope::from_json(receipt).and_then(|env| env.verify(key)).map_err(ClientError::Receipt)?;
+    let digest = Digest::of(model);
+    if !statement.subject.iter().any(|s| s.sha256_digest() == Some(digest)) {
+        return Err(ClientError::NotASubject { digest });
+    }
+    Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use perun_core::receipt::{Subject, TrainingPredicate};
+    use perun_core::{DpTarget, Usage};
+
+    use super::*;
+
+    fn name(n: &str) -> Name {
+        Name::new(n).unwrap()
+    }
+
+    #[test]
+    fn an_asset_is_named_as_ones_own_or_as_owner_name_and_digest() {
+        let mine = vec![AssetInfo {
+            name: name("bc-a"),
+            owner: name("hospital-a"),
+            kind: AssetKind::Dataset,
+            content_digest: Digest::of(b"bc-a"),
+            location: "/srv/bc-a.sealed".into(),
+            registered_at: 0,
+            terms: None,
+            usage: Usage::default(),
+        }];
+        let own = asset_ref(&mine, "bc-a", AssetKind::Dataset).unwrap();
+        assert_eq!((own.owner.as_str(), own.content_digest), ("hospital-a", Digest::of(b"bc-a")));
+        let other = format!("hospital-b/bc-b@{}", Digest::of(b"bc-b"));
+        let theirs = asset_ref(&mine, &other, AssetKind::Dataset).unwrap();
+        assert_eq!((theirs.owner.as_str(), theirs.asset.as_str()), ("hospital-b", "bc-b"));
+        for (spec, kind, says) in [
+            ("bc-b", AssetKind::Dataset, "not yours"),
+            ("bc-a", AssetKind::Model, "is a dataset, not a model"),
+            ("hospital-b/bc-b", AssetKind::Dataset, "expected OWNER/NAME@sha256"),
+            ("hospital-b/bc-b@sha256:zz", AssetKind::Dataset, "hospital-b/bc-b@sha256:zz"),
+        ] {
+            let e = asset_ref(&mine, spec, kind).unwrap_err();
+            assert!(matches!(&e, ClientError::AssetSpec(m) if m.contains(says)), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_dp_job_states_that_it_trains_without_fitted_standardisation() {
+        let model = AssetRef {
+            asset: name("mlp"),
+            owner: name("owner"),
+            kind: AssetKind::Model,
+            content_digest: Digest::of(b"mlp"),
+        };
+        let builder = || ManifestBuilder::new("j", JobMode::Attested, model.clone(), Digest::of(b"p"), name("infra"));
+        let dp = Some(DpTarget { epsilon: 3.0, delta: 1e-5, max_grad_norm: 1.0 });
+        let m = builder().privacy(dp).build(0);
+        assert_eq!(m.hyperparameters.get("standardize"), Some(&serde_json::Value::Bool(false)));
+        // What the proposer says stands; a plain job is left alone.
+        let said = [("standardize".to_owned(), serde_json::Value::Bool(true))].into_iter().collect();
+        assert_eq!(builder().privacy(dp).hyperparameters(said).build(0).hyperparameters["standardize"], true);
+        assert!(builder().build(0).hyperparameters.is_empty());
+    }
+
+    #[test]
+    fn a_receipt_verifies_offline_only_under_its_key_and_for_its_model() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let predicate = TrainingPredicate {
+            job: Digest::of(b"job"),
+            name: "bc".into(),
+            inputs: Vec::new(),
+            approvals: Vec::new(),
+            policy: Digest::of(b"policy"),
+            worker: name("gpu-1"),
+            attestation: None,
+            privacy: None,
+            receivers: vec![name("model-owner")],
+            finished_at: 1_700_000_000,
+        };
+        let statement = Statement::new(vec![Subject::sha256("model", &Digest::of(b"weights"))], predicate);
+        let receipt = serde_json::to_vec(&statement.sign(&key)).unwrap();
+        assert_eq!(verify_receipt(&receipt, b"weights", &key.verifying_key()).unwrap(), statement);
+        let e = verify_receipt(&receipt, b"weightz", &key.verifying_key()).unwrap_err();
+        assert!(matches!(e, ClientError::NotASubject { digest } if digest == Digest::of(b"weightz")), "{e}");
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(matches!(verify_receipt(&receipt, b"weights", &other), Err(ClientError::Receipt(_))));
+        assert!(matches!(verify_receipt(b"{}", b"weights", &key.verifying_key()), Err(ClientError::Receipt(_))));
     }
 }

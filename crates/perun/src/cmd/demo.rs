@@ -303,7 +303,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     let sealed_bytes = std::fs::read(&out.location)?;
     let weights = model_owner.stakeholder().open_output(&info, out, &sealed_bytes)?;
     let receipt_json = serde_json::to_vec(&receipt)?;
-    let checked = super::outputs::verify_receipt(&receipt_json, &weights, &audit_key)?;
+    let checked = perun_client::workflow::verify_receipt(&receipt_json, &weights, &audit_key)?;
     println!(
         "  model owner: receipt verified offline against the pinned audit key; the model is its subject ({} subjects)",
         checked.subject.len()
@@ -312,7 +312,7 @@ fn play(root: &Path, data: DemoData) -> Result<()> {
     if let Some(b) = changed.last_mut() {
         *b ^= 1;
     }
-    match super::outputs::verify_receipt(&receipt_json, &changed, &audit_key) {
+    match perun_client::workflow::verify_receipt(&receipt_json, &changed, &audit_key) {
         Err(e) => println!("  the same model with one byte changed: refused ({e})"),
         Ok(_) => bail!("a changed model verified against the receipt: this must never happen"),
     }

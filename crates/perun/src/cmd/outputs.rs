@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
-use perun_core::receipt::{Envelope, Statement};
+
 use perun_core::terms::TERMS_CONTEXT;
 use perun_core::{sign_digest, AssetTerms, Digest, JobMode, Name, PrivacyBudget, SignedTerms};
 use perun_proto::wire::{AssetInfo, JobInfo};
@@ -179,8 +179,11 @@ pub fn receipt_cmd(cmd: ReceiptCmd, home: &Home) -> Result<()> {
         None => pinned_audit_key(home)?,
     };
     let bytes = read_bounded(&receipt, perun_core::receipt::MAX_RECEIPT_BYTES)?;
-    let st =
-        verify_receipt(&bytes, &std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?, &key)?;
+    let st = perun_client::workflow::verify_receipt(
+        &bytes,
+        &std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?,
+        &key,
+    )?;
     let p = &st.predicate;
     println!("receipt verified: {} is the output of job {} (`{}`)", model.display(), p.job, p.name);
     for i in &p.inputs {
@@ -200,17 +203,6 @@ pub fn receipt_cmd(cmd: ReceiptCmd, home: &Home) -> Result<()> {
         None => println!("  DP-SGD   none"),
     }
     Ok(())
-}
-
-/// Checks `receipt` (a DSSE envelope) under `key` and that `model`'s SHA-256 is one of
-/// its subjects.
-pub fn verify_receipt(receipt: &[u8], model: &[u8], key: &ed25519_dalek::VerifyingKey) -> Result<Statement> {
-    let st = Envelope::from_json(receipt)?.verify(key).context("the receipt does not verify under the audit key")?;
-    let d = Digest::of(model);
-    if !st.subject.iter().any(|s| s.sha256_digest() == Some(d)) {
-        bail!("the model's digest {d} is not a subject of this receipt: it is not the model the receipt describes");
-    }
-    Ok(st)
 }
 
 fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>> {

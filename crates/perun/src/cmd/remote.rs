@@ -457,7 +457,8 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
         } => {
             let c = client(home, Some(&who.who))?;
             let mine = c.assets()?;
-            let lookup = |n: &String, kind| -> Result<AssetRef> { lookup_asset(&mine, n, kind) };
+            let lookup =
+                |n: &String, kind| -> Result<AssetRef> { Ok(perun_client::workflow::asset_ref(&mine, n, kind)?) };
             let mode = match mode.as_str() {
                 "attested" => JobMode::Attested,
                 "tee" => JobMode::Tee,
@@ -469,11 +470,9 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
                 let v = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
                 hyperparameters.insert(k.to_owned(), v);
             }
-            // DP-SGD refuses fitted standardisation (its means and deviations would leave
-            // in the weights unprotected), and the worker finds out only after the keys
-            // are released and the budget charged: a DP job states it in its manifest.
+            // The builder sets standardize=false for a DP job that does not say (see
+            // `ManifestBuilder::build`): say so.
             if dp_epsilon.is_some() && !hyperparameters.contains_key("standardize") {
-                hyperparameters.insert("standardize".into(), serde_json::Value::Bool(false));
                 eprintln!(
                     "note: a DP-SGD job trains without fitted standardisation: the manifest sets standardize=false"
                 );
@@ -580,24 +579,6 @@ pub fn job(cmd: JobCmd, home: &Home) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// An asset of the manifest: one of the caller's by name, or another owner's as
-/// `OWNER/NAME@sha256:...` (the service checks it against the registration).
-fn lookup_asset(mine: &[AssetInfo], spec: &str, kind: AssetKind) -> Result<AssetRef> {
-    if let Some((owner, rest)) = spec.split_once('/') {
-        let (asset, digest) =
-            rest.split_once('@').with_context(|| format!("`{spec}`: expected OWNER/NAME@sha256:..."))?;
-        return Ok(AssetRef { asset: asset.parse()?, owner: owner.parse()?, kind, content_digest: digest.parse()? });
-    }
-    let n: Name = spec.parse()?;
-    let a = mine.iter().find(|a| a.name == n).with_context(|| {
-        format!("asset `{n}` is not yours: name it as OWNER/{n}@sha256:... with the digest its owner gives you")
-    })?;
-    if a.kind != kind {
-        bail!("asset `{n}` is a {}, not a {}", a.kind.as_str(), kind.as_str());
-    }
-    Ok(AssetRef { asset: a.name.clone(), owner: a.owner.clone(), kind: a.kind, content_digest: a.content_digest })
 }
 
 fn print_job(j: &JobInfo, policy: &JobPolicy) {
