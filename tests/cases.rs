@@ -4,11 +4,9 @@
 //! a TPM reset between rounds, armored age files, spreadsheet CSVs and safetensors files
 //! from other tools.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::Scratch;
+use crate::common::Scratch;
 use perun_attest::ima::{ReplayState, TpmBoot};
 
 fn case(dir: &str, file: &str) -> String {

@@ -1,11 +1,9 @@
 //! End to end: importing real and generated data sets, inspecting them, and
 //! interoperating with Python's `safetensors`.
 
-mod common;
-
 use std::process::Command;
 
-use common::{examples, Scratch};
+use crate::common::{examples, Scratch};
 
 fn inspect(s: &Scratch, file: &str) -> serde_json::Value {
     serde_json::from_str(&s.ok(&["dataset", "inspect", file, "--json"])).unwrap()

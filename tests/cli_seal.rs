@@ -1,12 +1,10 @@
 //! End to end: identities, sealing and opening through the `perun` binary, interop
 //! with the `age` tool, refusals of bad sealed files, and no plaintext on disk.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
-use common::{contains, require_tool, Scratch};
+use crate::common::{contains, require_tool, Scratch};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

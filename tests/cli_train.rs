@@ -1,11 +1,9 @@
 //! End to end: `perun train` and `perun eval` on real data (the unprotected baseline),
 //! and the trained weights loading in Python's `safetensors` under documented names.
 
-mod common;
-
 use std::process::Command;
 
-use common::{examples, Scratch};
+use crate::common::{examples, Scratch};
 
 fn python() -> String {
     std::env::var("PERUN_PYTHON").unwrap_or_else(|_| "python3".into())

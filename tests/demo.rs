@@ -2,9 +2,7 @@
 //! the audit chain verifies, and no plaintext of a sealed asset or key is left anywhere
 //! it should not be.
 
-mod common;
-
-use common::Scratch;
+use crate::common::Scratch;
 use perun_seal::dataset;
 
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {

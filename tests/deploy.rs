@@ -2,11 +2,9 @@
 //! service pod's command line, environment and probes, read from the manifest and run
 //! here against a local PostgreSQL. `deploy/check` validates the manifests' schemas.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Scratch, Service};
+use crate::common::{Scratch, Service};
 use perun_client::{Caller, Client, ClientError};
 use perun_trust::store::local_cluster::LocalCluster;
 
@@ -38,7 +36,7 @@ fn strings(v: &Value) -> Vec<String> {
 #[test]
 fn the_trust_service_pod_runs_as_rendered_against_postgres_and_its_probes_answer() {
     let Some(deployment) = trust_deployment() else { return };
-    if !common::postgres_installed_or_skip() {
+    if !crate::common::postgres_installed_or_skip() {
         return;
     }
     // A cluster of this test's own: stopping it must make the pod unready.

@@ -13,19 +13,17 @@
 //!
 //! `PERUN_LOAD_ROUNDS` sets the re-attestations per worker after its first (default 2).
 
-mod common;
-
-use perun_proto::ApiCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Scratch, Service};
+use crate::common::{Scratch, Service};
 use perun_client::{Caller, Client, ClientError};
 use perun_core::{Digest, Name};
 use perun_proto::wire::{AuditLog, ServiceInfo};
+use perun_proto::ApiCode;
 use perun_seal::StakeholderKeys;
 use perun_testkit::soft_worker as sim;
 use perun_testkit::{Parties, SimWorker};
@@ -299,7 +297,7 @@ fn run(deployment: Deployment, n_workers: usize) {
             Replicas { args: Vec::new(), store: s.path("trust").join("perun.db").to_string_lossy().into_owned() }
         }
         Deployment::Replicas => {
-            let Some(url) = common::postgres_database() else { return };
+            let Some(url) = crate::common::postgres_database() else { return };
             let keys = s.path("keys");
             let made = s.perun(&["serve", "--keys", keys.to_str().unwrap(), "--make-keys"]);
             assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));

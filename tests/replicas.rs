@@ -6,14 +6,12 @@
 //! Outside CI these tests skip, with a message, where PostgreSQL is not installed; under
 //! CI they fail instead.
 
-mod common;
-
-use perun_proto::ApiCode;
 use std::sync::{Arc, Barrier};
 
 use perun_client::{Caller, Client, ClientError};
 use perun_core::Name;
 use perun_proto::wire::{Attested, JobInfo};
+use perun_proto::ApiCode;
 use perun_testkit::{Parties, SimWorker};
 use perun_trust::audit::{verify_chain, AuditRecord, AuditView};
 use perun_trust::records::{ApprovalRecord, JobRecord, JobState, ReleaseRecord};
@@ -53,7 +51,7 @@ impl Pair {
     }
 
     fn start_with(config: TrustConfig) -> Option<Self> {
-        let url = common::postgres_database()?;
+        let url = crate::common::postgres_database()?;
         let dir = tempfile::tempdir().unwrap();
         let keys_dir = dir.path().join("keys");
         ServiceKeys::create(&keys_dir, &[]).unwrap();
@@ -192,7 +190,7 @@ fn a_replica_with_keys_of_its_own_is_refused_and_clients_fail_over() {
 
 #[test]
 fn the_two_stores_agree_on_every_operation() {
-    let Some(url) = common::postgres_database() else { return };
+    let Some(url) = crate::common::postgres_database() else { return };
     let dir = tempfile::tempdir().unwrap();
     let stores = [
         AnyStore::open(&url, 2, PLAIN).unwrap(),
@@ -246,7 +244,7 @@ fn the_two_stores_agree_on_every_operation() {
 
 #[test]
 fn the_store_is_reached_over_verified_tls_and_a_server_with_another_ca_is_refused() {
-    if common::postgres_or_skip().is_none() {
+    if crate::common::postgres_or_skip().is_none() {
         return;
     }
     let cluster = LocalCluster::start_tls(false).unwrap();
@@ -330,8 +328,8 @@ fn a_missed_attestation_is_revoked_once_when_both_replicas_sweep_at_once() {
 
 #[test]
 fn stakeholders_pin_every_replica_even_one_that_is_down_and_a_replica_needs_its_store() {
-    let s = common::Scratch::new();
-    let svc = common::Service::start(&s, "127.0.0.1:0");
+    let s = crate::common::Scratch::new();
+    let svc = crate::common::Service::start(&s, "127.0.0.1:0");
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("https://{}", l.local_addr().unwrap())

@@ -7,12 +7,10 @@
 //! operator, not an approver, and `perun predict` names no job for you. Nothing the
 //! receiver sends or receives is readable on the wire.
 
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{Scratch, Service};
+use crate::common::{Scratch, Service};
 
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
     out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no `{needle}` in:\n{out}"))

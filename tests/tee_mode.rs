@@ -9,9 +9,6 @@
 //! read. Then serving ends when its job is revoked, and a `tee` training job runs the
 //! same engine as an attested worker.
 
-mod common;
-
-use perun_proto::ApiCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +25,7 @@ use perun_ml::backend::Compute;
 use perun_proto::audit::AuditKind;
 use perun_proto::auth::SignedHeaders;
 use perun_proto::wire::*;
+use perun_proto::ApiCode;
 use perun_proto::JobState;
 use perun_seal::release::{request_info, seal_request, EphemeralKey};
 use perun_seal::{AssetKey, StakeholderKeys};
@@ -57,7 +55,7 @@ const PROVIDER: usize = 2;
 
 impl World {
     fn new(now: u64) -> Self {
-        let common::InProcess { dir, clock, trust, server, anon } = common::InProcess::start(now);
+        let crate::common::InProcess { dir, clock, trust, server, anon } = crate::common::InProcess::start(now);
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
         let people: Vec<_> =
             ["model-owner", "hospital-a", "tee-host"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();

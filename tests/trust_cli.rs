@@ -3,9 +3,7 @@
 //! approval and release and again during continuous attestation, restarted on the same
 //! store, and found with every approval, job state and incremental IMA state intact.
 
-mod common;
-
-use common::{Scratch, Service};
+use crate::common::{Scratch, Service};
 use perun_client::{Caller, Client};
 use perun_core::{Digest, Name};
 use perun_proto::ApiCode;

@@ -3,9 +3,6 @@
 //! measurer. The release rule is exercised in full, then each violation is mounted and
 //! shown refused, with nothing released and an audit record written.
 
-mod common;
-
-use perun_proto::ApiCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +11,7 @@ use perun_client::{Caller, Client, ClientError};
 use perun_core::manifest::{APPROVAL_CONTEXT, MANIFEST_SCHEMA};
 use perun_core::{sign_digest, AssetKind, AssetRef, Digest, JobManifest, JobMode, Name, Role};
 use perun_proto::wire::*;
+use perun_proto::ApiCode;
 use perun_proto::JobState;
 use perun_seal::wrap::WrapContext;
 use perun_seal::{AssetKey, StakeholderKeys};
@@ -68,7 +66,7 @@ const MALLORY: usize = 4;
 impl World {
     fn new() -> Option<Self> {
         let tpm = Swtpm::start_or_skip()?;
-        let common::InProcess { dir, clock, trust, server, anon } = common::InProcess::start(now());
+        let crate::common::InProcess { dir, clock, trust, server, anon } = crate::common::InProcess::start(now());
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
         assert_eq!(info.tls_fingerprint, trust.keys().tls_fingerprint());
 
@@ -400,7 +398,7 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     assert!(matches!(&r, Err(ClientError::Api { code: ApiCode::Revoked, .. })), "{r:?}");
     // A claim authenticated with the old token just before the new AK was activated,
     // decided after it: refused, the job still ready.
-    let r = w.trust.claim(&before, &raced.to_string());
+    let r = w.trust.claim(&before, &raced);
     assert!(matches!(&r, Err(perun_trust::TrustError::Unauthenticated(m)) if m.contains("changed")), "{r:?}");
     assert_eq!(w.job(&raced).state, JobState::Ready);
 }
@@ -413,7 +411,7 @@ fn a_relay_between_the_worker_and_the_service_gets_nothing() {
     // terminates the worker's TLS under the relay's certificate (the one the worker's
     // provider-written configuration pins) and opens its own TLS to the service. It
     // passes everything on, so it could rewrite the receivers' keys the claim carries.
-    let relay = common::relay::Relay::start(w.anon.base(), w.anon.audience());
+    let relay = crate::common::relay::Relay::start(w.anon.base(), w.anon.audience());
     let via = Client::new(&relay.url, relay.fingerprint, Caller::Anonymous).unwrap();
     w.worker().reconnect(&via);
     let claimed = w.worker().claim(&job).unwrap();

@@ -11,11 +11,13 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use perun_core::Digest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::{SignedHeaders, H_WORKER};
 use crate::records::{StakeholderRecord, WorkerRecord};
+use crate::service::jobs::parse_job_id;
 use crate::service::stakeholders::RequestParts;
 use crate::service::Trust;
 use crate::store::Store;
@@ -90,14 +92,14 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/jobs/{id}/nonce", post(nonce::<S>))
         .route(
             "/v1/jobs/{id}/attest",
-            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+            post(move |st: State<Shared<S>>, p: JobId, h: HeaderMap, b: axum::body::Body| {
                 attest::<S>(st, p, h, b, tpm_evidence.clone())
             })
             .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/v1/jobs/{id}/finish",
-            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+            post(move |st: State<Shared<S>>, p: JobId, h: HeaderMap, b: axum::body::Body| {
                 finish::<S>(st, p, h, b, finish_evidence.clone())
             })
             .layer(DefaultBodyLimit::disable()),
@@ -114,7 +116,7 @@ pub fn router<S: Store>(trust: Shared<S>) -> Router {
         .route("/v1/enclave/jobs/{id}/nonce", post(enclave_nonce::<S>))
         .route(
             "/v1/enclave/jobs/{id}/attest",
-            post(move |st: State<Shared<S>>, p: Path<String>, h: HeaderMap, b: axum::body::Body| {
+            post(move |st: State<Shared<S>>, p: JobId, h: HeaderMap, b: axum::body::Body| {
                 attest_enclave::<S>(st, p, h, b, tee_evidence.clone())
             })
             .layer(DefaultBodyLimit::disable()),
@@ -217,7 +219,35 @@ fn worker_of<S: Store>(t: &Trust<S>, headers: &HeaderMap) -> Result<WorkerRecord
     t.authenticate_worker(name, &token)
 }
 
+/// A job's id from the path (`/jobs/{id}/...`), read once where the request arrives: a
+/// malformed one is answered 404 naming the form ([`parse_job_id`]), before any handler
+/// runs.
+struct JobId(Digest);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for JobId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &St) -> Result<Self, Response> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        parse_job_id(&text).map(JobId).map_err(IntoResponse::into_response)
+    }
+}
+
 macro_rules! handler {
+    // A route under `/jobs/{id}`: the id read once, by [`JobId`].
+    ($name:ident, |$t:ident, $req:ident, job $p:ident| $body:expr) => {
+        async fn $name<S: Store>(
+            State(t): State<Shared<S>>,
+            JobId($p): JobId,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            let $req = Req { method, uri, headers, body };
+            blocking(t, move |$t| $body).await
+        }
+    };
     ($name:ident, |$t:ident, $req:ident $(, $p:ident : $pt:ty)?| $body:expr) => {
         async fn $name<S: Store>(
             State(t): State<Shared<S>>,
@@ -356,29 +386,29 @@ handler!(list_jobs, |t, r| {
     t.jobs_of(&who.identity.name)
 });
 
-handler!(get_job, |t, r, id: String| {
+handler!(get_job, |t, r, job id| {
     let who = r.stakeholder(t)?;
     t.job(&who.identity.name, &id)
 });
 
-handler!(approve, |t, r, id: String| {
+handler!(approve, |t, r, job id| {
     let who = r.stakeholder(t)?;
     let body: ApproveJob = parse(&r.body)?;
     t.approve(&who.identity.name, &id, body.signature)
 });
 
-handler!(revoke, |t, r, id: String| {
+handler!(revoke, |t, r, job id| {
     let who = r.stakeholder(t)?;
     let body: RevokeJob = parse(&r.body)?;
     t.revoke(&who.identity.name, &id, &body.reason)
 });
 
-handler!(receipt, |t, r, id: String| {
+handler!(receipt, |t, r, job id| {
     let who = r.stakeholder(t)?;
     t.receipt(&who.identity.name, &id)
 });
 
-handler!(review, |t, r, id: String| {
+handler!(review, |t, r, job id| {
     let who = r.stakeholder(t)?;
     let body: ReviewOutput = parse(&r.body)?;
     t.review(&who.identity.name, &id, body)
@@ -386,10 +416,10 @@ handler!(review, |t, r, id: String| {
 
 handler!(output_key, |t, r, ids: (String, String)| {
     let who = r.stakeholder(t)?;
-    t.output_key(&who.identity.name, &ids.0, &ids.1)
+    t.output_key(&who.identity.name, &parse_job_id(&ids.0)?, &ids.1)
 });
 
-handler!(job_metrics, |t, r, id: String| {
+handler!(job_metrics, |t, r, job id| {
     let who = r.stakeholder(t)?;
     t.job_metrics(&who.identity.name, &id)
 });
@@ -427,12 +457,12 @@ handler!(offered, |t, r| {
     t.offered_jobs(&w)
 });
 
-handler!(claim, |t, r, id: String| {
+handler!(claim, |t, r, job id| {
     let w = r.worker(t)?;
     t.claim(&w, &id)
 });
 
-handler!(nonce, |t, r, id: String| {
+handler!(nonce, |t, r, job id| {
     let w = r.worker(t)?;
     t.nonce(&w, &id)
 });
@@ -442,12 +472,12 @@ handler!(nonce, |t, r, id: String| {
 /// ([`with_tpm_evidence`]).
 async fn attest<S: Store>(
     State(t): State<Shared<S>>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
     headers: HeaderMap,
     body: axum::body::Body,
     slots: Arc<EvidenceSlots>,
 ) -> Response {
-    with_tpm_evidence(t, id.clone(), headers, body, slots, move |t, worker, bytes| {
+    with_tpm_evidence(t, id, headers, body, slots, move |t, worker, bytes| {
         let body: Attest = parse(&bytes)?;
         t.attest(&worker, &id, body)
     })
@@ -458,12 +488,12 @@ async fn attest<S: Store>(
 /// whole IMA log: read like an attestation ([`attest`]).
 async fn finish<S: Store>(
     State(t): State<Shared<S>>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
     headers: HeaderMap,
     body: axum::body::Body,
     slots: Arc<EvidenceSlots>,
 ) -> Response {
-    with_tpm_evidence(t, id.clone(), headers, body, slots, move |t, worker, bytes| {
+    with_tpm_evidence(t, id, headers, body, slots, move |t, worker, bytes| {
         let body: FinishJob = parse(&bytes)?;
         t.finish(&worker, &id, body)
     })
@@ -479,7 +509,7 @@ async fn finish<S: Store>(
 /// other jobs from attesting (and their jobs from being revoked for a missed round).
 async fn with_tpm_evidence<S: Store, T: Serialize + Send + 'static>(
     t: Shared<S>,
-    id: String,
+    id: Digest,
     headers: HeaderMap,
     body: axum::body::Body,
     slots: Arc<EvidenceSlots>,
@@ -557,14 +587,14 @@ struct TeeSlots {
 /// and as many reports of enclaves with a token (more wait).
 async fn attest_enclave<S: Store>(
     State(t): State<Shared<S>>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
     headers: HeaderMap,
     body: axum::body::Body,
     slots: Arc<TeeSlots>,
 ) -> Response {
-    let (h, id2) = (headers.clone(), id.clone());
+    let h = headers.clone();
     let caller = on_pool(&t, move |t| {
-        t.takes_enclave_evidence(&id2)?;
+        t.takes_enclave_evidence(&id)?;
         if h.contains_key(H_WORKER) {
             worker_of(t, &h).map(Some)
         } else {
@@ -667,18 +697,18 @@ fn path_name(name: &str) -> Result<perun_core::Name, TrustError> {
     perun_core::Name::new(name).map_err(|e| TrustError::BadRequest(format!("worker name: {e}")))
 }
 
-handler!(enclave_nonce, |t, r, id: String| {
+handler!(enclave_nonce, |t, r, job id| {
     let body: EnclaveNonce = parse(&r.body)?;
     t.enclave_nonce(&id, &body.enclave)
 });
 
-handler!(report_metrics, |t, r, id: String| {
+handler!(report_metrics, |t, r, job id| {
     let w = r.worker(t)?;
     let body: ReportMetrics = parse(&r.body)?;
     t.report_metrics(&w, &id, body.epoch, body.values)
 });
 
-handler!(fail, |t, r, id: String| {
+handler!(fail, |t, r, job id| {
     let w = r.worker(t)?;
     let body: FailJob = parse(&r.body)?;
     t.fail(&w, &id, &body.reason)
@@ -692,7 +722,47 @@ handler!(audit, |t, r| {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::{Clock, ServiceKeys, TrustConfig};
     use perun_proto::ApiCode;
+
+    /// Calls the router in process (no TLS, no socket); the answer's status and JSON.
+    fn call(router: &Router, method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let req = axum::http::Request::builder().method(method).uri(uri).body(axum::body::Body::empty()).unwrap();
+            let resp = tower_service::Service::call(&mut router.clone(), req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap_or_default())
+        })
+    }
+
+    #[test]
+    fn a_malformed_job_id_is_refused_where_it_arrives_before_anything_is_read() {
+        let keys = ServiceKeys::generate(&[]).unwrap();
+        let trust = Trust::new(SqliteStore::in_memory().unwrap(), keys, Clock::System, TrustConfig::default());
+        let r = router(Arc::new(trust));
+        let long = format!("/v1/jobs/{}", "a".repeat(500));
+        for (method, path) in [
+            ("GET", "/v1/jobs/x"),
+            ("POST", "/v1/jobs/x/claim"),
+            ("POST", "/v1/jobs/sha256:zz/attest"),
+            ("POST", "/v1/jobs/x/finish"),
+            ("POST", "/v1/enclave/jobs/x/attest"),
+            ("POST", "/v1/enclave/jobs/x/nonce"),
+            ("GET", long.as_str()),
+        ] {
+            let (status, body) = call(&r, method, path);
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+            assert_eq!(body["error"], "not_found", "{body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("a job id is sha256: and 64 hex digits") && message.len() < 200, "{message}");
+        }
+        // A well-formed id goes on to the handler: an anonymous caller is not authenticated.
+        let (status, _) = call(&r, "GET", &format!("/v1/jobs/{}", perun_core::Digest::of(b"job")));
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
 
     #[test]
     fn the_openapi_document_names_every_error_code() {

@@ -32,7 +32,7 @@ use crate::TrustError;
 impl<S: Store> Trust<S> {
     /// A nonce for `enclave`'s next report for a `tee` job that is ready, or running on
     /// that enclave. Anonymous: issuing writes nothing.
-    pub fn enclave_nonce(&self, job_id: &str, enclave: &Name) -> Result<NonceIssued, TrustError> {
+    pub fn enclave_nonce(&self, job_id: &Digest, enclave: &Name) -> Result<NonceIssued, TrustError> {
         let job = self.job_record(job_id)?;
         tee_job(&job)?;
         let open =
@@ -48,7 +48,7 @@ impl<S: Store> Trust<S> {
 
     /// Whether job `job_id` exists and takes TEE evidence now (a ready or running `tee`
     /// job): checked before an anonymous report's body is read.
-    pub fn takes_enclave_evidence(&self, job_id: &str) -> Result<(), TrustError> {
+    pub fn takes_enclave_evidence(&self, job_id: &Digest) -> Result<(), TrustError> {
         let job = self.job_record(job_id)?;
         tee_job(&job)?;
         match job.state {
@@ -62,7 +62,7 @@ impl<S: Store> Trust<S> {
     pub fn attest_enclave(
         &self,
         caller: Option<&WorkerRecord>,
-        job_id: &str,
+        job_id: &Digest,
         req: AttestEnclave,
     ) -> Result<EnclaveAttested, TrustError> {
         let actor = Actor::worker(&req.enclave);

@@ -4,7 +4,7 @@
 //! the first say nothing about it.
 
 use perun_core::manifest::APPROVAL_CONTEXT;
-use perun_core::{verify_digest, JobManifest, JobMode, Name, Role};
+use perun_core::{verify_digest, Digest, JobManifest, JobMode, Name, Role};
 
 use super::Trust;
 use crate::audit::{Actor, AuditKind, Event};
@@ -142,7 +142,7 @@ impl<S: Store> Trust<S> {
     pub fn approve(
         &self,
         approver: &Name,
-        job_id: &str,
+        job_id: &Digest,
         signature: perun_core::Signature,
     ) -> Result<JobInfo, TrustError> {
         // A job the caller is no party of answers as a missing one: its parties and assets
@@ -214,7 +214,7 @@ impl<S: Store> Trust<S> {
 
     /// Revokes a job at a party's request: its proposer, an asset owner, or the provider
     /// it names (a provider declines a job it will not run this way).
-    pub fn revoke(&self, caller: &Name, job_id: &str, reason: &str) -> Result<JobInfo, TrustError> {
+    pub fn revoke(&self, caller: &Name, job_id: &Digest, reason: &str) -> Result<JobInfo, TrustError> {
         if reason.len() > super::MAX_REVOKE_REASON {
             return Err(TrustError::BadRequest(format!(
                 "a revocation's reason is at most {} bytes: say why in a sentence",
@@ -242,7 +242,7 @@ impl<S: Store> Trust<S> {
     }
 
     /// A job, for one of its parties (proposer, owners, receivers).
-    pub fn job(&self, caller: &Name, job_id: &str) -> Result<JobInfo, TrustError> {
+    pub fn job(&self, caller: &Name, job_id: &Digest) -> Result<JobInfo, TrustError> {
         let job = self.job_for(caller, job_id)?;
         self.job_info_unchecked(&job)
     }
@@ -254,17 +254,17 @@ impl<S: Store> Trust<S> {
     }
 
     /// A job's metrics, for its parties.
-    pub fn job_metrics(&self, caller: &Name, job_id: &str) -> Result<JobMetrics, TrustError> {
+    pub fn job_metrics(&self, caller: &Name, job_id: &Digest) -> Result<JobMetrics, TrustError> {
         let job = self.job_for(caller, job_id)?;
         let epochs: Vec<MetricRecord> = self.store.read(|tx| tx.list(&format!("{}/", job.id)))?;
         Ok(JobMetrics { state: job.state, epochs })
     }
 
-    pub(crate) fn job_record(&self, job_id: &str) -> Result<JobRecord, TrustError> {
+    pub(crate) fn job_record(&self, job_id: &Digest) -> Result<JobRecord, TrustError> {
         self.store.read(|tx| job_in(tx, job_id))
     }
 
-    fn job_for(&self, caller: &Name, job_id: &str) -> Result<JobRecord, TrustError> {
+    fn job_for(&self, caller: &Name, job_id: &Digest) -> Result<JobRecord, TrustError> {
         let job = self.job_record(job_id)?;
         if !is_party(&job, caller) {
             // Not revealing whether the job exists.
@@ -299,13 +299,22 @@ impl<S: Store> Trust<S> {
     }
 }
 
-/// A job by id inside a transaction. The id is read as a digest, so that its hex in any
-/// case names the same job.
-pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &str) -> Result<JobRecord, TrustError> {
-    let id: perun_core::Digest = job_id.parse().map_err(|_| {
-        let shown: String = job_id.chars().take(80).collect();
+/// A job id as a path names it: `sha256:` and 64 hex digits, read once where a request
+/// arrives.
+///
+/// Errors: [`TrustError::NotFound`] naming the form, with at most 80 characters of what
+/// was sent.
+pub fn parse_job_id(text: &str) -> Result<Digest, TrustError> {
+    text.parse().map_err(|_| {
+        let shown: String = text.chars().take(80).collect();
         TrustError::NotFound(format!("no job {shown}: a job id is sha256: and 64 hex digits"))
-    })?;
+    })
+}
+
+/// A job by id inside a transaction ([`parse_job_id`] read the id, so its hex in any
+/// case names the same job).
+pub(crate) fn job_in(tx: &mut dyn Tx, job_id: &Digest) -> Result<JobRecord, TrustError> {
+    let id = *job_id;
     let job: JobRecord = tx.get(&id.to_string())?.ok_or_else(|| TrustError::NotFound(format!("no job {id}")))?;
     // Approvals sign the manifest's digest: a stored manifest that no longer hashes to
     // its id was edited in the store, and nothing may be decided on it.

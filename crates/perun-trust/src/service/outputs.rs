@@ -11,7 +11,7 @@
 //! carry the outputs without them.
 
 use perun_core::receipt::{Envelope, PrivacySpent, ReceiptApproval, Statement, Subject, TrainingPredicate};
-use perun_core::{verify_digest, DpTarget, JobMode, Name};
+use perun_core::{verify_digest, Digest, DpTarget, JobMode, Name};
 use perun_seal::wrap::WrapContext;
 
 use super::jobs::{is_party, job_in};
@@ -32,7 +32,7 @@ impl<S: Store> Trust<S> {
     /// spent. Refused for a revoked job, for a job whose keys never left, for privacy
     /// that is not the manifest's, and, under review, for an output whose key is not
     /// wrapped to this service. On success the service signs the training receipt.
-    pub fn finish(&self, worker: &WorkerRecord, job_id: &str, body: FinishJob) -> Result<(), TrustError> {
+    pub fn finish(&self, worker: &WorkerRecord, job_id: &Digest, body: FinishJob) -> Result<(), TrustError> {
         let actor = Actor::worker(&worker.name);
         // An attested worker's token is a credential in ordinary memory, which the host's
         // root can read, and its TPM can activate new ones: the token alone cannot vouch
@@ -182,7 +182,7 @@ impl<S: Store> Trust<S> {
     }
 
     /// A finished job's signed receipt, for its parties.
-    pub fn receipt(&self, caller: &Name, job_id: &str) -> Result<Envelope, TrustError> {
+    pub fn receipt(&self, caller: &Name, job_id: &Digest) -> Result<Envelope, TrustError> {
         let job = self.job_record(job_id)?;
         if !is_party(&job, caller) {
             return Err(TrustError::NotFound(format!("no job {job_id}")));
@@ -192,7 +192,7 @@ impl<S: Store> Trust<S> {
 
     /// A reviewing owner releases or refuses a finished job's outputs. When the last
     /// reviewer releases, each output key is wrapped to each receiver; a refusal is final.
-    pub fn review(&self, caller: &Name, job_id: &str, body: ReviewOutput) -> Result<JobInfo, TrustError> {
+    pub fn review(&self, caller: &Name, job_id: &Digest, body: ReviewOutput) -> Result<JobInfo, TrustError> {
         let job = self.job_record(job_id)?;
         if !is_party(&job, caller) {
             return Err(TrustError::NotFound(format!("no job {job_id}")));
@@ -243,7 +243,7 @@ impl<S: Store> Trust<S> {
             Ok(Ok(job))
         })?;
         match outcome {
-            Ok(job) => self.job(caller, &job.id.to_string()),
+            Ok(job) => self.job(caller, &job.id),
             Err(e) => Err(self.refused(&Actor::stakeholder(caller), Some(&job), e)),
         }
     }
@@ -279,7 +279,7 @@ impl<S: Store> Trust<S> {
     }
 
     /// An output's key wrapped to `caller`, a receiver, once every reviewer released it.
-    pub fn output_key(&self, caller: &Name, job_id: &str, output: &str) -> Result<OutputKey, TrustError> {
+    pub fn output_key(&self, caller: &Name, job_id: &Digest, output: &str) -> Result<OutputKey, TrustError> {
         let job = self.job_record(job_id)?;
         if !is_party(&job, caller) {
             return Err(TrustError::NotFound(format!("no job {job_id}")));

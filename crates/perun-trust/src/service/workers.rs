@@ -303,7 +303,7 @@ impl<S: Store> Trust<S> {
 
     /// A worker claims a ready job: it is now the job's only worker, and gets the first
     /// attestation nonce and where the sealed assets are.
-    pub fn claim(&self, worker: &WorkerRecord, job_id: &str) -> Result<Claimed, TrustError> {
+    pub fn claim(&self, worker: &WorkerRecord, job_id: &Digest) -> Result<Claimed, TrustError> {
         let actor = Actor::worker(&worker.name);
         let now = self.now();
         let outcome = self.store.write(|tx| {
@@ -422,7 +422,7 @@ impl<S: Store> Trust<S> {
 
     /// A fresh nonce for the job's next attestation. Issuing writes nothing (see
     /// [`crate::nonce`]) unless the clock ended the job.
-    pub fn nonce(&self, worker: &WorkerRecord, job_id: &str) -> Result<NonceIssued, TrustError> {
+    pub fn nonce(&self, worker: &WorkerRecord, job_id: &Digest) -> Result<NonceIssued, TrustError> {
         let actor = Actor::worker(&worker.name);
         let mut job = self.job_record(job_id)?;
         if self.deadline_passed(&job).is_some() {
@@ -447,7 +447,7 @@ impl<S: Store> Trust<S> {
     pub(super) fn running_job(
         &self,
         tx: &mut dyn Tx,
-        job_id: &str,
+        job_id: &Digest,
         worker: &Name,
     ) -> Result<(JobRecord, Result<(), TrustError>), TrustError> {
         let mut job = job_in(tx, job_id)?;
@@ -469,7 +469,7 @@ impl<S: Store> Trust<S> {
     /// Appraises a worker's evidence for a job. Accepted: the replay state is saved, and
     /// on the job's first acceptance every asset key is sealed to the ephemeral key the
     /// evidence binds. Refused: the job is revoked, and nothing is released.
-    pub fn attest(&self, worker: &WorkerRecord, job_id: &str, req: Attest) -> Result<Attested, TrustError> {
+    pub fn attest(&self, worker: &WorkerRecord, job_id: &Digest, req: Attest) -> Result<Attested, TrustError> {
         let actor = Actor::worker(&worker.name);
         let started = std::time::Instant::now();
         let eph = req.ephemeral_key;
@@ -516,7 +516,7 @@ impl<S: Store> Trust<S> {
     /// Checked before an evidence body is read or an evidence slot taken, so that a
     /// worker's token alone (which the host's root can read) cannot hold the slots the
     /// attesting workers of other jobs need. Refused as the attestation itself would be.
-    pub fn admit_evidence(&self, worker: &WorkerRecord, job_id: &str) -> Result<(), TrustError> {
+    pub fn admit_evidence(&self, worker: &WorkerRecord, job_id: &Digest) -> Result<(), TrustError> {
         let (job, _) = self.job_and_policy(job_id)?;
         self.check_running_by(&job, &worker.name)
             .map_err(|e| self.attestation_refused(&Actor::worker(&worker.name), &job, worker, e))
@@ -551,7 +551,7 @@ impl<S: Store> Trust<S> {
     pub(super) fn appraise_tpm(
         &self,
         worker: &WorkerRecord,
-        job_id: &str,
+        job_id: &Digest,
         req: &Attest,
         binding: impl FnOnce(&Nonce, &Digest) -> Digest,
     ) -> Result<TpmAppraisal, TrustError> {
@@ -652,7 +652,7 @@ impl<S: Store> Trust<S> {
 
     /// A job and the policy it names, as they are now (read outside the write lock, for
     /// an appraisal whose result the write then checks against the job's state).
-    pub(super) fn job_and_policy(&self, job_id: &str) -> Result<(JobRecord, Option<PolicyRecord>), TrustError> {
+    pub(super) fn job_and_policy(&self, job_id: &Digest) -> Result<(JobRecord, Option<PolicyRecord>), TrustError> {
         self.store.read(|tx| {
             let job = job_in(tx, job_id)?;
             let policy = policy_in(tx, &job.manifest.platform_policy)?;
@@ -782,7 +782,7 @@ impl<S: Store> Trust<S> {
     pub fn report_metrics(
         &self,
         worker: &WorkerRecord,
-        job_id: &str,
+        job_id: &Digest,
         epoch: u32,
         values: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), TrustError> {
@@ -801,7 +801,7 @@ impl<S: Store> Trust<S> {
     }
 
     /// The worker reports that it stopped (and wiped); the job is revoked.
-    pub fn fail(&self, worker: &WorkerRecord, job_id: &str, reason: &str) -> Result<(), TrustError> {
+    pub fn fail(&self, worker: &WorkerRecord, job_id: &Digest, reason: &str) -> Result<(), TrustError> {
         self.store.write(|tx| {
             let mut job = job_in(tx, job_id)?;
             if job.worker.as_ref() != Some(&worker.name) {
