@@ -234,11 +234,11 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for JobId {
 }
 
 macro_rules! handler {
-    // A route under `/jobs/{id}`: the id read once, by [`JobId`].
-    ($name:ident, |$t:ident, $req:ident, job $p:ident| $body:expr) => {
+    // The handler itself, with the path's extractors `$extract` before the request's parts.
+    (@fn $name:ident, $t:ident, $req:ident, [$($extract:tt)*], $body:expr) => {
         async fn $name<S: Store>(
             State(t): State<Shared<S>>,
-            JobId($p): JobId,
+            $($extract)*
             method: Method,
             uri: Uri,
             headers: HeaderMap,
@@ -248,18 +248,12 @@ macro_rules! handler {
             blocking(t, move |$t| $body).await
         }
     };
+    // A route under `/jobs/{id}`: the id read once, by [`JobId`].
+    ($name:ident, |$t:ident, $req:ident, job $p:ident| $body:expr) => {
+        handler!(@fn $name, $t, $req, [JobId($p): JobId,], $body);
+    };
     ($name:ident, |$t:ident, $req:ident $(, $p:ident : $pt:ty)?| $body:expr) => {
-        async fn $name<S: Store>(
-            State(t): State<Shared<S>>,
-            $(Path($p): Path<$pt>,)?
-            method: Method,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Bytes,
-        ) -> Response {
-            let $req = Req { method, uri, headers, body };
-            blocking(t, move |$t| $body).await
-        }
+        handler!(@fn $name, $t, $req, [$(Path($p): Path<$pt>,)?], $body);
     };
 }
 

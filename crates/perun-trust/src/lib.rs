@@ -1,5 +1,5 @@
 //! Perun's trust service: it holds every asset key and releases one only by the rule of
-//! docs/architecture.md, section 2, checked in one place ([`service::workers`]).
+//! docs/architecture.md, section 2, checked in one place ([`service::release`]).
 //!
 //! - [`service`]: the logic (stakeholders, jobs and approvals, workers, attestation and
 //!   key release, continuous attestation, deadlines), independent of HTTP;

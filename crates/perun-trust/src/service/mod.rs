@@ -4,14 +4,18 @@
 //!
 //! - [`stakeholders`]: registration, assets and their wrapped keys, policies, the audit view;
 //! - [`jobs`]: proposals, approvals, revocation, what each party may see;
-//! - [`workers`]: enrolment, credential activation, claims, attestation and key release,
-//!   continuous attestation, metrics and outputs;
+//! - [`enrolment`]: workers' TPMs: enrolment, credential activation, bearer tokens;
+//! - [`workers`]: the jobs offered to a worker, claims, nonces, metrics, failures;
+//! - [`release`]: the release decision: attestation, appraisal, the verdict, key release;
+//! - [`outputs`]: the last attestation with the outputs, review, receipts;
 //! - [`enclaves`]: the `tee`-mode path: an enclave's TEE report is its claim and its
 //!   attestation.
 
 pub mod enclaves;
+pub mod enrolment;
 pub mod jobs;
 pub mod outputs;
+pub mod release;
 pub mod stakeholders;
 pub mod terms;
 pub mod workers;
