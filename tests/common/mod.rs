@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod relay;
-
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -176,80 +174,8 @@ impl Service {
     }
 }
 
-/// The throwaway PostgreSQL cluster of this test binary (one for all its tests, each
-/// test on a database of its own), or `None` with a message where PostgreSQL is not
-/// installed. Under CI a missing PostgreSQL fails the test instead: there it must run.
-pub fn postgres_or_skip() -> Option<&'static perun_trust::store::local_cluster::LocalCluster> {
-    use perun_trust::store::local_cluster::LocalCluster;
-    static CLUSTER: std::sync::OnceLock<Option<LocalCluster>> = std::sync::OnceLock::new();
-    let c = CLUSTER.get_or_init(|| {
-        postgres_installed_or_skip()
-            .then(|| LocalCluster::start(false).unwrap_or_else(|e| panic!("cannot start a local PostgreSQL: {e}")))
-    });
-    c.as_ref()
-}
-
-/// Whether PostgreSQL's server programs are here; `false` (with a message) only outside
-/// CI, where a test needing them skips. Under CI they must be there.
-pub fn postgres_installed_or_skip() -> bool {
-    let here = perun_trust::store::local_cluster::LocalCluster::binaries().is_some();
-    if !here && std::env::var_os("CI").is_none() {
-        eprintln!("SKIP: PostgreSQL is not installed (Debian: apt-get install postgresql); CI runs this test");
-        return false;
-    }
-    true
-}
-
-/// A fresh, empty PostgreSQL database on this binary's cluster: its URL.
-pub fn postgres_database() -> Option<String> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let cluster = postgres_or_skip()?;
-    Some(cluster.create_database(&format!("t{}", N.fetch_add(1, Ordering::Relaxed))).unwrap())
-}
-
-/// The store the in-process service runs on: SQLite in `dir`, or with
-/// `PERUN_TEST_STORE=postgres` a fresh PostgreSQL database (the trust-service suite runs
-/// on both; `scripts/test` runs it twice).
-pub fn test_store(dir: &Path) -> perun_trust::AnyStore {
-    use perun_trust::AnyStore;
-    match std::env::var("PERUN_TEST_STORE").as_deref() {
-        Ok("postgres") => {
-            let url = postgres_database()
-                .unwrap_or_else(|| panic!("PERUN_TEST_STORE=postgres, but PostgreSQL is not installed"));
-            AnyStore::open(&url, 4, &perun_trust::store::postgres::StoreTls::Plaintext { allow_network: false })
-                .unwrap()
-        }
-        Ok("sqlite") | Err(_) => AnyStore::Sqlite(perun_trust::SqliteStore::open(&dir.join("perun.db")).unwrap()),
-        Ok(other) => panic!("PERUN_TEST_STORE={other}: say sqlite or postgres"),
-    }
-}
-
-/// A trust service in-process on loopback (the test kit's, on the store [`test_store`]
-/// picks, in a folder of its own) whose clock the test moves.
-pub struct InProcess {
-    pub dir: tempfile::TempDir,
-    pub clock: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    pub trust: std::sync::Arc<perun_trust::Trust<perun_trust::AnyStore>>,
-    pub server: perun_trust::server::Running,
-    pub anon: perun_client::Client,
-}
-
-impl InProcess {
-    /// Starts it with its clock at `now`.
-    pub fn start(now: u64) -> Self {
-        use perun_trust::{Clock, TrustConfig};
-        let dir = tempfile::tempdir().unwrap();
-        let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now));
-        let store = test_store(dir.path());
-        let (trust, server, anon) = perun_testkit::InProcess::start(
-            store,
-            &dir.path().join("keys"),
-            Clock::Manual(clock.clone()),
-            TrustConfig::default(),
-        )
-        .unwrap()
-        .into_parts();
-        Self { dir, clock, trust, server, anon }
-    }
-}
+/// The PostgreSQL store the suites share (one file, `crates/perun-trust/tests/common/store.rs`,
+/// for this binary and the trust service's).
+#[path = "../../crates/perun-trust/tests/common/store.rs"]
+mod store;
+pub use store::{postgres_database, postgres_installed_or_skip, postgres_or_skip};

@@ -860,7 +860,7 @@ fn reqwest_free_replay(w: &World) -> String {
 fn the_checked_in_openapi_document_describes_every_route_the_service_serves() {
     let Some(w) = World::new() else { return };
     let served: serde_json::Value = w.anon.call::<(), _>("GET", "/v1/openapi.json", None).unwrap();
-    let file: serde_json::Value = serde_json::from_str(include_str!("../crates/perun-trust/openapi.json")).unwrap();
+    let file: serde_json::Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
     assert_eq!(served, file);
     let paths = file["paths"].as_object().unwrap();
     assert!(paths.len() >= 20);

@@ -32,8 +32,8 @@ use perun_seal::{AssetKey, StakeholderKeys};
 use perun_trust::server::Running;
 use perun_trust::{AnyStore, Trust};
 
-const BC: &[u8] = include_bytes!("../examples/datasets/breast_cancer_wisconsin.csv");
-const BC_MLP: &[u8] = include_bytes!("../examples/models/breast-cancer-mlp.json");
+const BC: &[u8] = include_bytes!("../../../examples/datasets/breast_cancer_wisconsin.csv");
+const BC_MLP: &[u8] = include_bytes!("../../../examples/models/breast-cancer-mlp.json");
 
 fn name(s: &str) -> Name {
     Name::new(s).unwrap()
