@@ -373,7 +373,7 @@ fn mutations_are_the_same_on_every_run() {
 
 /// The inputs of `crashes/` (known bugs, not yet fixed) through their targets: fails
 /// while any still panics. Ignored, so that CI stays green until the fix lands; run it
-/// to check a fix: `cargo test -p perun-fuzz --test corpus -- --ignored known_crashes`.
+/// to check a fix: `cargo test -p perun-fuzz --test tests -- --ignored corpus::known_crashes`.
 #[test]
 #[ignore = "known bugs (crashes/README.md): run to check a fix"]
 fn known_crashes() {

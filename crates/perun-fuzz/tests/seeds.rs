@@ -4,7 +4,7 @@
 //! seed comes from):
 //!
 //! ```text
-//! cargo test -p perun-fuzz --test seeds -- --ignored
+//! cargo test -p perun-fuzz --test tests seeds:: -- --ignored
 //! ```
 //!
 //! Seeds that hold fresh randomness (`age` files, HPKE) differ on every run; the others
