@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::common::People;
+
 use ed25519_dalek::SigningKey;
 use perun_attest::tee::{AllowedTee, TcbLevel, TeeEvidence, TeeKind, TeePolicy};
 use perun_client::{Caller, Client, ClientError};
@@ -45,20 +47,26 @@ struct World {
     _trust: Arc<Trust<AnyStore>>,
     _server: Running,
     anon: Client,
-    people: Vec<StakeholderKeys>,
+    people: People<Party>,
     recipient: age::x25519::Recipient,
 }
 
-const OWNER: usize = 0;
-const HOSPITAL: usize = 1;
-const PROVIDER: usize = 2;
+/// The suite's parties, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Party {
+    Owner,
+    Hospital,
+    Provider,
+}
 
 impl World {
     fn new(now: u64) -> Self {
         let crate::common::InProcess { dir, clock, trust, server, anon } = crate::common::InProcess::start(now);
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
-        let people: Vec<_> =
-            ["model-owner", "hospital-a", "tee-host"].iter().map(|n| StakeholderKeys::generate(name(n))).collect();
+        let people = People::new(
+            vec![Party::Owner, Party::Hospital, Party::Provider],
+            ["model-owner", "hospital-a", "tee-host"].iter().map(|n| StakeholderKeys::generate(name(n))).collect(),
+        );
         let w = World {
             dir,
             clock,
@@ -83,7 +91,7 @@ impl World {
         self.anon.with_caller(Caller::Stakeholder { name: p.name().clone(), key: p.signing_key().clone() })
     }
 
-    fn client(&self, who: usize) -> Client {
+    fn client(&self, who: Party) -> Client {
         self.client_of(&self.people[who])
     }
 
@@ -92,12 +100,12 @@ impl World {
     }
 
     /// `who` querying a serving enclave.
-    fn querier(&self, who: usize) -> Querier {
+    fn querier(&self, who: Party) -> Querier {
         Querier { name: self.people[who].name().clone(), key: self.people[who].signing_key().clone() }
     }
 
     /// Seals `plain` as asset `asset` of `who` and registers it.
-    fn asset(&self, who: usize, asset: &str, kind: AssetKind, plain: &[u8]) -> AssetRef {
+    fn asset(&self, who: Party, asset: &str, kind: AssetKind, plain: &[u8]) -> AssetRef {
         let key = AssetKey::generate();
         let path = self.dir.path().join(format!("{asset}.sealed"));
         let info = perun_seal::seal_bytes_to_file(plain, kind, &[key.recipient()], &path).unwrap();
@@ -131,7 +139,7 @@ impl World {
 
     fn policy(&self, p: &TeePolicy) -> Digest {
         let added: PolicyInfo =
-            self.client(PROVIDER).call_raw("POST", "/v1/policies", serde_json::to_vec(p).unwrap()).unwrap();
+            self.client(Party::Provider).call_raw("POST", "/v1/policies", serde_json::to_vec(p).unwrap()).unwrap();
         added.digest
     }
 
@@ -145,11 +153,11 @@ impl World {
             model: model.clone(),
             data: data.to_vec(),
             platform_policy: policy,
-            provider: self.people[PROVIDER].name().clone(),
+            provider: self.people[Party::Provider].name().clone(),
             workers: Default::default(),
             hyperparameters: Default::default(),
-            receivers: vec![self.people[OWNER].name().clone()],
-            approvers: [self.people[HOSPITAL].name().clone()].into(),
+            receivers: vec![self.people[Party::Owner].name().clone()],
+            approvers: [self.people[Party::Hospital].name().clone()].into(),
             privacy: None,
             attestation_interval_s: 5,
             created_at: self.now(),
@@ -160,8 +168,8 @@ impl World {
 
     /// Proposes `manifest` as the model owner; both parties approve it.
     fn propose_and_approve(&self, manifest: JobManifest) -> Digest {
-        let job: JobInfo = self.client(OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest })).unwrap();
-        for who in [OWNER, HOSPITAL] {
+        let job: JobInfo = self.client(Party::Owner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest })).unwrap();
+        for who in [Party::Owner, Party::Hospital] {
             let signature = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, &job.manifest.digest());
             let _: JobInfo = self
                 .client(who)
@@ -172,13 +180,13 @@ impl World {
     }
 
     fn state(&self, job: &Digest) -> JobState {
-        let info: JobInfo = self.client(OWNER).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
+        let info: JobInfo = self.client(Party::Owner).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
         info.state
     }
 
     /// Key releases the audit log records for `job`.
     fn releases(&self, job: &Digest) -> usize {
-        let log: AuditLog = self.client(OWNER).call::<(), _>("GET", "/v1/audit", None).unwrap();
+        let log: AuditLog = self.client(Party::Owner).call::<(), _>("GET", "/v1/audit", None).unwrap();
         log.records
             .iter()
             .filter_map(|v| v.body.as_ref())
@@ -319,7 +327,7 @@ fn sealed_body(url: &str, job: &Digest, rows_json: &[u8]) -> Vec<u8> {
 fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let w = World::new(perun_trust::unix_now());
     let (weights, held_out) = trained_model();
-    let model = w.asset(OWNER, "mlp-trained", AssetKind::Model, &weights);
+    let model = w.asset(Party::Owner, "mlp-trained", AssetKind::Model, &weights);
     let enclave_tee = sim(1);
     let policy = w.policy(&sim_policy(&enclave_tee, "names the sim key", true));
     let job = w.job(JobPurpose::Serve, &model, &[], policy, "serve");
@@ -399,12 +407,13 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     let url = running.url();
 
     // A client whose policy does not name the sim key refuses the enclave.
-    let r = RemoteModel::connect(&url, &sim_policy(&sim(1), "production", false), job, w.querier(OWNER), w.now());
+    let r =
+        RemoteModel::connect(&url, &sim_policy(&sim(1), "production", false), job, w.querier(Party::Owner), w.now());
     assert!(matches!(&r, Err(EnclaveError::Refused(why)) if why.contains("sim TEE")), "{r:?}");
     // ... and one that expects another job refuses it too.
     let dev = sim_policy(&sim(1), "dev", true);
-    assert!(RemoteModel::connect(&url, &dev, Digest::of(b"other"), w.querier(OWNER), w.now()).is_err());
-    let remote = RemoteModel::connect(&url, &dev, job, w.querier(OWNER), w.now()).unwrap();
+    assert!(RemoteModel::connect(&url, &dev, Digest::of(b"other"), w.querier(Party::Owner), w.now()).is_err());
+    let remote = RemoteModel::connect(&url, &dev, job, w.querier(Party::Owner), w.now()).unwrap();
     assert_eq!(remote.max_rows(), perun_enclave::api::MAX_ROWS);
     let rows = held_out.rows();
     let got = remote.predict(&rows).unwrap();
@@ -420,7 +429,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // clear are refused by default; malformed rows are refused, not a crash (each
     // request signed by the receiver, so that these are the checks that refuse it).
     let predict = format!("{url}/v1/predict");
-    let owner = &w.people[OWNER];
+    let owner = &w.people[Party::Owner];
     let post_as_owner = |body: &[u8]| post_bytes(&predict, body, Some(&signed_by(owner, &job, body)));
     let one_row = serde_json::to_vec(&serde_json::json!({ "rows": [rows[0].clone()] })).unwrap();
     let (sealed, _) = seal_request(&EphemeralKey::generate().public_key(), &request_info(&job), &one_row).unwrap();
@@ -455,21 +464,21 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     }
     // Signed by registered stakeholders who are not receivers: the host's operator (the
     // job's provider) and the approving hospital.
-    for who in [PROVIDER, HOSPITAL] {
+    for who in [Party::Provider, Party::Hospital] {
         let body = sealed_body(&url, &job, &one_row);
         let (status, text) = post_bytes(&predict, &body, Some(&signed_by(&w.people[who], &job, &body)));
         assert_eq!(status, 403, "{text}");
         assert!(text.contains("is not a receiver of job"), "{text}");
     }
     // The host's operator through the client: evidence is open to all, answers are not.
-    let host = RemoteModel::connect(&url, &dev, job, w.querier(PROVIDER), w.now()).unwrap();
+    let host = RemoteModel::connect(&url, &dev, job, w.querier(Party::Provider), w.now()).unwrap();
     let r = host.predict(&rows[..1]);
     assert!(matches!(&r, Err(EnclaveError::Denied(m)) if m.contains("403") && m.contains("not a receiver")), "{r:?}");
     // The receiver's name with another key; the receiver's signature over another body,
     // or for another audience (the trust service, another job).
     let body = sealed_body(&url, &job, &one_row);
     let forged = SignedHeaders::sign(
-        w.people[HOSPITAL].signing_key(),
+        w.people[Party::Hospital].signing_key(),
         owner.name(),
         &job,
         "POST",
@@ -525,7 +534,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     // The hospital revokes the serving job: the next report is refused, serving stops,
     // the model is wiped, and every request is answered 503.
     let _: JobInfo = w
-        .client(HOSPITAL)
+        .client(Party::Hospital)
         .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "terms ended".into() }))
         .unwrap();
     assert!(serving.reattest().is_err());
@@ -549,7 +558,7 @@ fn real_sgx_quotes_are_refused_for_measurement_binding_and_tcb() {
     let evidence = TeeEvidence { kind: TeeKind::Sgx, report: data("sgx_quote"), collateral };
     let claims = perun_attest::tee::verifier(TeeKind::Sgx).unwrap().verify(&evidence, quote_time).unwrap();
     let w = World::new(perun_trust::unix_now());
-    let model = w.asset(OWNER, "model", AssetKind::Model, b"a model");
+    let model = w.asset(Party::Owner, "model", AssetKind::Model, b"a model");
 
     let strict = |measurements: std::collections::BTreeMap<String, String>, min_tcb| TeePolicy {
         name: "sgx".into(),
@@ -587,8 +596,8 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     let parts = full.split(&[80.0, 20.0], 5).unwrap();
     let mut spec: serde_json::Value = serde_json::from_slice(BC_MLP).unwrap();
     spec["training"]["epochs"] = serde_json::json!(10);
-    let model = w.asset(OWNER, "mlp", AssetKind::Model, &serde_json::to_vec(&spec).unwrap());
-    let data = w.asset(HOSPITAL, "bc", AssetKind::Dataset, &parts[0].to_safetensors().unwrap());
+    let model = w.asset(Party::Owner, "mlp", AssetKind::Model, &serde_json::to_vec(&spec).unwrap());
+    let data = w.asset(Party::Hospital, "bc", AssetKind::Dataset, &parts[0].to_safetensors().unwrap());
     let tee = sim(3);
     let policy = w.policy(&sim_policy(&tee, "dev", true));
     let job = w.job(JobPurpose::Train, &model, &[data], policy, "train");
@@ -606,8 +615,9 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
         ..Default::default()
     };
     let added: PolicyInfo =
-        w.client(PROVIDER).call_raw("POST", "/v1/policies", serde_json::to_vec(&platform).unwrap()).unwrap();
-    let mut manifest = w.client(OWNER).call::<(), JobInfo>("GET", &format!("/v1/jobs/{job}"), None).unwrap().manifest;
+        w.client(Party::Provider).call_raw("POST", "/v1/policies", serde_json::to_vec(&platform).unwrap()).unwrap();
+    let mut manifest =
+        w.client(Party::Owner).call::<(), JobInfo>("GET", &format!("/v1/jobs/{job}"), None).unwrap().manifest;
     manifest.mode = JobMode::Attested;
     manifest.platform_policy = added.digest;
     manifest.name = "attested twin".into();
@@ -628,7 +638,8 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
     let out = &report.outputs[0];
     let sealed = std::fs::read(&out.location).unwrap();
     let (_, weights) =
-        perun_seal::open_to_vec(&sealed[..], None, w.people[OWNER].age_identity(), Some(AssetKind::Output)).unwrap();
+        perun_seal::open_to_vec(&sealed[..], None, w.people[Party::Owner].age_identity(), Some(AssetKind::Output))
+            .unwrap();
     let e = perun_ml::evaluate(
         &perun_ml::ModelSpec::from_json(&serde_json::to_vec(&spec).unwrap()).unwrap(),
         &weights,
@@ -647,10 +658,10 @@ fn a_tee_training_job_runs_the_same_engine_and_delivers_the_model() {
 fn anonymous_reports_to_a_ready_job_write_a_bounded_audit_under_no_chosen_name() {
     let w = World::new(perun_trust::unix_now());
     let (weights, _) = trained_model();
-    let model = w.asset(OWNER, "mlp-flooded", AssetKind::Model, &weights);
+    let model = w.asset(Party::Owner, "mlp-flooded", AssetKind::Model, &weights);
     let policy = w.policy(&sim_policy(&sim(1), "names the sim key", true));
     let job = w.job(JobPurpose::Serve, &model, &[], policy, "flooded");
-    let chain = || w.client(OWNER).call::<(), AuditLog>("GET", "/v1/audit", None).unwrap().records;
+    let chain = || w.client(Party::Owner).call::<(), AuditLog>("GET", "/v1/audit", None).unwrap().records;
     let before = chain().len();
     let service = w.anon.audience();
     let mut limited = 0;

@@ -24,6 +24,8 @@ use perun_trust::store::Store as _;
 use perun_trust::{AnyStore, Trust};
 use perun_worker::{Agent, Platform};
 
+use crate::common::People;
+
 fn name(s: &str) -> Name {
     Name::new(s).unwrap()
 }
@@ -51,17 +53,21 @@ struct World {
     trust: Arc<Trust<AnyStore>>,
     _server: Running,
     anon: Client,
-    people: Vec<StakeholderKeys>,
+    people: People<Party>,
     asset_keys: Vec<(Name, AssetKey)>,
     policy: Digest,
     worker: Option<Agent>,
 }
 
-const HOSPITAL_A: usize = 0;
-const HOSPITAL_B: usize = 1;
-const MODEL_OWNER: usize = 2;
-const INFRA: usize = 3;
-const MALLORY: usize = 4;
+/// The suite's parties, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Party {
+    HospitalA,
+    HospitalB,
+    ModelOwner,
+    Infra,
+    Mallory,
+}
 
 impl World {
     fn new() -> Option<Self> {
@@ -70,10 +76,17 @@ impl World {
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
         assert_eq!(info.tls_fingerprint, trust.keys().tls_fingerprint());
 
-        let people: Vec<StakeholderKeys> = ["hospital-a", "hospital-b", "model-owner", "infra", "mallory"]
-            .iter()
-            .map(|n| StakeholderKeys::generate(name(n)))
-            .collect();
+        let parties = [
+            (Party::HospitalA, "hospital-a"),
+            (Party::HospitalB, "hospital-b"),
+            (Party::ModelOwner, "model-owner"),
+            (Party::Infra, "infra"),
+            (Party::Mallory, "mallory"),
+        ];
+        let people = People::new(
+            parties.iter().map(|(p, _)| *p).collect(),
+            parties.iter().map(|(_, n)| StakeholderKeys::generate(name(n))).collect(),
+        );
         let mut w = World {
             _dir: dir,
             _tpm: tpm,
@@ -86,7 +99,7 @@ impl World {
             policy: Digest::of(b""),
             worker: None,
         };
-        for p in &w.people {
+        for p in w.people.iter() {
             let c = w.as_person(p);
             let body = RegisterStakeholder { identity: p.public(), roles: roles_of(p.name().as_str()) };
             let r: Registration = c.call("POST", "/v1/stakeholders", Some(&body)).unwrap();
@@ -95,9 +108,9 @@ impl World {
         }
         let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
         for (owner, asset, kind) in [
-            (MODEL_OWNER, "mlp", AssetKind::Model),
-            (HOSPITAL_A, "bc-a", AssetKind::Dataset),
-            (HOSPITAL_B, "bc-b", AssetKind::Dataset),
+            (Party::ModelOwner, "mlp", AssetKind::Model),
+            (Party::HospitalA, "bc-a", AssetKind::Dataset),
+            (Party::HospitalB, "bc-b", AssetKind::Dataset),
         ] {
             let key = AssetKey::generate();
             let body = RegisterAsset {
@@ -124,10 +137,10 @@ impl World {
         let policy: PlatformPolicy =
             platform.development_policy("swtpm dev worker", &LocalCa::for_process().unwrap()).unwrap();
         let added: PolicyInfo =
-            w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
+            w.client(Party::Infra).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
         w.policy = added.digest;
         let body = platform.enrolment(name("gpu-1")).unwrap();
-        let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+        let _: WorkerInfo = w.client(Party::Infra).call("POST", "/v1/workers", Some(&body)).unwrap();
         w.worker = Some(Agent::enrol(&w.anon, name("gpu-1"), platform, KeyAlg::Rsa).unwrap());
         Some(w)
     }
@@ -148,10 +161,10 @@ impl World {
             ek_certificate: tpm.ek_certificate().unwrap(),
             ek_chain: Vec::new(),
         };
-        let _: WorkerInfo = self.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+        let _: WorkerInfo = self.client(Party::Infra).call("POST", "/v1/workers", Some(&body)).unwrap();
     }
 
-    fn client(&self, who: usize) -> Client {
+    fn client(&self, who: Party) -> Client {
         self.as_person(&self.people[who])
     }
 
@@ -187,10 +200,10 @@ impl World {
     }
 
     fn propose(&self, m: &JobManifest) -> JobInfo {
-        self.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() })).unwrap()
+        self.client(Party::ModelOwner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() })).unwrap()
     }
 
-    fn approve(&self, who: usize, job: &Digest) -> Result<JobInfo, ClientError> {
+    fn approve(&self, who: Party, job: &Digest) -> Result<JobInfo, ClientError> {
         let sig = sign_digest(self.people[who].signing_key(), APPROVAL_CONTEXT, job);
         self.client(who).call("POST", &format!("/v1/jobs/{job}/approve"), Some(&ApproveJob { signature: sig }))
     }
@@ -202,20 +215,21 @@ impl World {
 
     fn ready(&self, m: &JobManifest) -> Digest {
         let job = self.propose(m).id;
-        for who in [MODEL_OWNER, HOSPITAL_A, HOSPITAL_B] {
+        for who in [Party::ModelOwner, Party::HospitalA, Party::HospitalB] {
             self.approve(who, &job).unwrap();
         }
-        let info: JobInfo = self.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
+        let info: JobInfo =
+            self.client(Party::HospitalA).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
         assert_eq!(info.state, JobState::Ready);
         job
     }
 
     fn job(&self, job: &Digest) -> JobInfo {
-        self.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap()
+        self.client(Party::HospitalA).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap()
     }
 
     /// The audit records `who` sees, as (kind, detail), after checking the chain.
-    fn audit(&self, who: usize) -> Vec<(AuditKind, String)> {
+    fn audit(&self, who: Party) -> Vec<(AuditKind, String)> {
         let log: AuditLog = self.client(who).call::<(), _>("GET", "/v1/audit", None).unwrap();
         let vk = self.trust.keys().signing.verifying_key();
         verify_chain(&log.records, &vk).unwrap();
@@ -231,7 +245,7 @@ impl World {
         });
         assert!(released.unwrap().is_empty(), "no release record may exist");
         let refusals: Vec<_> = self
-            .audit(HOSPITAL_A)
+            .audit(Party::HospitalA)
             .into_iter()
             .filter(|(k, d)| matches!(k, AuditKind::Refused | AuditKind::AttestationRefused) && d.contains(needle))
             .collect();
@@ -294,7 +308,8 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
         .client()
         .call("POST", &format!("/v1/jobs/{job}/metrics"), Some(&ReportMetrics { epoch: 1, values }))
         .unwrap();
-    let m: JobMetrics = w.client(HOSPITAL_B).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
+    let m: JobMetrics =
+        w.client(Party::HospitalB).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
     assert_eq!(m.epochs.len(), 1);
     let out = perun_proto::OutputInfo {
         name: "model".into(),
@@ -321,10 +336,10 @@ fn an_approved_job_releases_every_key_to_the_attested_key_and_nothing_else() {
     assert!(w.worker().nonce(&job).is_err());
 
     // The audit chain verifies for each party, and each sees its own records only.
-    let a = w.audit(HOSPITAL_A);
+    let a = w.audit(Party::HospitalA);
     assert_eq!(a.iter().filter(|(k, _)| *k == AuditKind::KeyReleased).count(), 3);
     assert!(a.iter().any(|(k, _)| *k == AuditKind::JobFinished));
-    let mallory = w.audit(MALLORY);
+    let mallory = w.audit(Party::Mallory);
     assert!(mallory.iter().all(|(k, _)| *k == AuditKind::StakeholderRegistered), "{mallory:?}");
     let metrics = w.anon.call::<(), serde_json::Value>("GET", "/v1/health", None).unwrap();
     assert_eq!(metrics["status"], "ok");
@@ -537,8 +552,8 @@ fn approval_violations_are_refused_with_nothing_released() {
     // Missing approval: hospital B has not signed.
     let m = w.manifest("missing");
     let job = w.propose(&m).id;
-    w.approve(MODEL_OWNER, &job).unwrap();
-    w.approve(HOSPITAL_A, &job).unwrap();
+    w.approve(Party::ModelOwner, &job).unwrap();
+    w.approve(Party::HospitalA, &job).unwrap();
     assert_eq!(w.job(&job).missing, vec![name("hospital-b")]);
     assert!(w.worker().offered().unwrap().is_empty());
     let why = refused_reason(tr(w.worker().claim(&job)));
@@ -550,7 +565,7 @@ fn approval_violations_are_refused_with_nothing_released() {
     edited.receivers.push(name("mallory"));
     let edited_id = w.propose(&edited).id;
     assert_ne!(edited_id, job);
-    for who in [MODEL_OWNER, HOSPITAL_A] {
+    for who in [Party::ModelOwner, Party::HospitalA] {
         let sig = sign_digest(w.people[who].signing_key(), APPROVAL_CONTEXT, &job);
         let r: Result<JobInfo, _> =
             w.client(who).call("POST", &format!("/v1/jobs/{edited_id}/approve"), Some(&ApproveJob { signature: sig }));
@@ -561,13 +576,13 @@ fn approval_violations_are_refused_with_nothing_released() {
 
     // An approval by a party that owns nothing in the job (its provider): refused and
     // audited; by a stakeholder of no part in it: the job does not exist for it.
-    let r = w.approve(INFRA, &job);
+    let r = w.approve(Party::Infra, &job);
     assert!(refused_reason(r).contains("owns no asset"));
-    let seen = w.audit(INFRA);
+    let seen = w.audit(Party::Infra);
     assert!(seen.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("owns no asset")));
-    let r = w.approve(MALLORY, &job);
+    let r = w.approve(Party::Mallory, &job);
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
-    assert!(!w.audit(MALLORY).iter().any(|(_, d)| d.contains("owns no asset")));
+    assert!(!w.audit(Party::Mallory).iter().any(|(_, d)| d.contains("owns no asset")));
     assert!(!w.job(&job).released);
 }
 
@@ -623,7 +638,7 @@ fn unenrolled_workers_unproven_aks_and_foreign_tpms_get_nothing() {
     assert!(why.contains("attestation refused"), "{why}");
     assert_eq!(w.job(&job).state, JobState::Revoked);
     w.assert_refused_and_audited(&job, "signature");
-    let audit = w.audit(INFRA);
+    let audit = w.audit(Party::Infra);
     assert!(audit.iter().any(|(k, d)| *k == AuditKind::Refused && d.contains("did not recover")), "{audit:?}");
 }
 
@@ -724,7 +739,7 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
     let job = w.ready_job("revoked");
     let claimed = w.worker().claim(&job).unwrap();
     let _: JobInfo = w
-        .client(HOSPITAL_B)
+        .client(Party::HospitalB)
         .call("POST", &format!("/v1/jobs/{job}/revoke"), Some(&RevokeJob { reason: "consent withdrawn".into() }))
         .unwrap();
     let r = w.worker().attest(&job, &claimed.nonce);
@@ -739,7 +754,7 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
     let mut m = w.manifest("expired");
     m.expires_at = m.created_at + 10;
     let job = w.propose(&m).id;
-    for who in [MODEL_OWNER, HOSPITAL_A, HOSPITAL_B] {
+    for who in [Party::ModelOwner, Party::HospitalA, Party::HospitalB] {
         w.approve(who, &job).unwrap();
     }
     w.clock.fetch_add(11, Ordering::SeqCst);
@@ -774,12 +789,12 @@ fn revoked_expired_finished_and_silent_jobs_release_nothing() {
 fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     let Some(w) = World::new() else { return };
     // Another's asset answers as a missing one: its owner is not told.
-    let r: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/bc-a", None);
+    let r: Result<AssetInfo, _> = w.client(Party::HospitalB).call::<(), _>("GET", "/v1/assets/bc-a", None);
     let Err(ClientError::Api { code: ApiCode::NotFound, message: why, .. }) = r else {
         panic!("expected not found, got {r:?}")
     };
     assert!(!why.contains("hospital-a"), "{why}");
-    let missing: Result<AssetInfo, _> = w.client(HOSPITAL_B).call::<(), _>("GET", "/v1/assets/no-such", None);
+    let missing: Result<AssetInfo, _> = w.client(Party::HospitalB).call::<(), _>("GET", "/v1/assets/no-such", None);
     let Err(ClientError::Api { code: ApiCode::NotFound, message: why_missing, .. }) = missing else {
         panic!("{missing:?}")
     };
@@ -787,7 +802,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
     // A proposer learns nothing of a registration from a manifest that misstates it.
     let mut m = w.manifest("misstated");
     m.data[0].content_digest = Digest::of(b"a guess");
-    let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+    let r: Result<JobInfo, _> = w.client(Party::Mallory).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
     let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
     assert!(!why.contains(&Digest::of(b"bc-a").to_string()), "{why}");
     // The same answer for a wrong owner, and for an asset that does not exist.
@@ -795,24 +810,28 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
         let mut m = w.manifest("misstated");
         m.data[0].asset = name(asset);
         m.data[0].owner = name(owner);
-        let r: Result<JobInfo, _> = w.client(MALLORY).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+        let r: Result<JobInfo, _> =
+            w.client(Party::Mallory).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
         let Err(ClientError::Api { code: ApiCode::BadRequest, message: other, .. }) = r else { panic!("{r:?}") };
         assert_eq!(other.replace(asset, "bc-a"), why, "the answer tells {asset} of {owner} apart");
     }
     // Approving a job one is no party of answers as for a missing job, and writes no
     // record that would show its parties to the caller.
     let private = w.ready_job("unseen");
-    let sig = sign_digest(w.people[MALLORY].signing_key(), APPROVAL_CONTEXT, &private);
-    let r: Result<JobInfo, _> =
-        w.client(MALLORY).call("POST", &format!("/v1/jobs/{private}/approve"), Some(&ApproveJob { signature: sig }));
+    let sig = sign_digest(w.people[Party::Mallory].signing_key(), APPROVAL_CONTEXT, &private);
+    let r: Result<JobInfo, _> = w.client(Party::Mallory).call(
+        "POST",
+        &format!("/v1/jobs/{private}/approve"),
+        Some(&ApproveJob { signature: sig }),
+    );
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
-    let log: AuditLog = w.client(MALLORY).call::<(), _>("GET", "/v1/audit", None).unwrap();
+    let log: AuditLog = w.client(Party::Mallory).call::<(), _>("GET", "/v1/audit", None).unwrap();
     assert!(log.records.iter().filter_map(|v| v.body.as_ref()).all(|b| b.job != Some(private)), "mallory sees the job");
-    let mine: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
+    let mine: AssetInfo = w.client(Party::HospitalA).call::<(), _>("GET", "/v1/assets/bc-a", None).unwrap();
     assert_eq!(mine.owner, name("hospital-a"));
     // A job one is not party to does not exist for one.
     let job = w.ready_job("private");
-    let r: Result<JobInfo, _> = w.client(MALLORY).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None);
+    let r: Result<JobInfo, _> = w.client(Party::Mallory).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None);
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })));
     // A name is not taken over by another key.
     let imposter = StakeholderKeys::generate(name("hospital-a"));
@@ -833,7 +852,7 @@ fn stakeholders_see_only_their_own_and_requests_cannot_be_replayed() {
 fn reqwest_free_replay(w: &World) -> String {
     use perun_proto::auth::SignedHeaders;
     use perun_trust::service::stakeholders::RequestParts;
-    let p = &w.people[HOSPITAL_A];
+    let p = &w.people[Party::HospitalA];
     let t = w.clock.load(Ordering::SeqCst);
     let us = w.trust.keys().tls_fingerprint();
     let sh = SignedHeaders::sign(p.signing_key(), p.name(), &us, "GET", "/v1/assets", b"", t);
@@ -898,24 +917,24 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let body = rogue.enrolment(name("rogue")).unwrap();
 
     // A stakeholder without the provider role cannot enrol it, nor publish a policy.
-    let r: Result<WorkerInfo, _> = w.client(MALLORY).call("POST", "/v1/workers", Some(&body));
+    let r: Result<WorkerInfo, _> = w.client(Party::Mallory).call("POST", "/v1/workers", Some(&body));
     assert!(refused_reason(r).contains("enrolling a worker is for a provider"));
     let p = serde_json::to_vec(&PlatformPolicy { schema: perun_attest::policy::POLICY_SCHEMA, ..Default::default() })
         .unwrap();
-    let r: Result<PolicyInfo, _> = w.client(MALLORY).call_raw("POST", "/v1/policies", p);
+    let r: Result<PolicyInfo, _> = w.client(Party::Mallory).call_raw("POST", "/v1/policies", p);
     assert!(refused_reason(r).contains("publishing a policy is for a provider"));
 
     // An EK without a certificate, and a certificate of another EK, are refused.
     let mut bare = body.clone();
     bare.ek_certificate.clear();
-    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&bare));
+    let r: Result<WorkerInfo, _> = w.client(Party::Infra).call("POST", "/v1/workers", Some(&bare));
     assert!(
         matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("EK certificate is required")),
         "{r:?}"
     );
     let mut other = body.clone();
     other.ek_certificate = w.worker().platform().tpm().ek_certificate().unwrap();
-    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&other));
+    let r: Result<WorkerInfo, _> = w.client(Party::Infra).call("POST", "/v1/workers", Some(&other));
     assert!(
         matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("certifies another key")),
         "{r:?}"
@@ -923,7 +942,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
 
     // The provider enrols it; its AK activates (it is a TPM), but the job's policy does
     // not list its CA: the claim is refused and the job stays ready with nothing released.
-    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&body)).unwrap();
+    let _: WorkerInfo = w.client(Party::Infra).call("POST", "/v1/workers", Some(&body)).unwrap();
     let agent = Agent::enrol(&w.anon, name("rogue"), rogue, KeyAlg::Rsa).unwrap();
     let why = refused_reason(tr(agent.claim(&job)));
     assert!(why.contains("not one this job's policy trusts") && why.contains("does not chain"), "{why}");
@@ -933,7 +952,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
 
     // One EK is one worker: gpu-1's EK cannot be enrolled again under another name...
     let again = w.worker().platform().enrolment(name("gpu-1-twin")).unwrap();
-    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&again));
+    let r: Result<WorkerInfo, _> = w.client(Party::Infra).call("POST", "/v1/workers", Some(&again));
     assert!(
         matches!(&r, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("one TPM is one worker")),
         "{r:?}"
@@ -947,7 +966,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     assert_eq!(tpmt[exponent..exponent + 4], [0, 0, 0, 0]);
     tpmt[exponent..exponent + 4].copy_from_slice(&65537u32.to_be_bytes());
     respelled.ek_public = tpmt;
-    let r: Result<WorkerInfo, _> = w.client(INFRA).call("POST", "/v1/workers", Some(&respelled));
+    let r: Result<WorkerInfo, _> = w.client(Party::Infra).call("POST", "/v1/workers", Some(&respelled));
     assert!(
         matches!(&r, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("one TPM is one worker")),
         "{r:?}"
@@ -976,7 +995,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let why = refused_reason(tr(w.worker().claim(&named)));
     assert!(why.contains("does not name worker gpu-1"), "{why}");
     let mut m = w.manifest("named-by-ek");
-    let info: Vec<WorkerInfo> = w.client(INFRA).call::<(), _>("GET", "/v1/workers", None).unwrap();
+    let info: Vec<WorkerInfo> = w.client(Party::Infra).call::<(), _>("GET", "/v1/workers", None).unwrap();
     let gpu1 = info.iter().find(|i| i.name == name("gpu-1")).unwrap();
     assert!(gpu1.ek_issuer.contains("swtpm-localca"), "{}", gpu1.ek_issuer);
     m.workers = [gpu1.ek_digest.to_string()].into();
@@ -987,7 +1006,7 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     let claimed = w.worker().claim(&job).unwrap();
     let (_, answer) = w.worker().attest(&job, &claimed.nonce).unwrap();
     assert_eq!(answer.keys.len(), 3);
-    let audit = w.audit(INFRA);
+    let audit = w.audit(Party::Infra);
     assert!(
         audit
             .iter()
@@ -996,13 +1015,13 @@ fn only_genuine_tpms_of_the_jobs_provider_enrol_claim_and_get_keys() {
     );
 
     // De-enrolled, gpu-1 is refused, its running job revoked; its EK may enrol again.
-    let _: WorkerInfo = w.client(INFRA).call::<(), _>("DELETE", "/v1/workers/gpu-1", None).unwrap();
+    let _: WorkerInfo = w.client(Party::Infra).call::<(), _>("DELETE", "/v1/workers/gpu-1", None).unwrap();
     assert_eq!(w.job(&job).state, JobState::Revoked);
     let r = w.worker().nonce(&job);
     assert!(refused_reason(tr(r)).contains("de-enrolled"));
-    let r: Result<WorkerInfo, _> = w.client(MALLORY).call::<(), _>("DELETE", "/v1/workers/rogue", None);
+    let r: Result<WorkerInfo, _> = w.client(Party::Mallory).call::<(), _>("DELETE", "/v1/workers/rogue", None);
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "only its provider de-enrols a worker");
-    let _: WorkerInfo = w.client(INFRA).call("POST", "/v1/workers", Some(&again)).unwrap();
+    let _: WorkerInfo = w.client(Party::Infra).call("POST", "/v1/workers", Some(&again)).unwrap();
 }
 
 #[test]
@@ -1014,7 +1033,7 @@ fn boot_state_other_than_the_policys_releases_nothing() {
         w.worker().platform().development_policy("other firmware", &LocalCa::for_process().unwrap()).unwrap();
     policy.required_pcrs.insert(0, hex::encode([0xab; 32]));
     let added: PolicyInfo =
-        w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
+        w.client(Party::Infra).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap()).unwrap();
     let mut m = w.manifest("firmware");
     m.platform_policy = added.digest;
     let job = w.ready(&m);
@@ -1027,12 +1046,12 @@ fn boot_state_other_than_the_policys_releases_nothing() {
     // A policy that leaves a boot PCR unpinned cannot tell what booted: not published.
     policy.required_pcrs.remove(&9);
     let r: Result<PolicyInfo, _> =
-        w.client(INFRA).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap());
+        w.client(Party::Infra).call_raw("POST", "/v1/policies", serde_json::to_vec(&policy).unwrap());
     assert!(
         matches!(&r, Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) if why.contains("incomplete") && why.contains("what booted")),
         "{r:?}"
     );
-    let r = w.client(INFRA).call::<(), PolicyInfo>("GET", &format!("/v1/policies/{}", policy.digest()), None);
+    let r = w.client(Party::Infra).call::<(), PolicyInfo>("GET", &format!("/v1/policies/{}", policy.digest()), None);
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::NotFound, .. })), "{r:?}");
 }
 
@@ -1042,7 +1061,7 @@ fn boot_state_other_than_the_policys_releases_nothing() {
 fn anonymous_callers_cannot_block_enrolment_or_fill_the_audit_log() {
     let Some(w) = World::new() else { return };
     let audit_len = |w: &World| {
-        let log: AuditLog = w.client(INFRA).call::<(), _>("GET", "/v1/audit", None).unwrap();
+        let log: AuditLog = w.client(Party::Infra).call::<(), _>("GET", "/v1/audit", None).unwrap();
         log.records.len()
     };
     // A second TPM is enrolled by its provider; its real activation is under way.
@@ -1128,13 +1147,14 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
     for interval in [u64::MAX, u64::MAX / 2, 0] {
         let mut m = w.manifest(&format!("interval-{interval}"));
         m.attestation_interval_s = interval;
-        let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+        let r: Result<JobInfo, _> =
+            w.client(Party::ModelOwner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
         let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
         assert!(why.contains("attestation_interval_s"), "{why}");
     }
     let mut m = w.manifest("far-future");
     m.expires_at = u64::MAX;
-    let r: Result<JobInfo, _> = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
+    let r: Result<JobInfo, _> = w.client(Party::ModelOwner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m }));
     assert!(matches!(r, Err(ClientError::Api { code: ApiCode::BadRequest, .. })), "{r:?}");
     // The sweep and every later request still work.
     w.trust.sweep().unwrap();
@@ -1160,7 +1180,8 @@ fn input_times_and_sizes_are_bounded_and_the_service_carries_on() {
         let Err(ClientError::Api { code: ApiCode::BadRequest, message: why, .. }) = r else { panic!("{r:?}") };
         assert!(why.contains(needle), "{needle}: {why}");
     }
-    let m: JobMetrics = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
+    let m: JobMetrics =
+        w.client(Party::HospitalA).call::<(), _>("GET", &format!("/v1/jobs/{job}/metrics"), None).unwrap();
     assert_eq!(m.epochs.len(), 1);
 }
 
@@ -1212,10 +1233,11 @@ fn records_edited_in_the_store_are_refused() {
     // An edited policy is neither served nor used.
     let policy = w.policy.to_string();
     edit(&w, Table::Policies, &policy, "swtpm dev worker", "edited on disk");
-    let r: Result<PolicyInfo, _> = w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/policies/{policy}"), None);
+    let r: Result<PolicyInfo, _> =
+        w.client(Party::HospitalA).call::<(), _>("GET", &format!("/v1/policies/{policy}"), None);
     assert!(r.is_err(), "an edited policy was served: {r:?}");
     let r: Result<JobInfo, _> =
-        w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: w.manifest("after-edit") }));
+        w.client(Party::ModelOwner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: w.manifest("after-edit") }));
     assert!(r.is_err(), "a job was proposed on an edited policy");
 }
 
@@ -1230,7 +1252,8 @@ fn an_asset_key_wrapped_for_one_registration_opens_for_no_other() {
     let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
     let key = AssetKey::generate();
     let digest = Digest::of(b"hospital-a's records");
-    let made_for = WrapContext::asset_key(w.people[HOSPITAL_A].name(), &name("scans"), AssetKind::Dataset, &digest);
+    let made_for =
+        WrapContext::asset_key(w.people[Party::HospitalA].name(), &name("scans"), AssetKind::Dataset, &digest);
     let wrapped = perun_seal::wrap::wrap(key.to_secret_string().as_bytes(), &recipient, &made_for).unwrap();
     let body = |asset: &str, content: Digest| RegisterAsset {
         terms: None,
@@ -1241,12 +1264,12 @@ fn an_asset_key_wrapped_for_one_registration_opens_for_no_other() {
         wrapped_key: wrapped.clone(),
         recipient: key.recipient().to_string(),
     };
-    let register = |who: usize, b: &RegisterAsset| w.client(who).call::<_, AssetInfo>("POST", "/v1/assets", Some(b));
+    let register = |who: Party, b: &RegisterAsset| w.client(who).call::<_, AssetInfo>("POST", "/v1/assets", Some(b));
     for (who, b) in [
-        (MALLORY, body("scans", digest)),
-        (MALLORY, body("stolen", digest)),
-        (HOSPITAL_A, body("scans2", digest)),
-        (HOSPITAL_A, body("scans", Digest::of(b"other content"))),
+        (Party::Mallory, body("scans", digest)),
+        (Party::Mallory, body("stolen", digest)),
+        (Party::HospitalA, body("scans2", digest)),
+        (Party::HospitalA, body("scans", Digest::of(b"other content"))),
     ] {
         let r = register(who, &b);
         assert!(
@@ -1255,7 +1278,7 @@ fn an_asset_key_wrapped_for_one_registration_opens_for_no_other() {
         );
     }
     // The registration it was made for goes through.
-    register(HOSPITAL_A, &body("scans", digest)).unwrap();
+    register(Party::HospitalA, &body("scans", digest)).unwrap();
 }
 
 /// Registers `asset` (a data set of hospital-a) with `terms` signed by `signer`.
@@ -1263,7 +1286,7 @@ fn register_with_terms(
     w: &World,
     asset: &str,
     terms: perun_core::AssetTerms,
-    signer: usize,
+    signer: Party,
 ) -> Result<AssetInfo, ClientError> {
     let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
     let recipient = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
@@ -1279,7 +1302,7 @@ fn register_with_terms(
             key.to_secret_string().as_bytes(),
             &recipient,
             &WrapContext::asset_key(
-                w.people[HOSPITAL_A].name(),
+                w.people[Party::HospitalA].name(),
                 &name(asset),
                 AssetKind::Dataset,
                 &Digest::of(asset.as_bytes()),
@@ -1288,7 +1311,7 @@ fn register_with_terms(
         .unwrap(),
         recipient: key.recipient().to_string(),
     };
-    w.client(HOSPITAL_A).call("POST", "/v1/assets", Some(&body))
+    w.client(Party::HospitalA).call("POST", "/v1/assets", Some(&body))
 }
 
 fn terms_for(asset: &str) -> perun_core::AssetTerms {
@@ -1318,8 +1341,9 @@ fn manifest_on(w: &World, asset: &str, tag: &str, epsilon: Option<f64>) -> JobMa
 }
 
 fn propose_approved(w: &World, m: &JobManifest) -> Result<Digest, ClientError> {
-    let job: JobInfo = w.client(MODEL_OWNER).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }))?;
-    for who in [MODEL_OWNER, HOSPITAL_A] {
+    let job: JobInfo =
+        w.client(Party::ModelOwner).call("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }))?;
+    for who in [Party::ModelOwner, Party::HospitalA] {
         w.approve(who, &job.id)?;
     }
     Ok(job.id)
@@ -1342,18 +1366,18 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
     terms.privacy = Some(perun_core::PrivacyBudget { epsilon_per_job: 3.0, delta: 1e-5, total_epsilon: 4.0 });
 
     // Terms signed by another key, or naming another asset, are refused at registration.
-    let forged = register_with_terms(&w, "bc-t", terms.clone(), MALLORY);
+    let forged = register_with_terms(&w, "bc-t", terms.clone(), Party::Mallory);
     assert!(
         matches!(forged, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("not signed"))
     );
-    let moved = register_with_terms(&w, "bc-t", terms_for("bc-a"), HOSPITAL_A);
+    let moved = register_with_terms(&w, "bc-t", terms_for("bc-a"), Party::HospitalA);
     assert!(
         matches!(moved, Err(ClientError::Api { code: ApiCode::BadRequest, message: m, .. }) if m.contains("name asset"))
     );
-    register_with_terms(&w, "bc-t", terms, HOSPITAL_A).unwrap();
+    register_with_terms(&w, "bc-t", terms, Party::HospitalA).unwrap();
 
     // At proposal, each broken term is named.
-    let owner = w.client(MODEL_OWNER);
+    let owner = w.client(Party::ModelOwner);
     let propose =
         |m: &JobManifest| owner.call::<_, JobInfo>("POST", "/v1/jobs", Some(&ProposeJob { manifest: m.clone() }));
     assert!(terms_refusal(propose(&manifest_on(&w, "bc-t", "plain", None))).contains("`privacy`"));
@@ -1369,13 +1393,13 @@ fn asset_terms_refuse_jobs_that_break_them_at_proposal_and_again_at_release() {
     let claimed = w.worker().claim(&first).unwrap();
     let (_, answer) = w.worker().attest(&first, &claimed.nonce).unwrap();
     assert_eq!(answer.keys.len(), 2);
-    let a: AssetInfo = w.client(HOSPITAL_A).call::<(), _>("GET", "/v1/assets/bc-t", None).unwrap();
+    let a: AssetInfo = w.client(Party::HospitalA).call::<(), _>("GET", "/v1/assets/bc-t", None).unwrap();
     assert_eq!((a.usage.jobs, a.usage.epsilon_spent), (1, 3.0));
     let r = tr(w.worker().claim(&second));
     assert!(terms_refusal(r).contains("privacy.total_epsilon"));
     w.assert_refused_and_audited(&second, "privacy.total_epsilon");
     // The charge is in the audit log, and a new job asking more than is left is refused.
-    assert!(w.audit(HOSPITAL_A).iter().any(|(k, d)| *k == AuditKind::LedgerCharged && d.contains("3 charged")));
+    assert!(w.audit(Party::HospitalA).iter().any(|(k, d)| *k == AuditKind::LedgerCharged && d.contains("3 charged")));
     assert!(terms_refusal(propose(&manifest_on(&w, "bc-t", "third", Some(1.5)))).contains("1.0000 of 4 is left"));
     propose_approved(&w, &manifest_on(&w, "bc-t", "within", Some(1.0))).unwrap();
 
@@ -1400,7 +1424,7 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let Some(mut w) = World::new() else { return };
     let mut terms = terms_for("bc-r");
     terms.review = true;
-    register_with_terms(&w, "bc-r", terms, HOSPITAL_A).unwrap();
+    register_with_terms(&w, "bc-r", terms, Party::HospitalA).unwrap();
     let info: ServiceInfo = w.anon.call::<(), _>("GET", "/v1/service", None).unwrap();
     let service = perun_seal::keys::parse_recipient(&info.wrap_recipient).unwrap();
 
@@ -1464,10 +1488,10 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let key_path = |job: &Digest| format!("/v1/jobs/{job}/outputs/model/key");
 
     let (job, key) = run(&mut w, "reviewed");
-    let early: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None);
+    let early: Result<OutputKey, _> = w.client(Party::ModelOwner).call::<(), _>("GET", &key_path(&job), None);
     assert!(matches!(early, Err(ClientError::Api { code: ApiCode::Conflict, message: m, .. }) if m.contains("review")));
     let receipt: perun_core::receipt::Envelope =
-        w.client(HOSPITAL_A).call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None).unwrap();
+        w.client(Party::HospitalA).call::<(), _>("GET", &format!("/v1/jobs/{job}/receipt"), None).unwrap();
     let audit_key = w.trust.keys().signing.verifying_key();
     let st = receipt.verify(&audit_key).unwrap();
     assert_eq!(st.predicate.job, job);
@@ -1477,44 +1501,44 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     assert_eq!(att.attester, "tpm");
     assert!(!att.claims.is_empty());
 
-    let release = |who: usize, digest: Digest| ReviewOutput {
+    let release = |who: Party, digest: Digest| ReviewOutput {
         release: true,
         signature: Some(sign_digest(w.people[who].signing_key(), perun_proto::review::REVIEW_CONTEXT, &digest)),
     };
     let right = perun_proto::review::review_digest(&job, &receipt);
-    let review = |who: usize, body: &ReviewOutput| {
+    let review = |who: Party, body: &ReviewOutput| {
         w.client(who).call::<_, JobInfo>("POST", &format!("/v1/jobs/{job}/review"), Some(body))
     };
     // Someone whose terms ask for no review, and a signature over something else: refused.
     assert!(matches!(
-        review(MODEL_OWNER, &release(MODEL_OWNER, right)),
+        review(Party::ModelOwner, &release(Party::ModelOwner, right)),
         Err(ClientError::Api { code: ApiCode::Forbidden, .. })
     ));
     assert!(matches!(
-        review(HOSPITAL_A, &release(HOSPITAL_A, Digest::of(b"else"))),
+        review(Party::HospitalA, &release(Party::HospitalA, Digest::of(b"else"))),
         Err(ClientError::Api { code: ApiCode::Forbidden, .. })
     ));
-    let done = review(HOSPITAL_A, &release(HOSPITAL_A, right)).unwrap();
+    let done = review(Party::HospitalA, &release(Party::HospitalA, right)).unwrap();
     assert_eq!(done.review.unwrap().outcome, perun_proto::ReviewOutcome::Released);
-    let k: OutputKey = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&job), None).unwrap();
-    let mine = WrapContext::output_for_receiver(&job, "model", w.people[MODEL_OWNER].name());
-    let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &mine).unwrap();
+    let k: OutputKey = w.client(Party::ModelOwner).call::<(), _>("GET", &key_path(&job), None).unwrap();
+    let mine = WrapContext::output_for_receiver(&job, "model", w.people[Party::ModelOwner].name());
+    let opened = perun_seal::wrap::unwrap(&k.wrapped_key, w.people[Party::ModelOwner].age_identity(), &mine).unwrap();
     assert_eq!(&opened[..], key.to_secret_string().as_bytes());
     // The receiver's copy is bound to this job: read as another job's, it is refused.
     let elsewhere =
-        WrapContext::output_for_receiver(&Digest::of(b"another job"), "model", w.people[MODEL_OWNER].name());
-    assert!(perun_seal::wrap::unwrap(&k.wrapped_key, w.people[MODEL_OWNER].age_identity(), &elsewhere).is_err());
+        WrapContext::output_for_receiver(&Digest::of(b"another job"), "model", w.people[Party::ModelOwner].name());
+    assert!(perun_seal::wrap::unwrap(&k.wrapped_key, w.people[Party::ModelOwner].age_identity(), &elsewhere).is_err());
     // No party ever sees the key wrapped to the service: not in the job, not in a list.
-    for who in [HOSPITAL_A, MODEL_OWNER, INFRA] {
+    for who in [Party::HospitalA, Party::ModelOwner, Party::Infra] {
         let info: JobInfo = w.client(who).call::<(), _>("GET", &format!("/v1/jobs/{job}"), None).unwrap();
-        assert!(info.under_review && info.outputs.iter().all(|o| o.wrapped_key.is_none()), "{who}");
+        assert!(info.under_review && info.outputs.iter().all(|o| o.wrapped_key.is_none()), "{who:?}");
         let all: Vec<JobInfo> = w.client(who).call::<(), _>("GET", "/v1/jobs", None).unwrap();
-        assert!(all.iter().flat_map(|j| &j.outputs).all(|o| o.wrapped_key.is_none()), "{who}");
+        assert!(all.iter().flat_map(|j| &j.outputs).all(|o| o.wrapped_key.is_none()), "{who:?}");
     }
 
     // Only the receiver gets it; a released review cannot be refused afterwards.
-    assert!(w.client(HOSPITAL_A).call::<(), OutputKey>("GET", &key_path(&job), None).is_err());
-    assert!(review(HOSPITAL_A, &ReviewOutput { release: false, signature: None }).is_err());
+    assert!(w.client(Party::HospitalA).call::<(), OutputKey>("GET", &key_path(&job), None).is_err());
+    assert!(review(Party::HospitalA, &ReviewOutput { release: false, signature: None }).is_err());
 
     // The replay of issue 31: a party lifts the victim job's wrapped output key (from the
     // worker's disk, or a listing of old) and has its own job's worker deliver it as that
@@ -1542,23 +1566,23 @@ fn reviewed_outputs_reach_the_receivers_only_once_released_and_the_receipt_binds
     let (refused, _) = run(&mut w, "refused");
     // A release signed for the first job's receipt, replayed into this job's review: it
     // covers another job and receipt, so it releases nothing here.
-    let signature = sign_digest(w.people[HOSPITAL_A].signing_key(), perun_proto::review::REVIEW_CONTEXT, &right);
+    let signature = sign_digest(w.people[Party::HospitalA].signing_key(), perun_proto::review::REVIEW_CONTEXT, &right);
     let body = ReviewOutput { release: true, signature: Some(signature) };
     let replayed: Result<JobInfo, _> =
-        w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&body));
+        w.client(Party::HospitalA).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&body));
     assert!(
         matches!(&replayed, Err(ClientError::Api { code: ApiCode::Forbidden, message: m, .. }) if m.contains("does not cover")),
         "{replayed:?}"
     );
     let no = ReviewOutput { release: false, signature: None };
-    let r: JobInfo = w.client(HOSPITAL_A).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
+    let r: JobInfo = w.client(Party::HospitalA).call("POST", &format!("/v1/jobs/{refused}/review"), Some(&no)).unwrap();
     assert_eq!(r.review.unwrap().outcome, perun_proto::ReviewOutcome::Refused);
-    let got: Result<OutputKey, _> = w.client(MODEL_OWNER).call::<(), _>("GET", &key_path(&refused), None);
+    let got: Result<OutputKey, _> = w.client(Party::ModelOwner).call::<(), _>("GET", &key_path(&refused), None);
     assert!(matches!(got, Err(ClientError::Api { code: ApiCode::Forbidden, .. })));
     let stored = w.trust.store().read(|tx| {
         use perun_trust::store::TxExt as _;
         tx.get::<perun_trust::records::JobRecord>(&refused.to_string())
     });
     assert!(stored.unwrap().unwrap().output_keys.is_empty(), "no key may be wrapped to a receiver");
-    assert!(w.audit(HOSPITAL_A).iter().any(|(k, d)| *k == AuditKind::OutputReviewed && d.contains("refused")));
+    assert!(w.audit(Party::HospitalA).iter().any(|(k, d)| *k == AuditKind::OutputReviewed && d.contains("refused")));
 }

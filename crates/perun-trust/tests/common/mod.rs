@@ -1,9 +1,40 @@
 //! What the trust service's suites share: the store they run on ([`store`]), an
 //! in-process service whose clock the test moves ([`InProcess`]), and a relay the provider
-//! runs between its worker and the service ([`relay`]).
+//! runs between its worker and the service ([`relay`]), and the parties by name ([`People`]).
 
 pub mod relay;
 pub mod store;
+
+use perun_seal::StakeholderKeys;
+
+/// The parties of a suite, each found by name: `P` is the suite's enum of them, in the
+/// order the keys were made.
+pub struct People<P> {
+    keys: Vec<StakeholderKeys>,
+    order: Vec<P>,
+}
+
+impl<P: Copy + PartialEq + std::fmt::Debug> People<P> {
+    /// The parties `order`, with their `keys` in the same order.
+    pub fn new(order: Vec<P>, keys: Vec<StakeholderKeys>) -> Self {
+        assert_eq!(order.len(), keys.len(), "one key per party");
+        Self { keys, order }
+    }
+
+    /// Every party's keys, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, StakeholderKeys> {
+        self.keys.iter()
+    }
+}
+
+impl<P: Copy + PartialEq + std::fmt::Debug> std::ops::Index<P> for People<P> {
+    type Output = StakeholderKeys;
+
+    fn index(&self, who: P) -> &StakeholderKeys {
+        let at = self.order.iter().position(|p| *p == who).unwrap_or_else(|| panic!("no party {who:?}"));
+        &self.keys[at]
+    }
+}
 
 /// A trust service in-process on loopback (the test kit's, on the store [`store::test_store`]
 /// picks, in a folder of its own) whose clock the test moves.
