@@ -39,9 +39,7 @@ impl EphemeralKey {
 
     /// The public key, as bound into evidence.
     pub fn public_key(&self) -> EphemeralPublicKey {
-        let mut bytes = [0u8; PUBLIC_KEY_LEN];
-        bytes.copy_from_slice(&self.public.to_bytes());
-        EphemeralPublicKey::from(bytes)
+        EphemeralPublicKey::from(<[u8; PUBLIC_KEY_LEN]>::from(self.public.to_bytes()))
     }
 
     /// Opens a secret sealed to this key with the same `info`.

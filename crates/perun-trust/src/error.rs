@@ -83,11 +83,6 @@ impl TrustError {
         self.api_code().status()
     }
 
-    /// The stable machine-readable code of the error.
-    pub fn code(&self) -> &'static str {
-        self.api_code().as_str()
-    }
-
     /// The JSON body of the error. Internal errors are not detailed to callers (the
     /// service log has them).
     pub fn to_body(&self) -> ApiError {

@@ -22,11 +22,11 @@ pub enum SettingsError {
         /// The setting (`threads`, `limits.nonce_valid_s`...).
         name: &'static str,
         /// The value given.
-        value: u64,
+        value: String,
         /// The lowest value accepted.
-        low: u64,
+        low: String,
         /// The highest value accepted.
-        high: u64,
+        high: String,
     },
     /// The file is not TOML of this shape (an unknown key, a value of the wrong type).
     #[error("not a perun serve configuration: {0}")]
@@ -159,13 +159,13 @@ impl SettingsLayer {
     }
 }
 
-/// The settings in force: merged, defaults filled in, each checked.
-#[derive(Clone, Debug, Serialize)]
+/// The settings in force: merged, defaults filled in, each checked. They serialize as a
+/// layer with every key set (the shape of a file), the store's password never shown.
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// See [`SettingsLayer::data`].
     pub data: PathBuf,
-    /// See [`SettingsLayer::store`]; shown without a password.
-    #[serde(serialize_with = "redacted")]
+    /// See [`SettingsLayer::store`].
     pub store: Option<String>,
     /// See [`SettingsLayer::store_ca`].
     pub store_ca: Option<PathBuf>,
@@ -181,20 +181,16 @@ pub struct Settings {
     pub hosts: Vec<String>,
     /// See [`SettingsLayer::threads`].
     pub threads: usize,
-    /// See [`SettingsLayer::open_registration`].
-    pub open_registration: bool,
-    /// See [`SettingsLayer::admission_quorum`].
-    pub admission_quorum: u32,
-    /// The service's own configuration (the limits, registration, the `/metrics` token).
-    #[serde(rename = "limits", serialize_with = "limits_of")]
+    /// The service's own configuration: the limits, registration (`open_registration`,
+    /// `admission_quorum`), the `/metrics` token.
     pub trust: TrustConfig,
 }
 
-fn within<T: PartialOrd + Copy + Into<u64>>(name: &'static str, v: T, lo: T, hi: T) -> Result<T, SettingsError> {
+fn within<T: PartialOrd + std::fmt::Display>(name: &'static str, v: T, lo: T, hi: T) -> Result<T, SettingsError> {
     if v >= lo && v <= hi {
         Ok(v)
     } else {
-        Err(SettingsError::OutOfRange { name, value: v.into(), low: lo.into(), high: hi.into() })
+        Err(SettingsError::OutOfRange { name, value: v.to_string(), low: lo.to_string(), high: hi.to_string() })
     }
 }
 
@@ -236,7 +232,6 @@ impl Settings {
             open_registration: layer.open_registration.unwrap_or(d.open_registration),
             admission_quorum: within("admission_quorum", layer.admission_quorum.unwrap_or(d.admission_quorum), 0, 64)?,
         };
-        let threads = within("threads", layer.threads.unwrap_or(2) as u64, 1, 256)?;
         Ok(Self {
             data: layer.data.unwrap_or_else(|| PathBuf::from("perun-trust")),
             store: layer.store,
@@ -251,10 +246,7 @@ impl Settings {
             keys: layer.keys,
             listen: layer.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443))),
             hosts: layer.hosts.unwrap_or_default(),
-            // Within 1..=256, so it fits.
-            threads: usize::try_from(threads).unwrap_or(2),
-            open_registration: trust.open_registration,
-            admission_quorum: trust.admission_quorum,
+            threads: within("threads", layer.threads.unwrap_or(2), 1, 256)?,
             trust,
         })
     }
@@ -288,28 +280,42 @@ impl Settings {
     }
 }
 
-/// `[limits]` as the settings show them: the intervals and rates in force (the metrics
-/// token is never shown).
-fn limits_of<S: serde::Serializer>(t: &TrustConfig, s: S) -> Result<S::Ok, S::Error> {
-    Limits {
-        nonce_valid_s: Some(t.nonce_valid_s),
-        challenge_valid_s: Some(t.challenge_valid_s),
-        attestation_grace_s: Some(t.attestation_grace_s),
-        anonymous_audits_per_minute: Some(t.anonymous_audits_per_minute),
+impl Serialize for Settings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = &self.trust;
+        SettingsLayer {
+            data: Some(self.data.clone()),
+            store: self.store.as_deref().map(shown_store),
+            store_ca: self.store_ca.clone(),
+            store_plaintext: Some(self.store_plaintext),
+            store_connections: Some(self.store_connections),
+            keys: self.keys.clone(),
+            listen: Some(self.listen),
+            hosts: Some(self.hosts.clone()),
+            threads: Some(self.threads),
+            open_registration: Some(t.open_registration),
+            admission_quorum: Some(t.admission_quorum),
+            // The metrics token is never shown.
+            limits: Some(Limits {
+                nonce_valid_s: Some(t.nonce_valid_s),
+                challenge_valid_s: Some(t.challenge_valid_s),
+                attestation_grace_s: Some(t.attestation_grace_s),
+                anonymous_audits_per_minute: Some(t.anonymous_audits_per_minute),
+            }),
+        }
+        .serialize(s)
     }
-    .serialize(s)
 }
 
 /// A store as the settings show it: a SQLite path as it is; a PostgreSQL URL (any form,
 /// `key=value` too) as user, hosts, ports and database only, never its password.
-fn redacted<S: serde::Serializer>(store: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match store {
-        Some(spec) if AnyStore::is_postgres(spec) => match parse_url(spec) {
-            Ok(config) => s.serialize_some(&format!("{} (password not shown)", describe(&config))),
-            Err(_) => s.serialize_some("a PostgreSQL URL that does not parse (not shown: it may hold a password)"),
-        },
-        Some(path) => s.serialize_some(path),
-        None => s.serialize_none(),
+fn shown_store(spec: &str) -> String {
+    if !AnyStore::is_postgres(spec) {
+        return spec.to_owned();
+    }
+    match parse_url(spec) {
+        Ok(config) => format!("{} (password not shown)", describe(&config)),
+        Err(_) => "a PostgreSQL URL that does not parse (not shown: it may hold a password)".into(),
     }
 }
 

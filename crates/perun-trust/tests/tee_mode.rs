@@ -63,9 +63,11 @@ impl World {
     fn new(now: u64) -> Self {
         let crate::common::InProcess { dir, clock, trust, server, anon } = crate::common::InProcess::start(now);
         let info: ServiceInfo = anon.call::<(), _>("GET", "/v1/service", None).unwrap();
-        let people = People::new(
-            vec![Party::Owner, Party::Hospital, Party::Provider],
-            ["model-owner", "hospital-a", "tee-host"].iter().map(|n| StakeholderKeys::generate(name(n))).collect(),
+        let people = People(
+            [(Party::Owner, "model-owner"), (Party::Hospital, "hospital-a"), (Party::Provider, "tee-host")]
+                .into_iter()
+                .map(|(p, n)| (p, StakeholderKeys::generate(name(n))))
+                .collect(),
         );
         let w = World {
             dir,

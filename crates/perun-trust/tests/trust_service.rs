@@ -83,10 +83,7 @@ impl World {
             (Party::Infra, "infra"),
             (Party::Mallory, "mallory"),
         ];
-        let people = People::new(
-            parties.iter().map(|(p, _)| *p).collect(),
-            parties.iter().map(|(_, n)| StakeholderKeys::generate(name(n))).collect(),
-        );
+        let people = People(parties.iter().map(|(p, n)| (*p, StakeholderKeys::generate(name(n)))).collect());
         let mut w = World {
             _dir: dir,
             _tpm: tpm,

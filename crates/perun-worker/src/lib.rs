@@ -40,13 +40,13 @@ pub enum WorkerError {
     /// Evidence, a policy or a certificate could not be read.
     #[error("{0}")]
     Attest(#[from] perun_attest::AttestError),
-    /// A released key or sealed asset did not open.
+    /// An output could not be sealed, or its key wrapped to the service.
     #[error("{0}")]
     Seal(#[from] perun_seal::SealError),
-    /// A file or a network body could not be read; `what` names it.
+    /// A local file or folder could not be used; `what` names it.
     #[error("{what}: {source}")]
     Io {
-        /// What was being read, e.g. `reading https://host/asset.sealed`.
+        /// What was being done, e.g. `creating perun-outputs`.
         what: String,
         /// The underlying error.
         #[source]

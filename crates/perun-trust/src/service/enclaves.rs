@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use perun_attest::verifier::{TeeReportVerifier, Verifier as _};
 use perun_attest::JobPolicy;
 use perun_core::{Digest, JobMode, Name};
-use perun_seal::release::{check_public_key, seal_to, token_info};
+use perun_seal::release::{seal_to, token_info};
 
 use super::jobs::job_in;
 use super::workers::live_error;
@@ -68,7 +68,6 @@ impl<S: Store> Trust<S> {
         let actor = Actor::worker(&req.enclave);
         let started = std::time::Instant::now();
         let now = self.now();
-        check_public_key(&req.ephemeral_key).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))?;
         // Appraisal (certificate chains, signatures) outside the store's write lock.
         let (seen, policy) = self.job_and_policy(job_id)?;
         tee_job(&seen)?;
@@ -111,7 +110,7 @@ impl<S: Store> Trust<S> {
                     return Ok(Err((job, e)));
                 }
             } else {
-                if let Err(e) = self.check_releasable(tx, &job) {
+                if let Err(e) = self.check_release_to(tx, &job, &req.ephemeral_key) {
                     return Ok(Err((job, e)));
                 }
                 if !job.manifest.workers.is_empty() && !job.manifest.workers.contains(req.enclave.as_str()) {

@@ -48,6 +48,20 @@ impl<S: Store> Trust<S> {
         super::terms::check_terms(tx, &job.manifest, self.now())
     }
 
+    /// [`Self::check_releasable`], and rule 3's precondition: the ephemeral key the
+    /// evidence binds can be sealed to (not a low-order X25519 point, RFC 9180 section
+    /// 7.1.4). Checked only where keys are about to leave, before anything is decided, so
+    /// an unusable key is refused (400) with nothing spent or released.
+    pub(super) fn check_release_to(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRecord,
+        key: &EphemeralPublicKey,
+    ) -> Result<(), TrustError> {
+        self.check_releasable(tx, job)?;
+        check_public_key(key).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))
+    }
+
     /// Appraises a worker's evidence for a job. Accepted: the replay state is saved, and
     /// on the job's first acceptance every asset key is sealed to the ephemeral key the
     /// evidence binds. Refused: the job is revoked, and nothing is released.
@@ -55,7 +69,6 @@ impl<S: Store> Trust<S> {
         let actor = Actor::worker(&worker.name);
         let started = std::time::Instant::now();
         let eph = req.ephemeral_key;
-        check_public_key(&eph).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))?;
         // The service binds its own certificate: evidence a worker made for a relay that
         // terminated its TLS (and could rewrite what the worker is told) fails here.
         let service = self.keys.tls_fingerprint();
@@ -70,7 +83,7 @@ impl<S: Store> Trust<S> {
             // Rule 1 is checked again (every signature) whenever keys are about to leave;
             // a re-attestation of a job whose keys left already releases nothing.
             if !job.released {
-                if let Err(e) = self.check_releasable(tx, &job) {
+                if let Err(e) = self.check_release_to(tx, &job, &eph) {
                     return Ok(Err((job, e)));
                 }
             }

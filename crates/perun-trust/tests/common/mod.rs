@@ -7,32 +7,21 @@ pub mod store;
 
 use perun_seal::StakeholderKeys;
 
-/// The parties of a suite, each found by name: `P` is the suite's enum of them, in the
-/// order the keys were made.
-pub struct People<P> {
-    keys: Vec<StakeholderKeys>,
-    order: Vec<P>,
-}
+/// The parties of a suite, each found by name: `P` is the suite's enum of them.
+pub struct People<P>(pub Vec<(P, StakeholderKeys)>);
 
-impl<P: Copy + PartialEq + std::fmt::Debug> People<P> {
-    /// The parties `order`, with their `keys` in the same order.
-    pub fn new(order: Vec<P>, keys: Vec<StakeholderKeys>) -> Self {
-        assert_eq!(order.len(), keys.len(), "one key per party");
-        Self { keys, order }
-    }
-
-    /// Every party's keys, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, StakeholderKeys> {
-        self.keys.iter()
+impl<P> People<P> {
+    /// Every party's keys, in the order they were made.
+    pub fn iter(&self) -> impl Iterator<Item = &StakeholderKeys> {
+        self.0.iter().map(|(_, k)| k)
     }
 }
 
-impl<P: Copy + PartialEq + std::fmt::Debug> std::ops::Index<P> for People<P> {
+impl<P: PartialEq + std::fmt::Debug> std::ops::Index<P> for People<P> {
     type Output = StakeholderKeys;
 
     fn index(&self, who: P) -> &StakeholderKeys {
-        let at = self.order.iter().position(|p| *p == who).unwrap_or_else(|| panic!("no party {who:?}"));
-        &self.keys[at]
+        self.0.iter().find(|(p, _)| *p == who).map(|(_, k)| k).unwrap_or_else(|| panic!("no party {who:?}"))
     }
 }
 
