@@ -67,8 +67,8 @@ fn hpke_public(public: &EphemeralPublicKey) -> Result<<Kem as hpke::Kem>::Public
 
 /// Checks that `public` can be sealed to: an X25519 point whose shared secret with a
 /// fresh key is not all zeros (RFC 9180, section 7.1.4: a low-order point, such as 32
-/// zero bytes, makes encapsulation fail). Cheap (one X25519 operation): the trust service
-/// checks a sent key with it before it appraises evidence bound to the key.
+/// zero bytes, makes encapsulation fail). The trust service checks the key accepted
+/// evidence binds with it before it decides on the evidence and releases keys to it.
 ///
 /// Errors: [`SealError::InvalidKey`] for a low-order point.
 pub fn check_public_key(public: &EphemeralPublicKey) -> Result<(), SealError> {

@@ -31,10 +31,10 @@ pub enum SettingsError {
     /// The file is not TOML of this shape (an unknown key, a value of the wrong type).
     #[error("not a perun serve configuration: {0}")]
     File(#[source] toml::de::Error),
-    /// The file names a store URL with a password.
+    /// The file names a store URL with a password, or one that does not parse (and may).
     #[error(
-        "`store` holds a password; give the URL in PERUN_STORE instead (a file is read by more than this service, \
-         and copied)"
+        "`store` holds a password, or does not parse (and may hold one); give the URL in PERUN_STORE instead (a \
+         file is read by more than this service, and copied)"
     )]
     PasswordInFile,
     /// The `/metrics` token is too short to be a secret.
@@ -123,7 +123,8 @@ impl SettingsLayer {
     pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
         let layer: Self = toml::from_str(text).map_err(SettingsError::File)?;
         if let Some(store) = layer.store.as_deref().filter(|s| AnyStore::is_postgres(s)) {
-            if parse_url(store).is_ok_and(|c| c.get_password().is_some()) {
+            // A URL that does not parse may hold a password all the same: refused too.
+            if parse_url(store).map_or(true, |c| c.get_password().is_some()) {
                 return Err(SettingsError::PasswordInFile);
             }
         }
@@ -370,14 +371,21 @@ mod tests {
             "postgres://perun:s3cret@db/perun",
             "postgres://perun@db/perun?password=s3cret",
             "host=db user=perun password=s3cret dbname=perun",
+            "application_name=perun password=s3cret host=db user=perun dbname=perun",
         ] {
             let s = resolve(SettingsLayer { store: Some(url.into()), ..SettingsLayer::default() }).unwrap();
             let shown = toml::to_string(&s).unwrap();
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(shown.contains("postgres://perun@db") && shown.contains("/perun (password not shown)"), "{shown}");
         }
-        let e = SettingsLayer::from_toml("store = \"postgres://perun:s3cret@db/perun\"\n").unwrap_err();
-        assert!(matches!(e, SettingsError::PasswordInFile), "{e}");
+        for store in [
+            "postgres://perun:s3cret@db/perun",
+            "postgres://perun:s3cret@db:99999/perun",
+            "connect_timeout=5 password=s3cret",
+        ] {
+            let e = SettingsLayer::from_toml(&format!("store = \"{store}\"\n")).unwrap_err();
+            assert!(matches!(e, SettingsError::PasswordInFile), "{store}: {e}");
+        }
     }
 
     #[test]

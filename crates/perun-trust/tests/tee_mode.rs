@@ -368,7 +368,7 @@ fn serving_releases_only_to_a_named_tee_and_answers_only_sealed_requests() {
     assert_eq!((w.state(&job), w.releases(&job)), (JobState::Ready, 0));
 
     // A low-order point as the ephemeral key (no key can be sealed to it), bound by a
-    // genuine report: a bad request, nothing appraised or released.
+    // genuine report: a bad request, nothing decided or released.
     let nonce = w.nonce(&job, "low-order").unwrap();
     let zero = perun_proto::EphemeralPublicKey::from([0u8; 32]);
     let binding = Digest::evidence_binding(&service, nonce.as_bytes(), &job, zero.as_bytes());

@@ -685,7 +685,7 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     w.assert_refused_and_audited(&job, "qualifying data");
 
     // A low-order point as the ephemeral key (no key can be sealed to it): refused as a
-    // bad request before anything is appraised, spent or sealed; the job runs on.
+    // bad request before anything is decided, spent or sealed; the job runs on.
     let job = w.ready_job("low-order");
     let claimed = w.worker().claim(&job).unwrap();
     let zero = perun_proto::EphemeralPublicKey::from([0u8; 32]);
@@ -726,6 +726,17 @@ fn stale_reused_or_misbound_evidence_and_policy_violations_release_nothing() {
     assert!(why.contains("/tmp/exfiltrate"), "{why}");
     assert_eq!(w.job(&job).state, JobState::Revoked);
     w.assert_refused_and_audited(&job, "/tmp/exfiltrate");
+    // The same refused evidence bound to a low-order key: still refused as evidence and
+    // the job revoked (a bad key does not turn a refusal into a bad request).
+    let job = w.ready_job("policy-low-order");
+    let claimed = w.worker().claim(&job).unwrap();
+    let zero = perun_proto::EphemeralPublicKey::from([0u8; 32]);
+    let binding = Digest::evidence_binding(&w.anon.audience(), claimed.nonce.as_bytes(), &job, zero.as_bytes());
+    let evidence = w.worker().platform().evidence(binding.as_bytes()).unwrap();
+    let req = Attest { nonce: claimed.nonce.clone(), ephemeral_key: zero, evidence };
+    let r: Result<Attested, _> = w.worker().client().call("POST", &format!("/v1/jobs/{job}/attest"), Some(&req));
+    assert!(refused_reason(r).contains("/tmp/exfiltrate"));
+    assert_eq!((w.job(&job).state, releases(&w, &job)), (JobState::Revoked, 0));
 }
 
 #[test]

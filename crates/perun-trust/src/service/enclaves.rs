@@ -110,7 +110,7 @@ impl<S: Store> Trust<S> {
                     return Ok(Err((job, e)));
                 }
             } else {
-                if let Err(e) = self.check_release_to(tx, &job, &req.ephemeral_key) {
+                if let Err(e) = self.check_release_to(tx, &job, accepted.is_some().then_some(&req.ephemeral_key)) {
                     return Ok(Err((job, e)));
                 }
                 if !job.manifest.workers.is_empty() && !job.manifest.workers.contains(req.enclave.as_str()) {

@@ -48,18 +48,23 @@ impl<S: Store> Trust<S> {
         super::terms::check_terms(tx, &job.manifest, self.now())
     }
 
-    /// [`Self::check_releasable`], and rule 3's precondition: the ephemeral key the
-    /// evidence binds can be sealed to (not a low-order X25519 point, RFC 9180 section
-    /// 7.1.4). Checked only where keys are about to leave, before anything is decided, so
-    /// an unusable key is refused (400) with nothing spent or released.
+    /// [`Self::check_releasable`], and, for evidence the appraisal accepted, rule 3's
+    /// precondition: the ephemeral key it binds (`key`) can be sealed to (not a low-order
+    /// X25519 point, RFC 9180 section 7.1.4). Checked only where keys are about to leave,
+    /// before anything is decided, so an unusable key is refused (400) with nothing spent
+    /// or released. Evidence the appraisal refused (`key` is `None`) goes on to be refused
+    /// as such, revoking the job, whatever key it binds.
     pub(super) fn check_release_to(
         &self,
         tx: &mut dyn Tx,
         job: &JobRecord,
-        key: &EphemeralPublicKey,
+        key: Option<&EphemeralPublicKey>,
     ) -> Result<(), TrustError> {
         self.check_releasable(tx, job)?;
-        check_public_key(key).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}")))
+        match key {
+            Some(key) => check_public_key(key).map_err(|e| TrustError::BadRequest(format!("the ephemeral key: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Appraises a worker's evidence for a job. Accepted: the replay state is saved, and
@@ -83,7 +88,8 @@ impl<S: Store> Trust<S> {
             // Rule 1 is checked again (every signature) whenever keys are about to leave;
             // a re-attestation of a job whose keys left already releases nothing.
             if !job.released {
-                if let Err(e) = self.check_release_to(tx, &job, &eph) {
+                let accepted = appraisal.as_ref().is_some_and(|(_, (result, _))| result.accepted());
+                if let Err(e) = self.check_release_to(tx, &job, accepted.then_some(&eph)) {
                     return Ok(Err((job, e)));
                 }
             }

@@ -206,15 +206,17 @@ impl AnyStore {
     }
 
     /// Whether `spec` names a PostgreSQL database: a `postgres://` or `postgresql://` URL
-    /// (any case), or libpq's `key=value` form (`host=... dbname=...`).
+    /// (any case), or libpq's `key=value` form (`host=... dbname=...`): a first word that
+    /// is a keyword (letters and `_`) with `=`, whichever of libpq's many keywords it is
+    /// (`application_name=...`), so that no connection string, password and all, is ever
+    /// taken for a file name.
     pub fn is_postgres(spec: &str) -> bool {
         let lower = spec.trim_start().to_ascii_lowercase();
         lower.starts_with("postgres://")
             || lower.starts_with("postgresql://")
             || spec.split_whitespace().next().is_some_and(|kv| {
-                kv.split_once('=').is_some_and(|(k, _)| {
-                    ["host", "hostaddr", "port", "user", "dbname", "password", "sslmode"].contains(&k)
-                })
+                kv.split_once('=')
+                    .is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             })
     }
 
@@ -249,7 +251,13 @@ mod tests {
 
     #[test]
     fn store_specs_name_postgres_or_a_file_and_nothing_else() {
-        for pg in ["postgres://perun@db/perun", "POSTGRESQL://perun@db/perun", "host=db user=perun dbname=perun"] {
+        for pg in [
+            "postgres://perun@db/perun",
+            "POSTGRESQL://perun@db/perun",
+            "host=db user=perun dbname=perun",
+            "application_name=a password=s3cret host=db",
+            "connect_timeout=5 password=s3cret",
+        ] {
             assert!(AnyStore::is_postgres(pg), "{pg}");
         }
         for file in ["perun.db", "/var/lib/perun/perun.db", "./data=1/perun.db"] {
